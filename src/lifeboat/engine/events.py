@@ -1,0 +1,54 @@
+"""Typed progress events. The engine emits them through a `progress` callable; front ends render them.
+
+The engine never waits on a front end: a progress sink must return quickly (the TUI posts a message,
+the CLI redraws a line).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Union
+
+
+@dataclass(frozen=True)
+class StepStarted:
+    """A named stage begins: 'layout', 'boot-regions', 'partition 2 (ext4)', 'grow p2', 'bootloader'..."""
+
+    step: str
+    detail: str = ""
+
+
+@dataclass(frozen=True)
+class StepFinished:
+    step: str
+    outcome: str = "done"  # done | skipped | failed | not-needed
+    detail: str = ""
+
+
+@dataclass(frozen=True)
+class Progress:
+    """Byte counts. `item` names the partition being worked on; the totals cover the whole job."""
+
+    phase: str  # capture | restore | verify
+    item: str
+    item_done: int
+    item_total: int
+    done: int
+    total: int
+    at: float = field(default_factory=time.monotonic)
+
+
+@dataclass(frozen=True)
+class LogLine:
+    message: str
+    level: str = "info"  # info | warning | error
+
+
+Event = Union[StepStarted, StepFinished, Progress, LogLine]
+ProgressSink = Callable[[Event], None]
+
+
+def discard(event: Event) -> None:
+    """A progress sink that ignores everything."""

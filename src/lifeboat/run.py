@@ -1,0 +1,130 @@
+"""The only place that starts processes.
+
+Every external tool is declared once in TOOLS (command → Debian package) so that a plan can name
+everything missing before anything is written.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import shutil
+import subprocess
+from collections.abc import Iterator, Sequence
+
+from lifeboat.errors import CommandFailed, ToolMissing
+
+log = logging.getLogger("lifeboat.run")
+
+# command -> Debian package that provides it
+TOOLS: dict[str, str] = {
+    "sfdisk": "fdisk",
+    "sgdisk": "gdisk",
+    "partx": "util-linux",
+    "blkid": "util-linux",
+    "wipefs": "util-linux",
+    "blockdev": "util-linux",
+    "losetup": "util-linux",
+    "udevadm": "udev",
+    "mkswap": "util-linux",
+    "partclone.ext4": "partclone",
+    "partclone.extfs": "partclone",
+    "partclone.xfs": "partclone",
+    "partclone.btrfs": "partclone",
+    "partclone.fat": "partclone",
+    "partclone.vfat": "partclone",
+    "partclone.ntfs": "partclone",
+    "partclone.exfat": "partclone",
+    "e2fsck": "e2fsprogs",
+    "resize2fs": "e2fsprogs",
+    "tune2fs": "e2fsprogs",
+    "xfs_repair": "xfsprogs",
+    "xfs_growfs": "xfsprogs",
+    "xfs_admin": "xfsprogs",
+    "btrfs": "btrfs-progs",
+    "btrfstune": "btrfs-progs",
+    "fsck.vfat": "dosfstools",
+    "fatlabel": "dosfstools",
+    "ntfsresize": "ntfs-3g",
+    "ntfsfix": "ntfs-3g",
+    "ntfslabel": "ntfs-3g",
+    "fsck.exfat": "exfatprogs",
+    "grub-install": "grub-common",
+    "efibootmgr": "efibootmgr",
+    "mount": "mount",
+    "umount": "mount",
+}
+
+# A small, predictable environment for every child: C locale so we can parse output.
+_CHILD_ENV_OVERRIDES = {"LC_ALL": "C", "LANG": "C"}
+
+
+def which(tool: str) -> str | None:
+    path = os.environ.get("PATH", "") + ":/usr/sbin:/sbin"
+    return shutil.which(tool, path=path)
+
+
+def require(*tools: str) -> None:
+    """Raise ToolMissing for the first tool that is not installed."""
+    for tool in tools:
+        if which(tool) is None:
+            raise ToolMissing(tool, TOOLS.get(tool))
+
+
+def missing_tools(tools: Sequence[str]) -> list[str]:
+    return [t for t in dict.fromkeys(tools) if which(t) is None]
+
+
+def _env(extra: dict[str, str] | None) -> dict[str, str]:
+    env = dict(os.environ)
+    env.update(_CHILD_ENV_OVERRIDES)
+    if extra:
+        env.update(extra)
+    return env
+
+
+def run(
+    argv: Sequence[str],
+    *,
+    input: bytes | str | None = None,
+    check: bool = True,
+    env: dict[str, str] | None = None,
+    timeout: float | None = None,
+) -> subprocess.CompletedProcess[str]:
+    """Run a command to completion and capture its output as text. Raises CommandFailed."""
+    argv = [str(a) for a in argv]
+    if which(argv[0]) is None and not os.path.isabs(argv[0]):
+        raise ToolMissing(argv[0], TOOLS.get(argv[0]))
+    log.debug("+ %s", " ".join(argv))
+    data = input.decode() if isinstance(input, bytes) else input
+    proc = subprocess.run(
+        argv,
+        input=data,
+        stdin=None if data is not None else subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        env=_env(env),
+        timeout=timeout,
+    )
+    if check and proc.returncode != 0:
+        raise CommandFailed(argv, proc.returncode, (proc.stderr or proc.stdout)[-2000:])
+    return proc
+
+
+@contextlib.contextmanager
+def spawn(argv: Sequence[str], **popen_kwargs) -> Iterator[subprocess.Popen]:
+    """Start a long-running process; it is always reaped (killed if still running) on exit."""
+    argv = [str(a) for a in argv]
+    if which(argv[0]) is None and not os.path.isabs(argv[0]):
+        raise ToolMissing(argv[0], TOOLS.get(argv[0]))
+    log.debug("+ %s &", " ".join(argv))
+    popen_kwargs.setdefault("stdin", subprocess.DEVNULL)
+    popen_kwargs.setdefault("env", _env(None))
+    proc = subprocess.Popen(argv, **popen_kwargs)
+    try:
+        yield proc
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        proc.wait()
