@@ -40,3 +40,13 @@ bench: deps venv
 
 clean:
 	rm -rf $(VENV) build dist src/*.egg-info
+
+# ---- live ISO (owned by live-build/) ----
+iso: deps venv
+	live-build/build-iso
+
+usb-image: iso
+	live-build/build-usb-image
+
+boot: iso
+	live-build/boot-demo
