@@ -1,0 +1,248 @@
+"""The Lifeboat TUI: an App built by `create_app(backend, ...)`, so tests inject a FakeBackend.
+
+Nothing here touches a disk: listing and jobs go through the backend in thread workers, which talk
+back only with messages.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import subprocess
+from collections.abc import Callable
+from datetime import date
+
+from textual import work
+from textual.app import App
+from textual.binding import Binding
+
+from lifeboat.devices import Disk
+from lifeboat.engine.events import Event
+from lifeboat.errors import LifeboatError
+from lifeboat.tui.backend import Backend, ImageInfo
+from lifeboat.tui.dialogs.confirm import ConfirmDialog
+from lifeboat.tui.dialogs.error import ErrorDialog
+from lifeboat.tui.dialogs.repo_picker import RepoPickerScreen
+from lifeboat.tui.logbook import LogBook, LogBookHandler
+from lifeboat.tui.messages import DisksChanged, ListReady
+from lifeboat.tui.screens.home import HomeScreen
+from lifeboat.tui.screens.log import LogScreen
+
+UDEV_SETTLE_SECONDS = 1.0  # udev fills in a new disk's properties shortly after 'add': look again
+
+
+def run_shell() -> None:
+    shell = os.environ.get("SHELL") or "/bin/bash"
+    print("Type 'exit' to return to Lifeboat.", flush=True)
+    subprocess.call([shell])
+
+
+class LifeboatApp(App):
+    CSS_PATH = "app.tcss"
+    TITLE = "Lifeboat"
+    ENABLE_COMMAND_PALETTE = False
+    BINDINGS = [
+        Binding("l", "show_log", "Log"),
+        Binding("ctrl+q", "quit_asking", "Quit", show=False, priority=True),
+    ]
+
+    def __init__(
+        self,
+        backend: Backend,
+        repo_path: str | None = None,
+        shell: Callable[[], None] = run_shell,
+        today: Callable[[], date] = date.today,
+        watch_disks: bool = True,
+    ) -> None:
+        super().__init__()
+        self.backend = backend
+        self.repo_path = repo_path
+        self.shell = shell
+        self.today = today
+        self.watch = watch_disks
+        self.disks: list[Disk] = []
+        self.images: list[ImageInfo] = []
+        self.log_book = LogBook()
+        self._stop_watching: Callable[[], None] | None = None
+
+    # ---- start and stop
+
+    def on_mount(self) -> None:
+        self.theme = "ansi-dark"
+        self.push_screen(HomeScreen())
+        if self.watch:
+            self._stop_watching = self.backend.watch_disks(lambda: self.post_message(DisksChanged()))
+        self.refresh_disks()
+        self.refresh_images()
+
+    def on_unmount(self) -> None:
+        if self._stop_watching is not None:
+            self._stop_watching()
+
+    # ---- disks and images, read in workers
+
+    @work(thread=True, exclusive=True, exit_on_error=False, group="disks")
+    def refresh_disks(self) -> None:
+        try:
+            self.post_message(ListReady("disks", self.backend.list_disks()))
+        except LifeboatError as error:
+            self.post_message(ListReady("disks", [], str(error)))
+
+    @work(thread=True, exclusive=True, exit_on_error=False, group="images")
+    def refresh_images(self) -> None:
+        if not self.repo_path:
+            self.post_message(ListReady("images", []))
+            return
+        try:
+            self.post_message(ListReady("images", self.backend.list_images(self.repo_path)))
+        except LifeboatError as error:
+            self.post_message(ListReady("images", [], str(error)))
+
+    def on_disks_changed(self, _: DisksChanged) -> None:
+        self.refresh_disks()
+        self.set_timer(UDEV_SETTLE_SECONDS, self.refresh_disks)
+
+    def on_list_ready(self, message: ListReady) -> None:
+        if message.kind == "disks":
+            self.disks = list(message.items)
+            for screen in self.screen_stack:
+                if hasattr(screen, "show_disks"):
+                    screen.show_disks(self.disks)
+        elif message.kind == "images":
+            self.images = list(message.items)
+            for screen in self.screen_stack:
+                if isinstance(screen, HomeScreen):
+                    screen.show_images(self.repo_path, self.images, message.error)
+
+    def disk_by_path(self, path: str) -> Disk | None:
+        return next((d for d in self.disks if d.path == path), None)
+
+    def use_repository(self, path: str) -> None:
+        self.repo_path = path
+        self.log_book.add(f"repository: {path}")
+        self.refresh_images()
+
+    # ---- shared services for screens
+
+    def record_event(self, event: Event) -> None:
+        self.log_book.add_event(event)
+
+    def show_error(self, title: str, message: str) -> None:
+        self.log_book.add(f"error: {title}: {message}")
+        self.push_screen(ErrorDialog(title, message, self.backend.log_path))
+
+    def action_go_home(self) -> None:
+        while len(self.screen_stack) > 1 and not isinstance(self.screen, HomeScreen):
+            self.pop_screen()
+        self.refresh_images()
+
+    def action_show_log(self) -> None:
+        if not isinstance(self.screen, LogScreen):
+            self.push_screen(LogScreen())
+
+    # ---- the actions of the home screen
+
+    def _with_repository(self, then: Callable[[], None]) -> None:
+        if self.repo_path:
+            then()
+            return
+
+        def chosen(path: str) -> None:
+            self.pop_screen()
+            self.use_repository(path)
+            then()
+
+        self.push_screen(RepoPickerScreen(chosen))
+
+    def action_restore(self) -> None:
+        from lifeboat.tui.flows.restore import RestoreFlow
+
+        self._with_repository(RestoreFlow(self).start)
+
+    def action_capture(self) -> None:
+        from lifeboat.tui.flows.capture import CaptureFlow
+
+        CaptureFlow(self).start()
+
+    def action_verify(self) -> None:
+        from lifeboat.tui.flows.others import start_verify
+
+        self._with_repository(lambda: start_verify(self))
+
+    def action_bootfix(self) -> None:
+        from lifeboat.tui.flows.others import start_bootfix
+
+        start_bootfix(self)
+
+    def action_repository(self) -> None:
+        def chosen(path: str) -> None:
+            self.pop_screen()
+            self.use_repository(path)
+
+        self.push_screen(RepoPickerScreen(chosen))
+
+    def action_shell(self) -> None:
+        with self.suspend():
+            self.shell()
+        self.refresh_disks()
+
+    def action_reboot(self) -> None:
+        self._power("reboot", "Restart the computer now?")
+
+    def action_power_off(self) -> None:
+        self._power("poweroff", "Switch the computer off now?")
+
+    def _power(self, action: str, question: str) -> None:
+        def answered(yes: bool | None) -> None:
+            if yes:
+                self.backend.power(action)
+                self.exit(0)
+
+        self.push_screen(ConfirmDialog(question, "Remove the Lifeboat stick if the computer should start from its own disk."), answered)
+
+    def action_quit_asking(self) -> None:
+        from lifeboat.tui.screens.progress import ProgressScreen
+
+        if any(isinstance(s, ProgressScreen) and not s.finished for s in self.screen_stack):
+            self.notify("A job is running: stop it first with Esc.", severity="warning")
+            return
+        self.push_screen(ConfirmDialog("Leave Lifeboat?"), lambda yes: yes and self.exit(0))
+
+
+def create_app(backend: Backend, repo_path: str | None = None, **options) -> LifeboatApp:
+    """The app with its dependencies injected (tests pass a FakeBackend, `today`, `shell`...)."""
+    return LifeboatApp(backend, repo_path=repo_path, **options)
+
+
+def _log_to_file(path: str) -> None:
+    try:
+        os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+        handler = logging.FileHandler(path)
+    except OSError:
+        return
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    root = logging.getLogger("lifeboat")
+    root.addHandler(handler)
+    root.setLevel(logging.INFO)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`lifeboat tui [--repo DIR] [--demo]` (and `lifeboat` with no arguments)."""
+    parser = argparse.ArgumentParser(prog="lifeboat tui", description="The Lifeboat text user interface")
+    parser.add_argument("--repo", help="image repository to open (default: $LIFEBOAT_REPO)")
+    parser.add_argument("--demo", action="store_true", help="made-up disks and images; nothing is touched")
+    args = parser.parse_args(argv)
+    if args.demo:
+        from lifeboat.tui.fake_backend import DEMO_REPO, FakeBackend
+
+        backend, repo = FakeBackend(job_seconds=12.0), args.repo or DEMO_REPO
+    else:
+        from lifeboat.tui.engine_backend import EngineBackend
+
+        backend, repo = EngineBackend(), args.repo or os.environ.get("LIFEBOAT_REPO") or None
+    _log_to_file(backend.log_path)
+    app = create_app(backend, repo_path=repo)
+    logging.getLogger("lifeboat").addHandler(LogBookHandler(app.log_book))
+    app.run()
+    return app.return_code or 0

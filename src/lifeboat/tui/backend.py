@@ -1,0 +1,105 @@
+"""What the TUI asks of the rest of Lifeboat, as one Protocol.
+
+The app is built against this interface, so tests and `--demo` inject a FakeBackend and the real
+program injects an EngineBackend. Every `run_*` call is synchronous and is made from a worker thread:
+it reports through `progress` (a sink for `lifeboat.engine.events`), stops when `cancel` is set by
+raising `lifeboat.errors.Cancelled`, and raises `LifeboatError` for anything a user should read.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Protocol
+
+from lifeboat.devices import Disk
+from lifeboat.engine.events import ProgressSink
+
+
+@dataclass(frozen=True)
+class ImageInfo:
+    """One image in a repository, as the image list shows it."""
+
+    name: str
+    created: datetime | None = None
+    source_model: str = ""
+    source_size: int = 0
+    partitions: tuple[str, ...] = ()  # short descriptions: "p1 vfat 512.0 MiB"
+    stored_bytes: int = 0
+
+
+@dataclass(frozen=True)
+class RepoLocation:
+    """A place that holds (or may hold) an image repository."""
+
+    path: str
+    description: str = ""  # "sdb3 ext4 'LIFEBOAT' (the stick's data partition)"
+    image_count: int | None = None  # None when unknown / not a repository yet
+    note: str = ""  # why it cannot be used, "" when it can
+
+
+@dataclass(frozen=True)
+class LayoutRow:
+    """One partition in a layout, for the side-by-side plan view."""
+
+    number: int
+    start: int
+    size: int
+    fstype: str = ""
+    label: str = ""
+    grows: bool = False
+
+
+@dataclass(frozen=True)
+class RestorePlanView:
+    """A restore plan as the confirmation screen shows it; `plan` is what `run_restore` executes."""
+
+    image: str
+    target: Disk
+    lines: tuple[str, ...]  # plan.describe()
+    current: tuple[LayoutRow, ...]  # what is on the target today
+    new: tuple[LayoutRow, ...]  # what will be written
+    plan: object = None
+
+    def describe(self) -> list[str]:
+        return list(self.lines)
+
+
+@dataclass(frozen=True)
+class JobOutcome:
+    """What a finished job says about itself, one line each: 'All 312 chunks verified'."""
+
+    lines: tuple[str, ...] = ()
+    warnings: tuple[str, ...] = field(default=())
+
+
+class Backend(Protocol):
+    log_path: str  # where the full log is written, shown in error dialogs
+
+    def list_disks(self) -> list[Disk]: ...
+
+    def watch_disks(self, on_change: Callable[[], None]) -> Callable[[], None]:
+        """Call `on_change()` (from any thread) when disks come or go; returns a function that stops watching."""
+        ...
+
+    def find_repositories(self) -> list[RepoLocation]: ...
+
+    def list_images(self, repo_path: str) -> list[ImageInfo]: ...
+
+    def plan_restore(self, repo_path: str, image: str, target: Disk) -> RestorePlanView: ...
+
+    def run_restore(self, plan: RestorePlanView, progress: ProgressSink, cancel: threading.Event) -> JobOutcome: ...
+
+    def run_capture(
+        self, source: Disk, name: str, repo_path: str, level: int, progress: ProgressSink, cancel: threading.Event
+    ) -> JobOutcome: ...
+
+    def run_verify(self, repo_path: str, image: str, progress: ProgressSink, cancel: threading.Event) -> JobOutcome: ...
+
+    def run_bootfix(self, disk: Disk, progress: ProgressSink, cancel: threading.Event) -> JobOutcome: ...
+
+    def power(self, action: str) -> None:
+        """'reboot' or 'poweroff'."""
+        ...

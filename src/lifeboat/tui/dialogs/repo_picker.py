@@ -1,0 +1,65 @@
+"""Choose where images live: repositories found on partitions (looked into read-only), the stick's
+data partition, any mounted path, or a path typed by hand."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+
+from textual import work
+
+from lifeboat.errors import LifeboatError
+from lifeboat.tui.messages import ListReady
+from lifeboat.tui.screens.pick import PickScreen, TextStepScreen
+from lifeboat.tui.widgets.text import repo_prompt
+
+OTHER = "\x00other"
+
+
+class RepoPickerScreen(PickScreen):
+    def __init__(self, on_pick: Callable[[str], None], purpose: str = "Choose the image repository") -> None:
+        super().__init__(
+            purpose,
+            "Looking for repositories on the disks (read-only)…",
+            [(OTHER, "Another directory… (type its path)", False)],
+            self._picked,
+        )
+        self.when_chosen = on_pick
+
+    def on_mount(self) -> None:
+        super().on_mount()
+        self.find()
+
+    @work(thread=True, exclusive=True, exit_on_error=False, group="repos")
+    def find(self) -> None:
+        try:
+            self.post_message(ListReady("repos", self.app.backend.find_repositories()))
+        except LifeboatError as error:
+            self.post_message(ListReady("repos", [], str(error)))
+
+    def on_list_ready(self, message: ListReady) -> None:
+        if message.kind != "repos":
+            return
+        message.stop()
+        options = [(r.path, repo_prompt(r), bool(r.note)) for r in message.items]
+        self.set_options(options + [(OTHER, "Another directory… (type its path)", False)])
+        found = f"{len(message.items)} places found." if message.items else "No repositories found on the disks."
+        self.query_one(".step-intro").update(message.error or found)
+
+    def _picked(self, key: str) -> None:
+        if key != OTHER:
+            self.when_chosen(key)
+            return
+        self.app.push_screen(
+            TextStepScreen(
+                "Repository directory",
+                "An existing directory (a new repository is made there if it holds none yet).",
+                self.app.repo_path or "/",
+                self._typed,
+                validate=lambda p: "" if os.path.isabs(p) else "Give an absolute path, starting with /",
+            )
+        )
+
+    def _typed(self, path: str) -> None:
+        self.app.pop_screen()
+        self.when_chosen(path)

@@ -1,0 +1,209 @@
+"""A Backend with made-up disks and images: for unit tests and `lifeboat tui --demo`.
+
+Jobs pretend to move bytes (sleeping a little per step), honour `cancel`, and can be told to fail
+part-way (`fail_at`) or to wait at a gate (`gate`) so tests can act while a job is running.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import replace
+from datetime import datetime
+
+from lifeboat.devices import Disk, Partition
+from lifeboat.engine.events import LogLine, Progress, ProgressSink, StepFinished, StepStarted
+from lifeboat.errors import Cancelled, LifeboatError, TargetTooSmall, UnsafeTarget
+from lifeboat.tui.backend import ImageInfo, JobOutcome, LayoutRow, RepoLocation, RestorePlanView
+
+GiB = 1024**3
+MiB = 1024**2
+DEMO_REPO = "/srv/lifeboat-demo"
+
+
+def _part(disk: str, number: int, start: int, size: int, fstype: str, label: str = "", mounts=()) -> Partition:
+    return Partition(f"{disk}{number}", number, start, size, fstype, label, mountpoints=tuple(mounts))
+
+
+def demo_disks() -> list[Disk]:
+    laptop = Disk(
+        "/dev/sda", "sda", 256 * GiB, "Samsung SSD 860", "S3Z9NB0K123", "ata", table="gpt",
+        partitions=(
+            _part("/dev/sda", 1, MiB, 512 * MiB, "vfat", "EFI"),
+            _part("/dev/sda", 2, 513 * MiB, 240 * GiB, "ext4", "root"),
+            _part("/dev/sda", 3, 241 * GiB, 8 * GiB, "swap"),
+        ),
+    )
+    blank = Disk("/dev/sdb", "sdb", 500 * GiB, "WDC WD5000AAKX", "WCC2EUA12345", "ata")
+    small = Disk(
+        "/dev/sdc", "sdc", 64 * GiB, "Kingston A400", "50026B77", "ata", table="dos",
+        partitions=(_part("/dev/sdc", 1, MiB, 64 * GiB - MiB, "ntfs", "DATA"),),
+    )
+    stick = Disk(
+        "/dev/sdd", "sdd", 32 * GiB, "SanDisk Cruzer", "4C530001", "usb", removable=True, table="gpt",
+        partitions=(_part("/dev/sdd", 1, MiB, 2 * GiB, "iso9660", "LIFEBOAT", ["/run/live/medium"]),),
+        is_boot_medium=True, mountpoints=("/run/live/medium",), unsafe_reason="Lifeboat runs from this disk",
+    )
+    return [laptop, blank, small, stick]
+
+
+def demo_images() -> list[ImageInfo]:
+    return [
+        ImageInfo("laptop-2026-11-01", datetime(2026, 11, 1, 9, 30), "Samsung SSD 860", 256 * GiB,
+                  ("p1 vfat 512.0 MiB", "p2 ext4 240.0 GiB", "p3 swap 8.0 GiB"), 41 * GiB),
+        ImageInfo("office-pc", datetime(2026, 10, 12, 17, 5), "Kingston A400", 64 * GiB,
+                  ("p1 ntfs 64.0 GiB",), 22 * GiB),
+    ]
+
+
+class FakeBackend:
+    """Made-up disks and repositories; jobs take about `job_seconds`."""
+
+    def __init__(self, job_seconds: float = 0.5, disks: list[Disk] | None = None):
+        self.log_path = "/tmp/lifeboat-demo.log"
+        self.job_seconds = job_seconds
+        self.disks = list(disks if disks is not None else demo_disks())
+        self.repos: dict[str, list[ImageInfo]] = {DEMO_REPO: demo_images(), "/media/usb-backup": []}
+        self.fail_at: float | None = None  # fraction of a job at which to raise `failure`
+        self.failure: LifeboatError = LifeboatError("read error on /dev/sda at offset 12884901888")
+        self.gate: threading.Event | None = None  # when set, jobs wait for it after their first step
+        self.started = threading.Event()  # set once a job has emitted its first progress
+        self.calls: list[tuple] = []
+        self._watchers: list[Callable[[], None]] = []
+
+    # ---- discovery
+
+    def list_disks(self) -> list[Disk]:
+        return list(self.disks)
+
+    def watch_disks(self, on_change: Callable[[], None]) -> Callable[[], None]:
+        self._watchers.append(on_change)
+        return lambda: self._watchers.remove(on_change) if on_change in self._watchers else None
+
+    def plug(self, disk: Disk) -> None:
+        """Pretend a disk was plugged in; watchers are told from another thread, as udev would."""
+        self.disks.append(disk)
+        self._notify()
+
+    def unplug(self, path: str) -> None:
+        self.disks = [d for d in self.disks if d.path != path]
+        self._notify()
+
+    def _notify(self) -> None:
+        for watcher in list(self._watchers):
+            threading.Thread(target=watcher, daemon=True).start()
+
+    def find_repositories(self) -> list[RepoLocation]:
+        return [
+            RepoLocation(DEMO_REPO, "sdd2 ext4 'LIFEBOAT-DATA' (the stick's data partition)", len(self.repos[DEMO_REPO])),
+            RepoLocation("/media/usb-backup", "sde1 exfat 'BACKUP' (mounted)", len(self.repos["/media/usb-backup"])),
+        ]
+
+    def list_images(self, repo_path: str) -> list[ImageInfo]:
+        if repo_path not in self.repos:
+            raise LifeboatError(f"{repo_path} is not an image repository")
+        return list(self.repos[repo_path])
+
+    # ---- restore
+
+    def plan_restore(self, repo_path: str, image: str, target: Disk) -> RestorePlanView:
+        info = next(i for i in self.list_images(repo_path) if i.name == image)
+        if target.unsafe_reason:
+            raise UnsafeTarget(f"{target.path}: {target.unsafe_reason}")
+        if target.size < info.source_size:
+            short = (info.source_size - target.size) / GiB
+            raise TargetTooSmall(f"{target.path} is {short:.1f} GiB too small for {image}")
+        source_disk = next((d for d in demo_disks() if d.model == info.source_model), demo_disks()[0])
+        current = tuple(LayoutRow(p.number, p.start, p.size, p.fstype, p.label) for p in target.partitions)
+        new = tuple(_grown_layout(source_disk, target.size))
+        lines = [f"Write a {source_disk.table or 'gpt'} partition table to {target.path} ({target.model})"]
+        lines += [f"Partition {r.number}: {r.fstype} {_gib(r.size)}" + (" (grows)" if r.grows else "") for r in new]
+        lines.append("Reinstall the bootloader")
+        return RestorePlanView(image, target, tuple(lines), current, new, plan=(repo_path, image, target.path))
+
+    def run_restore(self, plan: RestorePlanView, progress: ProgressSink, cancel: threading.Event) -> JobOutcome:
+        self.calls.append(("restore", plan.image, plan.target.path))
+        items = [(f"partition {r.number} ({r.fstype})", r.size // 64) for r in plan.new if r.fstype != "swap"]
+        self._pretend("restore", items, progress, cancel)
+        progress(StepStarted("bootloader"))
+        progress(StepFinished("bootloader", "done", "GRUB (UEFI) reinstalled"))
+        return JobOutcome(("Every chunk's hash checked before it was written", "Bootloader: GRUB (UEFI) reinstalled"))
+
+    # ---- capture, verify, bootfix
+
+    def run_capture(self, source: Disk, name: str, repo_path: str, level: int, progress, cancel) -> JobOutcome:
+        self.calls.append(("capture", source.path, name, repo_path, level))
+        items = [(f"partition {p.number} ({p.fstype})", p.size // 64) for p in source.partitions if p.fstype != "swap"]
+        self._pretend("capture", items or [("whole disk", source.size // 64)], progress, cancel)
+        stored = sum(size for _, size in items) // 3
+        parts = tuple(f"p{p.number} {p.fstype} {_gib(p.size)}" for p in source.partitions)
+        self.repos.setdefault(repo_path, []).append(
+            ImageInfo(name, datetime.now(), source.model, source.size, parts, stored)
+        )
+        return JobOutcome((f"Image {name} written to {repo_path}", f"Stored {_gib(stored)} (zstd level {level})"))
+
+    def run_verify(self, repo_path: str, image: str, progress, cancel) -> JobOutcome:
+        self.calls.append(("verify", repo_path, image))
+        info = next(i for i in self.list_images(repo_path) if i.name == image)
+        self._pretend("verify", [("chunks", max(info.stored_bytes, MiB))], progress, cancel)
+        return JobOutcome((f"Image {image}: every chunk and the manifest check out",))
+
+    def run_bootfix(self, disk: Disk, progress, cancel) -> JobOutcome:
+        self.calls.append(("bootfix", disk.path))
+        progress(StepStarted("bootloader", f"{disk.path}"))
+        self._pretend("bootfix", [("grub-install", MiB)], progress, cancel)
+        progress(StepFinished("bootloader", "done", "GRUB (UEFI) reinstalled, NVRAM entry added"))
+        return JobOutcome(("GRUB (UEFI) reinstalled on " + disk.path, "NVRAM boot entry 'debian' added"))
+
+    def power(self, action: str) -> None:
+        self.calls.append(("power", action))
+
+    # ---- the pretend work
+
+    def _pretend(self, phase: str, items: list[tuple[str, int]], progress: ProgressSink, cancel: threading.Event) -> None:
+        total = sum(size for _, size in items) or 1
+        steps_per_item = 10
+        done_before = 0
+        for item, size in items:
+            pause = self.job_seconds * size / total / steps_per_item
+            progress(StepStarted(item))
+            for step in range(1, steps_per_item + 1):
+                if cancel.is_set():
+                    raise Cancelled()
+                item_done = size * step // steps_per_item
+                progress(Progress(phase, item, item_done, size, done_before + item_done, total))
+                self.started.set()
+                self._maybe_wait(cancel)
+                if self.fail_at is not None and (done_before + item_done) / total >= self.fail_at:
+                    progress(LogLine(str(self.failure), "error"))
+                    raise self.failure
+                time.sleep(pause)
+            done_before += size
+            progress(StepFinished(item))
+
+    def _maybe_wait(self, cancel: threading.Event) -> None:
+        while self.gate is not None and not self.gate.is_set() and not cancel.is_set():
+            self.gate.wait(0.02)
+
+
+def _grown_layout(source: Disk, target_size: int) -> list[LayoutRow]:
+    """Data partitions grow in proportion (ESP and swap keep their size), like the engine's fit."""
+    fixed = sum(p.size for p in source.partitions if p.fstype in ("vfat", "swap"))
+    growable = sum(p.size for p in source.partitions if p.fstype not in ("vfat", "swap")) or 1
+    factor = max(1.0, (target_size - fixed - 2 * MiB) / growable)
+    rows, start = [], MiB
+    for p in source.partitions:
+        grows = p.fstype not in ("vfat", "swap") and factor > 1.0001
+        size = int(p.size * factor) // MiB * MiB if grows else p.size
+        rows.append(LayoutRow(p.number, start, size, p.fstype, p.label, grows))
+        start += size
+    return rows
+
+
+def _gib(n: int) -> str:
+    return f"{n / GiB:.1f} GiB" if n >= GiB else f"{n / MiB:.0f} MiB"
+
+
+def with_unsafe(disk: Disk, reason: str) -> Disk:
+    return replace(disk, unsafe_reason=reason)

@@ -1,0 +1,99 @@
+"""Capture: source → name → repository → compression level → progress (capture, then verify) → result."""
+
+from __future__ import annotations
+
+import re
+from datetime import date
+
+from lifeboat.devices import Disk
+from lifeboat.tui.backend import JobOutcome
+from lifeboat.tui.dialogs.repo_picker import RepoPickerScreen
+from lifeboat.tui.jobs import JobSpec
+from lifeboat.tui.screens.pick import DiskPickScreen, PickScreen, TextStepScreen
+from lifeboat.tui.screens.progress import ProgressScreen
+
+LEVELS = [
+    ("3", "Level 3: balanced (recommended)"),
+    ("1", "Level 1: fastest, a little larger"),
+    ("9", "Level 9: smaller, slower"),
+    ("19", "Level 19: smallest, much slower"),
+]
+NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
+
+
+def suggest_name(disk: Disk, today: date) -> str:
+    model = re.sub(r"[^a-z0-9]+", "-", (disk.model or disk.name).lower()).strip("-") or disk.name
+    return f"{model}-{today.isoformat()}"
+
+
+def name_problem(name: str, existing: set[str]) -> str:
+    if not NAME_PATTERN.match(name):
+        return "Use letters, digits, '.', '_' and '-' only (no spaces or '/'), starting with a letter or digit."
+    if name in existing:
+        return f"An image called {name} already exists here; choose another name."
+    return ""
+
+
+class CaptureFlow:
+    def __init__(self, app) -> None:
+        self.app = app
+        self.source: Disk | None = None
+        self.name = ""
+        self.repo = ""
+
+    def start(self) -> None:
+        intro = "Which disk should be copied into an image? It is only read, never written."
+        self.app.push_screen(
+            DiskPickScreen("Capture: choose the source disk", intro, self.app.disks, self.source_chosen, allow_unsafe=True)
+        )
+
+    def source_chosen(self, path: str) -> None:
+        self.source = self.app.disk_by_path(path)
+        if self.source is None:
+            self.app.show_error("That disk is gone", f"{path} is no longer connected.")
+            return
+        existing = {i.name for i in self.app.images}
+        self.app.push_screen(
+            TextStepScreen(
+                "Capture: name the image",
+                f"A name for the image of {self.source.name} ({self.source.model}). Enter to accept.",
+                suggest_name(self.source, self.app.today()),
+                self.name_chosen,
+                validate=lambda name: name_problem(name, existing),
+            )
+        )
+
+    def name_chosen(self, name: str) -> None:
+        self.name = name
+        self.app.push_screen(RepoPickerScreen(self.repo_chosen, "Capture: where should the image go?"))
+
+    def repo_chosen(self, repo: str) -> None:
+        self.repo = repo
+        options = [(key, label, False) for key, label in LEVELS]
+        intro = "zstd compression. Higher levels make smaller images and take longer."
+        self.app.push_screen(PickScreen("Capture: compression", intro, options, self.level_chosen))
+
+    def level_chosen(self, level: str) -> None:
+        backend, source, name, repo = self.app.backend, self.source, self.name, self.repo
+
+        def capture_then_verify(progress, cancel) -> JobOutcome:
+            captured = backend.run_capture(source, name, repo, int(level), progress, cancel)
+            verified = backend.run_verify(repo, name, progress, cancel)
+            return JobOutcome(captured.lines + verified.lines, captured.warnings + verified.warnings)
+
+        spec = JobSpec(
+            title=f"Capturing {source.name} as {name}",
+            run=capture_then_verify,
+            stop_question="Stop the capture?",
+            stop_warning=f"{source.name} is only read and stays as it is. The unfinished image will not be kept.",
+            state_after_stop=lambda reached: _capture_state(source.name, name, reached),
+            phases={"capture": "Copying", "verify": "Verifying"},
+            on_success=lambda: self.app.use_repository(repo),
+        )
+        self.app.push_screen(ProgressScreen(spec))
+
+
+def _capture_state(disk: str, image: str, reached: str) -> str:
+    if reached == "verify":
+        return f"{disk} is unchanged. The image {image} was stored but its check did not finish: verify it before relying on it."
+    return f"{disk} was only read and is unchanged. The unfinished image was not recorded; the repository is still usable."

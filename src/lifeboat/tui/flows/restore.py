@@ -1,0 +1,70 @@
+"""Restore: image → target → plan → type the target's name → progress → result."""
+
+from __future__ import annotations
+
+from lifeboat.devices import human_size
+from lifeboat.tui.backend import RestorePlanView
+from lifeboat.tui.dialogs.confirm import TypeNameDialog
+from lifeboat.tui.jobs import JobSpec
+from lifeboat.tui.screens.pick import DiskPickScreen, PickScreen
+from lifeboat.tui.screens.plan import PlanScreen
+from lifeboat.tui.screens.progress import ProgressScreen
+from lifeboat.tui.widgets.text import image_prompt
+
+
+def image_pick_screen(app, title: str, on_pick) -> PickScreen:
+    options = [(i.name, image_prompt(i), False) for i in app.images]
+    empty = f"No images in {app.repo_path}. Esc, then o to choose another repository."
+    return PickScreen(title, f"Images in {app.repo_path}", options, on_pick, empty)
+
+
+class RestoreFlow:
+    def __init__(self, app) -> None:
+        self.app = app
+        self.image = ""
+
+    def start(self) -> None:
+        self.app.push_screen(image_pick_screen(self.app, "Restore: choose an image", self.image_chosen))
+
+    def image_chosen(self, name: str) -> None:
+        self.image = name
+        intro = (
+            f"Restore {name} onto which disk? Everything on it will be replaced. "
+            "Greyed disks cannot be written; the reason is shown."
+        )
+        self.app.push_screen(DiskPickScreen("Restore: choose the target disk", intro, self.app.disks, self.target_chosen))
+
+    def target_chosen(self, path: str) -> None:
+        target = self.app.disk_by_path(path)
+        if target is None:
+            self.app.show_error("That disk is gone", f"{path} is no longer connected.")
+            return
+        repo, backend, image = self.app.repo_path, self.app.backend, self.image
+        self.app.push_screen(PlanScreen(lambda: backend.plan_restore(repo, image, target), self.plan_accepted))
+
+    def plan_accepted(self, plan: RestorePlanView) -> None:
+        target = plan.target
+        warning = (
+            f"Restore {plan.image} onto {target.name} ({target.model or 'disk'}, {human_size(target.size)})? "
+            f"Everything now on {target.name} will be lost."
+        )
+        self.app.push_screen(TypeNameDialog(target.name, warning), lambda yes: yes and self.run(plan))
+
+    def run(self, plan: RestorePlanView) -> None:
+        backend, name = self.app.backend, plan.target.name
+        spec = JobSpec(
+            title=f"Restoring {plan.image} to {name}",
+            run=lambda progress, cancel: backend.run_restore(plan, progress, cancel),
+            stop_question=f"Stop the restore to {name}?",
+            stop_warning=f"{name} will be left half written and will not start a system until it is restored again.",
+            state_after_stop=lambda reached: _target_state(name, reached),
+            offer_power=True,
+            phases={"restore": "Writing", "verify": "Checking"},
+        )
+        self.app.push_screen(ProgressScreen(spec))
+
+
+def _target_state(name: str, reached: str) -> str:
+    if not reached:
+        return f"Nothing was written to {name}: it is as it was."
+    return f"{name} was partly written and holds no usable system now. Restore again (or wipe it) before using it."

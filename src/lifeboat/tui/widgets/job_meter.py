@@ -1,0 +1,103 @@
+"""The numbers of a running job: bars, rate, ETA, elapsed and a throughput sparkline."""
+
+from __future__ import annotations
+
+import time
+from collections import deque
+
+from textual.app import ComposeResult
+from textual.containers import Horizontal, Vertical, VerticalScroll
+from textual.widget import Widget
+from textual.widgets import Label, ProgressBar, Sparkline, Static
+
+from lifeboat.devices import human_size
+from lifeboat.engine.events import Progress
+from lifeboat.tui.widgets.text import duration, rate
+
+RATE_WINDOW = 5.0  # seconds of samples the rate is averaged over
+SPARK_POINTS = 60
+
+
+class ItemBar(Horizontal):
+    """One partition's bar."""
+
+    def __init__(self, item: str) -> None:
+        super().__init__(classes="item-row")
+        self.item = item
+
+    def compose(self) -> ComposeResult:
+        yield Label(self.item[:19], classes="item-name")
+        yield ProgressBar(total=1, show_eta=False, classes="item-bar")
+        yield Label("", classes="item-size")
+
+    def show(self, done: int, total: int) -> None:
+        self.query_one(ProgressBar).update(total=max(total, 1), progress=done)
+        self.query_one(".item-size", Label).update(f"{human_size(done)} / {human_size(total)}")
+
+
+class JobMeter(Vertical):
+    """Fed with Progress events and a once-a-second tick; computes rate and ETA itself."""
+
+    def __init__(self) -> None:
+        super().__init__(id="meter")
+        self.started = time.monotonic()
+        self.samples: deque[tuple[float, int]] = deque()
+        self.history: deque[float] = deque([0.0], maxlen=SPARK_POINTS)
+        self.done = 0
+        self.total = 0
+        self.bars: dict[str, ItemBar] = {}
+
+    def compose(self) -> ComposeResult:
+        with Horizontal(classes="overall-row"):
+            yield Label("Overall", classes="item-name")
+            yield ProgressBar(total=None, show_eta=False, id="overall")
+        yield Static("", id="numbers")
+        yield Sparkline(list(self.history), id="throughput")
+        yield VerticalScroll(id="items")
+
+    def reset(self) -> None:
+        """A new phase (capture → verify): start the bars and the rate again, keep the clock."""
+        self.samples.clear()
+        self.done = self.total = 0
+        self.query_one("#overall", ProgressBar).update(total=None, progress=0)
+        for bar in self.bars.values():
+            bar.remove()
+        self.bars.clear()
+
+    def feed(self, event: Progress) -> None:
+        self.done, self.total = event.done, event.total
+        self.query_one("#overall", ProgressBar).update(total=max(event.total, 1), progress=event.done)
+        bar = self.bars.get(event.item)
+        if bar is None:
+            bar = self.bars[event.item] = ItemBar(event.item)
+            self.query_one("#items", VerticalScroll).mount(bar)
+            bar.call_after_refresh(bar.show, event.item_done, event.item_total)
+        else:
+            bar.show(event.item_done, event.item_total)
+
+    def tick(self) -> None:
+        now = time.monotonic()
+        self.samples.append((now, self.done))
+        while len(self.samples) > 1 and now - self.samples[0][0] > RATE_WINDOW:
+            self.samples.popleft()
+        speed = self.current_rate()
+        self.history.append(speed)
+        self.query_one("#throughput", Sparkline).data = list(self.history)
+        self.query_one("#numbers", Static).update(self.numbers_line(now, speed))
+
+    def current_rate(self) -> float:
+        if len(self.samples) < 2:
+            return 0.0
+        (t0, d0), (t1, d1) = self.samples[0], self.samples[-1]
+        return (d1 - d0) / (t1 - t0) if t1 > t0 else 0.0
+
+    def numbers_line(self, now: float, speed: float) -> str:
+        elapsed = f"elapsed {duration(now - self.started)}"
+        if not self.total:
+            return f"{elapsed}    starting…"
+        left = self.total - self.done
+        eta = duration(left / speed) if speed > 0 else "--:--:--"
+        return (
+            f"{human_size(self.done)} of {human_size(self.total)}    {rate(speed)}    "
+            f"ETA {eta}    {elapsed}"
+        )

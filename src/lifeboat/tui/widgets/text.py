@@ -1,0 +1,63 @@
+"""How disks, images, sizes and times are written on screen (plain Rich Text, no widgets)."""
+
+from __future__ import annotations
+
+from rich.text import Text
+
+from lifeboat.devices import Disk, human_size
+from lifeboat.tui.backend import ImageInfo, RepoLocation
+
+UNSAFE_STYLE = "dim italic"
+
+
+def duration(seconds: float) -> str:
+    seconds = max(0, int(seconds))
+    hours, rest = divmod(seconds, 3600)
+    return f"{hours}:{rest // 60:02d}:{rest % 60:02d}"
+
+
+def rate(bytes_per_second: float) -> str:
+    return f"{human_size(bytes_per_second)}/s"
+
+
+def disk_contents(disk: Disk) -> str:
+    """What is on a disk now, in a few words: 'gpt: vfat EFI, ext4 root, swap'."""
+    if not disk.partitions:
+        return f"{disk.table} table, no partitions" if disk.table else "empty (no partition table)"
+    parts = ", ".join(" ".join(x for x in (p.fstype or "unknown", p.label) if x) for p in disk.partitions)
+    return f"{disk.table}: {parts}" if disk.table else parts
+
+
+def disk_prompt(disk: Disk, show_unsafe: bool = True) -> Text:
+    """Two lines for a disk in a pick list; greyed with the reason when it must not be written."""
+    serial = f"  s/n {disk.serial}" if disk.serial else ""
+    head = f"{disk.name:<8} {disk.model or disk.transport or 'disk':<22} {human_size(disk.size):>10}{serial}"
+    text = Text(head)
+    text.append("\n         " + disk_contents(disk))
+    if show_unsafe and disk.unsafe_reason:
+        text.append(f"\n         not usable: {disk.unsafe_reason}")
+        text.stylize(UNSAFE_STYLE)
+    return text
+
+
+def image_prompt(image: ImageInfo) -> Text:
+    created = image.created.strftime("%Y-%m-%d %H:%M") if image.created else "date unknown"
+    text = Text(f"{image.name:<32} {created}", style="bold")
+    source = f"{image.source_model or 'unknown disk'} {human_size(image.source_size)}"
+    text.append(
+        f"\n   from {source} · {len(image.partitions)} partitions · stored {human_size(image.stored_bytes)}",
+        style="not bold",
+    )
+    return text
+
+
+def repo_prompt(repo: RepoLocation) -> Text:
+    count = "no images yet" if not repo.image_count else f"{repo.image_count} images"
+    if repo.image_count is None:
+        count = "not a repository yet"
+    text = Text(repo.path, style="bold")
+    text.append(f"\n   {repo.description} · {count}" if repo.description else f"\n   {count}", style="not bold")
+    if repo.note:
+        text.append(f"\n   not usable: {repo.note}", style="not bold")
+        text.stylize(UNSAFE_STYLE)
+    return text
