@@ -1,0 +1,471 @@
+"""Unattended jobs from kernel parameters (Clonezilla's ocs_live_run is the model).
+
+    lifeboat.job=capture lifeboat.source=/dev/sda lifeboat.image=NAME lifeboat.repo=LABEL=LIFEBOAT-DATA
+    lifeboat.job=restore lifeboat.image=NAME lifeboat.target=/dev/nvme0n1 lifeboat.after=poweroff
+    lifeboat.job=verify  lifeboat.image=NAME
+    lifeboat.job=file    (the parameters are read from lifeboat-job.conf at the top of the repository)
+
+The job runs headless through the engine, logs plain lines to the console, prints one result line
+
+    LIFEBOAT-RESULT: OK job=capture image=NAME seconds=42
+    LIFEBOAT-RESULT: FAILED job=capture reason=...
+
+and then powers off, reboots or leaves a shell (lifeboat.after / lifeboat.onfail). Every parameter is
+documented in live-build/README.md. `parse_cmdline` is pure; everything touching disks is below it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+from lifeboat.errors import LifeboatError
+
+PREFIX = "lifeboat."
+JOBS = ("capture", "restore", "verify", "file")
+AFTER = ("poweroff", "reboot", "shell")
+DEFAULT_REPO = "LABEL=LIFEBOAT-DATA"
+JOB_FILE = "lifeboat-job.conf"
+MOUNT_BASE = "/run/lifeboat/unattended"
+RESULT = "LIFEBOAT-RESULT:"
+WAIT_FOR_DEVICES = 30.0  # seconds a named disk or partition may take to appear
+_YES = ("1", "yes", "true", "on")
+_NO = ("0", "no", "false", "off")
+
+
+class UnattendedError(LifeboatError):
+    """Bad or missing lifeboat.* parameters, or a repository/disk that cannot be found."""
+
+
+@dataclass(frozen=True)
+class Job:
+    job: str  # capture | restore | verify | file
+    image: str = ""
+    repo: str = DEFAULT_REPO  # LABEL=… | UUID=… | PARTUUID=… | PARTLABEL=… | /dev/… | a directory
+    repodir: str = ""  # the repository's directory inside that filesystem ("" = its top)
+    source: str = ""  # capture: the disk to read (/dev/…, /dev/disk/by-id/…, SERIAL=…)
+    target: str = ""  # restore: the disk to write
+    after: str = "shell"  # after success: poweroff | reboot | shell
+    onfail: str = "shell"  # after a failure
+    level: int = 3  # capture: zstd level
+    verify: bool = True  # capture: verify the image afterwards
+    bootloader: bool = True  # restore: reinstall/repair the bootloader
+
+
+_FIELDS = {
+    "job",
+    "image",
+    "repo",
+    "repodir",
+    "source",
+    "target",
+    "after",
+    "onfail",
+    "level",
+    "verify",
+    "bootloader",
+}
+
+
+# ---------------------------------------------------------------- parsing (pure)
+
+
+def split_cmdline(text: str) -> list[str]:
+    """Words of a kernel command line: whitespace separates, double quotes group (and are dropped)."""
+    words: list[str] = []
+    current: list[str] = []
+    quoted = False
+    in_word = False
+    for ch in text:
+        if ch == '"':
+            quoted = not quoted
+            in_word = True
+        elif ch.isspace() and not quoted:
+            if in_word:
+                words.append("".join(current))
+                current, in_word = [], False
+        else:
+            current.append(ch)
+            in_word = True
+    if in_word:
+        words.append("".join(current))
+    return words
+
+
+def lifeboat_params(text: str) -> dict[str, str]:
+    """The lifeboat.* parameters of a command line (or job file: '#' starts a comment), later wins."""
+    lines = [line.split("#", 1)[0] for line in text.splitlines()]
+    params: dict[str, str] = {}
+    for word in split_cmdline(" ".join(lines)):
+        if not word.startswith(PREFIX):
+            continue
+        key, _, value = word[len(PREFIX) :].partition("=")
+        params[key] = value
+    return params
+
+
+def job_requested(cmdline: str) -> bool:
+    return "job" in lifeboat_params(cmdline)
+
+
+def _flag(key: str, value: str) -> bool:
+    if value.lower() in _YES:
+        return True
+    if value.lower() in _NO:
+        return False
+    raise UnattendedError(f"lifeboat.{key}={value}: say yes or no")
+
+
+def job_from_params(params: dict[str, str]) -> Job:
+    """A checked Job from lifeboat.* parameters (keys without the prefix)."""
+    unknown = sorted(set(params) - _FIELDS)
+    if unknown:
+        raise UnattendedError(f"unknown parameter lifeboat.{unknown[0]} (known: {', '.join(sorted(_FIELDS))})")
+    kind = params.get("job", "")
+    if kind not in JOBS:
+        raise UnattendedError(f"lifeboat.job={kind}: must be one of {', '.join(JOBS)}")
+    job = Job(job=kind, repo=params.get("repo") or DEFAULT_REPO)
+    values: dict[str, object] = {}
+    for key in ("image", "repodir", "source", "target"):
+        if key in params:
+            values[key] = params[key]
+    for key in ("after", "onfail"):
+        if key in params:
+            if params[key] not in AFTER:
+                raise UnattendedError(f"lifeboat.{key}={params[key]}: must be one of {', '.join(AFTER)}")
+            values[key] = params[key]
+    if "level" in params:
+        try:
+            level = int(params["level"])
+        except ValueError:
+            level = 0
+        if not 1 <= level <= 22:
+            raise UnattendedError(f"lifeboat.level={params['level']}: must be a number from 1 to 22")
+        values["level"] = level
+    for key in ("verify", "bootloader"):
+        if key in params:
+            values[key] = _flag(key, params[key])
+    job = replace(job, **values)
+    if kind == "file":
+        return job
+    _check_complete(job)
+    return job
+
+
+def _check_complete(job: Job) -> None:
+    if not job.image:
+        raise UnattendedError(f"lifeboat.job={job.job} needs lifeboat.image=NAME")
+    if "/" in job.image or job.image in (".", ".."):
+        raise UnattendedError(f"lifeboat.image={job.image}: an image name has no '/'")
+    if job.job == "capture" and not job.source:
+        raise UnattendedError("lifeboat.job=capture needs lifeboat.source=DISK")
+    if job.job == "restore" and not job.target:
+        raise UnattendedError("lifeboat.job=restore needs lifeboat.target=DISK")
+
+
+def parse_cmdline(cmdline: str) -> Job | None:
+    """The unattended job a kernel command line asks for, or None when it asks for none.
+
+    Raises UnattendedError (one line, naming the parameter) when the lifeboat.* parameters are wrong.
+    """
+    params = lifeboat_params(cmdline)
+    if "job" not in params:
+        return None
+    return job_from_params(params)
+
+
+def merge_job_file(job: Job, cmdline: str, file_text: str) -> Job:
+    """lifeboat.job=file: the job file's parameters, overridden by any given on the command line."""
+    params = lifeboat_params(file_text)
+    if params.get("job") == "file":
+        raise UnattendedError(f"{JOB_FILE}: lifeboat.job=file cannot name itself")
+    overrides = {k: v for k, v in lifeboat_params(cmdline).items() if k != "job"}
+    params.update(overrides)
+    if "job" not in params:
+        raise UnattendedError(f"{JOB_FILE} has no lifeboat.job=")
+    return job_from_params(params)
+
+
+# ---------------------------------------------------------------- console output
+
+
+def say(message: str) -> None:
+    print(f"lifeboat: {message}", flush=True)
+
+
+def result_line(job: Job, ok: bool, reason: str = "", seconds: float | None = None) -> str:
+    parts = [RESULT, "OK" if ok else "FAILED", f"job={job.job}"]
+    if job.image:
+        parts.append(f"image={job.image}")
+    if seconds is not None:
+        parts.append(f"seconds={seconds:.0f}")
+    if not ok:
+        parts.append(f"reason={' '.join(reason.split()) or 'unknown'}")
+    return " ".join(parts)
+
+
+class ConsoleProgress:
+    """A progress sink printing plain lines: every step, and byte progress every 10 s."""
+
+    def __init__(self, interval: float = 10.0):
+        self.interval = interval
+        self._last = 0.0
+
+    def __call__(self, event: object) -> None:
+        name = type(event).__name__
+        if name == "StepStarted":
+            say(f"{event.step} {event.detail}".rstrip())
+        elif name == "StepFinished":
+            say(f"{event.step}: {event.outcome} {event.detail}".rstrip())
+        elif name == "LogLine":
+            say(event.message)
+        elif name == "Progress":
+            now = time.monotonic()
+            if now - self._last >= self.interval or (event.total and event.done >= event.total):
+                self._last = now
+                pct = 100.0 * event.done / event.total if event.total else 0.0
+                say(f"{event.phase} {event.item}: {pct:.0f}% ({event.done >> 20} of {event.total >> 20} MiB)")
+
+
+# ---------------------------------------------------------------- devices and the repository
+
+
+def _run(argv: list[str]) -> subprocess.CompletedProcess:
+    return subprocess.run(argv, capture_output=True, text=True, check=False, stdin=subprocess.DEVNULL)
+
+
+def _settle() -> None:
+    try:
+        _run(["udevadm", "settle", "--timeout=10"])
+    except OSError:
+        pass
+
+
+def find_device(spec: str, what: str, timeout: float | None = None) -> str:
+    """A block device node for LABEL=/UUID=/PARTUUID=/PARTLABEL=/SERIAL=/a path, waiting for it."""
+    deadline = time.monotonic() + (WAIT_FOR_DEVICES if timeout is None else timeout)
+    while True:
+        node = _lookup_device(spec)
+        if node:
+            return node
+        if time.monotonic() > deadline:
+            raise UnattendedError(f"{what} {spec} not found")
+        _settle()
+        time.sleep(1)
+
+
+def _lookup_device(spec: str) -> str:
+    key, sep, value = spec.partition("=")
+    if not sep:
+        return spec if Path(spec).is_block_device() else ""
+    key = key.upper()
+    if key == "SERIAL":
+        from lifeboat.devices import list_disks
+
+        for disk in list_disks():
+            if disk.serial == value:
+                return disk.path
+        return ""
+    if key in ("LABEL", "UUID", "PARTUUID", "PARTLABEL"):
+        proc = _run(["blkid", "-l", "-o", "device", "-t", f"{key}={value}"])
+        return proc.stdout.strip().splitlines()[0] if proc.returncode == 0 and proc.stdout.strip() else ""
+    raise UnattendedError(f"{spec}: say LABEL=, UUID=, PARTUUID=, PARTLABEL=, SERIAL= or give a /dev path")
+
+
+def mounted_at(node: str) -> str:
+    """Where block device `node` is mounted, or ''."""
+    try:
+        rdev = os.stat(node).st_rdev
+        with open("/proc/self/mountinfo") as f:
+            for line in f:
+                fields = line.split()
+                major, minor = (int(x) for x in fields[2].split(":"))
+                if os.makedev(major, minor) == rdev:
+                    return fields[4].replace("\\040", " ")
+    except OSError:
+        pass
+    return ""
+
+
+class RepoMount:
+    """The repository's filesystem, mounted for the job (or used where it already is)."""
+
+    def __init__(self, spec: str, repodir: str):
+        self.spec = spec
+        self.repodir = repodir
+        self.mountpoint = ""
+        self._ours = False
+
+    def __enter__(self) -> str:
+        if self.spec.startswith("/") and Path(self.spec).is_dir():
+            self.mountpoint = self.spec
+        else:
+            node = find_device(self.spec, "repository")
+            self.mountpoint = mounted_at(node)
+            if not self.mountpoint:
+                self.mountpoint = os.path.join(MOUNT_BASE, "repo")
+                os.makedirs(self.mountpoint, exist_ok=True)
+                proc = _run(["mount", node, self.mountpoint])
+                if proc.returncode != 0:
+                    raise UnattendedError(f"cannot mount {node}: {proc.stderr.strip() or proc.returncode}")
+                self._ours = True
+            say(f"repository filesystem {node} at {self.mountpoint}")
+        path = os.path.join(self.mountpoint, self.repodir.strip("/")) if self.repodir else self.mountpoint
+        return path
+
+    def __exit__(self, *exc: object) -> None:
+        os.sync()
+        if self._ours:
+            proc = _run(["umount", self.mountpoint])
+            if proc.returncode != 0:
+                say(f"warning: could not unmount {self.mountpoint}: {proc.stderr.strip()}")
+
+
+# ---------------------------------------------------------------- running a job
+
+
+def _check_not_boot_medium(node: str) -> None:
+    from lifeboat.devices import disk_info
+
+    disk = disk_info(node)
+    if disk.is_boot_medium:
+        raise UnattendedError(f"{node} is the disk Lifeboat runs from")
+
+
+def run_job(job: Job, repo_path: str, cancel: threading.Event) -> None:
+    """Run a complete job against a mounted repository. Raises LifeboatError on failure."""
+    from lifeboat.repo.store import Repository
+
+    sink = ConsoleProgress()
+    if job.job == "capture":
+        from lifeboat.engine.capture import capture
+
+        source = find_device(job.source, "source disk")
+        _check_not_boot_medium(source)
+        repo = Repository.open(repo_path, create=True)
+        say(f"capturing {source} as {job.image} into {repo_path} (zstd level {job.level})")
+        capture(source, job.image, repo, level=job.level, progress=sink, cancel=cancel)
+        if job.verify:
+            from lifeboat.engine.verify import verify
+
+            say(f"verifying {job.image}")
+            verify(repo, job.image, progress=sink)
+    elif job.job == "restore":
+        from lifeboat.engine.plan import plan_restore
+        from lifeboat.engine.restore import restore
+
+        target = find_device(job.target, "target disk")
+        repo = Repository.open(repo_path)
+        plan = plan_restore(repo, job.image, target)
+        say(f"restoring {job.image} onto {target}")
+        say(f"plan: {plan}")
+        restore(plan, progress=sink, cancel=cancel, bootloader=job.bootloader)
+    elif job.job == "verify":
+        from lifeboat.engine.verify import verify
+
+        repo = Repository.open(repo_path)
+        say(f"verifying {job.image} in {repo_path}")
+        verify(repo, job.image, progress=sink)
+    else:  # pragma: no cover - parse_cmdline never lets another kind through
+        raise UnattendedError(f"unknown job {job.job}")
+
+
+def execute(job: Job, cmdline: str) -> tuple[Job, bool, str, float]:
+    """Mount, run, unmount. Returns (the job as run, ok, reason, seconds). Never raises LifeboatError."""
+    start = time.monotonic()
+    try:
+        with RepoMount(job.repo, job.repodir) as repo_path:
+            if job.job == "file":
+                job_file = Path(repo_path, JOB_FILE)
+                try:
+                    text = job_file.read_text()
+                except OSError as e:
+                    raise UnattendedError(f"cannot read {job_file}: {e.strerror}") from None
+                job = merge_job_file(job, cmdline, text)
+                if job.repo != DEFAULT_REPO or job.repodir:
+                    say("note: lifeboat.repo/repodir in the job file are ignored: the file's repository is used")
+                say(f"job from {job_file}: {job.job} {job.image}")
+            run_job(job, repo_path, threading.Event())
+    except LifeboatError as e:
+        return job, False, str(e), time.monotonic() - start
+    except ImportError as e:
+        return job, False, f"this Lifeboat lacks part of its engine ({e})", time.monotonic() - start
+    except Exception as e:  # noqa: BLE001 - an unattended run must always end with a result line
+        return job, False, f"internal error: {type(e).__name__}: {e}", time.monotonic() - start
+    return job, True, "", time.monotonic() - start
+
+
+def in_live_system() -> bool:
+    return Path("/etc/lifeboat-release").exists() and Path("/run/live").is_dir()
+
+
+def finish(action: str, really: bool) -> None:
+    """poweroff | reboot | shell. Only acts in the live system on its real command line."""
+    if action == "shell":
+        return
+    if not really:
+        say(f"lifeboat.after={action} not carried out (not the live system's own command line)")
+        return
+    say(f"{action} in 5 seconds")
+    time.sleep(5)
+    os.sync()
+    subprocess.run(["systemctl", action, "--no-block"], check=False)
+    time.sleep(60)  # systemd stops us
+
+
+def run(cmdline: str, act: bool) -> int:
+    """Parse, run, print the result line, then the `after` action. Returns the exit status."""
+    try:
+        job = parse_cmdline(cmdline)
+    except UnattendedError as e:
+        print(f"{RESULT} FAILED job=? reason={e}", flush=True)
+        finish("shell", act)
+        return 1
+    if job is None:
+        say("no lifeboat.job= on the command line: nothing to do")
+        return 0
+    say(f"unattended {job.job} starting")
+    job, ok, reason, seconds = execute(job, cmdline)
+    print(result_line(job, ok, reason, seconds), flush=True)
+    finish(job.after if ok else job.onfail, act)
+    return 0 if ok else 1
+
+
+# ---------------------------------------------------------------- command line
+
+
+def add_subcommand(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    """Registers `lifeboat unattended [--cmdline FILE]`; the handler is `args.func(args) -> int`."""
+    parser = subparsers.add_parser(
+        "unattended",
+        help="run the job given by lifeboat.* kernel parameters (see live-build/README.md)",
+        description="Run the job given by lifeboat.* kernel parameters, headless, and print a "
+        "LIFEBOAT-RESULT line. lifeboat.after is carried out only on the live system's own /proc/cmdline.",
+    )
+    parser.add_argument("--cmdline", metavar="FILE", help="read the parameters from FILE instead of /proc/cmdline")
+    parser.set_defaults(func=command)
+    return parser
+
+
+def command(args: argparse.Namespace) -> int:
+    if args.cmdline:
+        return run(Path(args.cmdline).read_text(), act=False)
+    return run(Path("/proc/cmdline").read_text(), act=in_live_system())
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="lifeboat")
+    sub = parser.add_subparsers(dest="command", required=False)
+    add_subcommand(sub)
+    args = parser.parse_args(["unattended", *(sys.argv[1:] if argv is None else argv)])
+    return args.func(args)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,180 @@
+"""lifeboat.unattended: parsing lifeboat.* kernel parameters, the result line, the headless run."""
+
+from __future__ import annotations
+
+import argparse
+
+import pytest
+
+from lifeboat import live, unattended
+from lifeboat.unattended import Job, UnattendedError, parse_cmdline
+
+DEBIAN_LIVE = "BOOT_IMAGE=/live/vmlinuz-6.12.0-1-amd64 initrd=/live/initrd.img boot=live components quiet"
+
+
+def test_no_job_means_none():
+    assert parse_cmdline(DEBIAN_LIVE) is None
+    assert parse_cmdline("") is None
+    assert not unattended.job_requested(DEBIAN_LIVE + " lifeboat.image=x")
+
+
+def test_capture_with_every_parameter():
+    job = parse_cmdline(
+        DEBIAN_LIVE + " lifeboat.job=capture lifeboat.image=pc-42 lifeboat.repo=UUID=1234-ABCD"
+        " lifeboat.repodir=images/lab lifeboat.source=/dev/sda lifeboat.after=poweroff lifeboat.onfail=reboot"
+        " lifeboat.level=9 lifeboat.verify=no console=ttyS0,115200"
+    )
+    assert job == Job(
+        job="capture", image="pc-42", repo="UUID=1234-ABCD", repodir="images/lab", source="/dev/sda",
+        after="poweroff", onfail="reboot", level=9, verify=False,
+    )
+
+
+def test_defaults():
+    job = parse_cmdline("lifeboat.job=restore lifeboat.image=a lifeboat.target=SERIAL=S123")
+    assert job.repo == "LABEL=LIFEBOAT-DATA"
+    assert (job.after, job.onfail, job.level, job.verify, job.bootloader) == ("shell", "shell", 3, True, True)
+    assert job.target == "SERIAL=S123"
+
+
+def test_value_keeps_equals_signs_and_quotes_group_spaces():
+    job = parse_cmdline('lifeboat.job=verify lifeboat.image="lab pc" lifeboat.repo=LABEL=MY=DISK')
+    assert job.image == "lab pc"
+    assert job.repo == "LABEL=MY=DISK"
+
+
+def test_later_parameter_wins():
+    job = parse_cmdline("lifeboat.job=verify lifeboat.image=a lifeboat.image=b")
+    assert job.image == "b"
+
+
+def test_restore_bootloader_flag():
+    job = parse_cmdline("lifeboat.job=restore lifeboat.image=a lifeboat.target=/dev/vdb lifeboat.bootloader=0")
+    assert job.bootloader is False
+
+
+@pytest.mark.parametrize(
+    "cmdline, words",
+    [
+        ("lifeboat.job=backup lifeboat.image=a", "lifeboat.job=backup"),
+        ("lifeboat.job=capture lifeboat.source=/dev/sda", "lifeboat.image"),
+        ("lifeboat.job=capture lifeboat.image=a", "lifeboat.source"),
+        ("lifeboat.job=restore lifeboat.image=a", "lifeboat.target"),
+        ("lifeboat.job=verify", "lifeboat.image"),
+        ("lifeboat.job=verify lifeboat.image=../etc", "'/'"),
+        ("lifeboat.job=verify lifeboat.image=a lifeboat.after=halt", "lifeboat.after=halt"),
+        ("lifeboat.job=verify lifeboat.image=a lifeboat.onfail=sleep", "lifeboat.onfail=sleep"),
+        ("lifeboat.job=verify lifeboat.image=a lifeboat.level=99", "lifeboat.level=99"),
+        ("lifeboat.job=verify lifeboat.image=a lifeboat.level=x", "lifeboat.level=x"),
+        ("lifeboat.job=verify lifeboat.image=a lifeboat.verify=maybe", "lifeboat.verify=maybe"),
+        ("lifeboat.job=verify lifeboat.image=a lifeboat.imgae=b", "lifeboat.imgae"),
+        ("lifeboat.job= lifeboat.image=a", "lifeboat.job="),
+    ],
+)
+def test_bad_parameters_name_the_culprit(cmdline, words):
+    with pytest.raises(UnattendedError) as err:
+        parse_cmdline(cmdline)
+    assert words in str(err.value)
+    assert "\n" not in str(err.value)
+
+
+def test_job_file_needs_nothing_else_and_merges_with_cmdline_overrides():
+    cmdline = "boot=live lifeboat.job=file lifeboat.after=reboot"
+    job = parse_cmdline(cmdline)
+    assert job.job == "file"
+    text = """# restore the lab image on every machine
+    lifeboat.job=restore
+    lifeboat.image=lab   # the image
+    lifeboat.target=/dev/nvme0n1
+    lifeboat.after=poweroff
+    """
+    merged = unattended.merge_job_file(job, cmdline, text)
+    assert (merged.job, merged.image, merged.target, merged.after) == ("restore", "lab", "/dev/nvme0n1", "reboot")
+
+
+def test_job_file_must_name_a_real_job():
+    job = parse_cmdline("lifeboat.job=file")
+    with pytest.raises(UnattendedError, match="no lifeboat.job"):
+        unattended.merge_job_file(job, "lifeboat.job=file", "lifeboat.image=x\n")
+    with pytest.raises(UnattendedError, match="cannot name itself"):
+        unattended.merge_job_file(job, "lifeboat.job=file", "lifeboat.job=file\n")
+
+
+def test_result_lines():
+    job = Job(job="capture", image="pc")
+    assert unattended.result_line(job, True, seconds=41.6) == "LIFEBOAT-RESULT: OK job=capture image=pc seconds=42"
+    line = unattended.result_line(job, False, "source disk\n/dev/sdz not found")
+    assert line == "LIFEBOAT-RESULT: FAILED job=capture image=pc reason=source disk /dev/sdz not found"
+
+
+def test_subcommand_registers_with_a_handler(tmp_path, capsys):
+    parser = argparse.ArgumentParser(prog="lifeboat")
+    sub = parser.add_subparsers(dest="command")
+    unattended.add_subcommand(sub)
+    cmdline = tmp_path / "cmdline"
+    cmdline.write_text("boot=live lifeboat.job=verify lifeboat.image=a lifeboat.level=0 lifeboat.after=poweroff\n")
+    args = parser.parse_args(["unattended", "--cmdline", str(cmdline)])
+    assert args.func(args) == 1
+    out = capsys.readouterr().out
+    assert "LIFEBOAT-RESULT: FAILED job=? reason=lifeboat.level=0" in out
+
+
+def test_missing_repository_fails_with_a_result_line_and_no_poweroff(tmp_path, capsys, monkeypatch):
+    monkeypatch.setattr(unattended, "WAIT_FOR_DEVICES", 0.0)
+    monkeypatch.setattr(unattended, "_settle", lambda: None)
+    monkeypatch.setattr(unattended.time, "sleep", lambda s: None)
+    cmdline = tmp_path / "cmdline"
+    cmdline.write_text(
+        "lifeboat.job=verify lifeboat.image=a lifeboat.repo=/dev/lifeboat-no-such-disk lifeboat.onfail=poweroff"
+    )
+    assert unattended.main(["--cmdline", str(cmdline)]) == 1
+    out = capsys.readouterr().out
+    assert "LIFEBOAT-RESULT: FAILED job=verify image=a" in out
+    assert "repository /dev/lifeboat-no-such-disk not found" in out
+    assert "lifeboat.after=poweroff not carried out" in out
+
+
+def test_no_job_on_cmdline_is_a_no_op(tmp_path, capsys):
+    cmdline = tmp_path / "cmdline"
+    cmdline.write_text(DEBIAN_LIVE)
+    assert unattended.main(["--cmdline", str(cmdline)]) == 0
+    assert "nothing to do" in capsys.readouterr().out
+
+
+# ---------------------------------------------------------------- lifeboat.live: which console runs what
+
+
+@pytest.mark.parametrize(
+    "cmdline, expected",
+    [
+        ("boot=live", "tty1"),
+        ("console=ttyS0,115200 console=tty0", "tty1"),
+        ("console=tty0 console=ttyS0,115200", "ttyS0"),
+        ("console=ttyS1", "ttyS1"),
+    ],
+)
+def test_primary_console_is_the_last(cmdline, expected):
+    assert live.primary_console(cmdline) == expected
+
+
+@pytest.mark.parametrize(
+    "tty, cmdline, mode",
+    [
+        ("tty1", "console=ttyS0,115200 console=tty0", "tui"),
+        ("ttyS0", "console=ttyS0,115200 console=tty0", "shell"),
+        ("tty2", "console=ttyS0,115200 console=tty0", "shell"),
+        ("ttyS0", "console=tty0 console=ttyS0,115200", "tui"),
+        ("tty1", "console=tty0 console=ttyS0,115200", "tui"),
+        ("ttyS0", "console=tty0 console=ttyS0 lifeboat.job=verify lifeboat.image=a", "unattended"),
+        ("tty1", "console=tty0 console=ttyS0 lifeboat.job=verify lifeboat.image=a", "shell"),
+        ("tty1", "lifeboat.job=file", "unattended"),
+    ],
+)
+def test_console_modes(tty, cmdline, mode):
+    assert live.console_mode(tty, cmdline) == mode
+
+
+def test_release_info(tmp_path):
+    release = tmp_path / "lifeboat-release"
+    release.write_text("VERSION=0.1.0\nLIVE_MEDIUM_UUID=2026-11-24-22-39-00-00\nnonsense\n")
+    assert live.release_info(str(release)) == {"VERSION": "0.1.0", "LIVE_MEDIUM_UUID": "2026-11-24-22-39-00-00"}
