@@ -113,7 +113,9 @@ class LifeboatApp(App):
             self.images = list(message.items)
             for screen in self.screen_stack:
                 if isinstance(screen, HomeScreen):
-                    screen.show_images(self.repo_path, self.images, message.error)
+                    screen.show_repository(self.repo_path, self.images, message.error)
+                elif hasattr(screen, "show_images"):
+                    screen.show_images(self.images)
 
     def disk_by_path(self, path: str) -> Disk | None:
         return next((d for d in self.disks if d.path == path), None)

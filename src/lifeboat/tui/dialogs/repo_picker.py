@@ -42,7 +42,7 @@ class RepoPickerScreen(PickScreen):
             return
         message.stop()
         options = [(r.path, repo_prompt(r), bool(r.note)) for r in message.items]
-        self.set_options(options + [(OTHER, "Another directory… (type its path)", False)])
+        self.set_options(options + [(OTHER, "Another directory… (type its path)", False)], keep_highlight=False)
         found = f"{len(message.items)} places found." if message.items else "No repositories found on the disks."
         self.query_one(".step-intro").update(message.error or found)
 

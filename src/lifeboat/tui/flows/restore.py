@@ -12,10 +12,23 @@ from lifeboat.tui.screens.progress import ProgressScreen
 from lifeboat.tui.widgets.text import image_prompt
 
 
+class ImagePickScreen(PickScreen):
+    """Choose an image of the current repository; the list follows the repository's contents."""
+
+    def __init__(self, app, title: str, on_pick) -> None:
+        empty = f"No images in {app.repo_path}. Esc, then o to choose another repository."
+        super().__init__(title, f"Images in {app.repo_path}", image_options(app.images), on_pick, empty)
+
+    def show_images(self, images) -> None:
+        self.set_options(image_options(images))
+
+
+def image_options(images) -> list:
+    return [(i.name, image_prompt(i), False) for i in images]
+
+
 def image_pick_screen(app, title: str, on_pick) -> PickScreen:
-    options = [(i.name, image_prompt(i), False) for i in app.images]
-    empty = f"No images in {app.repo_path}. Esc, then o to choose another repository."
-    return PickScreen(title, f"Images in {app.repo_path}", options, on_pick, empty)
+    return ImagePickScreen(app, title, on_pick)
 
 
 class RestoreFlow:

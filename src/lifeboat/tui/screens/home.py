@@ -66,7 +66,7 @@ class HomeScreen(Screen):
 
     def on_option_list_option_selected(self, event: OptionList.OptionSelected) -> None:
         event.stop()
-        self.app.run_action(f"app.{event.option.id}")
+        getattr(self.app, f"action_{event.option.id}")()
 
     def show_disks(self, disks: Sequence[Disk]) -> None:
         table = self.query_one("#disks", DataTable)
@@ -78,7 +78,7 @@ class HomeScreen(Screen):
             table.add_row(*(Text(str(c), style=style) for c in cells), key=disk.path)
         self.query_one("#disks-title", Label).update(f"Disks ({len(disks)})")
 
-    def show_images(self, repo_path: str | None, images: Sequence[ImageInfo], error: str = "") -> None:
+    def show_repository(self, repo_path: str | None, images: Sequence[ImageInfo], error: str = "") -> None:
         table = self.query_one("#images", DataTable)
         table.clear()
         for image in images:

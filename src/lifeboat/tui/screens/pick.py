@@ -64,7 +64,7 @@ class PickScreen(WizardStep):
     def _build_options(self) -> list[Option]:
         return [Option(prompt, id=key, disabled=disabled) for key, prompt, disabled in self.options]
 
-    def set_options(self, options: Sequence[tuple[str, Text | str, bool]]) -> None:
+    def set_options(self, options: Sequence[tuple[str, Text | str, bool]], keep_highlight: bool = True) -> None:
         """Replace the choices (hotplug), keeping the highlight on the same key when it is still there."""
         choices = self.query_one("#choices", OptionList)
         current = choices.highlighted_option.id if choices.highlighted_option is not None else None
@@ -72,8 +72,10 @@ class PickScreen(WizardStep):
         choices.clear_options()
         choices.add_options(self._build_options())
         keys = [key for key, _, disabled in self.options]
-        if current in keys:
+        if keep_highlight and current in keys:
             choices.highlighted = keys.index(current)
+        elif self.options:
+            choices.highlighted = 0
         self.query_one("#empty-note", Static).update(self.empty if not self.options else "")
 
     def on_option_list_option_selected(self, event: OptionList.OptionSelected) -> None:

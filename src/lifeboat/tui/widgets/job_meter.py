@@ -24,14 +24,22 @@ class ItemBar(Horizontal):
     def __init__(self, item: str) -> None:
         super().__init__(classes="item-row")
         self.item = item
+        self.values = (0, 1)
 
     def compose(self) -> ComposeResult:
         yield Label(self.item[:19], classes="item-name")
         yield ProgressBar(total=1, show_eta=False, classes="item-bar")
         yield Label("", classes="item-size")
 
+    def on_mount(self) -> None:
+        self.show(*self.values)
+
     def show(self, done: int, total: int) -> None:
-        self.query_one(ProgressBar).update(total=max(total, 1), progress=done)
+        self.values = (done, total)
+        bars = self.query(ProgressBar)
+        if not bars:  # not composed yet: on_mount shows the latest values
+            return
+        bars.first().update(total=max(total, 1), progress=done)
         self.query_one(".item-size", Label).update(f"{human_size(done)} / {human_size(total)}")
 
 
@@ -71,9 +79,7 @@ class JobMeter(Vertical):
         if bar is None:
             bar = self.bars[event.item] = ItemBar(event.item)
             self.query_one("#items", VerticalScroll).mount(bar)
-            bar.call_after_refresh(bar.show, event.item_done, event.item_total)
-        else:
-            bar.show(event.item_done, event.item_total)
+        bar.show(event.item_done, event.item_total)
 
     def tick(self) -> None:
         now = time.monotonic()

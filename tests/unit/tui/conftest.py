@@ -1,0 +1,30 @@
+"""Fixtures: a fast FakeBackend and an app factory with a fixed date and no real shell."""
+
+from __future__ import annotations
+
+from datetime import date
+
+import pytest
+
+from lifeboat.tui.app import create_app
+from lifeboat.tui.fake_backend import DEMO_REPO, FakeBackend
+
+TODAY = date(2026, 11, 24)
+
+
+@pytest.fixture
+def backend() -> FakeBackend:
+    return FakeBackend(job_seconds=0.05)
+
+
+@pytest.fixture
+def make_app(backend):
+    def make(**options):
+        options.setdefault("repo_path", DEMO_REPO)
+        options.setdefault("today", lambda: TODAY)
+        options.setdefault("shell", lambda: None)
+        return create_app(backend, **options)
+
+    return make
+
+
