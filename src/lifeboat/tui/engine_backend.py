@@ -1,0 +1,233 @@
+"""The Backend the real program uses: disks from udev, images from a repository, jobs from the engine.
+
+Engine modules are imported inside each method, so the TUI starts (and shows a clear error for the
+one action concerned) even when a piece of the engine is missing from a build.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+from collections.abc import Callable
+from datetime import datetime
+from pathlib import Path
+
+from lifeboat.devices import Disk, human_size
+from lifeboat.engine.events import LogLine, ProgressSink
+from lifeboat.errors import Cancelled, ImageCorrupt, LifeboatError
+from lifeboat.tui.backend import ImageInfo, JobOutcome, LayoutRow, RepoLocation, RestorePlanView
+
+log = logging.getLogger("lifeboat.tui")
+
+LOG_DIRS = ("/var/log/lifeboat", os.path.expanduser("~/.cache/lifeboat"), "/tmp")
+REPO_MARKER = "lifeboat-repo.json"
+REPO_SUBDIRS = ("", "lifeboat", "lifeboat-images")  # where on a filesystem a repository is looked for
+DATA_MOUNT = "/run/lifeboat/data"  # the stick's LIFEBOAT-DATA partition (see lifeboat.live)
+
+
+def default_log_path() -> str:
+    for directory in LOG_DIRS:
+        try:
+            os.makedirs(directory, exist_ok=True)
+        except OSError:
+            continue
+        if os.access(directory, os.W_OK):
+            return os.path.join(directory, "lifeboat.log")
+    return "/tmp/lifeboat.log"
+
+
+def _engine_missing(what: str, error: ImportError) -> LifeboatError:
+    return LifeboatError(f"{what} is not available in this build of Lifeboat ({error.name or error})")
+
+
+class EngineBackend:
+    def __init__(self, log_path: str | None = None, include_loop: bool = False) -> None:
+        self.log_path = log_path or default_log_path()
+        self.include_loop = include_loop
+
+    # ---- discovery
+
+    def list_disks(self) -> list[Disk]:
+        from lifeboat.devices import list_disks
+
+        return list_disks(include_loop=self.include_loop)
+
+    def watch_disks(self, on_change: Callable[[], None]) -> Callable[[], None]:
+        from lifeboat.devices import DiskMonitor
+
+        monitor = DiskMonitor(on_change)
+        try:
+            monitor.start()
+        except Exception as error:  # noqa: BLE001 - no udev (a container): the list just won't follow hotplug
+            log.warning("disk hotplug is not watched: %s", error)
+        return monitor.stop
+
+    def find_repositories(self) -> list[RepoLocation]:
+        """Repositories on every mounted filesystem (the stick's data partition first), read-only."""
+        found: list[RepoLocation] = []
+        for mount, device in _block_mounts():
+            for sub in REPO_SUBDIRS:
+                path = os.path.join(mount, sub) if sub else mount
+                if os.path.isfile(os.path.join(path, REPO_MARKER)):
+                    found.append(self._location(path, device, mount))
+        if os.path.isdir(DATA_MOUNT) and not any(r.path.startswith(DATA_MOUNT) for r in found):
+            found.append(RepoLocation(DATA_MOUNT, "the stick's data partition (no images yet)", None))
+        found.sort(key=lambda r: (not r.path.startswith(DATA_MOUNT), r.path))
+        return found
+
+    def _location(self, path: str, device: str, mount: str) -> RepoLocation:
+        where = "the stick's data partition" if mount == DATA_MOUNT else f"{device} mounted at {mount}"
+        try:
+            count = len([p for p in Path(path, "images").iterdir() if (p / "manifest.json").exists()])
+        except OSError:
+            count = 0
+        if not os.access(path, os.W_OK):
+            where += " (read-only: restore from it, capture elsewhere)"
+        return RepoLocation(path, where, count)
+
+    def list_images(self, repo_path: str) -> list[ImageInfo]:
+        from lifeboat.engine.manifest import list_images
+        from lifeboat.repo.store import Repository
+
+        images = []
+        for name, summary, problem in list_images(Repository.open(repo_path, create=False)):
+            if summary is None:
+                log.warning("image %s is unreadable: %s", name, problem)
+                continue
+            images.append(
+                ImageInfo(
+                    name=name,
+                    created=_parse_time(summary.created),
+                    source_model=summary.source_model,
+                    source_size=summary.source_size,
+                    partitions=tuple(f"p{n} {fs} {human_size(size)}" for n, fs, size, _ in summary.partitions),
+                    stored_bytes=summary.data_bytes,
+                )
+            )
+        return images
+
+    # ---- restore
+
+    def plan_restore(self, repo_path: str, image: str, target: Disk) -> RestorePlanView:
+        try:
+            from lifeboat.engine.plan import plan_restore
+            from lifeboat.repo.store import Repository
+        except ImportError as error:
+            raise _engine_missing("restore", error) from None
+        plan = plan_restore(Repository.open(repo_path), image, target.path)
+        return RestorePlanView(
+            image=image,
+            target=plan.target_disk,
+            lines=tuple(plan.describe()),
+            current=tuple(_current_rows(plan, target)),
+            new=tuple(_new_rows(plan)),
+            plan=plan,
+        )
+
+    def run_restore(self, plan: RestorePlanView, progress: ProgressSink, cancel: threading.Event) -> JobOutcome:
+        try:
+            from lifeboat.engine.restore import restore
+        except ImportError as error:
+            raise _engine_missing("restore", error) from None
+        result = restore(plan.plan, progress=progress, cancel=cancel, bootloader=True)
+        lines = [
+            f"Wrote {human_size(result.bytes_written)} to {plan.target.path}; every chunk's hash was checked first.",
+        ]
+        lines += [f"{step}: {outcome}" + (f" ({detail})" if detail else "") for step, outcome, detail in result.steps
+                  if step.startswith(("bootloader", "grow", "swap"))]
+        warnings = tuple(f"{step}: {detail or outcome}" for step, outcome, detail in result.steps if outcome == "failed")
+        return JobOutcome(tuple(lines), warnings)
+
+    # ---- capture, verify, bootfix
+
+    def run_capture(self, source: Disk, name: str, repo_path: str, level: int, progress, cancel) -> JobOutcome:
+        try:
+            from lifeboat.engine.capture import capture
+            from lifeboat.repo.store import Repository
+        except ImportError as error:
+            raise _engine_missing("capture", error) from None
+        repo = Repository.open(repo_path, create=True)
+        manifest = capture(source.path, name, repo, level=level, progress=progress, cancel=cancel)
+        used = sum(p.get("used_bytes", 0) for p in manifest.get("partitions", ()))
+        return JobOutcome((f"Image {name} of {source.name} stored in {repo_path} ({human_size(used)} of data, "
+                           f"zstd level {level}).",))
+
+    def run_verify(self, repo_path: str, image: str, progress, cancel) -> JobOutcome:
+        try:
+            from lifeboat.engine.verify import verify
+            from lifeboat.repo.store import Repository
+        except ImportError as error:
+            raise _engine_missing("verify", error) from None
+        report = verify(Repository.open(repo_path), image, progress=progress, cancel=cancel)
+        if cancel.is_set():
+            raise Cancelled()
+        if not report.ok:
+            for problem in report.problems:
+                progress(LogLine(problem, "error"))
+            more = f" (and {len(report.problems) - 1} more, see the log)" if len(report.problems) > 1 else ""
+            raise ImageCorrupt(f"image {image} is damaged: {report.problems[0]}{more}")
+        return JobOutcome((f"Verified: all {report.chunks} chunks ({human_size(report.bytes)}) of {image} are intact.",))
+
+    def run_bootfix(self, disk: Disk, progress: ProgressSink, cancel: threading.Event) -> JobOutcome:
+        try:
+            from lifeboat.boot import bootfix
+        except ImportError as error:
+            raise _engine_missing("Repair boot", error) from None
+        if cancel.is_set():
+            raise Cancelled()
+        outcomes = bootfix(disk.path, progress)
+        failed = [o for o in outcomes if o.outcome == "failed"]
+        if failed or not outcomes:
+            raise LifeboatError(str(failed[0]) if failed else f"nothing could be repaired on {disk.path}")
+        return JobOutcome(tuple(str(o) for o in outcomes))
+
+    def power(self, action: str) -> None:
+        from lifeboat.run import run
+
+        run(["systemctl", action])
+
+
+# ---- helpers
+
+
+def _parse_time(text: str) -> datetime | None:
+    try:
+        return datetime.fromisoformat(text).astimezone()
+    except (TypeError, ValueError):
+        return None
+
+
+def _current_rows(plan, target: Disk) -> list[LayoutRow]:
+    fstypes = {p.number: p.fstype for p in target.partitions}
+    layout = plan.current_layout
+    if layout is None:
+        return []
+    return [
+        LayoutRow(p.number, p.start * layout.sector_size, p.size * layout.sector_size, fstypes.get(p.number) or p.kind)
+        for p in layout.partitions
+        if not p.is_extended
+    ]
+
+
+def _new_rows(plan) -> list[LayoutRow]:
+    sector = plan.target_layout.sector_size
+    return [
+        LayoutRow(a.number, a.target.start * sector, a.target.size * sector, a.fstype or a.mode, a.target.name, a.grows)
+        for a in plan.actions
+    ]
+
+
+def _block_mounts() -> list[tuple[str, str]]:
+    """(mount point, device) of every mounted block-device filesystem."""
+    mounts = []
+    try:
+        with open("/proc/self/mounts") as f:
+            for line in f:
+                device, mount = line.split()[:2]
+                if device.startswith("/dev/"):
+                    mounts.append((mount.replace("\\040", " "), device))
+    except OSError:
+        pass
+    return mounts
+
