@@ -238,7 +238,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.demo:
         from lifeboat.tui.fake_backend import DEMO_REPO, FakeBackend
 
-        backend, repo = FakeBackend(job_seconds=12.0), args.repo or DEMO_REPO
+        seconds = float(os.environ.get("LIFEBOAT_DEMO_JOB_SECONDS", "12"))
+        backend, repo = FakeBackend(job_seconds=seconds), args.repo or DEMO_REPO
     else:
         from lifeboat.tui.engine_backend import EngineBackend
 

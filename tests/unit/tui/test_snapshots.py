@@ -1,0 +1,66 @@
+"""Snapshots of the key screens at 80x24 (pytest-textual-snapshot; update with --snapshot-update)."""
+
+from __future__ import annotations
+
+from lifeboat.tui.app import create_app
+from lifeboat.tui.fake_backend import DEMO_REPO, FakeBackend
+from lifeboat.tui.screens.plan import PlanScreen
+from tui_pilot import SIZE, started, wait_until
+
+from conftest import TODAY
+
+
+def demo_app():
+    return create_app(FakeBackend(job_seconds=0.05), repo_path=DEMO_REPO, today=lambda: TODAY, shell=lambda: None)
+
+
+async def at_home(pilot) -> None:
+    await started(pilot)
+
+
+def test_home(snap_compare):
+    assert snap_compare(demo_app(), terminal_size=SIZE, run_before=at_home)
+
+
+def test_restore_target_with_unsafe_disk_greyed(snap_compare):
+    async def to_targets(pilot):
+        await started(pilot)
+        await pilot.press("r", "enter")
+        await pilot.pause()
+
+    assert snap_compare(demo_app(), terminal_size=SIZE, run_before=to_targets)
+
+
+def test_restore_plan_side_by_side(snap_compare):
+    async def to_plan(pilot):
+        await started(pilot)
+        await pilot.press("r", "enter", "down", "enter")
+        await wait_until(pilot, lambda: isinstance(pilot.app.screen, PlanScreen) and pilot.app.screen.plan)
+        await pilot.pause()
+
+    assert snap_compare(demo_app(), terminal_size=SIZE, run_before=to_plan)
+
+
+def test_type_the_name_to_confirm(snap_compare):
+    async def to_confirm(pilot):
+        await to_plan_ready(pilot)
+        await pilot.press("enter")
+        await pilot.pause()
+
+    assert snap_compare(demo_app(), terminal_size=SIZE, run_before=to_confirm)
+
+
+def test_error_dialog_names_the_log(snap_compare):
+    async def to_error(pilot):
+        await started(pilot)
+        await pilot.press("r", "enter", "down", "down", "enter")  # sdc is too small
+        await wait_until(pilot, lambda: type(pilot.app.screen).__name__ == "ErrorDialog")
+        await pilot.pause()
+
+    assert snap_compare(demo_app(), terminal_size=SIZE, run_before=to_error)
+
+
+async def to_plan_ready(pilot):
+    await started(pilot)
+    await pilot.press("r", "enter", "down", "enter")
+    await wait_until(pilot, lambda: isinstance(pilot.app.screen, PlanScreen) and pilot.app.screen.plan)
