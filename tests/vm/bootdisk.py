@@ -305,6 +305,160 @@ def _partitions(img: Path) -> dict[int, tuple[int, int]]:
     return out
 
 
+# ---- the real system: debootstrapped Debian ------------------------------------------------------------
+ROOTFS_SCRIPT = HERE / "images" / "debian-rootfs.sh"
+DEBIAN_SIZE_MIB = 1024
+RESCUE_UUID = "6c1f0b3e-1a2b-4c3d-8e4f-000000000e01"
+
+
+def debian_rootfs() -> Path:
+    """The debootstrapped rootfs tarball (about 2 minutes to build cold, cached by the script's hash)."""
+    key = hashlib.sha256(ROOTFS_SCRIPT.read_bytes()).hexdigest()[:16]
+    out = CACHE / "rootfs" / f"debian-{key}.tar"
+    with _locked("rootfs"):
+        if not out.exists():
+            out.parent.mkdir(parents=True, exist_ok=True)
+            proc = subprocess.run(["bash", str(ROOTFS_SCRIPT), str(out)], stdin=subprocess.DEVNULL,
+                                  capture_output=True, text=True)
+            if proc.returncode != 0:
+                raise RuntimeError(f"{ROOTFS_SCRIPT} failed:\n{(proc.stdout + proc.stderr)[-3000:]}")
+    return out
+
+
+@contextmanager
+def _unpacked(tar: Path):
+    with tempfile.TemporaryDirectory(dir=CACHE) as tmp:
+        root = Path(tmp) / "root"
+        root.mkdir()
+        sh("tar", "-C", root, "--numeric-owner", "-xf", tar)
+        yield root
+
+
+def _kernel_files(root: Path) -> tuple[Path, Path]:
+    vmlinuz = sorted((root / "boot").glob("vmlinuz-*"))[-1]
+    initrd = sorted((root / "boot").glob("initrd.img-*"))[-1]
+    return vmlinuz, initrd
+
+
+def debian_disk() -> Path:
+    """GPT: p1 BIOS boot, p2 ESP (FAT16, /boot/efi), p3 ext4 root; GRUB for i386-pc installed by the system's
+    own grub-install in a chroot (on a loop device), update-grub run there too; for x86_64-efi the same core
+    image grub-install would make (grub-mkimage + search.fs_uuid load.cfg + modules in /boot/grub/x86_64-efi),
+    because grub-install refuses an --efi-directory that is not FAT and the host cannot mount FAT.
+    Boots to `lifeboat-fixture login:` on the serial console."""
+    tar = debian_rootfs()
+    key = _key("debian", DEBIAN_SIZE_MIB, tar.name)
+    out = CACHE / "fixtures" / f"debian-{DEBIAN_SIZE_MIB}M-{key}.img"
+    with _locked("fixtures"):
+        if out.exists():
+            return out
+        out.parent.mkdir(parents=True, exist_ok=True)
+        with _unpacked(tar) as root, tempfile.TemporaryDirectory(dir=CACHE) as tmp:
+            img = Path(tmp) / "disk.img"
+            _build_debian(root, Path(tmp), img)
+            os.replace(img, out)
+    return out
+
+
+def _fat_uuid(serial: str) -> str:
+    return f"{serial[:4]}-{serial[4:]}"
+
+
+def _build_debian(root: Path, tmp: Path, img: Path) -> None:
+    sh("truncate", "-s", f"{DEBIAN_SIZE_MIB}M", img)
+    sh("sgdisk", "-U", DISK_GUID,
+       "-n", "1:2048:+1M", "-t", "1:EF02", "-c", "1:bios", "-u", f"1:{PART_GUIDS[0]}",
+       "-n", "2:0:+64M", "-t", "2:EF00", "-c", "2:esp", "-u", f"2:{PART_GUIDS[1]}",
+       "-n", "3:0:0", "-t", "3:8300", "-c", "3:root", "-u", f"3:{PART_GUIDS[2]}", img)
+    parts = _partitions(img)
+    (root / "boot/efi").mkdir(exist_ok=True)
+    (root / "etc/fstab").write_text(
+        f"UUID={ROOT_UUID['debian']} / ext4 errors=remount-ro 0 1\n"
+        f"UUID={_fat_uuid(ESP_SERIAL['debian'])} /boot/efi vfat umask=0077 0 1\n"
+    )
+    start, size = parts[3]
+    sh("mke2fs", "-q", "-F", "-t", "ext4", "-U", ROOT_UUID["debian"], "-L", "debroot",
+       "-E", f"offset={start * 512}", "-d", root, img, f"{size * 512 // 1024}k")
+    esp = tmp / "esp.img"
+    sh("truncate", "-s", str(parts[2][1] * 512), esp)
+    sh("mkfs.fat", "-F", "16", "-i", ESP_SERIAL["debian"], "-n", "ESP", esp)
+    efi = tmp / "grubx64.efi"
+    with loop_device(img) as dev, tempfile.TemporaryDirectory(dir=CACHE) as mnt:
+        sh("mount", "-t", "ext4", f"{dev}p3", mnt)
+        binds = []
+        try:
+            for d in ("dev", "proc", "sys"):
+                sh("mount", "--bind", f"/{d}", f"{mnt}/{d}")
+                binds.append(f"{mnt}/{d}")
+            sh("chroot", mnt, "grub-install", "--target=i386-pc", dev)
+            sh("chroot", mnt, "update-grub")
+            sh("chroot", mnt, "mkdir", "-p", "/boot/grub/x86_64-efi")
+            sh("chroot", mnt, "sh", "-c", "cp /usr/lib/grub/x86_64-efi/*.mod /usr/lib/grub/x86_64-efi/*.lst "
+               "/boot/grub/x86_64-efi/")
+            Path(mnt, "tmp/load.cfg").write_text(
+                f"search.fs_uuid {ROOT_UUID['debian']} root\nset prefix=($root)'/boot/grub'\n")
+            sh("chroot", mnt, "grub-mkimage", "-O", "x86_64-efi", "-o", "/tmp/grubx64.efi",
+               "-c", "/tmp/load.cfg", "-p", "", "part_gpt", "part_msdos", "ext2", "search_fs_uuid")
+            shutil.copyfile(Path(mnt, "tmp/grubx64.efi"), efi)
+            Path(mnt, "tmp/grubx64.efi").unlink()
+            Path(mnt, "tmp/load.cfg").unlink()
+        finally:
+            for b in reversed(binds):
+                sh("umount", "-l", b, check=False)
+            sh("umount", mnt)
+    env = dict(os.environ, MTOOLS_SKIP_CHECK="1")
+    for d in ("::/EFI", "::/EFI/BOOT", "::/EFI/debian"):
+        sh("mmd", "-i", esp, d, env=env)
+    sh("mcopy", "-i", esp, efi, "::/EFI/BOOT/BOOTX64.EFI", env=env)
+    sh("mcopy", "-i", esp, efi, "::/EFI/debian/grubx64.efi", env=env)
+    sh("dd", f"if={esp}", f"of={img}", "bs=1M", f"seek={parts[2][0] * 512}", "oflag=seek_bytes",
+       "conv=notrunc,sparse")
+
+
+def rescue_guest() -> dict[str, Path]:
+    """The same Debian as one whole-disk ext4 (label LBRESCUE, its own UUID) plus its kernel and initrd,
+    for booting with -kernel/-initrd and init=/usr/local/sbin/lifeboat-job (see images/debian-rootfs.sh)."""
+    tar = debian_rootfs()
+    key = _key("rescue", tar.name)
+    out = CACHE / "fixtures" / f"rescue-{key}"
+    with _locked("fixtures"):
+        if not (out / "rescue.img").exists():
+            out.mkdir(parents=True, exist_ok=True)
+            with _unpacked(tar) as root:
+                (root / "etc/fstab").write_text("LABEL=LBRESCUE / ext4 defaults 0 1\n")
+                vmlinuz, initrd = _kernel_files(root)
+                shutil.copyfile(vmlinuz, out / "vmlinuz")
+                shutil.copyfile(initrd, out / "initrd.img")
+                tmp_img = out / "rescue.img.tmp"
+                sh("mke2fs", "-q", "-F", "-t", "ext4", "-U", RESCUE_UUID, "-L", "LBRESCUE", "-d", root,
+                   tmp_img, "900M")
+                os.replace(tmp_img, out / "rescue.img")
+    return {"image": out / "rescue.img", "kernel": out / "vmlinuz", "initrd": out / "initrd.img"}
+
+
+def job_disk(dest: Path, files: dict[str, bytes | str | Path], size_mib: int = 64) -> Path:
+    """A small ext4 disk labelled LBJOB holding /run (the job script) and whatever else the job needs.
+    Directories (Path values that are dirs) are copied whole."""
+    with tempfile.TemporaryDirectory(dir=CACHE) as tmp:
+        stage = Path(tmp)
+        for name, content in files.items():
+            target = stage / name
+            target.parent.mkdir(parents=True, exist_ok=True)
+            if isinstance(content, Path) and content.is_dir():
+                shutil.copytree(content, target, ignore=shutil.ignore_patterns("__pycache__"))
+            elif isinstance(content, Path):
+                shutil.copyfile(content, target)
+            else:
+                target.write_bytes(content.encode() if isinstance(content, str) else content)
+        sh("mke2fs", "-q", "-F", "-t", "ext4", "-L", "LBJOB", "-d", stage, dest, f"{size_mib}M")
+    return dest
+
+
+def read_from_ext4(image: Path, path: str) -> str:
+    """Read one file from an ext4 image without mounting it (debugfs)."""
+    return sh("debugfs", "-R", f"cat {path}", image).stdout
+
+
 def copy_image(src: Path, dest: Path) -> Path:
     """A sparse copy of a cached image, to write to."""
     sh("cp", "--sparse=always", src, dest)
@@ -315,4 +469,9 @@ if __name__ == "__main__":
     import sys
 
     for layout in sys.argv[1:] or ["gpt", "mbr"]:
-        print(fixture_disk(layout))
+        if layout == "debian":
+            print(debian_disk())
+        elif layout == "rescue":
+            print(rescue_guest())
+        else:
+            print(fixture_disk(layout))

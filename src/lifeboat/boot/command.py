@@ -1,0 +1,79 @@
+"""`lifeboat bootfix DISK [--yes] [--json]`: registered by cli.py through add_subcommand()."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+
+from lifeboat.boot.fix import bootfix, exit_code
+from lifeboat.engine.events import Event, LogLine, StepFinished, StepStarted
+from lifeboat.errors import LifeboatError
+
+MARK = {"done": "ok", "not-needed": "--", "failed": "!!"}
+
+
+def add_subcommand(subparsers) -> argparse.ArgumentParser:
+    p = subparsers.add_parser(
+        "bootfix", help="reinstall the bootloader(s) of the systems installed on DISK",
+        description="Find the installed systems on DISK (GRUB-booted Linux, Windows boot manager), reinstall "
+                    "GRUB for every firmware they were set up for, write the removable UEFI fallback and, "
+                    "under UEFI, the firmware boot entry. Each step is reported done / not-needed / failed.")
+    p.add_argument("disk", metavar="DISK", help="the whole disk, e.g. /dev/nvme0n1")
+    p.add_argument("--yes", action="store_true", help="do not ask for confirmation")
+    p.add_argument("--json", action="store_true", help="print the outcomes as JSON on stdout")
+    p.set_defaults(func=run_command)
+    return p
+
+
+def _printer(stream):
+    def sink(event: Event) -> None:
+        if isinstance(event, StepStarted):
+            print(f"[bootfix] {event.step}{': ' + event.detail if event.detail else ''} …", file=stream, flush=True)
+        elif isinstance(event, StepFinished):
+            print(f"[bootfix] {MARK.get(event.outcome, event.outcome)} {event.step}: {event.outcome}"
+                  f"{' — ' + event.detail if event.detail else ''}", file=stream, flush=True)
+        elif isinstance(event, LogLine):
+            print(f"[bootfix] {event.level}: {event.message}", file=stream, flush=True)
+    return sink
+
+
+def _confirm(disk: str) -> bool | None:
+    if not sys.stdin.isatty():
+        return None
+    name = os.path.basename(disk)
+    answer = input(f"bootfix writes boot code to {disk} and loader files to its ESP.\n"
+                   f"Type the disk's name ({name}) to go on: ")
+    return answer.strip() in (disk, name)
+
+
+def run_command(args: argparse.Namespace) -> int:
+    if not args.yes:
+        ok = _confirm(args.disk)
+        if ok is None:
+            print("lifeboat: bootfix: no terminal to confirm on; pass --yes", file=sys.stderr)
+            return 2
+        if not ok:
+            print("lifeboat: bootfix: not confirmed; nothing written", file=sys.stderr)
+            return 1
+    try:
+        outcomes = bootfix(args.disk, _printer(sys.stderr))
+    except LifeboatError as err:
+        print(f"lifeboat: bootfix: {err}", file=sys.stderr)
+        return err.exit_code
+    code = exit_code(outcomes)
+    if args.json:
+        print(json.dumps({"disk": args.disk, "ok": code == 0, "steps": [o.to_dict() for o in outcomes]}, indent=2))
+    else:
+        for o in outcomes:
+            print(f"{MARK.get(o.outcome, o.outcome)} {o}")
+        print("bootfix: " + ("every step done or not needed" if code == 0 else "some steps FAILED (see above)"))
+    return code
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="lifeboat")
+    add_subcommand(parser.add_subparsers(dest="command", required=True))
+    args = parser.parse_args(argv)
+    return args.func(args)

@@ -1,0 +1,108 @@
+"""Finding the installed systems on a disk: GRUB-booted Linux roots and a Windows boot manager."""
+
+from __future__ import annotations
+
+import os
+
+from lifeboat.boot import probe
+from lifeboat.boot.model import LinuxSystem, WindowsLoader
+from lifeboat.boot.mounts import Mounts
+from lifeboat.errors import CommandFailed
+
+ESP_MOUNTPOINTS = ("/boot/efi", "/efi", "/boot")
+WINDOWS_LOADER = "EFI/Microsoft/Boot/bootmgfw.efi"
+
+
+def _read(path: str) -> str:
+    try:
+        with open(path, errors="replace") as f:
+            return f.read()
+    except OSError:
+        return ""
+
+
+def os_release(root: str) -> dict[str, str]:
+    text = _read(os.path.join(root, "etc/os-release")) or _read(os.path.join(root, "usr/lib/os-release"))
+    out = {}
+    for line in text.splitlines():
+        key, sep, value = line.partition("=")
+        if sep:
+            out[key.strip()] = value.strip().strip('"')
+    return out
+
+
+def looks_like_grub_linux(root: str, fstab: list[probe.FstabEntry]) -> bool:
+    """An installed Linux that boots with GRUB: /etc/fstab, and GRUB's traces (/boot/grub, its
+    configuration, or a separate /boot that would hold them)."""
+    if not os.path.isfile(os.path.join(root, "etc/fstab")):
+        return False
+    return (
+        os.path.isdir(os.path.join(root, "boot/grub"))
+        or os.path.isfile(os.path.join(root, "etc/default/grub"))
+        or any(e.mountpoint == "/boot" for e in fstab)
+    )
+
+
+def describe_linux(root_dir: str, root: probe.Part, disk: probe.DiskInfo) -> LinuxSystem | None:
+    fstab = probe.parse_fstab(_read(os.path.join(root_dir, "etc/fstab")))
+    if not looks_like_grub_linux(root_dir, fstab):
+        return None
+    rel = os_release(root_dir)
+    system = LinuxSystem(root=root, name=rel.get("PRETTY_NAME") or root.node,
+                         efi_id=(rel.get("ID") or "debian").lower(), fstab=fstab)
+    for entry in fstab:
+        if entry.mountpoint == "/boot":
+            system.boot = probe.resolve_spec(entry.spec, disk)
+    # The ESP: the one the restored fstab names, else the disk's first ESP.
+    for entry in fstab:
+        if entry.fstype in ("vfat", "msdos", "fat") and entry.mountpoint in ESP_MOUNTPOINTS:
+            part = probe.resolve_spec(entry.spec, disk)
+            if part is not None and part.is_esp:
+                system.esp, system.esp_mountpoint = part, entry.mountpoint
+    if system.esp is None and disk.esps:
+        system.esp = disk.esps[0]
+    system.efi = system.esp is not None
+    boot_dir = os.path.join(root_dir, "boot/grub")
+    if disk.label == "gpt":
+        system.bios = disk.bios_boot is not None
+        if not system.bios:
+            system.why_not_bios = "GPT disk without a BIOS boot partition: it boots under UEFI only"
+    else:
+        # An MBR disk: BIOS-bootable through the gap, unless it holds only an ESP-booted system.
+        system.bios = os.path.isdir(os.path.join(boot_dir, "i386-pc")) or not system.efi or (
+            probe.mbr_boot_code_state(probe.read_sectors(disk.path, 0)) == "grub")
+        if not system.bios:
+            system.why_not_bios = "MBR disk set up for UEFI only (no i386-pc GRUB, no GRUB boot code)"
+        if disk.mbr_gap_sectors < 63:
+            system.bios = False
+            system.why_not_bios = f"the gap before the first partition is {disk.mbr_gap_sectors} sectors: no room for core.img"
+    return system
+
+
+def find_systems(disk: probe.DiskInfo, log) -> tuple[list[LinuxSystem], list[WindowsLoader]]:
+    """Mount every candidate partition read-only, one at a time, and look."""
+    linux: list[LinuxSystem] = []
+    windows: list[WindowsLoader] = []
+    for part in disk.parts:
+        if part.fstype in probe.LINUX_FS:
+            with Mounts() as m:
+                mnt = m.tempdir("lifeboat-probe-")
+                try:
+                    m.mount(part.node, mnt, fstype=part.fstype, options="ro")
+                except CommandFailed as err:
+                    log(f"cannot look into {part.node} ({part.fstype}): {err}", "warning")
+                    continue
+                system = describe_linux(mnt, part, disk)
+                if system:
+                    linux.append(system)
+        elif part.is_esp and part.fstype == "vfat":
+            with Mounts() as m:
+                mnt = m.tempdir("lifeboat-probe-")
+                try:
+                    m.mount(part.node, mnt, fstype="vfat", options="ro")
+                except CommandFailed as err:
+                    log(f"cannot look into the ESP {part.node}: {err}", "warning")
+                    continue
+                if probe.find_ci(mnt, WINDOWS_LOADER):
+                    windows.append(WindowsLoader(esp=part))
+    return linux, windows

@@ -1,0 +1,313 @@
+"""bootfix: make the installed systems on a disk boot again, and say honestly what was done.
+
+For each GRUB-booted Linux root: mount it (and its /boot and ESP as its restored fstab says), bind-mount
+/dev /proc /sys /run, run the system's own grub-install for every firmware it was set up for and its
+update-grub in a chroot; when the chroot cannot run them, use the live system's GRUB. Then the removable
+fallback \\EFI\\BOOT\\BOOTX64.EFI, and under UEFI the firmware boot entry. Every "done" is checked: boot
+code in the MBR, core.img where boot.img looks for it, loader files on the ESP, the NVRAM entry listed.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import stat
+
+from lifeboat.boot import detect, efi, probe
+from lifeboat.boot.model import DONE, FAILED, NOT_NEEDED, LinuxSystem, Recorder, StepOutcome, WindowsLoader
+from lifeboat.boot.mounts import Mounts
+from lifeboat.engine.events import ProgressSink, discard
+from lifeboat.errors import LifeboatError, UnsafeTarget
+from lifeboat.run import run
+
+
+def _mounted_devices() -> set[int]:
+    devs = set()
+    try:
+        with open("/proc/self/mounts") as f:
+            for line in f:
+                source = line.split()[0]
+                if source.startswith("/dev/"):
+                    try:
+                        devs.add(os.stat(source).st_rdev)
+                    except OSError:
+                        pass
+    except OSError:
+        pass
+    return devs
+
+
+def preflight(disk_path: str) -> None:
+    try:
+        st = os.stat(disk_path)
+    except OSError as err:
+        raise UnsafeTarget(f"{disk_path}: {err.strerror}") from None
+    if not stat.S_ISBLK(st.st_mode):
+        raise UnsafeTarget(f"{disk_path} is not a block device")
+    mounted = _mounted_devices()
+    base = os.path.basename(os.path.realpath(disk_path))
+    nodes = [disk_path] + [os.path.join("/dev", n) for n in os.listdir(f"/sys/block/{base}")
+                           if n.startswith(base)] if os.path.isdir(f"/sys/block/{base}") else [disk_path]
+    for node in nodes:
+        try:
+            if os.stat(node).st_rdev in mounted:
+                raise UnsafeTarget(f"{node} is mounted: unmount it first (is this the disk Lifeboat runs from?)")
+        except FileNotFoundError:
+            continue
+
+
+def bootfix(disk_path: str, progress: ProgressSink = discard) -> list[StepOutcome]:
+    rec = Recorder(progress)
+    rec.start("detect", disk_path)
+    try:
+        preflight(disk_path)
+        disk = probe.read_disk(disk_path)
+        linux, windows = detect.find_systems(disk, rec.log)
+    except LifeboatError as err:
+        rec.finish("detect", FAILED, str(err))
+        return rec.outcomes
+    found = [f"{s.name} on {s.root.node}" for s in linux] + [f"Windows boot manager on {w.esp.node}" for w in windows]
+    if not found:
+        rec.finish("detect", FAILED, "no GRUB-booted Linux root and no Windows boot manager found on this disk")
+        return rec.outcomes
+    rec.finish("detect", DONE, "; ".join(found))
+    for system in linux:
+        _fix_linux(disk, system, rec, windows_present=bool(windows))
+    if windows and not linux:
+        for loader in windows:
+            _fix_windows(disk, loader, rec)
+    return rec.outcomes
+
+
+def after_restore(disk_path: str, progress: ProgressSink = discard) -> list[StepOutcome]:
+    """The restore's bootloader step: the same as bootfix, on the freshly written disk."""
+    return bootfix(disk_path, progress)
+
+
+# ---- Linux ----------------------------------------------------------------------------------------------
+def _chroot_has(root: str, *rel: str) -> bool:
+    return all(os.path.exists(os.path.join(root, r.lstrip("/"))) for r in rel)
+
+
+def _fix_linux(disk: probe.DiskInfo, system: LinuxSystem, rec: Recorder, windows_present: bool) -> None:
+    tag = system.root.node
+    with Mounts() as m:
+        root = m.tempdir("lifeboat-bootfix-")
+        try:
+            rec.start(f"mount {tag}", system.name)
+            m.mount(system.root.node, root, fstype=system.root.fstype)
+            if system.boot is not None:
+                m.mount(system.boot.node, os.path.join(root, "boot"), fstype=system.boot.fstype)
+            esp_dir = None
+            if system.esp is not None:
+                esp_dir = os.path.join(root, system.esp_mountpoint.lstrip("/"))
+                m.mount(system.esp.node, esp_dir, fstype="vfat")
+            for d in ("dev", "proc", "sys", "run"):
+                if os.path.isdir(os.path.join(root, d)):
+                    m.mount(f"/{d}", os.path.join(root, d), bind=True)
+            rec.finish(f"mount {tag}", DONE,
+                       f"root {system.root.node}" + (f", ESP {system.esp.node} at {system.esp_mountpoint}"
+                                                     if system.esp else ""))
+        except LifeboatError as err:
+            rec.finish(f"mount {tag}", FAILED, str(err))
+            return
+        _grub_bios(disk, system, root, rec)
+        _grub_efi(disk, system, root, esp_dir, rec)
+        _update_grub(system, root, rec)
+        if esp_dir:
+            _removable_fallback(system, root, esp_dir, rec, windows_present)
+            _nvram_linux(disk, system, esp_dir, rec)
+        else:
+            rec.finish("NVRAM entry", NOT_NEEDED, "no ESP on this disk: BIOS boot only")
+
+
+def _install(system: LinuxSystem, root: str, target: str, chroot_args: list[str], live_args: list[str],
+             rec: Recorder) -> tuple[bool, str]:
+    """Run the system's own grub-install in the chroot; fall back to the live system's. -> (ok, how)."""
+    why = ""
+    if _chroot_has(root, "usr/sbin/grub-install", f"usr/lib/grub/{target}", "bin/sh"):
+        try:
+            run(["chroot", root, "grub-install", f"--target={target}", *chroot_args])
+            return True, "the installed system's grub-install (chroot)"
+        except LifeboatError as err:
+            why = f"the installed system's grub-install failed ({err})"
+            rec.log(why + "; trying the live system's GRUB", "warning")
+    else:
+        why = f"the installed system has no grub-install for {target}"
+    try:
+        run(["grub-install", f"--target={target}", *live_args])
+        return True, f"the live system's grub-install ({why})"
+    except LifeboatError as err:
+        return False, f"{why}; the live system's grub-install failed too: {err}"
+
+
+def _grub_bios(disk: probe.DiskInfo, system: LinuxSystem, root: str, rec: Recorder) -> None:
+    step = "GRUB for BIOS (i386-pc)"
+    rec.start(step, disk.path)
+    if not system.bios:
+        rec.finish(step, NOT_NEEDED, system.why_not_bios or "not set up for BIOS")
+        return
+    ok, how = _install(system, root, "i386-pc", [disk.path],
+                       [f"--boot-directory={root}/boot", disk.path], rec)
+    if not ok:
+        rec.finish(step, FAILED, how)
+        return
+    run(["sync"], check=False)
+    state = probe.mbr_boot_code_state(probe.read_sectors(disk.path, 0))
+    core_ok, core_detail = probe.bios_core_present(disk)
+    if state != "grub" or not core_ok:
+        rec.finish(step, FAILED, f"after grub-install the MBR boot code is {state!r}; {core_detail}")
+    else:
+        rec.finish(step, DONE, f"with {how}; MBR holds GRUB's boot code; {core_detail}")
+
+
+def _grub_efi(disk: probe.DiskInfo, system: LinuxSystem, root: str, esp_dir: str | None, rec: Recorder) -> None:
+    step = "GRUB for UEFI (x86_64-efi)"
+    rec.start(step, disk.path)
+    if not system.efi or esp_dir is None:
+        rec.finish(step, NOT_NEEDED, "no ESP on this disk")
+        return
+    common = [f"--bootloader-id={system.efi_id}", "--no-nvram"]
+    ok, how = _install(system, root, "x86_64-efi", [f"--efi-directory={system.esp_mountpoint}", *common],
+                       [f"--efi-directory={esp_dir}", f"--boot-directory={root}/boot", *common], rec)
+    if not ok:
+        rec.finish(step, FAILED, how)
+        return
+    loader = _linux_loader(system, esp_dir)
+    if loader is None:
+        rec.finish(step, FAILED, f"grub-install ran but no loader is in \\EFI\\{system.efi_id} on the ESP")
+    else:
+        rec.finish(step, DONE, f"with {how}; {loader} is on the ESP")
+
+
+def _linux_loader(system: LinuxSystem, esp_dir: str) -> str | None:
+    """The ESP path (\\EFI\\debian\\shimx64.efi or grubx64.efi) firmware should start, if it is there."""
+    for name in ("shimx64.efi", "grubx64.efi"):
+        found = probe.find_ci(esp_dir, f"EFI/{system.efi_id}/{name}")
+        if found and probe.is_pe_file(found):
+            return "\\" + os.path.relpath(found, esp_dir).replace("/", "\\")
+    return None
+
+
+def _update_grub(system: LinuxSystem, root: str, rec: Recorder) -> None:
+    step = "update-grub"
+    rec.start(step, system.name)
+    for tool in ("usr/sbin/update-grub", "usr/sbin/grub-mkconfig"):
+        if _chroot_has(root, tool, "bin/sh"):
+            argv = ["chroot", root, "/" + tool] + ([] if tool.endswith("update-grub") else ["-o", "/boot/grub/grub.cfg"])
+            try:
+                run(argv, timeout=600)
+            except LifeboatError as err:
+                rec.finish(step, FAILED, str(err))
+                return
+            cfg = os.path.join(root, "boot/grub/grub.cfg")
+            if os.path.isfile(cfg) and os.path.getsize(cfg) > 0:
+                rec.finish(step, DONE, f"/{tool} in the chroot wrote /boot/grub/grub.cfg")
+            else:
+                rec.finish(step, FAILED, f"/{tool} ran but /boot/grub/grub.cfg is missing or empty")
+            return
+    if os.path.isfile(os.path.join(root, "boot/grub/grub.cfg")):
+        rec.finish(step, NOT_NEEDED, "the installed system has no update-grub; its /boot/grub/grub.cfg is kept")
+    else:
+        rec.finish(step, FAILED, "no update-grub in the installed system and no /boot/grub/grub.cfg")
+
+
+FALLBACK = "EFI/BOOT/BOOTX64.EFI"
+
+
+def _removable_fallback(system: LinuxSystem, root: str, esp_dir: str, rec: Recorder, windows_present: bool) -> None:
+    step = "removable fallback \\EFI\\BOOT\\BOOTX64.EFI"
+    rec.start(step)
+    existing = probe.find_ci(esp_dir, FALLBACK)
+    if windows_present and existing and probe.is_pe_file(existing):
+        rec.finish(step, NOT_NEEDED, "kept the existing fallback loader: Windows is on this disk too")
+        return
+    loader = _linux_loader(system, esp_dir)
+    if loader is None:
+        rec.finish(step, FAILED, f"no GRUB loader in \\EFI\\{system.efi_id} to copy")
+        return
+    src_dir = os.path.dirname(os.path.join(esp_dir, loader.lstrip("\\").replace("\\", "/")))
+    boot_dir = probe.find_ci(esp_dir, "EFI/BOOT") or os.path.join(esp_dir, "EFI", "BOOT")
+    try:
+        os.makedirs(boot_dir, exist_ok=True)
+        names = os.listdir(src_dir)
+        first = "shimx64.efi" if any(n.lower() == "shimx64.efi" for n in names) else "grubx64.efi"
+        for name in names:
+            low = name.lower()
+            if low == first:
+                shutil.copyfile(os.path.join(src_dir, name), os.path.join(boot_dir, "BOOTX64.EFI"))
+            elif low == "grub.cfg" or (first == "shimx64.efi" and low in ("grubx64.efi", "mmx64.efi")):
+                shutil.copyfile(os.path.join(src_dir, name), os.path.join(boot_dir, name))
+        os.sync()
+    except OSError as err:
+        rec.finish(step, FAILED, f"copying the loader failed: {err}")
+        return
+    check = probe.find_ci(esp_dir, FALLBACK)
+    if check and probe.is_pe_file(check):
+        rec.finish(step, DONE, f"copied {loader} (firmware with empty NVRAM boots this)")
+    else:
+        rec.finish(step, FAILED, "\\EFI\\BOOT\\BOOTX64.EFI is not a valid loader after copying")
+
+
+def _nvram(disk: probe.DiskInfo, esp: probe.Part, label: str, loader: str, rec: Recorder) -> None:
+    step = "NVRAM entry"
+    rec.start(step, f"{label}: {loader}")
+    if not efi.booted_under_uefi():
+        rec.finish(step, NOT_NEEDED, "booted under BIOS: there is no firmware boot list to write; UEFI firmware "
+                                     "with empty NVRAM finds \\EFI\\BOOT\\BOOTX64.EFI")
+        return
+    try:
+        efi.create_entry(disk.path, esp.number, label, loader)
+        entry = efi.entry_for(loader, efi.list_entries(), esp.partuuid)
+    except LifeboatError as err:
+        rec.finish(step, FAILED, str(err))
+        return
+    if entry is None:
+        rec.finish(step, FAILED, f"efibootmgr ran but no entry for {loader} is listed")
+    else:
+        rec.finish(step, DONE, f"Boot{entry.num} \"{entry.label}\" -> {loader} on {esp.node}")
+
+
+def _nvram_linux(disk: probe.DiskInfo, system: LinuxSystem, esp_dir: str, rec: Recorder) -> None:
+    loader = _linux_loader(system, esp_dir)
+    if loader is None or system.esp is None:
+        rec.start("NVRAM entry")
+        rec.finish("NVRAM entry", FAILED, "no GRUB loader on the ESP to point an entry at")
+        return
+    _nvram(disk, system.esp, system.efi_id.capitalize() if system.efi_id != "debian" else "debian", loader, rec)
+
+
+# ---- Windows ------------------------------------------------------------------------------------------
+def _fix_windows(disk: probe.DiskInfo, win: WindowsLoader, rec: Recorder) -> None:
+    """Windows-only disk: no GRUB. Restore kept boot code, signature, GUIDs and offsets (so the BCD's
+    references hold); here: the removable fallback if it is missing, and the firmware entry."""
+    step = "removable fallback \\EFI\\BOOT\\BOOTX64.EFI"
+    rec.start(step, "Windows")
+    with Mounts() as m:
+        esp_dir = m.tempdir("lifeboat-bootfix-")
+        try:
+            m.mount(win.esp.node, esp_dir, fstype="vfat")
+        except LifeboatError as err:
+            rec.finish(step, FAILED, f"cannot mount the ESP: {err}")
+            return
+        existing = probe.find_ci(esp_dir, FALLBACK)
+        if existing and probe.is_pe_file(existing):
+            rec.finish(step, NOT_NEEDED, "already present")
+        else:
+            src = probe.find_ci(esp_dir, detect.WINDOWS_LOADER)
+            try:
+                boot_dir = probe.find_ci(esp_dir, "EFI/Boot") or os.path.join(esp_dir, "EFI", "Boot")
+                os.makedirs(boot_dir, exist_ok=True)
+                shutil.copyfile(src, os.path.join(boot_dir, "bootx64.efi"))
+                os.sync()
+                ok = probe.is_pe_file(os.path.join(boot_dir, "bootx64.efi"))
+                rec.finish(step, DONE if ok else FAILED,
+                           "copied \\EFI\\Microsoft\\Boot\\bootmgfw.efi" if ok else "copy is not a valid loader")
+            except OSError as err:
+                rec.finish(step, FAILED, str(err))
+    _nvram(disk, win.esp, "Windows Boot Manager", win.path, rec)
+
+
+def exit_code(outcomes: list[StepOutcome]) -> int:
+    return 1 if not outcomes or any(o.outcome == FAILED for o in outcomes) else 0
+

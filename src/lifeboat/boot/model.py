@@ -1,0 +1,63 @@
+"""What a bootloader step reports, and what bootfix found on a disk."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+
+from lifeboat.boot.probe import FstabEntry, Part
+from lifeboat.engine.events import LogLine, ProgressSink, StepFinished, StepStarted
+
+DONE, NOT_NEEDED, FAILED = "done", "not-needed", "failed"
+
+
+@dataclass(frozen=True)
+class StepOutcome:
+    step: str
+    outcome: str  # done | not-needed | failed
+    detail: str = ""
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    def __str__(self) -> str:
+        return f"{self.step}: {self.outcome}{' — ' + self.detail if self.detail else ''}"
+
+
+@dataclass
+class LinuxSystem:
+    root: Part
+    name: str  # PRETTY_NAME from os-release, or the root's node
+    efi_id: str  # directory under \EFI (Debian's grub-install --bootloader-id)
+    fstab: list[FstabEntry] = field(default_factory=list)
+    boot: Part | None = None  # a separate /boot
+    esp: Part | None = None
+    esp_mountpoint: str = "/boot/efi"
+    bios: bool = False  # set up for BIOS (i386-pc)
+    efi: bool = False  # set up for UEFI (x86_64-efi)
+    why_not_bios: str = ""
+
+
+@dataclass
+class WindowsLoader:
+    esp: Part
+    path: str = r"\EFI\Microsoft\Boot\bootmgfw.efi"
+
+
+class Recorder:
+    """Collects outcomes and mirrors them to the progress sink as StepStarted/StepFinished events."""
+
+    def __init__(self, progress: ProgressSink):
+        self.progress = progress
+        self.outcomes: list[StepOutcome] = []
+
+    def start(self, step: str, detail: str = "") -> None:
+        self.progress(StepStarted(step, detail))
+
+    def log(self, message: str, level: str = "info") -> None:
+        self.progress(LogLine(message, level))
+
+    def finish(self, step: str, outcome: str, detail: str = "") -> StepOutcome:
+        result = StepOutcome(step, outcome, detail)
+        self.outcomes.append(result)
+        self.progress(StepFinished(step, outcome, detail))
+        return result
