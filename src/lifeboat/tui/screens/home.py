@@ -18,9 +18,9 @@ from lifeboat.tui.widgets.text import UNSAFE_STYLE, disk_contents
 
 # (action name, label, key shown)
 ACTIONS = [
-    ("capture", "Capture a disk", "c"),
-    ("restore", "Restore an image", "r"),
-    ("verify", "Verify an image", "v"),
+    ("capture", "Capture disk", "c"),
+    ("restore", "Restore image", "r"),
+    ("verify", "Verify image", "v"),
     ("bootfix", "Repair boot", "b"),
     ("repository", "Repository…", "o"),
     ("show_log", "Log", "l"),
@@ -57,7 +57,7 @@ class HomeScreen(Screen):
     def on_mount(self) -> None:
         self.sub_title = "Capture and restore whole disks"
         disks = self.query_one("#disks", DataTable)
-        for label, width in (("disk", 5), ("model", 14), ("size", 9), ("on it now", 24)):
+        for label, width in (("disk", 5), ("model", 12), ("size", 9), ("on it now (greyed: not usable)", 26)):
             disks.add_column(label, width=width)
         images = self.query_one("#images", DataTable)
         for label, width in (("image", 20), ("date", 10), ("from", 13), ("stored", 9)):
@@ -73,7 +73,7 @@ class HomeScreen(Screen):
         table.clear()
         for disk in disks:
             style = UNSAFE_STYLE if disk.unsafe_reason else ""
-            note = f"not usable: {disk.unsafe_reason}" if disk.unsafe_reason else disk_contents(disk)
+            note = disk.unsafe_reason or disk_contents(disk)
             cells = (disk.name, disk.model or disk.transport, human_size(disk.size), note)
             table.add_row(*(Text(str(c), style=style) for c in cells), key=disk.path)
         self.query_one("#disks-title", Label).update(f"Disks ({len(disks)})")
