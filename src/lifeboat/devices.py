@@ -16,6 +16,8 @@ import pyudev
 
 # Where a Debian live system mounts the medium it booted from.
 LIVE_MEDIUM_MOUNTS = ("/run/live/medium", "/lib/live/mount/medium")
+# Written into the live ISO by live-build/build-iso; LIVE_MEDIUM_UUID= names the ISO's volume UUID.
+LIVE_RELEASE_FILE = "/etc/lifeboat-release"
 # Set to a directory to show only loop devices backed by files in it (the `make run` sandbox).
 SANDBOX_ENV = "LIFEBOAT_SANDBOX"
 
@@ -151,7 +153,27 @@ def boot_medium_devnums() -> set[int]:
         if whole is not None:
             disks.add(whole.device_number)
         # a loop device backed by a file on the boot medium (squashfs) leads to that medium's disk
+    # Booted with `toram`, live-boot unmounts the medium: find it by the ISO's volume UUID instead.
+    medium_uuid = live_medium_uuid()
+    if medium_uuid:
+        for dev in context.list_devices(subsystem="block", ID_FS_UUID=medium_uuid):
+            whole = dev.find_parent("block", "disk") if dev.device_type == "partition" else dev
+            if whole is not None:
+                disks.add(whole.device_number)
     return disks
+
+
+def live_medium_uuid(release_file: str = LIVE_RELEASE_FILE) -> str:
+    """The volume UUID of the live ISO we booted from, recorded in the image by live-build/build-iso."""
+    try:
+        with open(release_file) as f:
+            for line in f:
+                key, _, value = line.partition("=")
+                if key.strip() == "LIVE_MEDIUM_UUID":
+                    return value.strip()
+    except OSError:
+        pass
+    return ""
 
 
 # ---------------------------------------------------------------- listing

@@ -1,0 +1,274 @@
+"""The `lifeboat` command: argument parsing, confirmation, exit codes, human and JSON output.
+
+No disk I/O of its own: every command calls the engine. Exit codes: 0 success, 1 failure,
+2 refused (bad usage, no confirmation), 130 cancelled.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import logging
+import os
+import sys
+import threading
+
+from lifeboat import __version__
+from lifeboat.config import default_level, default_repo
+from lifeboat.devices import human_size
+from lifeboat.errors import Cancelled, LifeboatError
+
+EXIT_OK, EXIT_FAILED, EXIT_REFUSED = 0, 1, 2
+# Commands other modules own; each exposes add_subcommand(subparsers). Missing ones are skipped.
+PLUGIN_COMMANDS = ("lifeboat.boot.command", "lifeboat.unattended")
+
+
+def _repo(args, create: bool = False):
+    from lifeboat.repo.store import Repository
+
+    path = default_repo(args.repo)
+    if not path:
+        raise LifeboatError("no repository given: use --repo DIR, LIFEBOAT_REPO, or `repo` in the config file")
+    return Repository.open(path, create=create)
+
+
+def _print_json(data) -> None:
+    json.dump(data, sys.stdout, indent=2)
+    sys.stdout.write("\n")
+
+
+# ---------------------------------------------------------------- commands
+
+
+def cmd_disks(args) -> int:
+    from lifeboat.devices import list_disks
+
+    disks = list_disks(include_loop=args.loop)
+    if args.json:
+        _print_json([d.to_json() for d in disks])
+        return EXIT_OK
+    for d in disks:
+        flag = f"  [not a target: {d.unsafe_reason}]" if d.unsafe_reason else ""
+        print(f"{d.path:<16} {human_size(d.size):>10}  {d.transport:<6} {d.model} {d.serial}{flag}")
+        for p in d.partitions:
+            where = f" on {', '.join(p.mountpoints)}" if p.mountpoints else ""
+            print(f"  {p.path:<14} {human_size(p.size):>10}  {p.fstype or '-':<6} {p.label}{where}")
+    return EXIT_OK
+
+
+def cmd_images(args) -> int:
+    from lifeboat.engine.manifest import list_images
+
+    images = list_images(_repo(args))
+    if args.json:
+        _print_json([s.to_json() if s else {"name": n, "problem": problem} for n, s, problem in images])
+        return EXIT_OK
+    if not images:
+        print("no images")
+    for name, summary, problem in images:
+        if summary is None:
+            print(f"{name:<24} UNREADABLE: {problem}")
+            continue
+        parts = ", ".join(f"{n}:{fs}" for n, fs, _, _ in summary.partitions)
+        print(f"{name:<24} {summary.created}  {summary.source_model or '-'} {human_size(summary.source_size)}  "
+              f"{summary.table}  [{parts}]  {human_size(summary.data_bytes)} of data")
+    return EXIT_OK
+
+
+def cmd_capture(args) -> int:
+    from lifeboat.engine.capture import capture, inspect_source
+    from lifeboat.repo.store import check_image_name
+    from lifeboat.terminal import ConsoleProgress
+
+    check_image_name(args.name)
+    repo = _repo(args, create=True)
+    info = inspect_source(args.source)
+    print(f"Capture {args.source} ({info.model or 'disk'}, {human_size(info.size)}) as {args.name!r} into {repo.root}")
+    for p in info.partitions:
+        print(f"  partition {p.entry.number}: {p.fstype or 'unknown'} {human_size(p.size)}, {p.kind.mode}, "
+              f"{human_size(p.to_read)} to read")
+    sink = ConsoleProgress()
+    try:
+        manifest = capture(args.source, args.name, repo, level=args.level, progress=sink, cancel=_cancel_on_signal(),
+                           info=info)
+    finally:
+        sink.close()
+    stats = manifest["stats"]
+    print(f"Image {args.name!r} complete: {human_size(stats['read_bytes'])} read, "
+          f"{stats['new_chunks']} new chunks, {human_size(stats['new_chunk_bytes'])} added to the repository")
+    return EXIT_OK
+
+
+def cmd_verify(args) -> int:
+    from lifeboat.engine.verify import verify
+    from lifeboat.terminal import ConsoleProgress
+
+    sink = ConsoleProgress()
+    try:
+        report = verify(_repo(args), args.name, progress=sink, cancel=_cancel_on_signal())
+    finally:
+        sink.close()
+    if report.ok:
+        print(f"Image {args.name!r} is intact: {report.chunks} chunks, {human_size(report.bytes)} checked")
+        return EXIT_OK
+    for problem in report.problems:
+        print(f"DAMAGED: {problem}", file=sys.stderr)
+    print(f"Image {args.name!r} is damaged: {len(report.problems)} problem(s)", file=sys.stderr)
+    return EXIT_FAILED
+
+
+def _confirm(plan, args) -> bool:
+    if args.yes:
+        return True
+    if not sys.stdin.isatty():
+        print("refusing to restore without confirmation: no terminal to ask on; pass --yes", file=sys.stderr)
+        return False
+    name = os.path.basename(plan.target)
+    answer = input(f"Type the target's name ({name}) to erase it and restore: ").strip()
+    return answer in (name, plan.target)
+
+
+def cmd_restore(args) -> int:
+    from lifeboat.engine.plan import plan_restore
+    from lifeboat.engine.restore import restore
+    from lifeboat.terminal import ConsoleProgress
+
+    plan = plan_restore(_repo(args), args.name, args.target)
+    if args.json and args.dry_run:
+        _print_json(plan.to_json())
+        return EXIT_OK
+    print("\n".join(plan.describe()))
+    if args.dry_run:
+        print("\nDry run: nothing was written.")
+        return EXIT_OK
+    if not _confirm(plan, args):
+        print("Not confirmed: nothing was written.", file=sys.stderr)
+        return EXIT_REFUSED
+    sink = ConsoleProgress()
+    try:
+        result = restore(plan, progress=sink, cancel=_cancel_on_signal(), bootloader=not args.no_bootloader)
+    finally:
+        sink.close()
+    if args.json:
+        _print_json(result.to_json())
+    failed = [s for s in result.steps if s[1] == "failed"]
+    print(f"Restored {args.name!r} onto {args.target}: {human_size(result.bytes_written)} in {result.seconds:.1f} s"
+          + (f"; {len(failed)} step(s) failed" if failed else ""))
+    return EXIT_FAILED if failed else EXIT_OK
+
+
+def cmd_tui(args) -> int:
+    from lifeboat.tui.app import main as tui_main
+
+    argv = []
+    if getattr(args, "repo", None):
+        argv += ["--repo", args.repo]
+    if getattr(args, "demo", False):
+        argv.append("--demo")
+    return tui_main(argv)
+
+
+def cmd_sandbox(args) -> int:
+    from lifeboat.sandbox import run_sandbox
+
+    return run_sandbox(args.dir, tui=not args.round_trip)
+
+
+# ---------------------------------------------------------------- plumbing
+
+
+def _cancel_on_signal() -> threading.Event:
+    """An event set by Ctrl-C so the engine stops between chunks and cleans up."""
+    import signal
+
+    event = threading.Event()
+    if threading.current_thread() is threading.main_thread():
+        previous = signal.getsignal(signal.SIGINT)
+
+        def handler(signum, frame):
+            if event.is_set():
+                signal.signal(signal.SIGINT, previous)
+                raise KeyboardInterrupt
+            event.set()
+
+        signal.signal(signal.SIGINT, handler)
+    return event
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="lifeboat", description="Capture and restore whole disks.")
+    parser.add_argument("--version", action="version", version=f"lifeboat {__version__}")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log every external command")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    p = sub.add_parser("disks", help="list disks")
+    p.add_argument("--json", action="store_true")
+    p.add_argument("--loop", action="store_true", help="include loop devices")
+    p.set_defaults(func=cmd_disks)
+
+    p = sub.add_parser("images", help="list images in a repository")
+    p.add_argument("--repo")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_images)
+
+    p = sub.add_parser("capture", help="capture a whole disk into an image")
+    p.add_argument("source", metavar="SOURCE_DISK")
+    p.add_argument("name", metavar="NAME")
+    p.add_argument("--repo")
+    p.add_argument("--level", type=int, default=None, help="zstd level (default 3)")
+    p.set_defaults(func=cmd_capture)
+
+    p = sub.add_parser("verify", help="check every chunk of an image")
+    p.add_argument("name", metavar="NAME")
+    p.add_argument("--repo")
+    p.set_defaults(func=cmd_verify)
+
+    p = sub.add_parser("restore", help="restore an image onto a whole disk (erases it)")
+    p.add_argument("name", metavar="NAME")
+    p.add_argument("target", metavar="TARGET_DISK")
+    p.add_argument("--repo")
+    p.add_argument("--dry-run", action="store_true", help="print the plan and write nothing")
+    p.add_argument("--yes", action="store_true", help="do not ask for confirmation (scripts)")
+    p.add_argument("--no-bootloader", action="store_true", help="skip the bootloader reinstall step")
+    p.add_argument("--json", action="store_true", help="print the plan (with --dry-run) or the result as JSON")
+    p.set_defaults(func=cmd_restore)
+
+    p = sub.add_parser("tui", help="the full-screen wizard (the default)")
+    p.add_argument("--repo")
+    p.add_argument("--demo", action="store_true", help="fake disks and images, nothing is touched")
+    p.set_defaults(func=cmd_tui)
+
+    p = sub.add_parser("sandbox", help="the TUI on loop-device demo disks (what `make run` starts)")
+    p.add_argument("--dir", default="/var/tmp/lifeboat-sandbox")
+    p.add_argument("--round-trip", action="store_true", help="no TUI: capture and restore a demo disk and report")
+    p.set_defaults(func=cmd_sandbox)
+
+    for module in PLUGIN_COMMANDS:
+        try:
+            importlib.import_module(module).add_subcommand(sub)
+        except (ImportError, AttributeError):
+            continue
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.WARNING, format="%(message)s")
+    if getattr(args, "level", None) is None and args.command == "capture":
+        args.level = default_level()
+    if not args.command:
+        args.repo, args.demo = None, False
+        args.func = cmd_tui
+    try:
+        return args.func(args)
+    except Cancelled as exc:
+        print(f"lifeboat: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except LifeboatError as exc:
+        print(f"lifeboat: error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("lifeboat: interrupted", file=sys.stderr)
+        return 130

@@ -1,0 +1,319 @@
+"""Capture a whole disk into a repository image.
+
+inspect_source() looks at the disk and answers every "can we?" question (tools, filesystems,
+used sizes) before anything is written; capture() streams the data into chunks and writes the
+manifest last.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import threading
+from dataclasses import dataclass, field
+
+from lifeboat import __version__, locks
+from lifeboat.devices import disk_info
+from lifeboat.engine.events import LogLine, Progress, ProgressSink, StepFinished, StepStarted, discard
+from lifeboat.engine.manifest import CHUNK_SIZE, SCHEMA, SCHEMA_VERSION
+from lifeboat.engine.pipeline import OrderedPool
+from lifeboat.errors import Cancelled, LifeboatError, RepositoryError
+from lifeboat.fs.registry import FsKind, kind_for
+from lifeboat.fs.usedmap import Runs, encode_runs, runs_in_window, used_runs
+from lifeboat.layout.model import DiskLayout, PartitionEntry
+from lifeboat.layout.read import read_layout
+from lifeboat.layout.write import ensure_partitions, partition_node
+from lifeboat.repo.store import Repository, check_image_name, is_disk_full
+from lifeboat.run import TOOLS, missing_tools, run
+
+RAW_BLOCK = 64 * 1024  # granularity of zero-skipping for raw partitions
+_ZERO_BLOCK = bytes(RAW_BLOCK)
+
+
+@dataclass
+class SourcePartition:
+    entry: PartitionEntry
+    node: str
+    fstype: str
+    kind: FsKind
+    uuid: str = ""
+    label: str = ""
+    runs: Runs = field(default_factory=list)  # filled for used-blocks partitions
+
+    @property
+    def size(self) -> int:
+        return self.entry.size * 512
+
+    @property
+    def to_read(self) -> int:
+        if self.kind.mode == "used-blocks":
+            return sum(n for _, n in self.runs)
+        return self.size if self.kind.mode == "raw" else 0
+
+    @property
+    def title(self) -> str:
+        return f"partition {self.entry.number} ({self.fstype or 'raw'})"
+
+
+@dataclass
+class SourceInfo:
+    path: str
+    size: int
+    model: str
+    serial: str
+    layout: DiskLayout
+    partitions: list[SourcePartition]
+
+    @property
+    def to_read(self) -> int:
+        return sum(p.to_read for p in self.partitions)
+
+
+def _blkid(node: str) -> dict[str, str]:
+    proc = run(["blkid", "-p", "-o", "export", node], check=False)
+    values = {}
+    for line in proc.stdout.splitlines():
+        key, _, value = line.partition("=")
+        values[key] = value
+    return values
+
+
+def inspect_source(source: str) -> SourceInfo:
+    """Read the table and every partition's filesystem. Raises before anything is written."""
+    missing = missing_tools(["sfdisk", "blkid", "partx", "udevadm"])
+    if missing:
+        raise LifeboatError(f"missing tools: {_named(missing)}")
+    disk = disk_info(source)
+    if disk.is_boot_medium:
+        raise LifeboatError(f"{source} is the disk Lifeboat runs from; capture another disk")
+    layout = read_layout(source)
+    if layout.sector_size != 512:
+        raise LifeboatError(f"{source}: {layout.sector_size}-byte sectors are not supported yet")
+    ensure_partitions(source, layout)
+    parts = []
+    for entry in layout.data_partitions():
+        node = partition_node(source, entry.number)
+        probe = _blkid(node)
+        fstype = probe.get("TYPE", "")
+        parts.append(SourcePartition(entry, node, fstype, kind_for(fstype), probe.get("UUID", ""), probe.get("LABEL", "")))
+    needed = [tool for p in parts for tool in p.kind.capture_tools()]
+    missing = missing_tools(needed)
+    if missing:
+        raise LifeboatError(f"missing tools: {_named(missing)}; nothing was written")
+    for part in parts:
+        if part.kind.mode == "used-blocks":
+            part.runs = used_runs(part.kind.partclone, part.node, part.size)
+    return SourceInfo(source, disk.size, disk.model, disk.serial, layout, parts)
+
+
+def _named(tools: list[str]) -> str:
+    return ", ".join(f"{t} (Debian package {TOOLS[t]})" if t in TOOLS else t for t in tools)
+
+
+class _Writer:
+    """Counts progress and collects chunk references while the pool hashes and stores."""
+
+    def __init__(self, repo: Repository, level: int, progress: ProgressSink, total: int):
+        self.repo = repo
+        self.level = level
+        self.progress = progress
+        self.total = total
+        self.done = 0
+        self.stored = 0
+        self.new_chunks = 0
+        self.item = ""
+        self.item_done = 0
+        self.item_total = 0
+        self.refs: list[list] = []
+
+    def start_item(self, item: str, total: int) -> None:
+        self.item, self.item_done, self.item_total, self.refs = item, 0, total, []
+
+    def store(self, data: bytearray) -> tuple[str, int]:
+        return self.repo.put_chunk(data, self.level)
+
+    def skip(self, length: int) -> None:
+        """Count bytes that were read but hold nothing to store (all zero)."""
+        self.done += length
+        self.item_done += length
+
+    def on_result(self, tag: tuple[int, int, int], value: tuple[str, int]) -> None:
+        index, length, counted = tag
+        digest, written = value
+        self.refs.append([index, digest, length])
+        self.stored += written
+        self.new_chunks += 1 if written else 0
+        self.done += counted
+        self.item_done += counted
+        self.progress(Progress("capture", self.item, self.item_done, self.item_total, self.done, self.total))
+
+
+def _read_exact(fd: int, view: memoryview, offset: int, where: str) -> None:
+    got = 0
+    while got < len(view):
+        n = os.preadv(fd, [view[got:]], offset + got)
+        if n <= 0:
+            raise LifeboatError(f"{where}: read ended early at byte {offset + got} (device shrank or was removed?)")
+        got += n
+
+
+def _stream_used(fd: int, part: SourcePartition, pool: OrderedPool, writer: _Writer, cancel: threading.Event) -> Runs:
+    runs, index, window = part.runs, 0, 0
+    while index < len(runs):
+        if cancel.is_set():
+            raise Cancelled()
+        # the next window holding data: where the current run starts, or continues from the last window
+        window = max(window, runs[index][0] // CHUNK_SIZE)
+        base = window * CHUNK_SIZE
+        inside, index = runs_in_window(runs, index, base, base + CHUNK_SIZE)
+        length = sum(n for _, n in inside)
+        buf = bytearray(length)
+        view, pos = memoryview(buf), 0
+        for start, n in inside:
+            try:
+                _read_exact(fd, view[pos : pos + n], start, part.title)
+            except OSError as exc:
+                raise LifeboatError(f"{part.title}: read error at byte {start}: {exc.strerror}") from None
+            pos += n
+        pool.submit((window, length, length), writer.store, buf)
+        window += 1
+    return runs
+
+
+def _stream_raw(fd: int, part: SourcePartition, pool: OrderedPool, writer: _Writer, cancel: threading.Event) -> Runs:
+    """Copy every non-zero 64 KiB block; the map of what was kept is built while reading."""
+    runs: Runs = []
+    for window in range((part.size + CHUNK_SIZE - 1) // CHUNK_SIZE):
+        if cancel.is_set():
+            raise Cancelled()
+        base = window * CHUNK_SIZE
+        span = min(CHUNK_SIZE, part.size - base)
+        buf = bytearray(span)
+        try:
+            _read_exact(fd, memoryview(buf), base, part.title)
+        except OSError as exc:
+            raise LifeboatError(f"{part.title}: read error near byte {base}: {exc.strerror}") from None
+        kept = bytearray()
+        for off in range(0, span, RAW_BLOCK):
+            block = buf[off : off + RAW_BLOCK]
+            if block == _ZERO_BLOCK[: len(block)]:
+                continue
+            kept += block
+            if runs and runs[-1][0] + runs[-1][1] == base + off:
+                runs[-1] = (runs[-1][0], runs[-1][1] + len(block))
+            else:
+                runs.append((base + off, len(block)))
+        if kept:
+            pool.submit((window, len(kept), span), writer.store, kept)
+        else:
+            writer.skip(span)
+    return runs
+
+
+def _boot_regions(source: str, layout: DiskLayout) -> list[tuple[str, int, bytes]]:
+    """(name, offset, bytes): the first sector, and the gap before the first partition."""
+    # GPT: everything after the primary entries (LBA 34), even below the first usable LBA
+    gap_start = 512 if layout.label == "dos" else 34 * 512
+    gap_end = layout.first_partition_start * 512
+    with open(source, "rb") as f:
+        regions = [("mbr", 0, f.read(512))]
+        if gap_end > gap_start:
+            f.seek(gap_start)
+            regions.append(("post-mbr-gap", gap_start, f.read(gap_end - gap_start)))
+    return regions
+
+
+def capture(
+    source: str,
+    name: str,
+    repo: Repository,
+    *,
+    level: int = 3,
+    progress: ProgressSink = discard,
+    cancel: threading.Event | None = None,
+    info: SourceInfo | None = None,
+    workers: int | None = None,
+) -> dict:
+    """Capture `source` as image `name`. Returns the manifest. Raises LifeboatError; leaves no image on failure."""
+    check_image_name(name)
+    cancel = cancel or threading.Event()
+    if repo.has_image(name):
+        raise RepositoryError(f"an image named {name!r} already exists in {repo.root}; choose another name")
+    with locks.capturing(source), repo.writer_lock(name):
+        info = info or inspect_source(source)
+        progress(LogLine(f"capturing {source} ({info.to_read} bytes to read) into {repo.root} as {name!r}"))
+        writer = _Writer(repo, level, progress, info.to_read)
+        try:
+            return _capture(info, name, repo, writer, cancel, workers)
+        except OSError as exc:
+            if is_disk_full(exc):
+                raise RepositoryError(
+                    f"the repository at {repo.root} is full (while storing {writer.item or 'boot regions'}, "
+                    f"at byte {writer.item_done} of it); the image was not saved, "
+                    "chunks already written stay for the next capture"
+                ) from None
+            raise
+        finally:
+            repo.clean_tmp()
+
+
+def _capture(info: SourceInfo, name: str, repo: Repository, writer: _Writer, cancel: threading.Event,
+             workers: int | None) -> dict:
+    started = dt.datetime.now(dt.timezone.utc)
+    level, progress = writer.level, writer.progress
+    regions = []
+    for region, offset, data in _boot_regions(info.path, info.layout):
+        digest, written = repo.put_chunk(data, level)
+        writer.stored += written
+        regions.append({"name": region, "offset": offset, "length": len(data), "chunk": digest})
+    partitions = []
+    for part in info.partitions:
+        progress(StepStarted(part.title, f"{part.kind.mode}, {part.to_read} bytes"))
+        writer.start_item(part.title, part.to_read)
+        record = {
+            "number": part.entry.number,
+            "fstype": part.fstype,
+            "mode": part.kind.mode,
+            "size": part.size,
+            "uuid": part.uuid,
+            "label": part.label,
+        }
+        if part.kind.mode in ("used-blocks", "raw"):
+            fd = os.open(part.node, os.O_RDONLY)
+            try:
+                os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_SEQUENTIAL)
+                with OrderedPool(writer.on_result, workers=workers, cancel=cancel) as pool:
+                    stream = _stream_used if part.kind.mode == "used-blocks" else _stream_raw
+                    runs = stream(fd, part, pool, writer, cancel)
+            finally:
+                os.close(fd)
+            blob = encode_runs(runs)
+            map_digest, written = repo.put_chunk(blob, level)
+            writer.stored += written
+            record.update(
+                used_bytes=sum(n for _, n in runs),
+                map={"chunk": map_digest, "length": len(blob), "runs": len(runs)},
+                chunks=sorted(writer.refs),
+            )
+        partitions.append(record)
+        progress(StepFinished(part.title, "done", f"{record.get('used_bytes', 0)} bytes"))
+    manifest = {
+        "schema": SCHEMA,
+        "version": SCHEMA_VERSION,
+        "name": name,
+        "created": started.isoformat(timespec="seconds"),
+        "finished": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        "lifeboat": __version__,
+        "chunk_size": CHUNK_SIZE,
+        "hash": "sha256",
+        "compression": {"algorithm": "zstd", "level": level},
+        "source": {"path": info.path, "size": info.size, "model": info.model, "serial": info.serial},
+        "layout": info.layout.to_json(),
+        "boot_regions": regions,
+        "partitions": partitions,
+        "stats": {"read_bytes": writer.done, "new_chunk_bytes": writer.stored, "new_chunks": writer.new_chunks},
+    }
+    progress(StepStarted("manifest", "syncing chunks, writing the manifest"))
+    repo.write_manifest(name, manifest)
+    progress(StepFinished("manifest", "done", name))
+    return manifest

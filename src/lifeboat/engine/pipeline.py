@@ -1,0 +1,63 @@
+"""A bounded, ordered pipeline over a thread pool.
+
+The producer (the calling thread) reads; workers hash, compress, decompress and write. zstandard,
+hashlib and os.pread/pwrite release the GIL, so two workers keep two cores busy. At most `depth`
+items are in flight, which bounds memory to depth × chunk size.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections import deque
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
+from typing import Any
+
+from lifeboat.errors import Cancelled
+
+
+def default_workers() -> int:
+    return max(2, min(8, os.cpu_count() or 2))
+
+
+class OrderedPool:
+    """submit() work; `on_result(tag, value)` is called in the submitting thread, in submission order."""
+
+    def __init__(self, on_result: Callable[[Any, Any], None], workers: int | None = None, depth: int | None = None,
+                 cancel: threading.Event | None = None):
+        self.workers = workers or default_workers()
+        self.depth = depth or self.workers * 2 + 2
+        self.on_result = on_result
+        self.cancel = cancel
+        self._pool = ThreadPoolExecutor(max_workers=self.workers, thread_name_prefix="lifeboat")
+        self._pending: deque[tuple[Any, Future]] = deque()
+
+    def submit(self, tag: Any, fn: Callable, *args) -> None:
+        if self.cancel is not None and self.cancel.is_set():
+            raise Cancelled()
+        while len(self._pending) >= self.depth:
+            self._finish_one()
+        self._pending.append((tag, self._pool.submit(fn, *args)))
+
+    def _finish_one(self) -> None:
+        tag, future = self._pending.popleft()
+        self.on_result(tag, future.result())
+
+    def drain(self) -> None:
+        while self._pending:
+            self._finish_one()
+
+    def __enter__(self) -> OrderedPool:
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if exc_type is None:
+            try:
+                self.drain()
+            finally:
+                self._pool.shutdown(wait=True)
+            return
+        for _, future in self._pending:
+            future.cancel()
+        self._pool.shutdown(wait=True, cancel_futures=True)

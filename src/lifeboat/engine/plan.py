@@ -1,0 +1,175 @@
+"""The restore plan: a frozen statement of exactly what will be written where.
+
+Building it touches nothing. It answers every question that could stop a restore halfway (is the
+target safe, big enough, are the tools installed, is every chunk present) before the first write.
+It is what the confirmation shows, what --dry-run prints and what restore() executes.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from lifeboat.devices import Disk, disk_info, human_size
+from lifeboat.engine.manifest import CHUNK_SIZE, load_manifest
+from lifeboat.errors import ImageCorrupt, LifeboatError, ToolMissing, UnsafeTarget
+from lifeboat.fs.registry import kind_for
+from lifeboat.layout.fit import fit_layout
+from lifeboat.layout.model import DiskLayout, PartitionEntry
+from lifeboat.repo.store import Repository
+from lifeboat.run import TOOLS, missing_tools
+
+BASE_TOOLS = ["sfdisk", "partx", "udevadm", "blkid"]
+
+
+@dataclass(frozen=True)
+class PartitionAction:
+    number: int
+    fstype: str
+    mode: str  # used-blocks | raw | swap | none
+    source: PartitionEntry
+    target: PartitionEntry
+    write_bytes: int
+    grow: str  # tool that grows the filesystem, "" when it keeps its size
+    note: str = ""
+
+    @property
+    def grows(self) -> bool:
+        return self.target.size > self.source.size
+
+    @property
+    def title(self) -> str:
+        return f"partition {self.number} ({self.fstype or self.mode})"
+
+
+@dataclass(frozen=True)
+class RestorePlan:
+    image: str
+    repo_root: str
+    target: str
+    target_disk: Disk
+    manifest: dict = field(repr=False, hash=False, compare=False)
+    source_layout: DiskLayout = field(repr=False)
+    target_layout: DiskLayout = field(repr=False)
+    current_layout: DiskLayout | None = field(repr=False, default=None)
+    actions: tuple[PartitionAction, ...] = ()
+
+    @property
+    def total_bytes(self) -> int:
+        return sum(a.write_bytes for a in self.actions)
+
+    def describe(self) -> list[str]:
+        d = self.target_disk
+        src = self.manifest["source"]
+        lines = [
+            f"Restore image {self.image!r} (from {src.get('model') or src['path']}, {human_size(src['size'])}, "
+            f"captured {self.manifest['created']})",
+            f"onto {d.path} ({d.model or d.transport}{' ' + d.serial if d.serial else ''}, {human_size(d.size)}).",
+            f"EVERYTHING on {d.path} will be replaced.",
+            "",
+            "Now on the target:",
+        ]
+        lines += _layout_lines(self.current_layout) if self.current_layout else ["  no partition table (blank)"]
+        lines += ["", f"Will be written ({self.target_layout.label.upper()}, disk id {self.target_layout.disk_id}):"]
+        for a in self.actions:
+            size = human_size(a.target.size * 512)
+            grow = ""
+            if a.grows:
+                grow = f"  grows from {human_size(a.source.size * 512)}" + f" ({a.grow or a.note})"
+            what = {"used-blocks": f"{human_size(a.write_bytes)} of data", "raw": f"{human_size(a.write_bytes)} raw",
+                    "swap": "new swap, same UUID", "none": "empty"}[a.mode]
+            lines.append(f"  {a.number:>2}  start {a.target.start:>10}  {size:>10}  {a.fstype or a.mode:<8} {what}{grow}")
+        lines += ["", f"Boot regions: {', '.join(r['name'] for r in self.manifest['boot_regions'])}.",
+                  f"Total to write: {human_size(self.total_bytes)}."]
+        return lines
+
+    def to_json(self) -> dict:
+        return {
+            "image": self.image,
+            "repo": self.repo_root,
+            "target": self.target,
+            "target_size": self.target_disk.size,
+            "current_layout": self.current_layout.to_json() if self.current_layout else None,
+            "target_layout": self.target_layout.to_json(),
+            "actions": [
+                {"number": a.number, "fstype": a.fstype, "mode": a.mode, "start": a.target.start, "size": a.target.size,
+                 "source_size": a.source.size, "write_bytes": a.write_bytes, "grows": a.grows, "grow_tool": a.grow}
+                for a in self.actions
+            ],
+            "total_bytes": self.total_bytes,
+        }
+
+
+def _layout_lines(layout: DiskLayout) -> list[str]:
+    lines = [f"  {layout.label.upper()} table, disk id {layout.disk_id}"]
+    for p in layout.partitions:
+        lines.append(f"  {p.number:>2}  start {p.start:>10}  {human_size(p.size * layout.sector_size):>10}  {p.kind}")
+    return lines
+
+
+def _current_layout(target: str) -> DiskLayout | None:
+    from lifeboat.layout.read import read_layout
+
+    try:
+        return read_layout(target)
+    except LifeboatError:
+        return None
+
+
+def check_target_safe(disk: Disk) -> None:
+    if disk.unsafe_reason:
+        raise UnsafeTarget(f"refusing to write to {disk.path}: {disk.unsafe_reason}")
+
+
+def check_chunks(repo: Repository, manifest: dict) -> None:
+    """Every chunk present and plausibly whole (a stat each, no reads). Raises ImageCorrupt naming where."""
+    problems = []
+    for region in manifest["boot_regions"]:
+        problem = repo.chunk_problem(region["chunk"])
+        if problem:
+            problems.append(f"boot region {region['name']}: chunk {region['chunk'][:16]} {problem}")
+    for part in manifest["partitions"]:
+        title = f"partition {part['number']} ({part['fstype'] or part['mode']})"
+        if "map" in part and repo.chunk_problem(part["map"]["chunk"]):
+            problems.append(f"{title}: block map chunk {repo.chunk_problem(part['map']['chunk'])}")
+        for window, digest, _length in part.get("chunks", ()):
+            problem = repo.chunk_problem(digest)
+            if problem:
+                problems.append(f"{title} at offset {window * CHUNK_SIZE}: chunk {digest[:16]} {problem}")
+    if problems:
+        more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
+        raise ImageCorrupt(f"image {manifest['name']!r} is damaged: {problems[0]}{more}; nothing was written")
+
+
+def plan_restore(repo: Repository, name: str, target: str) -> RestorePlan:
+    manifest = load_manifest(repo, name)
+    disk = disk_info(target)
+    check_target_safe(disk)
+    source_layout = DiskLayout.from_json(manifest["layout"])
+    target_layout, fitted = fit_layout(source_layout, disk.size)
+    by_number = {p["number"]: p for p in manifest["partitions"]}
+    actions = []
+    tools = list(BASE_TOOLS)
+    for f in fitted:
+        if f.entry.is_extended:
+            continue
+        record = by_number.get(f.entry.number, {"fstype": "", "mode": "none"})
+        kind = kind_for(record["fstype"])
+        grows = f.grows and kind.mode == "used-blocks" and bool(kind.grow)
+        tools += kind.restore_tools(grows)
+        note = ""
+        if f.grows and not grows:
+            note = "content copied as is, its size unchanged" if kind.mode == "raw" else "filesystem cannot be grown; it keeps its size"
+        actions.append(PartitionAction(
+            number=f.entry.number, fstype=record["fstype"], mode=record["mode"], source=f.source, target=f.entry,
+            write_bytes=record.get("used_bytes", 0), grow=kind.grow if grows else "", note=note,
+        ))
+    missing = missing_tools(tools)
+    if missing:
+        tool = missing[0]
+        raise ToolMissing(tool, TOOLS.get(tool))
+    check_chunks(repo, manifest)
+    return RestorePlan(
+        image=name, repo_root=str(repo.root), target=target, target_disk=disk, manifest=manifest,
+        source_layout=source_layout, target_layout=target_layout, current_layout=_current_layout(target),
+        actions=tuple(actions),
+    )

@@ -1,0 +1,205 @@
+"""Execute a RestorePlan: table, boot regions, partition data, growth, swap, bootloader.
+
+Data goes through the whole-disk device at each partition's offset, so no partition node is
+needed until the filesystems are grown. Every chunk is checked against its hash before a byte of
+it is written.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import struct
+import threading
+import time
+from dataclasses import dataclass, field
+
+from lifeboat.devices import disk_info
+from lifeboat.engine.events import LogLine, Progress, ProgressSink, StepFinished, StepStarted, discard
+from lifeboat.engine.manifest import CHUNK_SIZE
+from lifeboat.engine.pipeline import OrderedPool
+from lifeboat.engine.plan import PartitionAction, RestorePlan, check_target_safe
+from lifeboat.errors import Cancelled, ImageCorrupt, LifeboatError
+from lifeboat.fs.grow import grow_filesystem, make_swap
+from lifeboat.fs.usedmap import Runs, decode_runs, runs_in_window
+from lifeboat.layout.write import apply_layout, partition_node, refresh_partitions
+from lifeboat.repo.store import Repository
+
+BLKZEROOUT = 0x127F  # _IO(0x12, 127): zero a byte range, offloaded where the device can
+MBR_BOOT_CODE = 440  # bytes of boot code before the disk signature and the table
+SIGNATURE_ZONE = 1024 * 1024  # zeroed at both ends of each partition so no stale signature survives
+
+
+@dataclass
+class RestoreResult:
+    image: str
+    target: str
+    bytes_written: int = 0
+    seconds: float = 0.0
+    steps: list[tuple[str, str, str]] = field(default_factory=list)  # (step, outcome, detail)
+
+    def to_json(self) -> dict:
+        return {
+            "image": self.image,
+            "target": self.target,
+            "bytes_written": self.bytes_written,
+            "seconds": round(self.seconds, 2),
+            "steps": [{"step": s, "outcome": o, "detail": d} for s, o, d in self.steps],
+        }
+
+
+def _zero(fd: int, offset: int, length: int) -> None:
+    if length > 0:
+        fcntl.ioctl(fd, BLKZEROOUT, struct.pack("QQ", offset, length))
+
+
+def _complement(runs: Runs, size: int) -> Runs:
+    gaps, pos = [], 0
+    for start, n in runs:
+        if start > pos:
+            gaps.append((pos, start - pos))
+        pos = start + n
+    if pos < size:
+        gaps.append((pos, size - pos))
+    return gaps
+
+
+class _PartitionWriter:
+    def __init__(self, repo: Repository, fd: int, action: PartitionAction, progress: ProgressSink, totals: list[int],
+                 total: int):
+        self.repo, self.fd, self.action, self.progress = repo, fd, action, progress
+        self.base = action.target.start * 512
+        self.totals, self.total = totals, total
+        self.item_done = 0
+
+    def write_window(self, window: int, digest: str, length: int, runs: Runs) -> int:
+        try:
+            data = self.repo.get_chunk(digest, length)
+        except ImageCorrupt as exc:
+            raise ImageCorrupt(f"{self.action.title} at offset {window * CHUNK_SIZE}: {exc}") from None
+        if sum(n for _, n in runs) != length:
+            raise ImageCorrupt(f"{self.action.title} at offset {window * CHUNK_SIZE}: chunk length does not match the block map")
+        view, pos = memoryview(data), 0
+        for start, n in runs:
+            written = 0
+            while written < n:
+                written += os.pwrite(self.fd, view[pos + written : pos + n], self.base + start + written)
+            pos += n
+        return length
+
+    def on_result(self, _tag, length: int) -> None:
+        self.item_done += length
+        self.totals[0] += length
+        self.progress(Progress("restore", self.action.title, self.item_done, self.action.write_bytes, self.totals[0], self.total))
+
+
+def _write_partition(repo: Repository, fd: int, action: PartitionAction, record: dict, progress: ProgressSink,
+                     cancel: threading.Event, totals: list[int], total: int, workers: int | None) -> None:
+    base, size = action.target.start * 512, action.source.size * 512
+    runs = decode_runs(repo.get_chunk(record["map"]["chunk"], record["map"]["length"]))
+    if action.mode == "raw":
+        for start, n in _complement(runs, size):
+            _zero(fd, base + start, n)
+    writer = _PartitionWriter(repo, fd, action, progress, totals, total)
+    index = 0
+    with OrderedPool(writer.on_result, workers=workers, cancel=cancel) as pool:
+        for window, digest, length in record["chunks"]:
+            inside, index = runs_in_window(runs, index, window * CHUNK_SIZE, (window + 1) * CHUNK_SIZE)
+            pool.submit(window, writer.write_window, window, digest, length, inside)
+
+
+def _write_boot_regions(repo: Repository, fd: int, manifest: dict) -> None:
+    for region in manifest["boot_regions"]:
+        data = repo.get_chunk(region["chunk"], region["length"])
+        if region["name"] == "mbr":
+            os.pwrite(fd, data[:MBR_BOOT_CODE], 0)  # the table and signature were written by sfdisk
+        else:
+            os.pwrite(fd, data, region["offset"])
+
+
+def restore(plan: RestorePlan, *, progress: ProgressSink = discard, cancel: threading.Event | None = None,
+            bootloader: bool = True, workers: int | None = None) -> RestoreResult:
+    cancel = cancel or threading.Event()
+    started = time.monotonic()
+    result = RestoreResult(plan.image, plan.target)
+    repo = Repository.open(plan.repo_root)
+    disk = disk_info(plan.target)
+    check_target_safe(disk)  # again: something may have been mounted since the plan was shown
+    if disk.size != plan.target_disk.size:
+        raise LifeboatError(f"{plan.target} changed size since the plan was made; make a new plan")
+    if cancel.is_set():
+        raise Cancelled()
+
+    def step(name: str, detail: str = "") -> None:
+        progress(StepStarted(name, detail))
+
+    def done(name: str, outcome: str = "done", detail: str = "") -> None:
+        result.steps.append((name, outcome, detail))
+        progress(StepFinished(name, outcome, detail))
+
+    step("partition table", f"{plan.target_layout.label} with {len(plan.target_layout.partitions)} partitions")
+    apply_layout(plan.target, plan.target_layout)
+    done("partition table", "done", f"{plan.target_layout.label}, disk id {plan.target_layout.disk_id}")
+    records = {p["number"]: p for p in plan.manifest["partitions"]}
+    totals = [0]
+    fd = os.open(plan.target, os.O_WRONLY | os.O_EXCL)
+    try:
+        for action in plan.actions:
+            if action.mode != "none":
+                _zero(fd, action.target.start * 512, min(SIGNATURE_ZONE, action.target.size * 512))
+                tail = max(action.target.start * 512, (action.target.end + 1) * 512 - SIGNATURE_ZONE)
+                _zero(fd, tail, (action.target.end + 1) * 512 - tail)
+        step("boot regions")
+        _write_boot_regions(repo, fd, plan.manifest)
+        done("boot regions", "done", ", ".join(r["name"] for r in plan.manifest["boot_regions"]))
+        for action in plan.actions:
+            if action.mode not in ("used-blocks", "raw"):
+                continue
+            step(action.title, f"{action.write_bytes} bytes")
+            _write_partition(repo, fd, action, records[action.number], progress, cancel, totals, plan.total_bytes, workers)
+            done(action.title, "done", f"{action.write_bytes} bytes written")
+        step("flush", "waiting for the disk to store everything")
+        os.fsync(fd)
+    except Cancelled:
+        progress(LogLine(f"cancelled: {plan.target} is only partly restored and will not boot; restore again", "warning"))
+        raise
+    finally:
+        os.close(fd)
+    result.bytes_written = totals[0]
+    done("flush")
+    # closing the written disk makes udev re-read it; wait for that, then make sure the partitions are there
+    refresh_partitions(plan.target, plan.target_layout)
+    _finish_partitions(plan, records, step, done)
+    if bootloader:
+        _bootloader(plan.target, progress, done)
+    else:
+        done("bootloader", "skipped", "--no-bootloader")
+    result.seconds = time.monotonic() - started
+    return result
+
+
+def _finish_partitions(plan: RestorePlan, records: dict, step, done) -> None:
+    for action in plan.actions:
+        node = partition_node(plan.target, action.target.number)
+        if action.mode == "swap":
+            record = records[action.number]
+            step(f"swap {action.number}")
+            make_swap(node, record.get("uuid", ""), record.get("label", ""))
+            done(f"swap {action.number}", "done", f"UUID {record.get('uuid', '')}")
+        elif action.grow:
+            name = f"grow {action.title}"
+            step(name, action.grow)
+            done(name, "done", grow_filesystem(action.grow, action.fstype, node))
+        elif action.note:
+            done(f"grow {action.title}", "not-needed", action.note)
+
+
+def _bootloader(target: str, progress: ProgressSink, done) -> None:
+    try:
+        from lifeboat.boot import after_restore  # type: ignore[attr-defined]
+    except ImportError:
+        done("bootloader", "skipped", "bootloader support is not part of this build; boot regions were restored as captured")
+        return
+    progress(StepStarted("bootloader"))
+    for outcome in after_restore(target, progress):
+        done(f"bootloader: {outcome.step}", outcome.outcome, outcome.detail)

@@ -1,0 +1,75 @@
+"""Re-read every chunk of an image and check it against its hash; report where any damage is."""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass, field
+
+from lifeboat.engine.events import Progress, ProgressSink, discard
+from lifeboat.engine.manifest import CHUNK_SIZE, load_manifest
+from lifeboat.engine.pipeline import OrderedPool
+from lifeboat.errors import ImageCorrupt
+from lifeboat.fs.usedmap import decode_runs
+from lifeboat.repo.store import Repository
+
+
+@dataclass
+class VerifyReport:
+    image: str
+    chunks: int = 0
+    bytes: int = 0
+    problems: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+
+def _check(repo: Repository, digest: str, length: int) -> str:
+    try:
+        repo.get_chunk(digest, length)
+    except ImageCorrupt as exc:
+        return str(exc)
+    return ""
+
+
+def _work_list(manifest: dict) -> list[tuple[str, str, int]]:
+    """(where, digest, length) for every chunk the image needs."""
+    items = [(f"boot region {r['name']} (offset {r['offset']})", r["chunk"], r["length"]) for r in manifest["boot_regions"]]
+    for part in manifest["partitions"]:
+        title = f"partition {part['number']} ({part['fstype'] or part['mode']})"
+        if "map" in part:
+            items.append((f"{title} block map", part["map"]["chunk"], part["map"]["length"]))
+        for window, digest, length in part.get("chunks", ()):
+            items.append((f"{title} at offset {window * CHUNK_SIZE}", digest, length))
+    return items
+
+
+def verify(repo: Repository, name: str, *, progress: ProgressSink = discard, cancel: threading.Event | None = None,
+           workers: int | None = None) -> VerifyReport:
+    manifest = load_manifest(repo, name)
+    report = VerifyReport(name)
+    items = _work_list(manifest)
+    total = sum(length for _, _, length in items)
+
+    def on_result(tag: tuple[str, int], problem: str) -> None:
+        where, length = tag
+        report.chunks += 1
+        report.bytes += length
+        if problem:
+            report.problems.append(f"{where}: {problem}")
+        progress(Progress("verify", where.split(" at ")[0], report.bytes, total, report.bytes, total))
+
+    with OrderedPool(on_result, workers=workers, cancel=cancel) as pool:
+        for where, digest, length in items:
+            pool.submit((where, length), _check, repo, digest, length)
+    for part in manifest["partitions"]:
+        if "map" in part and not any(p.startswith(f"partition {part['number']} ") for p in report.problems):
+            runs = decode_runs(repo.get_chunk(part["map"]["chunk"], part["map"]["length"]))
+            mapped = sum(n for _, n in runs)
+            stored = sum(length for _, _, length in part["chunks"])
+            if mapped != stored or mapped != part.get("used_bytes", mapped):
+                report.problems.append(
+                    f"partition {part['number']}: block map covers {mapped} bytes but chunks hold {stored}"
+                )
+    return report

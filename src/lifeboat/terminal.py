@@ -1,0 +1,75 @@
+"""Render engine events for a person: a redrawn status line on a terminal, plain log lines otherwise."""
+
+from __future__ import annotations
+
+import sys
+import time
+from typing import TextIO
+
+from lifeboat.devices import human_size
+from lifeboat.engine.events import Event, LogLine, Progress, StepFinished, StepStarted
+
+
+def _eta(remaining: int, rate: float) -> str:
+    if rate <= 0:
+        return "--:--"
+    seconds = int(remaining / rate)
+    return f"{seconds // 60:02d}:{seconds % 60:02d}"
+
+
+class ConsoleProgress:
+    """A progress sink. On a TTY it redraws one line at most 10×/s; otherwise it logs every few seconds."""
+
+    def __init__(self, stream: TextIO | None = None, interval: float | None = None):
+        self.stream = stream or sys.stderr
+        self.tty = self.stream.isatty()
+        self.interval = interval if interval is not None else (0.1 if self.tty else 5.0)
+        self.started = time.monotonic()
+        self.item_started = self.started
+        self.item_base = 0
+        self._last_draw = 0.0
+        self._line_open = False
+
+    def __call__(self, event: Event) -> None:
+        if isinstance(event, Progress):
+            self._progress(event)
+        elif isinstance(event, StepStarted):
+            self._print(f"» {event.step}" + (f": {event.detail}" if event.detail else ""))
+            self.item_started = time.monotonic()
+        elif isinstance(event, StepFinished):
+            self._print(f"  {event.step}: {event.outcome}" + (f" ({event.detail})" if event.detail else ""))
+        elif isinstance(event, LogLine):
+            self._print(("! " if event.level != "info" else "  ") + event.message)
+
+    def _progress(self, e: Progress) -> None:
+        now = time.monotonic()
+        finished = e.done >= e.total
+        if now - self._last_draw < self.interval and not finished:
+            return
+        self._last_draw = now
+        elapsed = max(now - self.started, 1e-6)
+        rate = e.done / elapsed
+        item_pct = 100 * e.item_done / e.item_total if e.item_total else 100
+        pct = 100 * e.done / e.total if e.total else 100
+        line = (
+            f"{e.phase} {e.item}: {item_pct:5.1f}%  overall {pct:5.1f}% "
+            f"{human_size(e.done)}/{human_size(e.total)}  {human_size(rate)}/s  ETA {_eta(e.total - e.done, rate)}"
+        )
+        if self.tty:
+            self.stream.write("\r\x1b[K" + line)
+            self._line_open = True
+        else:
+            self.stream.write(line + "\n")
+        self.stream.flush()
+
+    def _print(self, text: str) -> None:
+        if self._line_open:
+            self.stream.write("\r\x1b[K")
+            self._line_open = False
+        self.stream.write(text + "\n")
+        self.stream.flush()
+
+    def close(self) -> None:
+        if self._line_open:
+            self.stream.write("\n")
+            self._line_open = False

@@ -1,0 +1,102 @@
+"""The TUI on the real engine and real udev: a restore driven through tmux, and hotplug of a loop disk."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from diskbuilder import MiB, PartSpec, build_disk, loop_disk, mounted, tree_hashes
+from tui_terminal import TmuxTerminal, python_command
+
+pytestmark = pytest.mark.integration
+
+LAUNCH = (
+    "import sys; from lifeboat.tui.app import create_app; from lifeboat.tui.engine_backend import EngineBackend; "
+    "app = create_app(EngineBackend(log_path=sys.argv[1]), repo_path=sys.argv[2]); app.run(); "
+    "raise SystemExit(app.return_code or 0)"
+)
+
+
+@pytest.fixture
+def sandbox(workdir: Path, lifeboat_env, monkeypatch) -> Path:
+    """devices.list_disks shows only loop disks backed by files in `workdir`."""
+    monkeypatch.setenv("LIFEBOAT_SANDBOX", str(workdir))
+    return workdir
+
+
+@pytest.mark.skipif(shutil.which("tmux") is None, reason="no tmux")
+def test_restore_through_the_tui_in_a_real_terminal(sandbox: Path):
+    from lifeboat.engine.capture import capture
+    from lifeboat.repo.store import Repository
+
+    repo = sandbox / "repo"
+    log = sandbox / "lifeboat.log"
+    with loop_disk(sandbox, "source", 160 * MiB) as source, loop_disk(sandbox, "target", 256 * MiB) as target:
+        built = build_disk(source, "gpt", [PartSpec(32, "vfat", gpt_type="U"), PartSpec(0, "ext4", seed=7)], sandbox)
+        capture(source.path, "office", Repository.open(repo, create=True))
+        env = {k: os.environ[k] for k in ("LIFEBOAT_SANDBOX", "LIFEBOAT_LOCK_DIR", "PATH") if k in os.environ}
+        terminal = TmuxTerminal(python_command(LAUNCH) + [str(log), str(repo)], {**env, "TERM": "linux"})
+        try:
+            terminal.wait_for("Disks (2)")
+            terminal.keys("r")
+            terminal.wait_for("Restore: choose an image")
+            terminal.keys("Enter")
+            terminal.wait_for("choose the target disk")
+            names = sorted([source.path, target.path], key=lambda p: (len(p), p))
+            terminal.keys(*["Down"] * names.index(target.path), "Enter")
+            plan = terminal.wait_for("after the restore", timeout=30)
+            assert "grows" in plan  # 256 MiB target, 160 MiB source: the ext4 partition grows
+            terminal.keys("Enter")
+            name = os.path.basename(target.path)
+            terminal.wait_for(f"Type {name} and press Enter")
+            terminal.type(name)
+            terminal.keys("Enter")
+            result = _wait_for_result(terminal)
+            assert "Done: Restoring office" in result, result
+            assert "Time taken" in result
+        finally:
+            terminal.close()
+        target.refresh()
+        with mounted(target.node(2), "ext4", readonly=True) as mnt:
+            assert tree_hashes(mnt) == built.hashes[2]
+
+
+def _wait_for_result(terminal: TmuxTerminal, timeout: float = 240) -> str:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        screen = terminal.screen()
+        if "Done: Restoring" in screen or "Failed: Restoring" in screen or "failed" in screen.lower():
+            time.sleep(0.5)
+            return terminal.screen()
+        time.sleep(0.5)
+    raise AssertionError(f"no result within {timeout} s:\n{terminal.screen()}")
+
+
+def test_hotplug_a_loop_disk_appears_and_disappears(sandbox: Path):
+    sys.path.insert(0, str(Path(__file__).parents[1] / "unit" / "tui"))
+    from tui_pilot import wait_until
+
+    from lifeboat.tui.app import create_app
+    from lifeboat.tui.engine_backend import EngineBackend
+
+    async def scenario() -> None:
+        app = create_app(EngineBackend(log_path=str(sandbox / "log")), repo_path=None, shell=lambda: None)
+        async with app.run_test(size=(80, 24)) as pilot:
+            await wait_until(pilot, lambda: app.workers and not app.workers._workers or True)
+            await pilot.pause(0.5)
+            assert app.disks == []
+            with loop_disk(sandbox, "plugged", 64 * MiB) as disk:
+                plugged = time.monotonic()
+                await wait_until(pilot, lambda: any(d.path == disk.path for d in app.disks), timeout=5, what="plug")
+                assert time.monotonic() - plugged < 2.0, "a new disk must appear within two seconds"
+                title = str(app.screen.query_one("#disks-title").render())
+                assert title == "Disks (1)"
+            await wait_until(pilot, lambda: app.disks == [], timeout=5, what="the disk to disappear")
+
+    asyncio.run(scenario())
