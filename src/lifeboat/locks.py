@@ -53,3 +53,20 @@ def capture_in_progress(device: str) -> bool:
         return True
     finally:
         os.close(fd)
+
+
+@contextlib.contextmanager
+def holding_disk(device: str) -> Iterator[None]:
+    """Tell udev we are using `device` for the duration of the block (systemd's block device locking).
+
+    A shared BSD lock on the whole disk stops udevd from re-reading its partition table when a
+    tool closes one of its partitions after writing (it needs an exclusive lock for that). Without
+    this, mkfs/e2fsck/partclone closing a partition can make some kernels drop every partition node
+    of the disk in the middle of our work.
+    """
+    fd = os.open(device, os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH)
+        yield
+    finally:
+        os.close(fd)

@@ -19,7 +19,7 @@ from lifeboat.engine.manifest import CHUNK_SIZE, SCHEMA, SCHEMA_VERSION
 from lifeboat.engine.pipeline import OrderedPool
 from lifeboat.errors import Cancelled, LifeboatError, RepositoryError
 from lifeboat.fs.registry import FsKind, kind_for
-from lifeboat.fs.usedmap import Runs, encode_runs, runs_in_window, used_runs
+from lifeboat.fs.usedmap import Runs, encode_runs, runs_in_window, used_runs, with_edges
 from lifeboat.layout.model import DiskLayout, PartitionEntry
 from lifeboat.layout.read import read_layout
 from lifeboat.layout.write import ensure_partitions, partition_node
@@ -102,7 +102,7 @@ def inspect_source(source: str) -> SourceInfo:
         raise LifeboatError(f"missing tools: {_named(missing)}; nothing was written")
     for part in parts:
         if part.kind.mode == "used-blocks":
-            part.runs = used_runs(part.kind.partclone, part.node, part.size)
+            part.runs = with_edges(used_runs(part.kind.partclone, part.node, part.size), part.size)
     return SourceInfo(source, disk.size, disk.model, disk.serial, layout, parts)
 
 
@@ -239,7 +239,7 @@ def capture(
     cancel = cancel or threading.Event()
     if repo.has_image(name):
         raise RepositoryError(f"an image named {name!r} already exists in {repo.root}; choose another name")
-    with locks.capturing(source), repo.writer_lock(name):
+    with locks.capturing(source), locks.holding_disk(source), repo.writer_lock(name):
         info = info or inspect_source(source)
         progress(LogLine(f"capturing {source} ({info.to_read} bytes to read) into {repo.root} as {name!r}"))
         writer = _Writer(repo, level, progress, info.to_read)

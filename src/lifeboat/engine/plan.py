@@ -145,8 +145,10 @@ def plan_restore(repo: Repository, name: str, target: str) -> RestorePlan:
     disk = disk_info(target)
     check_target_safe(disk)
     source_layout = DiskLayout.from_json(manifest["layout"])
-    target_layout, fitted = fit_layout(source_layout, disk.size)
     by_number = {p["number"]: p for p in manifest["partitions"]}
+    # a filesystem Lifeboat cannot grow keeps its partition's size: the room goes where it is usable
+    keep_size = frozenset(n for n, p in by_number.items() if p["mode"] != "raw" and not kind_for(p["fstype"]).grow)
+    target_layout, fitted = fit_layout(source_layout, disk.size, keep_size)
     actions = []
     tools = list(BASE_TOOLS)
     for f in fitted:

@@ -14,6 +14,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 
+from lifeboat import locks
 from lifeboat.devices import disk_info
 from lifeboat.engine.events import LogLine, Progress, ProgressSink, StepFinished, StepStarted, discard
 from lifeboat.engine.manifest import CHUNK_SIZE
@@ -27,7 +28,6 @@ from lifeboat.repo.store import Repository
 
 BLKZEROOUT = 0x127F  # _IO(0x12, 127): zero a byte range, offloaded where the device can
 MBR_BOOT_CODE = 440  # bytes of boot code before the disk signature and the table
-SIGNATURE_ZONE = 1024 * 1024  # zeroed at both ends of each partition so no stale signature survives
 
 
 @dataclass
@@ -119,7 +119,12 @@ def _write_boot_regions(repo: Repository, fd: int, manifest: dict) -> None:
 
 def restore(plan: RestorePlan, *, progress: ProgressSink = discard, cancel: threading.Event | None = None,
             bootloader: bool = True, workers: int | None = None) -> RestoreResult:
-    cancel = cancel or threading.Event()
+    with locks.holding_disk(plan.target):
+        return _restore(plan, progress, cancel or threading.Event(), bootloader, workers)
+
+
+def _restore(plan: RestorePlan, progress: ProgressSink, cancel: threading.Event, bootloader: bool,
+             workers: int | None) -> RestoreResult:
     started = time.monotonic()
     result = RestoreResult(plan.image, plan.target)
     repo = Repository.open(plan.repo_root)
@@ -144,11 +149,6 @@ def restore(plan: RestorePlan, *, progress: ProgressSink = discard, cancel: thre
     totals = [0]
     fd = os.open(plan.target, os.O_WRONLY | os.O_EXCL)
     try:
-        for action in plan.actions:
-            if action.mode != "none":
-                _zero(fd, action.target.start * 512, min(SIGNATURE_ZONE, action.target.size * 512))
-                tail = max(action.target.start * 512, (action.target.end + 1) * 512 - SIGNATURE_ZONE)
-                _zero(fd, tail, (action.target.end + 1) * 512 - tail)
         step("boot regions")
         _write_boot_regions(repo, fd, plan.manifest)
         done("boot regions", "done", ", ".join(r["name"] for r in plan.manifest["boot_regions"]))

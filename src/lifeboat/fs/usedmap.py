@@ -54,6 +54,28 @@ def used_runs(partclone: str, device: str, size: int) -> Runs:
     return runs
 
 
+def merge_runs(runs: Runs, extra: Runs) -> Runs:
+    """Union of two run lists, sorted and merged."""
+    merged: Runs = []
+    for start, n in sorted(runs + extra):
+        if merged and start <= merged[-1][0] + merged[-1][1]:
+            last_start, last_n = merged[-1]
+            merged[-1] = (last_start, max(last_start + last_n, start + n) - last_start)
+        else:
+            merged.append((start, n))
+    return merged
+
+
+def with_edges(runs: Runs, size: int, edge: int = 1024 * 1024) -> Runs:
+    """`runs` plus the first and last `edge` bytes of the partition.
+
+    Filesystems keep things there that no used-block map lists (NTFS's backup boot sector in the
+    last sector), and copying them exactly also overwrites any stale signature on the target.
+    """
+    edge = min(edge, size)
+    return merge_runs(runs, [(0, edge), (size - edge, edge)])
+
+
 def encode_runs(runs: Runs) -> bytes:
     return b"".join(struct.pack("<QQ", s, n) for s, n in runs)
 

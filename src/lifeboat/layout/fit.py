@@ -32,7 +32,9 @@ def _usable_end(layout: DiskLayout, disk_sectors: int) -> int:
     return disk_sectors - 34 if layout.label == "gpt" else disk_sectors - 1
 
 
-def fit_layout(layout: DiskLayout, target_bytes: int) -> tuple[DiskLayout, list[FittedPartition]]:
+def fit_layout(layout: DiskLayout, target_bytes: int, keep_size: frozenset[int] = frozenset()
+               ) -> tuple[DiskLayout, list[FittedPartition]]:
+    """`keep_size`: numbers of partitions that must not grow (their content could not use the room)."""
     target_sectors = target_bytes // layout.sector_size
     if target_sectors < layout.min_disk_sectors:
         short = (layout.min_disk_sectors - target_sectors) * layout.sector_size
@@ -47,12 +49,13 @@ def fit_layout(layout: DiskLayout, target_bytes: int) -> tuple[DiskLayout, list[
         if layout.label == "gpt" and target_sectors == layout.disk_sectors:
             fitted = replace(fitted, last_lba=layout.last_lba)
         return fitted, [FittedPartition(p, p) for p in layout.partitions]
-    return _grow(layout, target_sectors, extra)
+    return _grow(layout, target_sectors, extra, keep_size)
 
 
-def _grow(layout: DiskLayout, target_sectors: int, extra: int) -> tuple[DiskLayout, list[FittedPartition]]:
+def _grow(layout: DiskLayout, target_sectors: int, extra: int, keep_size: frozenset[int]
+          ) -> tuple[DiskLayout, list[FittedPartition]]:
     ordered = sorted(layout.data_partitions(), key=lambda p: p.start)
-    growable = [p for p in ordered if not p.fixed_size]
+    growable = [p for p in ordered if not p.fixed_size and p.number not in keep_size]
     total = sum(p.size for p in growable) or 1
     new_entries: dict[int, PartitionEntry] = {}
     shift = 0
