@@ -61,8 +61,7 @@ _CHILD_ENV_OVERRIDES = {"LC_ALL": "C", "LANG": "C"}
 
 
 def which(tool: str) -> str | None:
-    path = os.environ.get("PATH", "") + ":/usr/sbin:/sbin"
-    return shutil.which(tool, path=path)
+    return shutil.which(tool)
 
 
 def require(*tools: str) -> None:
@@ -74,6 +73,16 @@ def require(*tools: str) -> None:
 
 def missing_tools(tools: Sequence[str]) -> list[str]:
     return [t for t in dict.fromkeys(tools) if which(t) is None]
+
+
+def _resolve(argv: list[str]) -> list[str]:
+    """argv with its program as an absolute path; ToolMissing (naming the package) if it is not installed."""
+    if os.path.isabs(argv[0]):
+        return argv
+    found = which(argv[0])
+    if found is None:
+        raise ToolMissing(argv[0], TOOLS.get(argv[0]))
+    return [found, *argv[1:]]
 
 
 def _env(extra: dict[str, str] | None) -> dict[str, str]:
@@ -93,9 +102,7 @@ def run(
     timeout: float | None = None,
 ) -> subprocess.CompletedProcess[str]:
     """Run a command to completion and capture its output as text. Raises CommandFailed."""
-    argv = [str(a) for a in argv]
-    if which(argv[0]) is None and not os.path.isabs(argv[0]):
-        raise ToolMissing(argv[0], TOOLS.get(argv[0]))
+    argv = _resolve([str(a) for a in argv])
     log.debug("+ %s", " ".join(argv))
     data = input.decode() if isinstance(input, bytes) else input
     proc = subprocess.run(
@@ -115,9 +122,7 @@ def run(
 @contextlib.contextmanager
 def spawn(argv: Sequence[str], **popen_kwargs) -> Iterator[subprocess.Popen]:
     """Start a long-running process; it is always reaped (killed if still running) on exit."""
-    argv = [str(a) for a in argv]
-    if which(argv[0]) is None and not os.path.isabs(argv[0]):
-        raise ToolMissing(argv[0], TOOLS.get(argv[0]))
+    argv = _resolve([str(a) for a in argv])
     log.debug("+ %s &", " ".join(argv))
     popen_kwargs.setdefault("stdin", subprocess.DEVNULL)
     popen_kwargs.setdefault("env", _env(None))

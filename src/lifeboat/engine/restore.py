@@ -163,6 +163,8 @@ def _restore(plan: RestorePlan, progress: ProgressSink, cancel: threading.Event,
     except Cancelled:
         progress(LogLine(f"cancelled: {plan.target} is only partly restored and will not boot; restore again", "warning"))
         raise
+    except ImageCorrupt as exc:
+        raise ImageCorrupt(f"{exc}; {plan.target} is only partly restored and will not boot") from None
     finally:
         os.close(fd)
     result.bytes_written = totals[0]
