@@ -1,0 +1,89 @@
+import json
+import os
+import threading
+
+import pytest
+
+from lifeboat.engine.manifest import load_manifest
+from lifeboat.errors import ImageCorrupt, ImageNotFound, InvalidName, RepositoryError
+from lifeboat.repo.store import Repository, check_image_name
+
+
+def test_chunks_are_content_addressed_and_stored_once(tmp_path):
+    repo = Repository.open(tmp_path / "r", create=True)
+    data = os.urandom(100_000) + bytes(1_000_000)
+    digest, written = repo.put_chunk(data, 3)
+    assert written > 0 and written < len(data)
+    again, written_again = repo.put_chunk(data, 3)
+    assert again == digest and written_again == 0
+    assert repo.get_chunk(digest, len(data)) == data
+
+
+def test_damaged_chunks_are_detected(tmp_path):
+    repo = Repository.open(tmp_path / "r", create=True)
+    digest, _ = repo.put_chunk(b"x" * 5000 + os.urandom(5000), 3)
+    path = repo.chunk_path(digest)
+    raw = bytearray(path.read_bytes())
+    raw[-10] ^= 1
+    path.write_bytes(bytes(raw))
+    with pytest.raises(ImageCorrupt):
+        repo.get_chunk(digest, 10000)
+    path.write_bytes(b"abc")
+    assert repo.chunk_problem(digest).startswith("truncated")
+    path.unlink()
+    assert repo.chunk_problem(digest) == "missing"
+
+
+def test_compression_is_thread_safe(tmp_path):
+    repo = Repository.open(tmp_path / "r", create=True)
+    blobs = [os.urandom(1000) * 200 for _ in range(16)]
+    results = []
+
+    def work(b):
+        results.append(repo.put_chunk(b, 3)[0])
+
+    threads = [threading.Thread(target=work, args=(b,)) for b in blobs]
+    [t.start() for t in threads]
+    [t.join() for t in threads]
+    for b in blobs:
+        from lifeboat.repo.store import chunk_hash
+
+        assert repo.get_chunk(chunk_hash(b), len(b)) == b
+
+
+@pytest.mark.parametrize("bad", ["a/b", "../x", "..", ".x", "", "x" * 200, "a b"])
+def test_image_names_are_checked(bad):
+    with pytest.raises(InvalidName):
+        check_image_name(bad)
+
+
+def test_repository_must_exist_or_be_created_in_an_empty_directory(tmp_path):
+    with pytest.raises(RepositoryError):
+        Repository.open(tmp_path / "nothing")
+    (tmp_path / "busy").mkdir()
+    (tmp_path / "busy" / "file").write_text("x")
+    with pytest.raises(RepositoryError):
+        Repository.open(tmp_path / "busy", create=True)
+
+
+def test_manifest_is_only_an_image_when_complete_and_known(tmp_path):
+    repo = Repository.open(tmp_path / "r", create=True)
+    with pytest.raises(ImageNotFound):
+        load_manifest(repo, "absent")
+    repo.write_manifest("future", {"schema": "lifeboat-image", "version": 2})
+    with pytest.raises(ImageCorrupt, match="schema version 2"):
+        load_manifest(repo, "future")
+    (repo.image_dir("broken")).mkdir()
+    (repo.image_dir("broken") / "manifest.json").write_text("{not json")
+    with pytest.raises(ImageCorrupt):
+        load_manifest(repo, "broken")
+    assert repo.image_names() == ["broken", "future"]
+    assert json.loads((repo.root / "lifeboat-repo.json").read_text())["format"] == "lifeboat-repo"
+
+
+def test_one_writer_per_image(tmp_path):
+    repo = Repository.open(tmp_path / "r", create=True)
+    with repo.writer_lock("img"):
+        with pytest.raises(RepositoryError):
+            with repo.writer_lock("img"):
+                pass
