@@ -79,6 +79,7 @@ def _wait_for_result(terminal: TmuxTerminal, timeout: float = 240) -> str:
 
 
 def test_hotplug_a_loop_disk_appears_and_disappears(sandbox: Path):
+    """A disk attached while the app runs is listed within two seconds; detached, it goes away."""
     sys.path.insert(0, str(Path(__file__).parents[1] / "unit" / "tui"))
     from tui_pilot import wait_until
 
@@ -88,15 +89,18 @@ def test_hotplug_a_loop_disk_appears_and_disappears(sandbox: Path):
     async def scenario() -> None:
         app = create_app(EngineBackend(log_path=str(sandbox / "log")), repo_path=None, shell=lambda: None)
         async with app.run_test(size=(80, 24)) as pilot:
-            await wait_until(pilot, lambda: app.workers and not app.workers._workers or True)
             await pilot.pause(0.5)
             assert app.disks == []
-            with loop_disk(sandbox, "plugged", 64 * MiB) as disk:
-                plugged = time.monotonic()
+            plugged = loop_disk(sandbox, "plugged", 64 * MiB)
+            # losetup and udevadm settle block: run them off the event loop so the app keeps running
+            disk = await asyncio.to_thread(plugged.__enter__)
+            try:
+                started = time.monotonic()
                 await wait_until(pilot, lambda: any(d.path == disk.path for d in app.disks), timeout=5, what="plug")
-                assert time.monotonic() - plugged < 2.0, "a new disk must appear within two seconds"
-                title = str(app.screen.query_one("#disks-title").render())
-                assert title == "Disks (1)"
+                assert time.monotonic() - started < 2.0, "a new disk must appear within two seconds"
+                assert str(app.screen.query_one("#disks-title").render()) == "Disks (1)"
+            finally:
+                await asyncio.to_thread(plugged.__exit__, None, None, None)
             await wait_until(pilot, lambda: app.disks == [], timeout=5, what="the disk to disappear")
 
     asyncio.run(scenario())
