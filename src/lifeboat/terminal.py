@@ -25,6 +25,7 @@ class ConsoleProgress:
         self.tty = self.stream.isatty()
         self.interval = interval if interval is not None else (0.1 if self.tty else 5.0)
         self.started = time.monotonic()
+        self.item = ""
         self.item_started = self.started
         self.item_base = 0
         self._last_draw = 0.0
@@ -35,7 +36,6 @@ class ConsoleProgress:
             self._progress(event)
         elif isinstance(event, StepStarted):
             self._print(f"» {event.step}" + (f": {event.detail}" if event.detail else ""))
-            self.item_started = time.monotonic()
         elif isinstance(event, StepFinished):
             self._print(f"  {event.step}: {event.outcome}" + (f" ({event.detail})" if event.detail else ""))
         elif isinstance(event, LogLine):
@@ -47,13 +47,16 @@ class ConsoleProgress:
         if now - self._last_draw < self.interval and not finished:
             return
         self._last_draw = now
-        elapsed = max(now - self.started, 1e-6)
-        rate = e.done / elapsed
+        if e.item != self.item:
+            self.item, self.item_started, self.item_base = e.item, now, e.item_done
+        rate = e.done / max(now - self.started, 1e-6)
+        item_rate = (e.item_done - self.item_base) / max(now - self.item_started, 1e-6)
         item_pct = 100 * e.item_done / e.item_total if e.item_total else 100
         pct = 100 * e.done / e.total if e.total else 100
         line = (
-            f"{e.phase} {e.item}: {item_pct:5.1f}%  overall {pct:5.1f}% "
-            f"{human_size(e.done)}/{human_size(e.total)}  {human_size(rate)}/s  ETA {_eta(e.total - e.done, rate)}"
+            f"{e.phase} {e.item}: {item_pct:3.0f}% {human_size(item_rate)}/s ETA {_eta(e.item_total - e.item_done, item_rate)}"
+            f" | overall {pct:3.0f}% {human_size(e.done)}/{human_size(e.total)} {human_size(rate)}/s"
+            f" ETA {_eta(e.total - e.done, rate)}"
         )
         if self.tty:
             self.stream.write("\r\x1b[K" + line)
