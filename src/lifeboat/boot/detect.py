@@ -48,7 +48,7 @@ def describe_linux(root_dir: str, root: probe.Part, disk: probe.DiskInfo) -> Lin
     if not looks_like_grub_linux(root_dir, fstab):
         return None
     rel = os_release(root_dir)
-    system = LinuxSystem(root=root, name=rel.get("PRETTY_NAME") or root.node,
+    system = LinuxSystem(root=root, name=rel.get("PRETTY_NAME") or "Linux (no os-release)",
                          efi_id=(rel.get("ID") or "debian").lower(), fstab=fstab)
     for entry in fstab:
         if entry.mountpoint == "/boot":

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from lifeboat.run import run, which
 
 ESP_GUID = "c12a7328-f81f-11d2-ba4b-00a0c93ec93b"
-BIOS_BOOT_GUID = "21686148-6e6f-744e-6564-4966694d4150"
+BIOS_BOOT_GUID = "21686148-6449-6e6f-744e-656564454649"  # "Hah!IdontNeedEFI"
 MBR_ESP_TYPES = {"ef"}
 LINUX_FS = {"ext2", "ext3", "ext4", "xfs", "btrfs"}
 SECTOR = 512

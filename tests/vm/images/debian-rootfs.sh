@@ -19,11 +19,12 @@ trap cleanup EXIT
 pkgs=linux-image-amd64,initramfs-tools,grub-pc-bin,grub-efi-amd64-bin,grub2-common,efibootmgr,python3
 pkgs+=,dosfstools,e2fsprogs,fdisk,gdisk,systemd-sysv,udev,kmod,util-linux,mount,mtools
 # what lifeboat's own modules import, so its bootfix can run in the rescue guest
-pkgs+=,python3-parted,python3-pyudev,python3-zstandard
+pkgs+=,python3-parted,python3-pyudev,python3-zstandard,python3-cffi-backend
 for attempt in 1 2 3; do
   if debootstrap --variant=minbase --cache-dir="$cache/debs" --include="$pkgs" "$suite" "$root" "$mirror"; then
     break
   fi
+  tail -30 "$root/debootstrap/debootstrap.log" >&2 || true
   [[ $attempt == 3 ]] && { echo "debootstrap failed 3 times" >&2; exit 1; }
   rm -rf "$root"; sleep 10
 done
