@@ -338,11 +338,11 @@ class DiskMonitor:
         monitor = pyudev.Monitor.from_netlink(context)
         monitor.filter_by("block")
 
-        def handle(action: str, device: pyudev.Device) -> None:
-            if action in ("add", "remove", "change"):
+        def handle(device: pyudev.Device) -> None:
+            if device.action in ("add", "remove", "change"):
                 self.on_change()
 
-        observer = pyudev.MonitorObserver(monitor, handle)
+        observer = pyudev.MonitorObserver(monitor, callback=handle)
         observer.daemon = True
         observer.start()
         self._observer = observer
