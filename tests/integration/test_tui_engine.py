@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 import shutil
 import sys
 import time
@@ -58,8 +59,8 @@ def test_restore_through_the_tui_in_a_real_terminal(sandbox: Path):
             terminal.type(name)
             terminal.keys("Enter")
             result = _wait_for_result(terminal)
-            assert "Done: Restoring office" in result, result
-            assert "Time taken" in result
+            assert re.search(r"Done(, with warnings)?: Restoring office", result), result
+            assert "Time taken" in result and "bootloader" in result  # its outcome is reported, good or bad
         finally:
             terminal.close()
         target.refresh()
@@ -71,7 +72,7 @@ def _wait_for_result(terminal: TmuxTerminal, timeout: float = 240) -> str:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         screen = terminal.screen()
-        if "Done: Restoring" in screen or "Failed: Restoring" in screen or "failed" in screen.lower():
+        if re.search(r"(Done|Done, with warnings|Failed|Stopped): Restoring", screen):
             time.sleep(0.5)
             return terminal.screen()
         time.sleep(0.5)

@@ -24,11 +24,12 @@ from lifeboat.tui.backend import Backend, ImageInfo
 from lifeboat.tui.dialogs.confirm import ConfirmDialog
 from lifeboat.tui.dialogs.error import ErrorDialog
 from lifeboat.tui.dialogs.repo_picker import RepoPickerScreen
-from lifeboat.tui.logbook import LogBook, LogBookHandler
+from lifeboat.tui.logbook import LogBook, attach_logging, log_event
 from lifeboat.tui.messages import DisksChanged, ListReady
 from lifeboat.tui.screens.home import HomeScreen
 from lifeboat.tui.screens.log import LogScreen
 
+log = logging.getLogger("lifeboat.tui")
 UDEV_SETTLE_SECONDS = 1.0  # udev fills in a new disk's properties shortly after 'add': look again
 
 
@@ -65,11 +66,14 @@ class LifeboatApp(App):
         self.images: list[ImageInfo] = []
         self.log_book = LogBook()
         self._stop_watching: Callable[[], None] | None = None
+        self._detach_logging: Callable[[], None] | None = None
 
     # ---- start and stop
 
     def on_mount(self) -> None:
         self.theme = "ansi-dark"
+        self._detach_logging = attach_logging(self.backend.log_path, self.log_book)
+        log.info("Lifeboat TUI started; log file %s", self.backend.log_path)
         self.push_screen(HomeScreen())
         if self.watch:
             self._stop_watching = self.backend.watch_disks(lambda: self.post_message(DisksChanged()))
@@ -79,6 +83,8 @@ class LifeboatApp(App):
     def on_unmount(self) -> None:
         if self._stop_watching is not None:
             self._stop_watching()
+        if self._detach_logging is not None:
+            self._detach_logging()
 
     # ---- disks and images, read in workers
 
@@ -122,16 +128,16 @@ class LifeboatApp(App):
 
     def use_repository(self, path: str) -> None:
         self.repo_path = path
-        self.log_book.add(f"repository: {path}")
+        log.info("repository: %s", path)
         self.refresh_images()
 
     # ---- shared services for screens
 
     def record_event(self, event: Event) -> None:
-        self.log_book.add_event(event)
+        log_event(event)
 
     def show_error(self, title: str, message: str) -> None:
-        self.log_book.add(f"error: {title}: {message}")
+        log.error("%s: %s", title, message)
         self.push_screen(ErrorDialog(title, message, self.backend.log_path))
 
     def action_go_home(self) -> None:
@@ -217,18 +223,6 @@ def create_app(backend: Backend, repo_path: str | None = None, **options) -> Lif
     return LifeboatApp(backend, repo_path=repo_path, **options)
 
 
-def _log_to_file(path: str) -> None:
-    try:
-        os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
-        handler = logging.FileHandler(path)
-    except OSError:
-        return
-    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
-    root = logging.getLogger("lifeboat")
-    root.addHandler(handler)
-    root.setLevel(logging.INFO)
-
-
 def main(argv: list[str] | None = None) -> int:
     """`lifeboat tui [--repo DIR] [--demo]` (and `lifeboat` with no arguments)."""
     parser = argparse.ArgumentParser(prog="lifeboat tui", description="The Lifeboat text user interface")
@@ -244,8 +238,6 @@ def main(argv: list[str] | None = None) -> int:
         from lifeboat.tui.engine_backend import EngineBackend
 
         backend, repo = EngineBackend(), args.repo or os.environ.get("LIFEBOAT_REPO") or None
-    _log_to_file(backend.log_path)
     app = create_app(backend, repo_path=repo)
-    logging.getLogger("lifeboat").addHandler(LogBookHandler(app.log_book))
     app.run()
     return app.return_code or 0

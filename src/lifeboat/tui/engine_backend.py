@@ -135,7 +135,7 @@ class EngineBackend:
             f"Wrote {human_size(result.bytes_written)} to {plan.target.path}; every chunk's hash was checked first.",
         ]
         lines += [f"{step}: {outcome}" + (f" ({detail})" if detail else "") for step, outcome, detail in result.steps
-                  if step.startswith(("bootloader", "grow", "swap"))]
+                  if step.startswith(("bootloader", "grow", "swap")) and outcome != "failed"]
         warnings = tuple(f"{step}: {detail or outcome}" for step, outcome, detail in result.steps if outcome == "failed")
         return JobOutcome(tuple(lines), warnings)
 

@@ -1,16 +1,20 @@
-"""The log the TUI shows: engine events and `lifeboat.*` logging records, kept in memory (the file
-log is the backend's business)."""
+"""The log: every `lifeboat.*` logging record (engine steps included) goes to the backend's log file
+and into a LogBook kept in memory for the log view."""
 
 from __future__ import annotations
 
 import logging
+import os
 import threading
 import time
 from collections import deque
+from collections.abc import Callable
 
 from lifeboat.engine.events import Event, LogLine, StepFinished, StepStarted
 
 MAX_LINES = 5000
+LEVELS = {"info": logging.INFO, "warning": logging.WARNING, "error": logging.ERROR}
+job_log = logging.getLogger("lifeboat.job")
 
 
 class LogBook:
@@ -33,13 +37,16 @@ class LogBook:
             new = min(self._total - seen, len(self._lines))
             return (list(self._lines)[len(self._lines) - new :] if new > 0 else []), self._total
 
-    def add_event(self, event: Event) -> None:
-        if isinstance(event, StepStarted):
-            self.add(f"start {event.step} {event.detail}".rstrip())
-        elif isinstance(event, StepFinished):
-            self.add(f"{event.outcome} {event.step} {event.detail}".rstrip())
-        elif isinstance(event, LogLine):
-            self.add(f"{event.level}: {event.message}")
+
+
+def log_event(event: Event) -> None:
+    """Engine steps and log lines go to the `lifeboat.job` logger (file and log view); byte counts do not."""
+    if isinstance(event, StepStarted):
+        job_log.info("start %s %s", event.step, event.detail)
+    elif isinstance(event, StepFinished):
+        job_log.info("%s %s %s", event.outcome, event.step, event.detail)
+    elif isinstance(event, LogLine):
+        job_log.log(LEVELS.get(event.level, logging.INFO), "%s", event.message)
 
 
 class LogBookHandler(logging.Handler):
@@ -53,3 +60,28 @@ class LogBookHandler(logging.Handler):
             self.book.add(self.format(record))
         except Exception:  # noqa: BLE001 - logging must never break the job
             self.handleError(record)
+
+
+def attach_logging(log_path: str, book: LogBook) -> Callable[[], None]:
+    """Send `lifeboat.*` records to the log file and to the log view; returns a function that undoes it."""
+    root = logging.getLogger("lifeboat")
+    handlers: list[logging.Handler] = [LogBookHandler(book)]
+    try:
+        os.makedirs(os.path.dirname(log_path) or ".", exist_ok=True)
+        file_handler = logging.FileHandler(log_path)
+    except OSError as error:
+        book.add(f"cannot write the log file {log_path}: {error}")
+    else:
+        file_handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+        handlers.append(file_handler)
+    for handler in handlers:
+        root.addHandler(handler)
+    if root.level == logging.NOTSET or root.level > logging.INFO:
+        root.setLevel(logging.INFO)
+
+    def detach() -> None:
+        for handler in handlers:
+            root.removeHandler(handler)
+            handler.close()
+
+    return detach

@@ -13,8 +13,10 @@ TODAY = date(2026, 11, 24)
 
 
 @pytest.fixture
-def backend() -> FakeBackend:
-    return FakeBackend(job_seconds=0.05)
+def backend(tmp_path) -> FakeBackend:
+    fake = FakeBackend(job_seconds=0.05)
+    fake.log_path = str(tmp_path / "lifeboat.log")
+    return fake
 
 
 @pytest.fixture

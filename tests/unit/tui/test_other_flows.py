@@ -168,6 +168,9 @@ async def test_log_view_shows_what_happened(make_app, backend):
         view = log.query_one("#log-view")
         await wait_until(pilot, lambda: any("chunks" in str(line.text) for line in view.lines), what="log lines")
         await pilot.press("escape")
+        with open(backend.log_path) as log_file:
+            written = log_file.read()
+        assert "start chunks" in written and "done chunks" in written
         await wait_for_screen(pilot, ResultScreen)
 
 

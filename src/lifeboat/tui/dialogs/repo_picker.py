@@ -9,6 +9,7 @@ from collections.abc import Callable
 from textual import work
 
 from lifeboat.errors import LifeboatError
+from lifeboat.tui.backend import RepoLocation
 from lifeboat.tui.messages import ListReady
 from lifeboat.tui.screens.pick import PickScreen, TextStepScreen
 from lifeboat.tui.widgets.text import repo_prompt
@@ -41,10 +42,15 @@ class RepoPickerScreen(PickScreen):
         if message.kind != "repos":
             return
         message.stop()
-        options = [(r.path, repo_prompt(r), bool(r.note)) for r in message.items]
+        found = list(message.items)
+        current = self.app.repo_path
+        if current and all(r.path != current for r in found):
+            count = len(self.app.images)
+            found.insert(0, RepoLocation(current, "the repository in use now", count))
+        options = [(r.path, repo_prompt(r), bool(r.note)) for r in found]
         self.set_options(options + [(OTHER, "Another directory… (type its path)", False)], keep_highlight=False)
-        found = f"{len(message.items)} places found." if message.items else "No repositories found on the disks."
-        self.query_one(".step-intro").update(message.error or found)
+        summary = f"{len(message.items)} found on the disks." if message.items else "None found on the disks."
+        self.query_one(".step-intro").update(message.error or summary)
 
     def _picked(self, key: str) -> None:
         if key != OTHER:

@@ -57,7 +57,7 @@ class HomeScreen(Screen):
     def on_mount(self) -> None:
         self.sub_title = "Capture and restore whole disks"
         disks = self.query_one("#disks", DataTable)
-        for label, width in (("disk", 5), ("model", 12), ("size", 9), ("on it now (greyed: not usable)", 26)):
+        for label, width in (("disk", 5), ("model", 12), ("size", 9), ("on it now", 26)):
             disks.add_column(label, width=width)
         images = self.query_one("#images", DataTable)
         for label, width in (("image", 20), ("date", 10), ("from", 13), ("stored", 9)):

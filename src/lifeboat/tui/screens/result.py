@@ -34,12 +34,12 @@ class ResultScreen(Screen):
     @property
     def verdict(self) -> str:
         if self.error is None:
-            return "Done"
+            return "Done, with warnings" if self.outcome and self.outcome.warnings else "Done"
         return "Stopped" if isinstance(self.error, Cancelled) else "Failed"
 
     def compose(self) -> ComposeResult:
         yield Header()
-        css = "result-ok" if self.error is None else "result-bad"
+        css = "result-ok" if self.verdict == "Done" else "result-bad"
         yield Static(f"{self.verdict}: {self.spec.title}", id="verdict", classes=f"step-title {css}")
         lines = list(self.outcome.lines) if self.outcome else []
         if self.outcome:

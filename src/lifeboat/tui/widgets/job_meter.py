@@ -49,8 +49,8 @@ class JobMeter(Vertical):
     def __init__(self) -> None:
         super().__init__(id="meter")
         self.started = time.monotonic()
-        self.samples: deque[tuple[float, int]] = deque()
-        self.history: deque[float] = deque([0.0], maxlen=SPARK_POINTS)
+        self.samples: deque[tuple[float, int]] = deque([(self.started, 0)])
+        self.history: deque[float] = deque(maxlen=SPARK_POINTS)
         self.done = 0
         self.total = 0
         self.bars: dict[str, ItemBar] = {}
@@ -60,12 +60,12 @@ class JobMeter(Vertical):
             yield Label("Overall", classes="item-name")
             yield ProgressBar(total=None, show_eta=False, id="overall")
         yield Static("", id="numbers")
-        yield Sparkline(list(self.history), id="throughput")
+        yield Sparkline([], id="throughput")
         yield VerticalScroll(id="items")
 
     def reset(self) -> None:
         """A new phase (capture → verify): start the bars and the rate again, keep the clock."""
-        self.samples.clear()
+        self.samples = deque([(time.monotonic(), 0)])
         self.done = self.total = 0
         self.query_one("#overall", ProgressBar).update(total=None, progress=0)
         for bar in self.bars.values():
@@ -88,7 +88,8 @@ class JobMeter(Vertical):
             self.samples.popleft()
         speed = self.current_rate()
         self.history.append(speed)
-        self.query_one("#throughput", Sparkline).data = list(self.history)
+        # an all-zero history would draw as a full bar: show nothing until bytes move
+        self.query_one("#throughput", Sparkline).data = list(self.history) if max(self.history) > 0 else []
         self.query_one("#numbers", Static).update(self.numbers_line(now, speed))
 
     def current_rate(self) -> float:

@@ -1,0 +1,54 @@
+"""The adapter onto the engine: how engine results become what the screens show."""
+
+from __future__ import annotations
+
+import threading
+from types import SimpleNamespace
+
+import pytest
+
+from lifeboat.devices import Disk, Partition
+from lifeboat.errors import ImageCorrupt, LifeboatError
+from lifeboat.layout.model import DiskLayout, PartitionEntry
+from lifeboat.tui import engine_backend
+from lifeboat.tui.engine_backend import EngineBackend
+
+MiB = 1024 * 1024
+
+
+def entry(number: int, start_mib: int, size_mib: int, type_: str = "0FC63DAF-8483-4772-8E79-3D69D8477DE4"):
+    return PartitionEntry(number, start_mib * 2048, size_mib * 2048, type_)
+
+
+def test_layout_rows_in_bytes_with_what_grows():
+    target = Disk("/dev/sdb", "sdb", 400 * MiB, partitions=(Partition("/dev/sdb1", 1, MiB, 100 * MiB, "ntfs"),))
+    current = DiskLayout("dos", "0x1", 512, 400 * 2048, (entry(1, 1, 100, "7"),))
+    new = DiskLayout("gpt", "G", 512, 400 * 2048, (entry(1, 1, 32), entry(2, 33, 366)))
+    actions = (
+        SimpleNamespace(number=1, fstype="vfat", mode="used-blocks", target=new.partitions[0], grows=False),
+        SimpleNamespace(number=2, fstype="ext4", mode="used-blocks", target=new.partitions[1], grows=True),
+    )
+    plan = SimpleNamespace(current_layout=current, target_layout=new, actions=actions)
+    [now] = engine_backend._current_rows(plan, target)
+    assert (now.number, now.start, now.size, now.fstype) == (1, MiB, 100 * MiB, "ntfs")
+    rows = engine_backend._new_rows(plan)
+    assert [(r.number, r.size, r.fstype, r.grows) for r in rows] == [(1, 32 * MiB, "vfat", False), (2, 366 * MiB, "ext4", True)]
+
+
+def test_verify_problems_become_one_error_naming_where(monkeypatch):
+    report = SimpleNamespace(ok=False, chunks=3, bytes=10, problems=["partition 2 (ext4) at offset 4194304: bad hash", "x"])
+    monkeypatch.setattr("lifeboat.engine.verify.verify", lambda repo, name, progress, cancel: report)
+    monkeypatch.setattr("lifeboat.repo.store.Repository.open", classmethod(lambda cls, path, create=False: object()))
+    seen = []
+    with pytest.raises(ImageCorrupt, match=r"partition 2 \(ext4\) at offset 4194304: bad hash \(and 1 more"):
+        EngineBackend(log_path="/dev/null").run_verify("/repo", "img", seen.append, threading.Event())
+    assert len(seen) == 2  # every problem is in the log
+
+
+def test_bootfix_failure_is_an_error(monkeypatch):
+    from lifeboat.boot.model import StepOutcome
+
+    monkeypatch.setattr("lifeboat.boot.bootfix", lambda path, progress: [StepOutcome("detect", "failed", "no Linux")])
+    disk = Disk("/dev/sdb", "sdb", MiB)
+    with pytest.raises(LifeboatError, match="detect: failed — no Linux"):
+        EngineBackend(log_path="/dev/null").run_bootfix(disk, lambda e: None, threading.Event())
