@@ -105,3 +105,30 @@ def test_hotplug_a_loop_disk_appears_and_disappears(sandbox: Path):
             await wait_until(pilot, lambda: app.disks == [], timeout=5, what="the disk to disappear")
 
     asyncio.run(scenario())
+
+
+def test_repository_on_an_unmounted_partition_is_found_read_only_and_mounted_when_used(sandbox: Path):
+    from lifeboat.repo.store import Repository
+    from lifeboat.tui.engine_backend import EngineBackend
+
+    with loop_disk(sandbox, "usbstick", 96 * MiB) as stick:
+        build_disk(stick, "gpt", [PartSpec(0, "ext4", seed=3)], sandbox)
+        with mounted(stick.node(1), "ext4") as mnt:
+            Repository.open(mnt / "lifeboat", create=True)
+        stick.refresh()
+        backend = EngineBackend(log_path=str(sandbox / "log"))
+        try:
+            [location] = [r for r in backend.find_repositories() if stick.node(1) in r.description]
+            assert location.image_count == 0 and location.path.endswith("/lifeboat")
+            assert not _mounted(stick.node(1)), "looking must leave the partition unmounted"
+            assert backend.list_images(location.path) == []
+            assert _mounted(stick.node(1)), "choosing it mounts it"
+        finally:
+            backend.close()
+        assert not _mounted(stick.node(1))
+
+
+def _mounted(device: str) -> bool:
+    real = os.path.realpath(device)
+    with open("/proc/self/mounts") as f:
+        return any(os.path.realpath(line.split()[0]) == real for line in f if line.startswith("/dev/"))

@@ -83,6 +83,9 @@ class LifeboatApp(App):
     def on_unmount(self) -> None:
         if self._stop_watching is not None:
             self._stop_watching()
+        close = getattr(self.backend, "close", None)
+        if close is not None:
+            close()  # e.g. unmount repositories the backend mounted
         if self._detach_logging is not None:
             self._detach_logging()
 

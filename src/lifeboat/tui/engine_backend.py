@@ -11,19 +11,16 @@ import os
 import threading
 from collections.abc import Callable
 from datetime import datetime
-from pathlib import Path
 
 from lifeboat.devices import Disk, human_size
 from lifeboat.engine.events import LogLine, ProgressSink
 from lifeboat.errors import Cancelled, ImageCorrupt, LifeboatError
+from lifeboat.tui import repo_locations as locations
 from lifeboat.tui.backend import ImageInfo, JobOutcome, LayoutRow, RepoLocation, RestorePlanView
 
 log = logging.getLogger("lifeboat.tui")
 
 LOG_DIRS = ("/var/log/lifeboat", os.path.expanduser("~/.cache/lifeboat"), "/tmp")
-REPO_MARKER = "lifeboat-repo.json"
-REPO_SUBDIRS = ("", "lifeboat", "lifeboat-images")  # where on a filesystem a repository is looked for
-DATA_MOUNT = "/run/lifeboat/data"  # the stick's LIFEBOAT-DATA partition (see lifeboat.live)
 
 
 def default_log_path() -> str:
@@ -45,6 +42,8 @@ class EngineBackend:
     def __init__(self, log_path: str | None = None, include_loop: bool = False) -> None:
         self.log_path = log_path or default_log_path()
         self.include_loop = include_loop
+        self._unmounted: dict[str, locations.UnmountedRepo] = {}
+        self._mounted: set[str] = set()
 
     # ---- discovery
 
@@ -64,34 +63,37 @@ class EngineBackend:
         return monitor.stop
 
     def find_repositories(self) -> list[RepoLocation]:
-        """Repositories on every mounted filesystem (the stick's data partition first), read-only."""
-        found: list[RepoLocation] = []
-        for mount, device in _block_mounts():
-            for sub in REPO_SUBDIRS:
-                path = os.path.join(mount, sub) if sub else mount
-                if os.path.isfile(os.path.join(path, REPO_MARKER)):
-                    found.append(self._location(path, device, mount))
-        if os.path.isdir(DATA_MOUNT) and not any(r.path.startswith(DATA_MOUNT) for r in found):
-            found.append(RepoLocation(DATA_MOUNT, "the stick's data partition (no images yet)", None))
-        found.sort(key=lambda r: (not r.path.startswith(DATA_MOUNT), r.path))
+        """Mounted repositories (the stick's data partition first), then ones on unmounted partitions."""
+        found = locations.mounted_repositories()
+        if os.path.isdir(locations.DATA_MOUNT) and not any(r.path.startswith(locations.DATA_MOUNT) for r in found):
+            found.append(RepoLocation(locations.DATA_MOUNT, "the stick's data partition (no images yet)", None))
+        found.sort(key=lambda r: (not r.path.startswith(locations.DATA_MOUNT), r.path))
+        if os.geteuid() == 0:
+            elsewhere, how = locations.unmounted_repositories(self.list_disks())
+            self._unmounted.update(how)
+            found += elsewhere
         return found
 
-    def _location(self, path: str, device: str, mount: str) -> RepoLocation:
-        where = "the stick's data partition" if mount == DATA_MOUNT else f"{device} mounted at {mount}"
-        try:
-            count = len([p for p in Path(path, "images").iterdir() if (p / "manifest.json").exists()])
-        except OSError:
-            count = 0
-        if not os.access(path, os.W_OK):
-            where += " (read-only: restore from it, capture elsewhere)"
-        return RepoLocation(path, where, count)
+    def _ready(self, repo_path: str) -> str:
+        """A repository found on an unmounted partition is mounted the first time it is used."""
+        for path, how in self._unmounted.items():
+            if repo_path == path or repo_path.startswith(how.mount_point + os.sep):
+                locations.mount_repository(how)
+                self._mounted.add(path)
+        return repo_path
+
+    def close(self) -> None:
+        """Unmount what this backend mounted."""
+        for path in list(self._mounted):
+            locations.unmount_repository(self._unmounted[path])
+            self._mounted.discard(path)
 
     def list_images(self, repo_path: str) -> list[ImageInfo]:
         from lifeboat.engine.manifest import list_images
         from lifeboat.repo.store import Repository
 
         images = []
-        for name, summary, problem in list_images(Repository.open(repo_path, create=False)):
+        for name, summary, problem in list_images(Repository.open(self._ready(repo_path), create=False)):
             if summary is None:
                 log.warning("image %s is unreadable: %s", name, problem)
                 continue
@@ -115,7 +117,7 @@ class EngineBackend:
             from lifeboat.repo.store import Repository
         except ImportError as error:
             raise _engine_missing("restore", error) from None
-        plan = plan_restore(Repository.open(repo_path), image, target.path)
+        plan = plan_restore(Repository.open(self._ready(repo_path)), image, target.path)
         return RestorePlanView(
             image=image,
             target=plan.target_disk,
@@ -147,7 +149,7 @@ class EngineBackend:
             from lifeboat.repo.store import Repository
         except ImportError as error:
             raise _engine_missing("capture", error) from None
-        repo = Repository.open(repo_path, create=True)
+        repo = Repository.open(self._ready(repo_path), create=True)
         manifest = capture(source.path, name, repo, level=level, progress=progress, cancel=cancel)
         used = sum(p.get("used_bytes", 0) for p in manifest.get("partitions", ()))
         return JobOutcome((f"Image {name} of {source.name} stored in {repo_path} ({human_size(used)} of data, "
@@ -159,7 +161,7 @@ class EngineBackend:
             from lifeboat.repo.store import Repository
         except ImportError as error:
             raise _engine_missing("verify", error) from None
-        report = verify(Repository.open(repo_path), image, progress=progress, cancel=cancel)
+        report = verify(Repository.open(self._ready(repo_path)), image, progress=progress, cancel=cancel)
         if cancel.is_set():
             raise Cancelled()
         if not report.ok:
@@ -216,18 +218,3 @@ def _new_rows(plan) -> list[LayoutRow]:
         LayoutRow(a.number, a.target.start * sector, a.target.size * sector, a.fstype or a.mode, a.target.name, a.grows)
         for a in plan.actions
     ]
-
-
-def _block_mounts() -> list[tuple[str, str]]:
-    """(mount point, device) of every mounted block-device filesystem."""
-    mounts = []
-    try:
-        with open("/proc/self/mounts") as f:
-            for line in f:
-                device, mount = line.split()[:2]
-                if device.startswith("/dev/"):
-                    mounts.append((mount.replace("\\040", " "), device))
-    except OSError:
-        pass
-    return mounts
-

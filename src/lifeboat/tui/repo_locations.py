@@ -1,0 +1,132 @@
+"""Where image repositories are: on mounted filesystems, and on partitions nobody has mounted, which
+are looked into read-only and mounted (read-write) only when the user chooses one of them."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import tempfile
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from lifeboat.devices import Disk, Partition
+from lifeboat.errors import LifeboatError
+from lifeboat.tui.backend import RepoLocation
+
+log = logging.getLogger("lifeboat.tui")
+
+REPO_MARKER = "lifeboat-repo.json"
+REPO_SUBDIRS = ("", "lifeboat", "lifeboat-images")  # where on a filesystem a repository is looked for
+DATA_MOUNT = "/run/lifeboat/data"  # the stick's LIFEBOAT-DATA partition (see lifeboat.live)
+PEEK_DIR = "/run/lifeboat/peek"
+REPO_MOUNT_DIR = "/run/lifeboat/repos"
+# Read-only without replaying a journal: looking must not change the filesystem.
+READ_ONLY_OPTIONS = {"ext2": "ro,noload", "ext3": "ro,noload", "ext4": "ro,noload", "xfs": "ro,norecovery"}
+MOUNTABLE = {"ext2", "ext3", "ext4", "xfs", "btrfs", "vfat", "exfat", "ntfs"}
+
+
+@dataclass(frozen=True)
+class UnmountedRepo:
+    device: str
+    mount_point: str  # where it will be mounted when chosen
+
+
+def repo_dirs(root: str) -> Iterator[str]:
+    for sub in REPO_SUBDIRS:
+        path = os.path.join(root, sub) if sub else root
+        if os.path.isfile(os.path.join(path, REPO_MARKER)):
+            yield path
+
+
+def image_count(path: str) -> int:
+    try:
+        return len([p for p in Path(path, "images").iterdir() if (p / "manifest.json").exists()])
+    except OSError:
+        return 0
+
+
+def block_mounts() -> list[tuple[str, str]]:
+    """(mount point, device) of every mounted block-device filesystem."""
+    mounts = []
+    try:
+        with open("/proc/self/mounts") as f:
+            for line in f:
+                device, mount = line.split()[:2]
+                if device.startswith("/dev/"):
+                    mounts.append((mount.replace("\\040", " "), device))
+    except OSError:
+        pass
+    return mounts
+
+
+def mounted_repositories() -> list[RepoLocation]:
+    found = []
+    for mount, device in block_mounts():
+        for path in repo_dirs(mount):
+            where = "the stick's data partition" if mount == DATA_MOUNT else f"{device} mounted at {mount}"
+            if not os.access(path, os.W_OK):
+                where += " (read-only: restore from it, capture elsewhere)"
+            found.append(RepoLocation(path, where, image_count(path)))
+    return found
+
+
+@contextlib.contextmanager
+def peeking(part: Partition) -> Iterator[str]:
+    """Mount a partition read-only in a private directory for a moment."""
+    from lifeboat.run import run
+
+    os.makedirs(PEEK_DIR, exist_ok=True)
+    where = tempfile.mkdtemp(prefix=os.path.basename(part.path) + "-", dir=PEEK_DIR)
+    options = READ_ONLY_OPTIONS.get(part.fstype, "ro")
+    try:
+        run(["mount", "-o", options, part.path, where])
+        try:
+            yield where
+        finally:
+            run(["umount", where], check=False)
+    finally:
+        with contextlib.suppress(OSError):
+            os.rmdir(where)
+
+
+def unmounted_repositories(disks: list[Disk]) -> tuple[list[RepoLocation], dict[str, UnmountedRepo]]:
+    """Repositories on partitions nobody has mounted, and how to mount each when it is chosen."""
+    found, how = [], {}
+    for disk in disks:
+        for part in disk.partitions:
+            if part.mountpoints or part.fstype not in MOUNTABLE or disk.is_boot_medium:
+                continue
+            try:
+                with peeking(part) as root:
+                    subs = [(os.path.relpath(p, root), image_count(p)) for p in repo_dirs(root)]
+            except LifeboatError as error:
+                log.info("could not look into %s: %s", part.path, error)
+                continue
+            for sub, count in subs:
+                mount_point = os.path.join(REPO_MOUNT_DIR, os.path.basename(part.path))
+                path = os.path.normpath(os.path.join(mount_point, sub))
+                label = f" '{part.label}'" if part.label else ""
+                description = f"{part.path} {part.fstype}{label} on {disk.model or disk.name} (mounted when chosen)"
+                found.append(RepoLocation(path, description, count))
+                how[path] = UnmountedRepo(part.path, mount_point)
+    return found, how
+
+
+def mount_repository(repo: UnmountedRepo) -> None:
+    from lifeboat.run import run
+
+    if os.path.ismount(repo.mount_point):
+        return
+    os.makedirs(repo.mount_point, exist_ok=True)
+    run(["mount", repo.device, repo.mount_point])
+    log.info("mounted %s at %s", repo.device, repo.mount_point)
+
+
+def unmount_repository(repo: UnmountedRepo) -> None:
+    from lifeboat.run import run
+
+    if os.path.ismount(repo.mount_point):
+        run(["umount", repo.mount_point], check=False)
+        log.info("unmounted %s", repo.mount_point)
