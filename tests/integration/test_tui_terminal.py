@@ -11,7 +11,7 @@ from tui_terminal import TmuxTerminal, python_command
 pytestmark = [pytest.mark.integration, pytest.mark.skipif(shutil.which("tmux") is None, reason="no tmux")]
 
 DEMO = python_command("from lifeboat.tui.app import main; raise SystemExit(main(['--demo']))")
-CONSOLE_ENV = {"TERM": "linux", "TEXTUAL_COLOR_SYSTEM": "standard", "LIFEBOAT_DEMO_JOB_SECONDS": "3"}
+CONSOLE_ENV = {"TERM": "linux", "TEXTUAL_COLOR_SYSTEM": "standard", "LIFEBOAT_DEMO_JOB_SECONDS": "3", "SHELL": "/bin/sh"}
 
 
 @pytest.fixture
@@ -65,3 +65,15 @@ def test_demo_stop_asks_first_and_says_what_is_left(demo):
     demo.keys("y")
     result = demo.wait_for("Stopped: Restoring")
     assert "sdb was partly written" in result
+
+
+def test_shell_and_back(demo):
+    demo.wait_for("Disks (4)")
+    demo.keys("s")
+    demo.wait_for("Type 'exit' to return to Lifeboat.")
+    demo.type("echo marker-$((6*7))")
+    demo.keys("Enter")
+    demo.wait_for("marker-42")
+    demo.type("exit")
+    demo.keys("Enter")
+    demo.wait_for("Disks (4)")
