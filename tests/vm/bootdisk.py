@@ -231,6 +231,14 @@ def _key(*parts) -> str:
     return h.hexdigest()[:16]
 
 
+def _prune(out: Path) -> None:
+    """Remove older cached builds of the same fixture (same name before the key)."""
+    prefix = out.name.rsplit("-", 1)[0] + "-"
+    for old in out.parent.glob(prefix + "*"):
+        if old != out and old.name.rsplit("-", 1)[0] + "-" == prefix:
+            shutil.rmtree(old) if old.is_dir() else old.unlink()
+
+
 @contextmanager
 def _locked(name: str):
     CACHE.mkdir(parents=True, exist_ok=True)
@@ -254,6 +262,7 @@ def fixture_disk(layout: str = "gpt", size_mib: int = 100) -> Path:
             img = Path(tmp) / "disk.img"
             _build(layout, size_mib, inputs, Path(tmp), img)
             os.replace(img, out)
+        _prune(out)
     return out
 
 
@@ -322,6 +331,7 @@ def debian_rootfs() -> Path:
                                   capture_output=True, text=True)
             if proc.returncode != 0:
                 raise RuntimeError(f"{ROOTFS_SCRIPT} failed:\n{(proc.stdout + proc.stderr)[-3000:]}")
+            _prune(out)
     return out
 
 
@@ -357,6 +367,7 @@ def debian_disk() -> Path:
             img = Path(tmp) / "disk.img"
             _build_debian(root, Path(tmp), img)
             os.replace(img, out)
+        _prune(out)
     return out
 
 
@@ -433,6 +444,7 @@ def rescue_guest() -> dict[str, Path]:
                 sh("mke2fs", "-q", "-F", "-t", "ext4", "-U", RESCUE_UUID, "-L", "LBRESCUE", "-d", root,
                    tmp_img, "900M")
                 os.replace(tmp_img, out / "rescue.img")
+            _prune(out)
     return {"image": out / "rescue.img", "kernel": out / "vmlinuz", "initrd": out / "initrd.img"}
 
 
