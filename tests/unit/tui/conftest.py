@@ -2,14 +2,11 @@
 
 from __future__ import annotations
 
-from datetime import date
-
 import pytest
 
 from lifeboat.tui.app import create_app
 from lifeboat.tui.fake_backend import DEMO_REPO, FakeBackend
-
-TODAY = date(2026, 11, 24)
+from tui_pilot import TODAY
 
 
 @pytest.fixture

@@ -5,9 +5,7 @@ from __future__ import annotations
 from lifeboat.tui.app import create_app
 from lifeboat.tui.fake_backend import DEMO_REPO, FakeBackend
 from lifeboat.tui.screens.plan import PlanScreen
-from tui_pilot import SIZE, started, wait_until
-
-from conftest import TODAY
+from tui_pilot import SIZE, TODAY, started, wait_until
 
 
 def demo_app():

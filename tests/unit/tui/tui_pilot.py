@@ -5,8 +5,10 @@ from __future__ import annotations
 import asyncio
 import functools
 import time
+from datetime import date
 
 SIZE = (80, 24)
+TODAY = date(2026, 11, 24)  # the date the app is told it is (suggested image names, snapshots)
 
 
 def drive(test):
