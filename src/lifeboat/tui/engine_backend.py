@@ -13,7 +13,7 @@ from collections.abc import Callable
 from datetime import datetime
 
 from lifeboat.devices import Disk, human_size
-from lifeboat.engine.events import LogLine, ProgressSink
+from lifeboat.engine.events import LogLine, ProgressSink, StepStarted
 from lifeboat.errors import Cancelled, ImageCorrupt, LifeboatError
 from lifeboat.tui import repo_locations as locations
 from lifeboat.tui.backend import ImageInfo, JobOutcome, LayoutRow, RepoLocation, RestorePlanView
@@ -150,6 +150,8 @@ class EngineBackend:
         except ImportError as error:
             raise _engine_missing("capture", error) from None
         repo = Repository.open(self._ready(repo_path), create=True)
+        # the engine reads the table and the used-block maps before its first event: say so meanwhile
+        progress(StepStarted("reading the source", f"{source.path}: partition table and used blocks"))
         manifest = capture(source.path, name, repo, level=level, progress=progress, cancel=cancel)
         used = sum(p.get("used_bytes", 0) for p in manifest.get("partitions", ()))
         return JobOutcome((f"Image {name} of {source.name} stored in {repo_path} ({human_size(used)} of data, "

@@ -145,3 +145,24 @@ async def test_typed_name_with_letters_that_are_also_keys(backend, make_app):
         await pilot.press(*"loop1", "enter")
         await wait_for_screen(pilot, ResultScreen)
         assert backend.calls == [("restore", "laptop-2026-11-01", "/dev/loop1")]
+
+
+@drive
+async def test_clock_ticks_while_the_engine_is_busy_and_quit_waits_for_the_job(make_app, backend):
+    from textual.widgets import Static
+
+    backend.gate = threading.Event()  # the engine thread sits in its work and posts nothing
+    app = make_app()
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("v")  # verify: the shortest way to a running job
+        await wait_for_screen(pilot, PickScreen)
+        await pilot.press("enter")
+        progress = await wait_for_screen(pilot, ProgressScreen)
+        await wait_until(pilot, backend.started.is_set, what="the job to start")
+        numbers = progress.query_one("#numbers", Static)
+        await wait_until(pilot, lambda: "elapsed 0:00:01" in str(numbers.render()), timeout=5, what="the clock")
+        await pilot.press("ctrl+q")  # leaving now would abandon the job: refused
+        await pilot.pause()
+        assert app.screen is progress and app.is_running
+        backend.gate.set()
+        await wait_for_screen(pilot, ResultScreen)
