@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 import os
+import sys
 import threading
 import time
 from collections import deque
@@ -76,12 +77,30 @@ def attach_logging(log_path: str, book: LogBook) -> Callable[[], None]:
         handlers.append(file_handler)
     for handler in handlers:
         root.addHandler(handler)
+    old_level, old_propagate = root.level, root.propagate
     if root.level == logging.NOTSET or root.level > logging.INFO:
         root.setLevel(logging.INFO)
+    # Anything written to the terminal under a full-screen app garbles it: while the TUI runs, records
+    # stay out of the stderr handlers a command line set up (logging.basicConfig), whatever logger they come from.
+    root.propagate = False
+    terminal_handlers = [h for h in logging.getLogger().handlers if _writes_to_terminal(h)]
+    for handler in terminal_handlers:
+        logging.getLogger().removeHandler(handler)
 
     def detach() -> None:
         for handler in handlers:
             root.removeHandler(handler)
             handler.close()
+        root.setLevel(old_level)
+        root.propagate = old_propagate
+        for handler in terminal_handlers:
+            logging.getLogger().addHandler(handler)
 
     return detach
+
+
+def _writes_to_terminal(handler: logging.Handler) -> bool:
+    stream = getattr(handler, "stream", None)
+    return isinstance(handler, logging.StreamHandler) and not isinstance(handler, logging.FileHandler) and (
+        stream in (sys.stderr, sys.stdout, sys.__stderr__, sys.__stdout__)
+    )

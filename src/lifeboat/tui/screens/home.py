@@ -14,7 +14,7 @@ from textual.widgets.option_list import Option
 
 from lifeboat.devices import Disk, human_size
 from lifeboat.tui.backend import ImageInfo
-from lifeboat.tui.widgets.text import UNSAFE_STYLE, disk_contents
+from lifeboat.tui.widgets.text import UNSAFE_STYLE, disk_contents, disk_label
 
 # (action name, label, key shown)
 ACTIONS = [
@@ -74,7 +74,7 @@ class HomeScreen(Screen):
         for disk in disks:
             style = UNSAFE_STYLE if disk.unsafe_reason else ""
             note = disk.unsafe_reason or disk_contents(disk)
-            cells = (disk.name, disk.model or disk.transport, human_size(disk.size), note)
+            cells = (disk.name, disk_label(disk), human_size(disk.size), note)
             table.add_row(*(Text(str(c), style=style) for c in cells), key=disk.path)
         self.query_one("#disks-title", Label).update(f"Disks ({len(disks)})")
 

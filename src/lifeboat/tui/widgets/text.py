@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 from rich.text import Text
 
 from lifeboat.devices import Disk, human_size
@@ -28,10 +30,17 @@ def disk_contents(disk: Disk) -> str:
     return f"{disk.table}: {parts}" if disk.table else parts
 
 
+def disk_label(disk: Disk) -> str:
+    """The model, or for a loop disk the name of its file ('demo-laptop'), which says more than 'Loop disk'."""
+    if disk.transport == "loop" and disk.backing_file:
+        return os.path.splitext(os.path.basename(disk.backing_file))[0]
+    return disk.model or disk.transport or "disk"
+
+
 def disk_prompt(disk: Disk, show_unsafe: bool = True) -> Text:
     """Two lines for a disk in a pick list; greyed with the reason when it must not be written."""
     serial = f"  s/n {disk.serial}" if disk.serial else ""
-    head = f"{disk.name:<8} {disk.model or disk.transport or 'disk':<22} {human_size(disk.size):>10}{serial}"
+    head = f"{disk.name:<8} {disk_label(disk):<22} {human_size(disk.size):>10}{serial}"
     text = Text(head)
     text.append("\n         " + disk_contents(disk))
     if show_unsafe and disk.unsafe_reason:
