@@ -147,6 +147,7 @@ class LifeboatApp(App):
         while len(self.screen_stack) > 1 and not isinstance(self.screen, HomeScreen):
             self.pop_screen()
         self.refresh_images()
+        self.refresh_disks()
 
     def action_show_log(self) -> None:
         if not isinstance(self.screen, LogScreen):

@@ -52,3 +52,14 @@ def test_bootfix_failure_is_an_error(monkeypatch):
     disk = Disk("/dev/sdb", "sdb", MiB)
     with pytest.raises(LifeboatError, match="detect: failed — no Linux"):
         EngineBackend(log_path="/dev/null").run_bootfix(disk, lambda e: None, threading.Event())
+
+
+def test_power_actions_never_touch_the_host_in_the_sandbox(monkeypatch):
+    ran = []
+    monkeypatch.setattr("lifeboat.run.run", lambda argv, **kw: ran.append(argv))
+    monkeypatch.setenv("LIFEBOAT_SANDBOX", "/var/tmp/lifeboat-sandbox")
+    EngineBackend(log_path="/dev/null").power("poweroff")
+    assert ran == []
+    monkeypatch.delenv("LIFEBOAT_SANDBOX")
+    EngineBackend(log_path="/dev/null").power("reboot")
+    assert ran == [["systemctl", "reboot"]]

@@ -116,6 +116,7 @@ class ProgressScreen(Screen):
         from lifeboat.tui.screens.result import ResultScreen
 
         self.finished = True
+        self.app.refresh_disks()  # a job changes disks in ways udev may not announce (locks, mounts)
         elapsed = time.monotonic() - self.started
         error = message.error
         if error is None and self.spec.on_success is not None:
