@@ -53,7 +53,11 @@ def test_demo_restore_in_a_real_terminal(demo):
 
 def test_demo_stop_asks_first_and_says_what_is_left(demo):
     demo.wait_for("Disks (4)")
-    demo.keys("r", "Enter", "Down", "Enter")
+    demo.keys("r")
+    demo.wait_for("Restore: choose an image")  # keys sent before a screen is up would go to the one below
+    demo.keys("Enter")
+    demo.wait_for("choose the target disk")
+    demo.keys("Down", "Enter")
     demo.wait_for("after the restore")
     demo.keys("Enter")
     demo.wait_for("Type sdb")
