@@ -75,6 +75,8 @@ class JobMeter(Vertical):
     def feed(self, event: Progress) -> None:
         self.done, self.total = event.done, event.total
         self.query_one("#overall", ProgressBar).update(total=max(event.total, 1), progress=event.done)
+        if event.item_total == event.total and not self.bars:
+            return  # the item is the whole job (verify counts its items in job totals): the overall bar says it all
         bar = self.bars.get(event.item)
         if bar is None:
             bar = self.bars[event.item] = ItemBar(event.item)
