@@ -187,9 +187,9 @@ def fill_esp(esp_img: Path, serial: str, grub_efi: Path) -> None:
 
 
 @contextmanager
-def loop_device(image: Path):
+def loop_device(image: Path, readonly: bool = False):
     """A loop device with partition nodes added by partx (this host's kernel parses no tables)."""
-    dev = sh("losetup", "--find", "--show", image).stdout.strip()
+    dev = sh("losetup", "--find", "--show", *(["--read-only"] if readonly else []), image).stdout.strip()
     try:
         sh("udevadm", "settle", check=False)
         sh("partx", "-a", dev, check=False)

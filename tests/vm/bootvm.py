@@ -7,6 +7,7 @@ import json
 import os
 import re
 import subprocess
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -134,3 +135,26 @@ def run_bootfix_in_guest(target: Path, interface: str, firmware: str, workdir: P
         result = {}
     efivars = bootdisk.read_from_ext4(job, "/efibootmgr.txt") if firmware == "uefi" else ""
     return JobResult(code, result, efivars, output, seconds)
+
+
+# ---- lifeboat capture / restore on the host (loop devices) ------------------------------------------
+def lifeboat(*args: str) -> subprocess.CompletedProcess:
+    exe = Path(sys.executable).with_name("lifeboat")
+    argv = [str(exe)] if exe.exists() else [sys.executable, "-m", "lifeboat"]
+    proc = subprocess.run(argv + list(args), stdin=subprocess.DEVNULL, capture_output=True, text=True,
+                          timeout=900)
+    assert proc.returncode == 0, f"lifeboat {' '.join(args)} failed ({proc.returncode}):\n{proc.stderr[-3000:]}"
+    return proc
+
+
+def capture(image: Path, name: str, repo: Path) -> None:
+    with bootdisk.loop_device(image, readonly=True) as dev:
+        lifeboat("capture", dev, name, "--repo", str(repo))
+
+
+def restore(name: str, repo: Path, target: Path, size: int) -> Path:
+    target.write_bytes(b"")
+    os.truncate(target, size)
+    with bootdisk.loop_device(target) as dev:
+        lifeboat("restore", name, dev, "--repo", str(repo), "--yes", "--no-bootloader")
+    return target
