@@ -16,7 +16,7 @@ from lifeboat import __version__, locks
 from lifeboat.devices import disk_info
 from lifeboat.engine.events import LogLine, Progress, ProgressSink, StepFinished, StepStarted, discard
 from lifeboat.engine.manifest import CHUNK_SIZE, SCHEMA, SCHEMA_VERSION
-from lifeboat.engine.pipeline import OrderedPool
+from lifeboat.engine.pipeline import BufferRing, OrderedPool
 from lifeboat.errors import Cancelled, LifeboatError, RepositoryError
 from lifeboat.fs.registry import FsKind, kind_for
 from lifeboat.fs.usedmap import Runs, encode_runs, runs_in_window, used_runs, with_edges
@@ -148,6 +148,28 @@ class _Writer:
         self.progress(Progress("capture", self.item, self.item_done, self.item_total, self.done, self.total))
 
 
+class _SourceFds:
+    """A partition opened twice: with O_DIRECT for aligned runs (no copy through the page cache, and
+    a cold cache stays cold for everyone else), and buffered for anything unaligned."""
+
+    def __init__(self, node: str):
+        self.buffered = os.open(node, os.O_RDONLY)
+        os.posix_fadvise(self.buffered, 0, 0, os.POSIX_FADV_SEQUENTIAL)
+        try:
+            self.direct = os.open(node, os.O_RDONLY | os.O_DIRECT)
+        except OSError:
+            self.direct = -1
+
+    def for_run(self, offset: int, length: int, buffer_pos: int) -> int:
+        aligned = offset % 512 == 0 and length % 512 == 0 and buffer_pos % 512 == 0
+        return self.direct if aligned and self.direct >= 0 else self.buffered
+
+    def close(self) -> None:
+        for fd in (self.direct, self.buffered):
+            if fd >= 0:
+                os.close(fd)
+
+
 def _read_exact(fd: int, view: memoryview, offset: int, where: str) -> None:
     got = 0
     while got < len(view):
@@ -157,8 +179,11 @@ def _read_exact(fd: int, view: memoryview, offset: int, where: str) -> None:
         got += n
 
 
-def _stream_used(fd: int, part: SourcePartition, pool: OrderedPool, writer: _Writer, cancel: threading.Event) -> Runs:
+def _stream_used(source: _SourceFds, part: SourcePartition, pool: OrderedPool, writer: _Writer, cancel: threading.Event) -> Runs:
     runs, index, window = part.runs, 0, 0
+    # Reused read buffers: allocating (and zero-filling) 4 MiB per chunk cost a quarter of the
+    # reading thread's time. A buffer is refilled only after its chunk has been stored (see BufferRing).
+    ring = BufferRing(pool.depth, CHUNK_SIZE)
     while index < len(runs):
         if cancel.is_set():
             raise Cancelled()
@@ -167,20 +192,19 @@ def _stream_used(fd: int, part: SourcePartition, pool: OrderedPool, writer: _Wri
         base = window * CHUNK_SIZE
         inside, index = runs_in_window(runs, index, base, base + CHUNK_SIZE)
         length = sum(n for _, n in inside)
-        buf = bytearray(length)
-        view, pos = memoryview(buf), 0
+        view, pos = ring.next()[:length], 0
         for start, n in inside:
             try:
-                _read_exact(fd, view[pos : pos + n], start, part.title)
+                _read_exact(source.for_run(start, n, pos), view[pos : pos + n], start, part.title)
             except OSError as exc:
                 raise LifeboatError(f"{part.title}: read error at byte {start}: {exc.strerror}") from None
             pos += n
-        pool.submit((window, length, length), writer.store, buf)
+        pool.submit((window, length, length), writer.store, view)
         window += 1
     return runs
 
 
-def _stream_raw(fd: int, part: SourcePartition, pool: OrderedPool, writer: _Writer, cancel: threading.Event) -> Runs:
+def _stream_raw(source: _SourceFds, part: SourcePartition, pool: OrderedPool, writer: _Writer, cancel: threading.Event) -> Runs:
     """Copy every non-zero 64 KiB block; the map of what was kept is built while reading."""
     runs: Runs = []
     for window in range((part.size + CHUNK_SIZE - 1) // CHUNK_SIZE):
@@ -190,7 +214,7 @@ def _stream_raw(fd: int, part: SourcePartition, pool: OrderedPool, writer: _Writ
         span = min(CHUNK_SIZE, part.size - base)
         buf = bytearray(span)
         try:
-            _read_exact(fd, memoryview(buf), base, part.title)
+            _read_exact(source.buffered, memoryview(buf), base, part.title)
         except OSError as exc:
             raise LifeboatError(f"{part.title}: read error near byte {base}: {exc.strerror}") from None
         kept = bytearray()
@@ -279,14 +303,13 @@ def _capture(info: SourceInfo, name: str, repo: Repository, writer: _Writer, can
             "label": part.label,
         }
         if part.kind.mode in ("used-blocks", "raw"):
-            fd = os.open(part.node, os.O_RDONLY)
+            source = _SourceFds(part.node)
             try:
-                os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_SEQUENTIAL)
                 with OrderedPool(writer.on_result, workers=workers, cancel=cancel) as pool:
                     stream = _stream_used if part.kind.mode == "used-blocks" else _stream_raw
-                    runs = stream(fd, part, pool, writer, cancel)
+                    runs = stream(source, part, pool, writer, cancel)
             finally:
-                os.close(fd)
+                source.close()
             blob = encode_runs(runs)
             map_digest, written = repo.put_chunk(blob, level)
             writer.stored += written

@@ -7,6 +7,7 @@ items are in flight, which bounds memory to depth × chunk size.
 
 from __future__ import annotations
 
+import mmap
 import os
 import threading
 from collections import deque
@@ -61,3 +62,22 @@ class OrderedPool:
         for _, future in self._pending:
             future.cancel()
         self._pool.shutdown(wait=True, cancel_futures=True)
+
+
+class BufferRing:
+    """Reusable buffers for an OrderedPool of the given depth.
+
+    When the producer fills buffer i, submit() has already waited until at most `depth` items were
+    pending after item i-1, so item i-1-depth is finished. A ring of depth+2 buffers therefore never
+    hands out a buffer whose item is still being worked on (one spare for safety).
+    """
+
+    def __init__(self, depth: int, size: int):
+        # anonymous mmaps are page-aligned, as O_DIRECT reads need
+        self._buffers = [memoryview(mmap.mmap(-1, size)) for _ in range(depth + 2)]
+        self._next = 0
+
+    def next(self) -> memoryview:
+        buf = self._buffers[self._next]
+        self._next = (self._next + 1) % len(self._buffers)
+        return buf

@@ -8,6 +8,7 @@ it is written.
 from __future__ import annotations
 
 import fcntl
+import mmap
 import os
 import struct
 import threading
@@ -64,10 +65,54 @@ def _complement(runs: Runs, size: int) -> Runs:
     return gaps
 
 
+class _TargetFds:
+    """The target opened twice: buffered for small unaligned writes (boot code), and with O_DIRECT for
+    partition data. Direct 4 MiB writes skip the page cache: on loop devices here they ran about 3×
+    faster than buffered writes followed by a sync, and they keep the cache free for the chunks."""
+
+    def __init__(self, path: str):
+        self.buffered = os.open(path, os.O_WRONLY | os.O_EXCL)
+        try:
+            self.direct = os.open(path, os.O_WRONLY | os.O_DIRECT)
+        except OSError:  # a target that cannot do direct I/O: everything goes through the cache
+            self.direct = -1
+
+    def for_run(self, offset: int, length: int, buffer_pos: int) -> int:
+        aligned = offset % 512 == 0 and length % 512 == 0 and buffer_pos % 512 == 0
+        return self.direct if aligned and self.direct >= 0 else self.buffered
+
+    def sync_and_close(self) -> None:
+        try:
+            for fd in (self.direct, self.buffered):
+                if fd >= 0:
+                    os.fsync(fd)
+        finally:
+            self.close()
+
+    def close(self) -> None:
+        for fd in (self.direct, self.buffered):
+            if fd >= 0:
+                os.close(fd)
+        self.direct = self.buffered = -1
+
+
+_thread_buffers = threading.local()
+
+
+def _aligned_copy(data: bytes) -> memoryview:
+    """`data` copied into this thread's page-aligned buffer, as O_DIRECT requires."""
+    buf = getattr(_thread_buffers, "buf", None)
+    if buf is None:
+        buf = _thread_buffers.buf = mmap.mmap(-1, CHUNK_SIZE)
+    view = memoryview(buf)[: len(data)]
+    view[:] = data
+    return view
+
+
 class _PartitionWriter:
-    def __init__(self, repo: Repository, fd: int, action: PartitionAction, progress: ProgressSink, totals: list[int],
-                 total: int):
-        self.repo, self.fd, self.action, self.progress = repo, fd, action, progress
+    def __init__(self, repo: Repository, fds: _TargetFds, action: PartitionAction, progress: ProgressSink,
+                 totals: list[int], total: int):
+        self.repo, self.fds, self.action, self.progress = repo, fds, action, progress
         self.base = action.target.start * 512
         self.totals, self.total = totals, total
         self.item_done = 0
@@ -79,11 +124,11 @@ class _PartitionWriter:
             raise ImageCorrupt(f"{self.action.title} at offset {window * CHUNK_SIZE}: {exc}") from None
         if sum(n for _, n in runs) != length:
             raise ImageCorrupt(f"{self.action.title} at offset {window * CHUNK_SIZE}: chunk length does not match the block map")
-        view, pos = memoryview(data), 0
+        view, pos = _aligned_copy(data), 0
         for start, n in runs:
-            written = 0
+            fd, written = self.fds.for_run(self.base + start, n, pos), 0
             while written < n:
-                written += os.pwrite(self.fd, view[pos + written : pos + n], self.base + start + written)
+                written += os.pwrite(fd, view[pos + written : pos + n], self.base + start + written)
             pos += n
         return length
 
@@ -93,14 +138,15 @@ class _PartitionWriter:
         self.progress(Progress("restore", self.action.title, self.item_done, self.action.write_bytes, self.totals[0], self.total))
 
 
-def _write_partition(repo: Repository, fd: int, action: PartitionAction, record: dict, progress: ProgressSink,
-                     cancel: threading.Event, totals: list[int], total: int, workers: int | None) -> None:
+def _write_partition(repo: Repository, fds: _TargetFds, action: PartitionAction, record: dict,
+                     progress: ProgressSink, cancel: threading.Event, totals: list[int], total: int,
+                     workers: int | None) -> None:
     base, size = action.target.start * 512, action.source.size * 512
     runs = decode_runs(repo.get_chunk(record["map"]["chunk"], record["map"]["length"]))
     if action.mode == "raw":
         for start, n in _complement(runs, size):
-            _zero(fd, base + start, n)
-    writer = _PartitionWriter(repo, fd, action, progress, totals, total)
+            _zero(fds.buffered, base + start, n)
+    writer = _PartitionWriter(repo, fds, action, progress, totals, total)
     index = 0
     with OrderedPool(writer.on_result, workers=workers, cancel=cancel) as pool:
         for window, digest, length in record["chunks"]:
@@ -147,26 +193,27 @@ def _restore(plan: RestorePlan, progress: ProgressSink, cancel: threading.Event,
     done("partition table", "done", f"{plan.target_layout.label}, disk id {plan.target_layout.disk_id}")
     records = {p["number"]: p for p in plan.manifest["partitions"]}
     totals = [0]
-    fd = os.open(plan.target, os.O_WRONLY | os.O_EXCL)
+    fds = _TargetFds(plan.target)
     try:
         step("boot regions")
-        _write_boot_regions(repo, fd, plan.manifest)
+        _write_boot_regions(repo, fds.buffered, plan.manifest)
         done("boot regions", "done", ", ".join(r["name"] for r in plan.manifest["boot_regions"]))
         for action in plan.actions:
             if action.mode not in ("used-blocks", "raw"):
                 continue
             step(action.title, f"{action.write_bytes} bytes")
-            _write_partition(repo, fd, action, records[action.number], progress, cancel, totals, plan.total_bytes, workers)
+            _write_partition(repo, fds, action, records[action.number], progress, cancel, totals, plan.total_bytes,
+                             workers)
             done(action.title, "done", f"{action.write_bytes} bytes written")
         step("flush", "waiting for the disk to store everything")
-        os.fsync(fd)
+        fds.sync_and_close()
     except Cancelled:
         progress(LogLine(f"cancelled: {plan.target} is only partly restored and will not boot; restore again", "warning"))
         raise
     except ImageCorrupt as exc:
         raise ImageCorrupt(f"{exc}; {plan.target} is only partly restored and will not boot") from None
     finally:
-        os.close(fd)
+        fds.close()
     result.bytes_written = totals[0]
     done("flush")
     # closing the written disk makes udev re-read it; wait for that, then make sure the partitions are there

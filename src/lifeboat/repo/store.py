@@ -59,8 +59,22 @@ class _ThreadCodecs(threading.local):
 
     def compressor(self, level: int) -> zstandard.ZstdCompressor:
         if level not in self.compressors:
-            self.compressors[level] = zstandard.ZstdCompressor(level=level, write_content_size=True)
+            self.compressors[level] = zstandard.ZstdCompressor(compression_params=chunk_parameters(level))
         return self.compressors[level]
+
+
+def chunk_parameters(level: int) -> zstandard.ZstdCompressionParameters:
+    """zstd parameters for one chunk of at most 4 MiB.
+
+    The window covers the whole chunk. At the fast levels (<= 3) the match-finder tables are
+    shrunk to 32 Ki entries so they stay in the CPU cache: on disk data this compresses about 1.5×
+    faster than zstd's defaults for the level, for output about 2% larger (measured on /usr/lib and
+    /usr/share: level 3 defaults 0.330 of the input, these 0.335; level 1 is 0.361).
+    """
+    if level <= 3:
+        return zstandard.ZstdCompressionParameters.from_level(
+            level, window_log=22, hash_log=15, chain_log=15, write_content_size=True)
+    return zstandard.ZstdCompressionParameters.from_level(level, window_log=22, write_content_size=True)
 
 
 _codecs = _ThreadCodecs()
