@@ -471,6 +471,40 @@ def read_from_ext4(image: Path, path: str) -> str:
     return sh("debugfs", "-R", f"cat {path}", image).stdout
 
 
+# ---- a synthetic Windows disk: only the ESP layout matters -------------------------------------------------
+MS_RESERVED = "E3C9E316-0B5C-4DB8-817D-F92DF00215AE"
+MS_BASIC_DATA = "EBD0A0A2-B9E5-4433-87C0-68B6B72699C7"
+
+
+def fake_pe(size: int = 64 * 1024) -> bytes:
+    """Bytes that pass bootfix's loader check (MZ header, plausible size). NOT a program."""
+    head = b"MZ" + bytes(0x3a) + (0x80).to_bytes(4, "little")
+    return (head + bytes(0x80 - len(head)) + b"PE\0\0" + b"lifeboat synthetic bootmgfw").ljust(size, b"\0")
+
+
+def windows_disk(dest: Path) -> Path:
+    """GPT like a Windows install: p1 ESP with \\EFI\\Microsoft\\Boot\\{bootmgfw.efi,BCD} (fakes), p2 MSR,
+    p3 basic data (blank). No fallback \\EFI\\Boot\\bootx64.efi, so bootfix has that to write."""
+    sh("truncate", "-s", "80M", dest)
+    sh("sgdisk", "-n", "1:2048:+32M", "-t", "1:EF00", "-c", "1:EFI system partition",
+       "-n", "2:0:+16M", "-t", f"2:{MS_RESERVED}", "-c", "2:Microsoft reserved partition",
+       "-n", "3:0:0", "-t", f"3:{MS_BASIC_DATA}", "-c", "3:Basic data partition", dest)
+    start, size = _partitions(dest)[1]
+    with tempfile.TemporaryDirectory(dir=CACHE) as tmp:
+        esp, pe, bcd = Path(tmp) / "esp.img", Path(tmp) / "bootmgfw.efi", Path(tmp) / "BCD"
+        pe.write_bytes(fake_pe())
+        bcd.write_bytes(b"regf" + bytes(8188))
+        sh("truncate", "-s", str(size * 512), esp)
+        sh("mkfs.fat", "-F", "16", "-n", "SYSTEM", esp)
+        env = dict(os.environ, MTOOLS_SKIP_CHECK="1")
+        for d in ("::/EFI", "::/EFI/Microsoft", "::/EFI/Microsoft/Boot"):
+            sh("mmd", "-i", esp, d, env=env)
+        sh("mcopy", "-i", esp, pe, "::/EFI/Microsoft/Boot/bootmgfw.efi", env=env)
+        sh("mcopy", "-i", esp, bcd, "::/EFI/Microsoft/Boot/BCD", env=env)
+        sh("dd", f"if={esp}", f"of={dest}", "bs=1M", f"seek={start * 512}", "oflag=seek_bytes", "conv=notrunc")
+    return dest
+
+
 def copy_image(src: Path, dest: Path) -> Path:
     """A sparse copy of a cached image, to write to."""
     sh("cp", "--sparse=always", src, dest)
