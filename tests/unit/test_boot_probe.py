@@ -95,3 +95,23 @@ def test_exit_code():
     assert exit_code([]) == 1
     assert exit_code([StepOutcome("a", DONE), StepOutcome("b", NOT_NEEDED)]) == 0
     assert exit_code([StepOutcome("a", DONE), StepOutcome("b", FAILED, "why")]) == 1
+
+
+def test_bootfix_command_refuses_without_terminal_or_yes(capsys, monkeypatch):
+    import io
+
+    from lifeboat.boot import command
+
+    monkeypatch.setattr("sys.stdin", io.StringIO(""))
+    assert command.main(["bootfix", "/dev/does-not-exist"]) == 2
+    assert "--yes" in capsys.readouterr().err
+
+
+def test_bootfix_command_reports_an_unsafe_target(capsys, tmp_path):
+    from lifeboat.boot import command
+
+    plain = tmp_path / "disk.img"
+    plain.write_bytes(b"")
+    code = command.main(["bootfix", str(plain), "--yes", "--json"])
+    assert code == 1
+    assert "is not a block device" in capsys.readouterr().err
