@@ -83,7 +83,7 @@ def cmd_capture(args) -> int:
 
     check_image_name(args.name)
     repo = _repo(args, create=True)
-    info = inspect_source(args.source)
+    info = inspect_source(args.source, ConsoleProgress())
     print(f"Capture {args.source} ({info.model or 'disk'}, {human_size(info.size)}) as {args.name!r} into {repo.root}")
     for p in info.partitions:
         print(f"  partition {p.entry.number}: {p.fstype or 'unknown'} {human_size(p.size)}, {p.kind.mode}, "

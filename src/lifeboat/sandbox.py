@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
+import signal
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -112,6 +113,7 @@ def run_sandbox(directory: str, tui: bool = True) -> int:
     repo_path = base / "repo"
     os.environ[SANDBOX_ENV] = str(base)
     os.environ["LIFEBOAT_REPO"] = str(repo_path)
+    _exit_cleanly_on_hangup()
     with demo_disks(base) as disks:
         print("Sandbox disks: " + ", ".join(f"{n} = {d}" for n, d in disks.items()) + f"; repository {repo_path}")
         if not tui:
@@ -121,3 +123,12 @@ def run_sandbox(directory: str, tui: bool = True) -> int:
 
         Repository.open(repo_path, create=True)
         return tui_main(["--repo", str(repo_path)])
+
+
+def _exit_cleanly_on_hangup() -> None:
+    """A closed terminal (SIGHUP) or a kill (SIGTERM) unwinds through `finally`, so the loop disks are detached."""
+    def leave(signum, _frame):
+        raise SystemExit(128 + signum)
+
+    for sig in (signal.SIGHUP, signal.SIGTERM):
+        signal.signal(sig, leave)

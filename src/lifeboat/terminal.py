@@ -28,7 +28,7 @@ class ConsoleProgress:
         self.item = ""
         self.item_started = self.started
         self.item_base = 0
-        self._last_draw = 0.0
+        self._last_draw = float("-inf")  # the first event always shows
         self._line_open = False
 
     def __call__(self, event: Event) -> None:

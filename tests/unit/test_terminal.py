@@ -23,4 +23,6 @@ def test_progress_is_rate_limited():
     sink = ConsoleProgress(out, interval=3600)
     for i in range(1, 101):
         sink(Progress("restore", "p1", i, 100, i, 100))
-    assert len(out.getvalue().splitlines()) == 1  # only the final 100% line
+    lines = out.getvalue().splitlines()
+    assert len(lines) == 2  # the first event, then nothing until the final 100% line
+    assert "  1%" in lines[0] and "100%" in lines[1]

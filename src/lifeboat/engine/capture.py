@@ -13,7 +13,7 @@ import threading
 from dataclasses import dataclass, field
 
 from lifeboat import __version__, locks
-from lifeboat.devices import disk_info
+from lifeboat.devices import disk_info, human_size
 from lifeboat.engine.events import LogLine, Progress, ProgressSink, StepFinished, StepStarted, discard
 from lifeboat.engine.manifest import CHUNK_SIZE, SCHEMA, SCHEMA_VERSION
 from lifeboat.engine.pipeline import BufferRing, OrderedPool
@@ -78,8 +78,9 @@ def _blkid(node: str) -> dict[str, str]:
     return values
 
 
-def inspect_source(source: str) -> SourceInfo:
+def inspect_source(source: str, progress: ProgressSink = discard) -> SourceInfo:
     """Read the table and every partition's filesystem. Raises before anything is written."""
+    progress(StepStarted("inspect source", f"reading the partition table and block maps of {source}"))
     missing = missing_tools(["sfdisk", "blkid", "partx", "udevadm"])
     if missing:
         raise LifeboatError(f"missing tools: {_named(missing)}")
@@ -103,7 +104,9 @@ def inspect_source(source: str) -> SourceInfo:
     for part in parts:
         if part.kind.mode == "used-blocks":
             part.runs = with_edges(used_runs(part.kind.partclone, part.node, part.size), part.size)
-    return SourceInfo(source, disk.size, disk.model, disk.serial, layout, parts)
+    info = SourceInfo(source, disk.size, disk.model, disk.serial, layout, parts)
+    progress(StepFinished("inspect source", "done", f"{len(parts)} partitions, {human_size(info.to_read)} to read"))
+    return info
 
 
 def _named(tools: list[str]) -> str:
@@ -264,8 +267,8 @@ def capture(
     if repo.has_image(name):
         raise RepositoryError(f"an image named {name!r} already exists in {repo.root}; choose another name")
     with locks.capturing(source), locks.holding_disk(source), repo.writer_lock(name):
-        info = info or inspect_source(source)
-        progress(LogLine(f"capturing {source} ({info.to_read} bytes to read) into {repo.root} as {name!r}"))
+        info = info or inspect_source(source, progress)
+        progress(LogLine(f"capturing {source} ({human_size(info.to_read)} to read) into {repo.root} as {name!r}"))
         writer = _Writer(repo, level, progress, info.to_read)
         try:
             return _capture(info, name, repo, writer, cancel, workers)
@@ -292,7 +295,7 @@ def _capture(info: SourceInfo, name: str, repo: Repository, writer: _Writer, can
         regions.append({"name": region, "offset": offset, "length": len(data), "chunk": digest})
     partitions = []
     for part in info.partitions:
-        progress(StepStarted(part.title, f"{part.kind.mode}, {part.to_read} bytes"))
+        progress(StepStarted(part.title, f"{part.kind.mode}, {human_size(part.to_read)}"))
         writer.start_item(part.title, part.to_read)
         record = {
             "number": part.entry.number,
@@ -319,7 +322,7 @@ def _capture(info: SourceInfo, name: str, repo: Repository, writer: _Writer, can
                 chunks=sorted(writer.refs),
             )
         partitions.append(record)
-        progress(StepFinished(part.title, "done", f"{record.get('used_bytes', 0)} bytes"))
+        progress(StepFinished(part.title, "done", human_size(record.get("used_bytes", 0))))
     manifest = {
         "schema": SCHEMA,
         "version": SCHEMA_VERSION,

@@ -16,7 +16,7 @@ import time
 from dataclasses import dataclass, field
 
 from lifeboat import locks
-from lifeboat.devices import disk_info
+from lifeboat.devices import disk_info, human_size
 from lifeboat.engine.events import LogLine, Progress, ProgressSink, StepFinished, StepStarted, discard
 from lifeboat.engine.manifest import CHUNK_SIZE
 from lifeboat.engine.pipeline import OrderedPool
@@ -201,10 +201,10 @@ def _restore(plan: RestorePlan, progress: ProgressSink, cancel: threading.Event,
         for action in plan.actions:
             if action.mode not in ("used-blocks", "raw"):
                 continue
-            step(action.title, f"{action.write_bytes} bytes")
+            step(action.title, human_size(action.write_bytes))
             _write_partition(repo, fds, action, records[action.number], progress, cancel, totals, plan.total_bytes,
                              workers)
-            done(action.title, "done", f"{action.write_bytes} bytes written")
+            done(action.title, "done", f"{human_size(action.write_bytes)} written")
         step("flush", "waiting for the disk to store everything")
         fds.sync_and_close()
     except Cancelled:

@@ -33,15 +33,16 @@ def _check(repo: Repository, digest: str, length: int) -> str:
     return ""
 
 
-def _work_list(manifest: dict) -> list[tuple[str, str, int]]:
-    """(where, digest, length) for every chunk the image needs."""
-    items = [(f"boot region {r['name']} (offset {r['offset']})", r["chunk"], r["length"]) for r in manifest["boot_regions"]]
+def _work_list(manifest: dict) -> list[tuple[str, str, str, int]]:
+    """(item, where, digest, length) for every chunk the image needs; item names the progress bar."""
+    items = [("boot regions", f"boot region {r['name']} (offset {r['offset']})", r["chunk"], r["length"])
+             for r in manifest["boot_regions"]]
     for part in manifest["partitions"]:
         title = f"partition {part['number']} ({part['fstype'] or part['mode']})"
         if "map" in part:
-            items.append((f"{title} block map", part["map"]["chunk"], part["map"]["length"]))
+            items.append((title, f"{title} block map", part["map"]["chunk"], part["map"]["length"]))
         for window, digest, length in part.get("chunks", ()):
-            items.append((f"{title} at offset {window * CHUNK_SIZE}", digest, length))
+            items.append((title, f"{title} at offset {window * CHUNK_SIZE}", digest, length))
     return items
 
 
@@ -50,19 +51,24 @@ def verify(repo: Repository, name: str, *, progress: ProgressSink = discard, can
     manifest = load_manifest(repo, name)
     report = VerifyReport(name)
     items = _work_list(manifest)
-    total = sum(length for _, _, length in items)
+    total = sum(length for *_, length in items)
+    item_totals: dict[str, int] = {}
+    for item, _, _, length in items:
+        item_totals[item] = item_totals.get(item, 0) + length
+    item_done: dict[str, int] = {}
 
-    def on_result(tag: tuple[str, int], problem: str) -> None:
-        where, length = tag
+    def on_result(tag: tuple[str, str, int], problem: str) -> None:
+        item, where, length = tag
         report.chunks += 1
         report.bytes += length
+        item_done[item] = item_done.get(item, 0) + length
         if problem:
             report.problems.append(f"{where}: {problem}")
-        progress(Progress("verify", where.split(" at ")[0], report.bytes, total, report.bytes, total))
+        progress(Progress("verify", item, item_done[item], item_totals[item], report.bytes, total))
 
     with OrderedPool(on_result, workers=workers, cancel=cancel) as pool:
-        for where, digest, length in items:
-            pool.submit((where, length), _check, repo, digest, length)
+        for item, where, digest, length in items:
+            pool.submit((item, where, length), _check, repo, digest, length)
     for part in manifest["partitions"]:
         if "map" in part and not any(p.startswith(f"partition {part['number']} ") for p in report.problems):
             runs = decode_runs(repo.get_chunk(part["map"]["chunk"], part["map"]["length"]))
