@@ -1,0 +1,104 @@
+"""Helpers of the live-ISO tests: talk to the live system's serial root shell, make small test disks.
+
+The live system's default boot entry (console=ttyS0,115200 console=tty0) runs Lifeboat on tty1 and
+a root shell on ttyS0; each console prints `LIFEBOAT-READY version=… tty=… mode=…` when it starts,
+and tty1's line is copied to the serial console too.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import time
+from pathlib import Path
+
+from qemu import BootTimeout, Machine
+
+BOOT_TIMEOUT = 600  # seconds from QEMU start to the marker: 1-2 min under TCG on an idle machine, 4.5 min seen under load
+
+
+def ready_pattern(version: str, tty: str, mode: str) -> re.Pattern:
+    return re.compile(rf"LIFEBOAT-READY version={re.escape(version)} tty={tty} mode={mode}")
+
+
+def wait_for_all(vm: Machine, patterns: list[re.Pattern], timeout: float) -> None:
+    """Wait until every pattern has appeared somewhere in the serial output (in any order)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        text = vm.output
+        missing = [p.pattern for p in patterns if not p.search(text)]
+        if not missing:
+            return
+        if vm.proc is not None and vm.proc.poll() is not None:
+            raise AssertionError(f"QEMU exited before {missing} appeared:\n{vm.tail()}")
+        if time.monotonic() > deadline:
+            raise BootTimeout(f"{missing} did not appear within {timeout:.0f}s:\n{vm.tail()}")
+        time.sleep(1)
+
+
+_counter = [0]
+
+
+def shell(vm: Machine, command: str, timeout: float = 120) -> tuple[int, str]:
+    """Run `command` in the guest's serial root shell; returns (exit status, output).
+
+    The output is framed by marker lines whose typed form differs from their printed form (the quotes
+    split them), so the terminal's echo of the command line never matches.
+    """
+    _counter[0] += 1
+    tag = f"{_counter[0]:03d}"
+    begin, end = f"@@B{tag}", f"@@E{tag}"
+    half = len(begin) // 2
+    typed_begin = f"'{begin[:half]}''{begin[half:]}'"
+    typed_end = f"'{end[:half]}''{end[half:]}'"
+    vm.sendline(f"echo {typed_begin}; {command}; echo {typed_end} rc=$?")
+    got = vm.wait_for(re.compile(rf"{re.escape(begin)}\r?\n(.*?){re.escape(end)} rc=(\d+)", re.S), timeout)
+    m = re.match(rf"{re.escape(begin)}\r?\n(.*?){re.escape(end)} rc=(\d+)", got, re.S)
+    assert m is not None
+    return int(m.group(2)), m.group(1).replace("\r\n", "\n")
+
+
+def guest_disks(vm: Machine) -> list[dict]:
+    """`lifeboat disks --json` run in the guest."""
+    rc, out = shell(vm, "lifeboat disks --json 2>/tmp/disks.err || cat /tmp/disks.err", timeout=180)
+    assert rc == 0, f"lifeboat disks --json failed in the guest:\n{out}"
+    start = out.find("[") if out.lstrip().startswith("[") else out.find("{")
+    data = json.loads(out[start:])
+    return data["disks"] if isinstance(data, dict) else data
+
+
+def run(argv: list[str], **kw) -> subprocess.CompletedProcess:
+    return subprocess.run(argv, check=True, stdin=subprocess.DEVNULL, capture_output=True, text=True, **kw)
+
+
+def blank_disk(path: Path, size_mib: int) -> Path:
+    with open(path, "wb") as f:
+        f.truncate(size_mib << 20)
+    return path
+
+
+def ext4_disk_with_files(path: Path, size_mib: int, files: dict[str, bytes], label: str = "lbsource") -> Path:
+    """A GPT disk with one ext4 partition (from 1 MiB to the end) holding `files`. No loop device:
+    the filesystem is made in a file of its own (mkfs.ext4 -d) and copied into place."""
+    content = path.parent / (path.name + ".content")
+    content.mkdir()
+    for name, data in files.items():
+        (content / name).parent.mkdir(parents=True, exist_ok=True)
+        (content / name).write_bytes(data)
+    part = path.parent / (path.name + ".part")
+    part_mib = size_mib - 2
+    blank_disk(part, part_mib)
+    run(["mkfs.ext4", "-q", "-F", "-L", label, "-d", str(content), str(part)])
+    blank_disk(path, size_mib)
+    run(["sgdisk", "-n", f"1:2048:+{part_mib}M", "-t", "1:8300", str(path)])
+    run(["dd", f"if={part}", f"of={path}", "bs=1M", "seek=1", "conv=notrunc,sparse", "status=none"])
+    part.unlink()
+    return path
+
+
+def ext4_whole_disk(path: Path, size_mib: int, label: str) -> Path:
+    """A disk that is one ext4 filesystem, no partition table (the host can loop-mount it directly)."""
+    blank_disk(path, size_mib)
+    run(["mkfs.ext4", "-q", "-F", "-L", label, str(path)])
+    return path
