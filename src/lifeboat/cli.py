@@ -272,3 +272,7 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("lifeboat: interrupted", file=sys.stderr)
         return 130
+    except OSError as exc:  # a device or file failed under us: say which, without a traceback
+        where = f" ({exc.filename})" if exc.filename else ""
+        print(f"lifeboat: error: {exc.strerror or exc}{where}", file=sys.stderr)
+        return 1

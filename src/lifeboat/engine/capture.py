@@ -70,7 +70,11 @@ class SourceInfo:
 
 
 def _blkid(node: str) -> dict[str, str]:
+    if not os.path.exists(node):
+        raise LifeboatError(f"{node} disappeared while it was being inspected (was the disk removed?)")
     proc = run(["blkid", "-p", "-o", "export", node], check=False)
+    if proc.returncode not in (0, 2):  # 2: nothing recognised, which is an answer too
+        raise LifeboatError(f"{node}: blkid could not probe it ({proc.stderr.strip() or proc.returncode})")
     values = {}
     for line in proc.stdout.splitlines():
         key, _, value = line.partition("=")
@@ -87,6 +91,12 @@ def inspect_source(source: str, progress: ProgressSink = discard) -> SourceInfo:
     disk = disk_info(source)
     if disk.is_boot_medium:
         raise LifeboatError(f"{source} is the disk Lifeboat runs from; capture another disk")
+    with locks.holding_disk(source):
+        return _inspect(source, disk, progress)
+
+
+def _inspect(source: str, disk, progress: ProgressSink) -> SourceInfo:
+    run(["udevadm", "settle", "--timeout=10"], check=False)  # let a re-read already under way finish first
     layout = read_layout(source)
     if layout.sector_size != 512:
         raise LifeboatError(f"{source}: {layout.sector_size}-byte sectors are not supported yet")
@@ -156,7 +166,10 @@ class _SourceFds:
     a cold cache stays cold for everyone else), and buffered for anything unaligned."""
 
     def __init__(self, node: str):
-        self.buffered = os.open(node, os.O_RDONLY)
+        try:
+            self.buffered = os.open(node, os.O_RDONLY)
+        except FileNotFoundError:
+            raise LifeboatError(f"{node} disappeared before it could be read (was the disk removed?)") from None
         os.posix_fadvise(self.buffered, 0, 0, os.POSIX_FADV_SEQUENTIAL)
         try:
             self.direct = os.open(node, os.O_RDONLY | os.O_DIRECT)
