@@ -118,6 +118,24 @@ def cmd_verify(args) -> int:
     return EXIT_FAILED
 
 
+def cmd_delete(args) -> int:
+    from lifeboat.engine.prune import delete_image
+
+    delete_image(_repo(args), args.name)
+    print(f"Image {args.name!r} deleted; `lifeboat prune` reclaims the chunks only it used")
+    return EXIT_OK
+
+
+def cmd_prune(args) -> int:
+    from lifeboat.engine.prune import prune
+
+    report = prune(_repo(args), dry_run=args.dry_run)
+    verb = "would remove" if args.dry_run else "removed"
+    print(f"{verb} {report.removed_chunks} unused chunks ({human_size(report.removed_bytes)}); "
+          f"{report.kept_chunks} chunks are still used")
+    return EXIT_OK
+
+
 def _confirm(plan, args) -> bool:
     if args.yes:
         return True
@@ -196,6 +214,13 @@ def _cancel_on_signal() -> threading.Event:
     return event
 
 
+def _level(text: str) -> int:
+    value = int(text)
+    if not 1 <= value <= 19:
+        raise argparse.ArgumentTypeError("the compression level must be between 1 and 19")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="lifeboat", description="Capture and restore whole disks.")
     parser.add_argument("--version", action="version", version=f"lifeboat {__version__}")
@@ -216,7 +241,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("source", metavar="SOURCE_DISK")
     p.add_argument("name", metavar="NAME")
     p.add_argument("--repo")
-    p.add_argument("--level", type=int, default=None, help="zstd level (default 3)")
+    p.add_argument("--level", type=_level, default=None, help="zstd level 1-19 (default 3)")
     p.set_defaults(func=cmd_capture)
 
     p = sub.add_parser("verify", help="check every chunk of an image")
@@ -233,6 +258,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-bootloader", action="store_true", help="skip the bootloader reinstall step")
     p.add_argument("--json", action="store_true", help="print the plan (with --dry-run) or the result as JSON")
     p.set_defaults(func=cmd_restore)
+
+    p = sub.add_parser("delete", help="delete an image (its chunks stay until prune)")
+    p.add_argument("name", metavar="NAME")
+    p.add_argument("--repo")
+    p.set_defaults(func=cmd_delete)
+
+    p = sub.add_parser("prune", help="remove chunks that no image uses")
+    p.add_argument("--repo")
+    p.add_argument("--dry-run", action="store_true")
+    p.set_defaults(func=cmd_prune)
 
     p = sub.add_parser("tui", help="the full-screen wizard (the default)")
     p.add_argument("--repo")

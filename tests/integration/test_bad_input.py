@@ -139,7 +139,7 @@ def test_repository_fills_up_mid_capture(imaged, tmp_path, lifeboat_env):
             capture(src.path, "toobig", repo)
         assert "is full" in str(err.value) and "partition 1 (ext4)" in str(err.value)
         assert repo.image_names() == []  # no manifest: nothing that looks like an image
-        assert list((mnt / "repo" / "tmp").iterdir()) == []  # no partial files left behind
+        assert list((mnt / "repo" / "tmp").glob("*.part")) == []  # no partial files left behind
         Repository.open(mnt / "repo")  # and the repository is still usable
     finally:
         sh("umount", str(mnt))

@@ -87,3 +87,51 @@ def test_one_writer_per_image(tmp_path):
         with pytest.raises(RepositoryError):
             with repo.writer_lock("img"):
                 pass
+
+
+def _fake_image(repo, name, digests):
+    manifest = {
+        "schema": "lifeboat-image", "version": 1, "name": name, "created": "2026-01-01T00:00:00+00:00",
+        "chunk_size": 4 * 1024 * 1024, "source": {"path": "/dev/x", "size": 1}, "boot_regions": [],
+        "layout": {"label": "gpt", "disk_id": "X", "sector_size": 512, "disk_sectors": 100, "partitions": []},
+        "partitions": [{"number": 1, "fstype": "ext4", "mode": "used-blocks", "size": 1,
+                        "chunks": [[i, d, 10] for i, d in enumerate(digests)]}],
+    }
+    repo.write_manifest(name, manifest)
+
+
+def test_prune_removes_only_unreferenced_chunks(tmp_path):
+    from lifeboat.engine.prune import delete_image, prune
+
+    repo = Repository.open(tmp_path / "r", create=True)
+    a = repo.put_chunk(b"a" * 10, 3)[0]
+    b = repo.put_chunk(b"b" * 10, 3)[0]
+    c = repo.put_chunk(b"c" * 10, 3)[0]
+    _fake_image(repo, "one", [a, b])
+    _fake_image(repo, "two", [b])
+    assert prune(repo).removed_chunks == 1 and not repo.has_chunk(c)
+    delete_image(repo, "one")
+    assert prune(repo, dry_run=True).removed_chunks == 1 and repo.has_chunk(a)
+    report = prune(repo)
+    assert report.removed_chunks == 1 and report.kept_chunks == 1
+    assert not repo.has_chunk(a) and repo.has_chunk(b)
+
+
+def test_prune_waits_for_captures(tmp_path):
+    from lifeboat.engine.prune import prune
+
+    repo = Repository.open(tmp_path / "r", create=True)
+    with repo.shared_use():
+        with pytest.raises(RepositoryError, match="capture is writing"):
+            prune(repo)
+
+
+def test_clean_tmp_keeps_files_of_other_live_processes(tmp_path):
+    repo = Repository.open(tmp_path / "r", create=True)
+    mine = repo.tmp_dir / f"x.zst.{os.getpid()}.abcd.part"
+    other = repo.tmp_dir / "x.zst.1.abcd.part"  # pid 1 is always alive
+    dead = repo.tmp_dir / "x.zst.999999999.abcd.part"
+    for p in (mine, other, dead):
+        p.write_bytes(b"partial")
+    repo.clean_tmp()
+    assert not mine.exists() and other.exists() and not dead.exists()

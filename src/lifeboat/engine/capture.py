@@ -279,7 +279,7 @@ def capture(
     cancel = cancel or threading.Event()
     if repo.has_image(name):
         raise RepositoryError(f"an image named {name!r} already exists in {repo.root}; choose another name")
-    with locks.capturing(source), locks.holding_disk(source), repo.writer_lock(name):
+    with locks.capturing(source), locks.holding_disk(source), repo.shared_use(), repo.writer_lock(name):
         info = info or inspect_source(source, progress)
         progress(LogLine(f"capturing {source} ({human_size(info.to_read)} to read) into {repo.root} as {name!r}"))
         writer = _Writer(repo, level, progress, info.to_read)

@@ -199,9 +199,34 @@ class Repository:
             path.parent.rmdir()
 
     def clean_tmp(self) -> None:
-        for p in self.tmp_dir.glob("*"):
+        """Remove partial files left by this process, or by processes that no longer exist.
+
+        Another Lifeboat may be capturing into this repository right now: its files stay.
+        """
+        for p in self.tmp_dir.glob("*.part"):
+            pid = p.name.split(".")[-3] if p.name.count(".") >= 3 else ""
+            if pid.isdigit() and int(pid) != os.getpid() and os.path.exists(f"/proc/{pid}"):
+                continue
             with contextlib.suppress(OSError):
                 p.unlink()
+
+    @contextlib.contextmanager
+    def shared_use(self, exclusive: bool = False) -> Iterator[None]:
+        """Captures hold this shared; prune holds it exclusive, so it never removes a chunk that a
+        capture still in progress has written but not yet listed in a manifest."""
+        fd = os.open(self.tmp_dir / "repository.lock", os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            try:
+                fcntl.flock(fd, (fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH) | fcntl.LOCK_NB)
+            except BlockingIOError:
+                what = "a capture is writing to it" if exclusive else "it is being pruned"
+                raise RepositoryError(f"{self.root} is busy: {what}; try again when it has finished") from None
+            yield
+        finally:
+            os.close(fd)
+
+    def all_chunks(self) -> Iterator[Path]:
+        yield from self.chunks_dir.glob("??/*.zst")
 
     def stored_bytes(self, digests) -> int:
         total = 0
@@ -232,7 +257,7 @@ class Repository:
 
 
 def _atomic_write(final: Path, data: bytes, tmp_dir: Path, sync: bool = True) -> None:
-    tmp = tmp_dir / f"{final.name}.{uuid.uuid4().hex[:8]}.part"
+    tmp = tmp_dir / f"{final.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.part"
     try:
         with open(tmp, "wb") as f:
             f.write(data)
