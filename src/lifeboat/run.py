@@ -36,6 +36,8 @@ TOOLS: dict[str, str] = {
     "partclone.vfat": "partclone",
     "partclone.ntfs": "partclone",
     "partclone.exfat": "partclone",
+    "partclone.f2fs": "partclone",
+    "partclone.hfsplus": "partclone",
     "e2fsck": "e2fsprogs",
     "resize2fs": "e2fsprogs",
     "tune2fs": "e2fsprogs",

@@ -47,6 +47,8 @@ KINDS = {
         FsKind("vfat", "used-blocks", "partclone.fat", "", ("fsck.vfat", "-n")),
         FsKind("ntfs", "used-blocks", "partclone.ntfs", "ntfsresize", ("ntfsfix", "--no-action")),
         FsKind("exfat", "used-blocks", "partclone.exfat", "", ("fsck.exfat", "-n")),
+        FsKind("f2fs", "used-blocks", "partclone.f2fs"),
+        FsKind("hfsplus", "used-blocks", "partclone.hfsplus"),
         FsKind("swap", "swap"),
     )
 }
