@@ -297,6 +297,39 @@ def capture(
             repo.clean_tmp()
 
 
+def _capture_partition(part: SourcePartition, repo: Repository, writer: _Writer, cancel: threading.Event,
+                       workers: int | None) -> dict:
+    """Store one partition's data and block map; returns its manifest record."""
+    writer.progress(StepStarted(part.title, f"{part.kind.mode}, {human_size(part.to_read)}"))
+    writer.start_item(part.title, part.to_read)
+    record = {
+        "number": part.entry.number,
+        "fstype": part.fstype,
+        "mode": part.kind.mode,
+        "size": part.size,
+        "uuid": part.uuid,
+        "label": part.label,
+    }
+    if part.kind.mode in ("used-blocks", "raw"):
+        source = _SourceFds(part.node)
+        try:
+            with OrderedPool(writer.on_result, workers=workers, cancel=cancel) as pool:
+                stream = _stream_used if part.kind.mode == "used-blocks" else _stream_raw
+                runs = stream(source, part, pool, writer, cancel)
+        finally:
+            source.close()
+        blob = encode_runs(runs)
+        map_digest, written = repo.put_chunk(blob, writer.level)
+        writer.stored += written
+        record.update(
+            used_bytes=sum(n for _, n in runs),
+            map={"chunk": map_digest, "length": len(blob), "runs": len(runs)},
+            chunks=sorted(writer.refs),
+        )
+    writer.progress(StepFinished(part.title, "done", human_size(record.get("used_bytes", 0))))
+    return record
+
+
 def _capture(info: SourceInfo, name: str, repo: Repository, writer: _Writer, cancel: threading.Event,
              workers: int | None) -> dict:
     started = dt.datetime.now(dt.timezone.utc)
@@ -306,36 +339,7 @@ def _capture(info: SourceInfo, name: str, repo: Repository, writer: _Writer, can
         digest, written = repo.put_chunk(data, level)
         writer.stored += written
         regions.append({"name": region, "offset": offset, "length": len(data), "chunk": digest})
-    partitions = []
-    for part in info.partitions:
-        progress(StepStarted(part.title, f"{part.kind.mode}, {human_size(part.to_read)}"))
-        writer.start_item(part.title, part.to_read)
-        record = {
-            "number": part.entry.number,
-            "fstype": part.fstype,
-            "mode": part.kind.mode,
-            "size": part.size,
-            "uuid": part.uuid,
-            "label": part.label,
-        }
-        if part.kind.mode in ("used-blocks", "raw"):
-            source = _SourceFds(part.node)
-            try:
-                with OrderedPool(writer.on_result, workers=workers, cancel=cancel) as pool:
-                    stream = _stream_used if part.kind.mode == "used-blocks" else _stream_raw
-                    runs = stream(source, part, pool, writer, cancel)
-            finally:
-                source.close()
-            blob = encode_runs(runs)
-            map_digest, written = repo.put_chunk(blob, level)
-            writer.stored += written
-            record.update(
-                used_bytes=sum(n for _, n in runs),
-                map={"chunk": map_digest, "length": len(blob), "runs": len(runs)},
-                chunks=sorted(writer.refs),
-            )
-        partitions.append(record)
-        progress(StepFinished(part.title, "done", human_size(record.get("used_bytes", 0))))
+    partitions = [_capture_partition(part, repo, writer, cancel, workers) for part in info.partitions]
     manifest = {
         "schema": SCHEMA,
         "version": SCHEMA_VERSION,
