@@ -15,6 +15,7 @@ import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
+from lifeboat import locks
 from lifeboat.devices import SANDBOX_ENV
 from lifeboat.errors import LifeboatError
 from lifeboat.layout.read import read_layout
@@ -72,8 +73,13 @@ def demo_disks(directory: Path) -> Iterator[dict[str, str]]:
             with open(image, "wb") as f:
                 f.truncate(size)
             attached[name] = _attach(image)
-        with tempfile.TemporaryDirectory(prefix="lifeboat-sandbox-") as tmp:
-            _populate_laptop(attached["demo-laptop"], Path(tmp))
+        laptop = attached["demo-laptop"]
+        # under the udev lock, so closing the freshly written partitions cannot make udev re-read
+        # the disk afterwards (on kernels that parse no tables that would drop its partitions)
+        with locks.holding_disk(laptop), tempfile.TemporaryDirectory(prefix="lifeboat-sandbox-") as tmp:
+            _populate_laptop(laptop, Path(tmp))
+            run(["udevadm", "settle", "--timeout=10"], check=False)
+            ensure_partitions(laptop, read_layout(laptop))
         yield attached
     finally:
         for device in attached.values():
