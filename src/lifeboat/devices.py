@@ -126,6 +126,21 @@ def _mounts_by_devnum() -> dict[int, list[str]]:
     return found
 
 
+def writable_mounts() -> dict[int, str]:
+    """st_rdev of each block device mounted read-write -> one of its mount points."""
+    found: dict[int, str] = {}
+    try:
+        with open("/proc/self/mountinfo") as f:
+            for line in f:
+                fields = line.split()
+                major, minor = (int(x) for x in fields[2].split(":"))
+                if major and "rw" in fields[5].split(","):
+                    found.setdefault(os.makedev(major, minor), _unescape(fields[4]))
+    except OSError:
+        pass
+    return found
+
+
 def _unescape(path: str) -> str:
     return path.replace("\\040", " ").replace("\\011", "\t").replace("\\012", "\n").replace("\\134", "\\")
 

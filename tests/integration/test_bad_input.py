@@ -209,3 +209,13 @@ def test_restore_without_confirmation_and_no_terminal_is_refused(imaged, target)
     dry = lifeboat("restore", "good", target.path, "--repo", str(repo_path), "--dry-run")
     assert dry.returncode == 0 and "Dry run: nothing was written." in dry.stdout
     assert digest_of(target.path) == before
+
+
+def test_source_mounted_read_write_is_refused(imaged, tmp_path):
+    src = imaged[0]
+    src.refresh()
+    with mounted(src.node(1), "ext4"):
+        proc = lifeboat("capture", src.path, "live", "--repo", str(tmp_path / "repo"))
+    assert proc.returncode == 1
+    assert "mounted read-write" in proc.stderr and "nothing was written" in proc.stderr
+    assert not (tmp_path / "repo" / "images" / "live").exists()

@@ -13,7 +13,7 @@ import threading
 from dataclasses import dataclass, field
 
 from lifeboat import __version__, locks
-from lifeboat.devices import disk_info, human_size
+from lifeboat.devices import disk_info, human_size, writable_mounts
 from lifeboat.engine.events import LogLine, Progress, ProgressSink, StepFinished, StepStarted, discard
 from lifeboat.engine.manifest import CHUNK_SIZE, SCHEMA, SCHEMA_VERSION
 from lifeboat.engine.pipeline import BufferRing, OrderedPool
@@ -101,6 +101,7 @@ def _inspect(source: str, disk, progress: ProgressSink) -> SourceInfo:
     if layout.sector_size != 512:
         raise LifeboatError(f"{source}: {layout.sector_size}-byte sectors are not supported yet")
     ensure_partitions(source, layout)
+    _refuse_writable_mounts(source, layout)
     parts = []
     for entry in layout.data_partitions():
         node = partition_node(source, entry.number)
@@ -117,6 +118,20 @@ def _inspect(source: str, disk, progress: ProgressSink) -> SourceInfo:
     info = SourceInfo(source, disk.size, disk.model, disk.serial, layout, parts)
     progress(StepFinished("inspect source", "done", f"{len(parts)} partitions, {human_size(info.to_read)} to read"))
     return info
+
+
+def _refuse_writable_mounts(source: str, layout: DiskLayout) -> None:
+    """A filesystem that changes while it is read makes an inconsistent image (and a repository on
+    the source disk would be captured into itself)."""
+    writable = writable_mounts()
+    for entry in layout.data_partitions():
+        node = partition_node(source, entry.number)
+        where = writable.get(os.stat(node).st_rdev) if os.path.exists(node) else None
+        if where:
+            raise LifeboatError(
+                f"{node} is mounted read-write on {where}: unmount it (or remount it read-only) before capturing; "
+                "nothing was written"
+            )
 
 
 def _named(tools: list[str]) -> str:
