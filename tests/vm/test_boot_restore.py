@@ -62,3 +62,13 @@ def test_restored_fixture_boots(layout, scale, interface, captures, tmp_path):
     name = captures.image(f"fixture-{layout}", source)
     target = bootvm.restore(name, captures.repo, tmp_path / f"target-x{scale}.img", source.stat().st_size * scale)
     _boot_all(target, interface, bootvm.FIXTURE_RE, ("bios", "uefi"), tmp_path, f"{layout}-x{scale}", 300)
+
+
+@pytest.mark.timeout(1500)
+def test_restored_debian_boots_to_login(captures, tmp_path):
+    """The real system, restored with --no-bootloader onto a disk twice its size, boots to its login prompt
+    (OVMF, empty NVRAM, NVMe). Restore inside the live ISO with the bootloader step: test_boot_live.py."""
+    source = bootdisk.debian_disk()
+    name = captures.image("debian", source)
+    target = bootvm.restore(name, captures.repo, tmp_path / "target-x2.img", source.stat().st_size * 2)
+    _boot_all(target, "nvme", bootvm.LOGIN_RE, ("uefi",), tmp_path, "debian-x2", 600)

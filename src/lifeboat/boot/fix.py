@@ -80,8 +80,13 @@ def bootfix(disk_path: str, progress: ProgressSink = discard) -> list[StepOutcom
 
 
 def after_restore(disk_path: str, progress: ProgressSink = discard) -> list[StepOutcome]:
-    """The restore's bootloader step: the same as bootfix, on the freshly written disk."""
-    return bootfix(disk_path, progress)
+    """The restore's bootloader step: the same as bootfix, on the freshly written disk.
+
+    The restore reports each returned outcome itself (as "bootloader: <step>"), so only log lines are
+    passed on here; step events would be reported twice."""
+    from lifeboat.engine.events import LogLine
+
+    return bootfix(disk_path, lambda event: progress(event) if isinstance(event, LogLine) else None)
 
 
 # ---- Linux ----------------------------------------------------------------------------------------------
