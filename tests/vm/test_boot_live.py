@@ -52,7 +52,7 @@ def repo_disk_with(image_name: str, source, path) -> None:
             bootdisk.sh("umount", mnt)
 
 
-@pytest.mark.timeout(2400)
+@pytest.mark.timeout(3000)  # a cold cache runs debootstrap first
 def test_live_restore_with_bootloader_step_then_bootfix_boots_debian(live_iso, lifeboat_version, tmp_path):
     source = bootdisk.debian_disk()
     repo = tmp_path / "repo.img"

@@ -37,7 +37,7 @@ def detail(job: bootvm.JobResult, step: str) -> str:
     return next(s["detail"] for s in job.result["steps"] if s["step"] == step)
 
 
-@pytest.mark.timeout(1200)
+@pytest.mark.timeout(2400)  # a cold cache builds the rescue guest (debootstrap) first
 def test_bootfix_repairs_fixture_with_live_grub(tmp_path):
     target = bootdisk.copy_image(bootdisk.fixture_disk("gpt"), tmp_path / "target.img")
     bootvm.break_bootloader(target, esp_number=2, efi_files=LOADERS)

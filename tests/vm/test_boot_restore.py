@@ -64,7 +64,7 @@ def test_restored_fixture_boots(layout, scale, interface, captures, tmp_path):
     _boot_all(target, interface, bootvm.FIXTURE_RE, ("bios", "uefi"), tmp_path, f"{layout}-x{scale}", 300)
 
 
-@pytest.mark.timeout(1500)
+@pytest.mark.timeout(2400)  # a cold cache runs debootstrap first
 def test_restored_debian_boots_to_login(captures, tmp_path):
     """The real system, restored with --no-bootloader onto a disk twice its size, boots to its login prompt
     (OVMF, empty NVRAM, NVMe). Restore inside the live ISO with the bootloader step: test_boot_live.py."""

@@ -25,7 +25,7 @@ pytestmark = [
 ]
 
 
-@pytest.mark.timeout(900)
+@pytest.mark.timeout(2400)  # a cold cache builds the rescue guest (debootstrap) first
 def test_bootfix_recreates_windows_boot_manager_entry(tmp_path):
     disk = bootdisk.windows_disk(tmp_path / "windows.img")
     assert "BOOTX64" not in bootvm.esp_listing(disk, 1).upper()
