@@ -210,7 +210,13 @@ def _read_exact(fd: int, view: memoryview, offset: int, where: str) -> None:
         got += n
 
 
-def _stream_used(source: _SourceFds, part: SourcePartition, pool: OrderedPool, writer: _Writer, cancel: threading.Event) -> Runs:
+def _stream_used(source: _SourceFds, part: SourcePartition, pool: OrderedPool, writer: _Writer,
+                 cancel: threading.Event) -> Runs:
+    """Hand each 4 MiB window's used runs to the pool, which reads, hashes and stores them.
+
+    Reading in the workers keeps several reads in flight (direct I/O has no readahead) and lets
+    one worker compress while another waits for the disk.
+    """
     runs, index, window = part.runs, 0, 0
     # Reused read buffers: allocating (and zero-filling) 4 MiB per chunk cost a quarter of the
     # reading thread's time. A buffer is refilled only after its chunk has been stored (see BufferRing).
@@ -223,16 +229,20 @@ def _stream_used(source: _SourceFds, part: SourcePartition, pool: OrderedPool, w
         base = window * CHUNK_SIZE
         inside, index = runs_in_window(runs, index, base, base + CHUNK_SIZE)
         length = sum(n for _, n in inside)
-        view, pos = ring.next()[:length], 0
-        for start, n in inside:
-            try:
-                _read_exact(source.for_run(start, n, pos), view[pos : pos + n], start, part.title)
-            except OSError as exc:
-                raise LifeboatError(f"{part.title}: read error at byte {start}: {exc.strerror}") from None
-            pos += n
-        pool.submit((window, length, length), writer.store, view)
+        pool.submit((window, length, length), _read_and_store, source, inside, ring.next()[:length], part.title, writer)
         window += 1
     return runs
+
+
+def _read_and_store(source: _SourceFds, runs: Runs, view: memoryview, title: str, writer: _Writer) -> tuple[str, int]:
+    pos = 0
+    for start, n in runs:
+        try:
+            _read_exact(source.for_run(start, n, pos), view[pos : pos + n], start, title)
+        except OSError as exc:
+            raise LifeboatError(f"{title}: read error at byte {start}: {exc.strerror}") from None
+        pos += n
+    return writer.store(view)
 
 
 def _stream_raw(source: _SourceFds, part: SourcePartition, pool: OrderedPool, writer: _Writer, cancel: threading.Event) -> Runs:

@@ -1,7 +1,7 @@
 """A bounded, ordered pipeline over a thread pool.
 
-The producer (the calling thread) reads; workers hash, compress, decompress and write. zstandard,
-hashlib and os.pread/pwrite release the GIL, so two workers keep two cores busy. At most `depth`
+The producer (the calling thread) schedules; workers read, hash, compress, decompress and write. zstandard,
+hashlib and os.pread/pwrite release the GIL, so the workers keep every core busy. At most `depth`
 items are in flight, which bounds memory to depth × chunk size.
 """
 
@@ -19,7 +19,8 @@ from lifeboat.errors import Cancelled
 
 
 def default_workers() -> int:
-    return max(2, min(8, os.cpu_count() or 2))
+    """One more worker than cores: while one waits for the disk, the others keep every core busy."""
+    return max(3, min(9, (os.cpu_count() or 2) + 1))
 
 
 class OrderedPool:
@@ -65,11 +66,11 @@ class OrderedPool:
 
 
 class BufferRing:
-    """Reusable buffers for an OrderedPool of the given depth.
+    """Reusable buffers for an OrderedPool of the given depth: one per item in flight.
 
-    When the producer fills buffer i, submit() has already waited until at most `depth` items were
-    pending after item i-1, so item i-1-depth is finished. A ring of depth+2 buffers therefore never
-    hands out a buffer whose item is still being worked on (one spare for safety).
+    Buffer i is handed out just before item i is submitted. By then submit(i-1) has waited until at
+    most `depth` items were pending, so item i-1-depth and every earlier one are finished. A ring of
+    depth+2 buffers therefore never hands out a buffer whose item is still being worked on.
     """
 
     def __init__(self, depth: int, size: int):
