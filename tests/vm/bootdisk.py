@@ -10,7 +10,8 @@ tiny /init that prints `LIFEBOAT-FIXTURE-BOOTED name=<layout> firmware=<bios|uef
 and powers off. GRUB is installed for i386-pc with the host's grub-install on a loop device (the host can
 mount ext4), and for x86_64-efi as \\EFI\\BOOT\\BOOTX64.EFI (plus \\EFI\\debian\\grubx64.efi) made with
 grub-mkimage and copied into the FAT image with mtools (the host kernel has no vfat driver). Every UUID,
-GUID and serial is fixed, so a fixture's bytes depend only on its inputs, which key the cache.
+GUID and serial is fixed (timestamps are not, so two builds differ in bytes, never in identity); the cache
+key covers this file, the kernel and busybox packages and the GRUB, dosfstools and e2fsprogs packages.
 
 The heavier "real system" (debootstrapped Debian that boots to a login prompt) is `debian_disk()`.
 """
