@@ -226,9 +226,8 @@ def _key(*parts) -> str:
     h.update(Path(__file__).read_bytes())
     for p in parts:
         h.update(str(p).encode())
-    for tool in ("grub-mkimage", "mkfs.fat", "mke2fs"):
-        h.update(sh("dpkg", "-S", shutil.which(tool) or tool, check=False).stdout.encode())
-    h.update(sh("dpkg-query", "-W", "grub-pc-bin", "grub-efi-amd64-bin", check=False).stdout.encode())
+    h.update(sh("dpkg-query", "-W", "grub-common", "grub2-common", "grub-pc-bin", "grub-efi-amd64-bin",
+                "dosfstools", "e2fsprogs", check=False).stdout.encode())
     return h.hexdigest()[:16]
 
 
