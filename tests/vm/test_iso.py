@@ -135,8 +135,9 @@ def test_unattended_capture_then_host_verifies(live_iso, live_kernel, lifeboat_v
     with Machine(disks, firmware="bios", workdir=tmp_path, memory=1536, kernel=kernel, initrd=initrd,
                  append=append, name="unattended") as vm:
         vm.wait_for(ready_pattern(lifeboat_version, "ttyS0", "unattended"), BOOT_TIMEOUT)
-        result = vm.wait_for(re.compile(r"LIFEBOAT-RESULT: \S+ [^\r\n]*"), 900)
-        assert result.startswith("LIFEBOAT-RESULT: OK job=capture image=unattended-demo"), vm.tail(60)
+        # the whole line: serial output arrives in pieces
+        result = vm.wait_for(re.compile(r"LIFEBOAT-RESULT: \S+ [^\r\n]*\r?\n"), 900)
+        assert result.startswith("LIFEBOAT-RESULT: OK job=capture image=unattended-demo "), vm.tail(60)
         assert vm.wait_exit(180) == 0  # lifeboat.after=poweroff
     mnt = tmp_path / "repo"
     _mount_rw(repo, mnt)
