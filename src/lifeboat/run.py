@@ -52,7 +52,7 @@ TOOLS: dict[str, str] = {
     "ntfsfix": "ntfs-3g",
     "ntfslabel": "ntfs-3g",
     "fsck.exfat": "exfatprogs",
-    "grub-install": "grub-common",
+    "grub-install": "grub2-common",
     "efibootmgr": "efibootmgr",
     "mount": "mount",
     "umount": "mount",
