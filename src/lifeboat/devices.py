@@ -219,6 +219,18 @@ def _transport(dev: pyudev.Device) -> str:
     return _prop(dev, "ID_BUS", "ID_PATH_TAG")
 
 
+def _model(dev: pyudev.Device) -> str:
+    if dev.sys_name.startswith("loop"):
+        return "Loop disk"
+    model = _prop(dev, "ID_MODEL_FROM_DATABASE", "ID_MODEL")
+    if not model:
+        try:  # SCSI/SATA/NVMe expose it in sysfs even when udev has no rule for it
+            model = Path(dev.sys_path, "device", "model").read_text().strip()
+        except OSError:
+            model = ""
+    return model or {"virtio": "Virtio disk", "nvme": "NVMe disk"}.get(_transport(dev), "")
+
+
 def _backing_file(dev: pyudev.Device) -> str:
     try:
         return Path(dev.sys_path, "loop", "backing_file").read_text().strip()
@@ -253,7 +265,7 @@ def _disk_from_udev(dev: pyudev.Device, mounts: dict[int, list[str]], boot: set[
         path=dev.device_node or f"/dev/{dev.sys_name}",
         name=dev.sys_name,
         size=sector_count * 512,
-        model=_prop(dev, "ID_MODEL_FROM_DATABASE", "ID_MODEL") if not dev.sys_name.startswith("loop") else "Loop disk",
+        model=_model(dev),
         serial=_prop(dev, "ID_SERIAL_SHORT", "ID_SERIAL") if not dev.sys_name.startswith("loop") else "",
         transport=_transport(dev),
         removable=_sysattr_int(dev, "removable") == 1,

@@ -96,7 +96,8 @@ class Repository:
         if not marker.exists():
             if not create:
                 raise RepositoryError(f"{root} is not a Lifeboat repository (no lifeboat-repo.json)")
-            if root.exists() and any(p.name != "lost+found" for p in root.iterdir()):
+            # a fresh filesystem's lost+found, and the unattended job file on the stick's data partition
+            if root.exists() and any(p.name not in ("lost+found", "lifeboat-job.conf") for p in root.iterdir()):
                 raise RepositoryError(f"{root} is not empty and not a Lifeboat repository; refusing to create one there")
             root.mkdir(parents=True, exist_ok=True)
             repo = cls(root)
