@@ -216,8 +216,8 @@ def _cancel_on_signal() -> threading.Event:
 
 def _level(text: str) -> int:
     value = int(text)
-    if not 1 <= value <= 19:
-        raise argparse.ArgumentTypeError("the compression level must be between 1 and 19")
+    if not 1 <= value <= 22:
+        raise argparse.ArgumentTypeError("the compression level must be between 1 and 22")
     return value
 
 
@@ -241,7 +241,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("source", metavar="SOURCE_DISK")
     p.add_argument("name", metavar="NAME")
     p.add_argument("--repo")
-    p.add_argument("--level", type=_level, default=None, help="zstd level 1-19 (default 3)")
+    p.add_argument("--level", type=_level, default=None, help="zstd level 1-22 (default 3)")
     p.set_defaults(func=cmd_capture)
 
     p = sub.add_parser("verify", help="check every chunk of an image")
