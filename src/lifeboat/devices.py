@@ -99,19 +99,26 @@ def human_size(n: float) -> str:
 # ---------------------------------------------------------------- mounts and holders
 
 
-def _mounts_by_devnum() -> dict[int, list[str]]:
-    """st_rdev of a mounted block device -> its mount points (from /proc/self/mountinfo), swaps too."""
-    found: dict[int, list[str]] = {}
+def _block_mounts() -> list[tuple[int, str, bool]]:
+    """(st_rdev, mount point, read-write) for every mounted block device, from /proc/self/mountinfo."""
+    found = []
     try:
         with open("/proc/self/mountinfo") as f:
             for line in f:
                 fields = line.split()
                 major, minor = (int(x) for x in fields[2].split(":"))
-                if major == 0:
-                    continue
-                found.setdefault(os.makedev(major, minor), []).append(_unescape(fields[4]))
+                if major:
+                    found.append((os.makedev(major, minor), _unescape(fields[4]), "rw" in fields[5].split(",")))
     except OSError:
         pass
+    return found
+
+
+def _mounts_by_devnum() -> dict[int, list[str]]:
+    """st_rdev of a mounted block device -> its mount points, swaps too."""
+    found: dict[int, list[str]] = {}
+    for devnum, point, _ in _block_mounts():
+        found.setdefault(devnum, []).append(point)
     try:
         with open("/proc/swaps") as f:
             next(f, None)
@@ -129,15 +136,9 @@ def _mounts_by_devnum() -> dict[int, list[str]]:
 def writable_mounts() -> dict[int, str]:
     """st_rdev of each block device mounted read-write -> one of its mount points."""
     found: dict[int, str] = {}
-    try:
-        with open("/proc/self/mountinfo") as f:
-            for line in f:
-                fields = line.split()
-                major, minor = (int(x) for x in fields[2].split(":"))
-                if major and "rw" in fields[5].split(","):
-                    found.setdefault(os.makedev(major, minor), _unescape(fields[4]))
-    except OSError:
-        pass
+    for devnum, point, writable in _block_mounts():
+        if writable:
+            found.setdefault(devnum, point)
     return found
 
 

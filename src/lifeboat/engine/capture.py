@@ -16,7 +16,7 @@ from lifeboat import __version__, locks
 from lifeboat.devices import disk_info, human_size, writable_mounts
 from lifeboat.engine.events import LogLine, Progress, ProgressSink, StepFinished, StepStarted, discard
 from lifeboat.engine.manifest import CHUNK_SIZE, SCHEMA, SCHEMA_VERSION
-from lifeboat.engine.pipeline import BufferRing, OrderedPool
+from lifeboat.engine.pipeline import BufferRing, OrderedPool, direct_io_ok
 from lifeboat.errors import Cancelled, LifeboatError, RepositoryError
 from lifeboat.fs.registry import FsKind, kind_for
 from lifeboat.fs.usedmap import Runs, encode_runs, runs_in_window, used_runs, with_edges
@@ -192,8 +192,7 @@ class _SourceFds:
             self.direct = -1
 
     def for_run(self, offset: int, length: int, buffer_pos: int) -> int:
-        aligned = offset % 512 == 0 and length % 512 == 0 and buffer_pos % 512 == 0
-        return self.direct if aligned and self.direct >= 0 else self.buffered
+        return self.direct if self.direct >= 0 and direct_io_ok(offset, length, buffer_pos) else self.buffered
 
     def close(self) -> None:
         for fd in (self.direct, self.buffered):

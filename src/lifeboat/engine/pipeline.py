@@ -83,3 +83,8 @@ class BufferRing:
         buf = self._buffers[self._next]
         self._next = (self._next + 1) % len(self._buffers)
         return buf
+
+
+def direct_io_ok(offset: int, length: int, buffer_pos: int) -> bool:
+    """Whether a transfer may use O_DIRECT: device offset, length and buffer position on 512-byte bounds."""
+    return offset % 512 == 0 and length % 512 == 0 and buffer_pos % 512 == 0

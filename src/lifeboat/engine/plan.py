@@ -129,8 +129,9 @@ def check_chunks(repo: Repository, manifest: dict) -> None:
             problems.append(f"boot region {region['name']}: chunk {region['chunk'][:16]} {problem}")
     for part in manifest["partitions"]:
         title = f"partition {part['number']} ({part['fstype'] or part['mode']})"
-        if "map" in part and repo.chunk_problem(part["map"]["chunk"]):
-            problems.append(f"{title}: block map chunk {repo.chunk_problem(part['map']['chunk'])}")
+        map_problem = repo.chunk_problem(part["map"]["chunk"]) if "map" in part else None
+        if map_problem:
+            problems.append(f"{title}: block map chunk {map_problem}")
         for window, digest, _length in part.get("chunks", ()):
             problem = repo.chunk_problem(digest)
             if problem:

@@ -19,7 +19,7 @@ from lifeboat import locks
 from lifeboat.devices import disk_info, human_size
 from lifeboat.engine.events import LogLine, Progress, ProgressSink, StepFinished, StepStarted, discard
 from lifeboat.engine.manifest import CHUNK_SIZE
-from lifeboat.engine.pipeline import OrderedPool
+from lifeboat.engine.pipeline import OrderedPool, direct_io_ok
 from lifeboat.engine.plan import PartitionAction, RestorePlan, check_target_safe
 from lifeboat.errors import Cancelled, ImageCorrupt, LifeboatError
 from lifeboat.fs.grow import grow_filesystem, make_swap
@@ -78,8 +78,7 @@ class _TargetFds:
             self.direct = -1
 
     def for_run(self, offset: int, length: int, buffer_pos: int) -> int:
-        aligned = offset % 512 == 0 and length % 512 == 0 and buffer_pos % 512 == 0
-        return self.direct if aligned and self.direct >= 0 else self.buffered
+        return self.direct if self.direct >= 0 and direct_io_ok(offset, length, buffer_pos) else self.buffered
 
     def sync_and_close(self) -> None:
         try:
