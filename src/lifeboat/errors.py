@@ -27,6 +27,14 @@ class CommandFailed(LifeboatError):
         super().__init__(f"'{' '.join(argv[:3])}{' …' if len(argv) > 3 else ''}' failed with exit code {code}{detail}")
 
 
+class CommandTimedOut(LifeboatError):
+    def __init__(self, argv: list[str], seconds: float):
+        self.argv = list(argv)
+        self.seconds = seconds
+        super().__init__(f"'{' '.join(argv[:3])}{' …' if len(argv) > 3 else ''}' did not finish within {seconds:.0f} s "
+                         "and was stopped")
+
+
 class TargetTooSmall(LifeboatError):
     pass
 

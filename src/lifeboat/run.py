@@ -13,7 +13,7 @@ import shutil
 import subprocess
 from collections.abc import Iterator, Sequence
 
-from lifeboat.errors import CommandFailed, ToolMissing
+from lifeboat.errors import CommandFailed, CommandTimedOut, ToolMissing
 
 log = logging.getLogger("lifeboat.run")
 
@@ -103,19 +103,23 @@ def run(
     env: dict[str, str] | None = None,
     timeout: float | None = None,
 ) -> subprocess.CompletedProcess[str]:
-    """Run a command to completion and capture its output as text. Raises CommandFailed."""
+    """Run a command to completion and capture its output as text. Raises CommandFailed, or
+    CommandTimedOut when `timeout` seconds pass first (the child is killed)."""
     argv = _resolve([str(a) for a in argv])
     log.debug("+ %s", " ".join(argv))
     data = input.decode() if isinstance(input, bytes) else input
-    proc = subprocess.run(
-        argv,
-        input=data,
-        stdin=None if data is not None else subprocess.DEVNULL,
-        capture_output=True,
-        text=True,
-        env=_env(env),
-        timeout=timeout,
-    )
+    try:
+        proc = subprocess.run(
+            argv,
+            input=data,
+            stdin=None if data is not None else subprocess.DEVNULL,
+            capture_output=True,
+            text=True,
+            env=_env(env),
+            timeout=timeout,
+        )
+    except subprocess.TimeoutExpired:
+        raise CommandTimedOut(argv, timeout or 0) from None
     if check and proc.returncode != 0:
         raise CommandFailed(argv, proc.returncode, (proc.stderr or proc.stdout)[-2000:])
     return proc

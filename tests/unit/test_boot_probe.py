@@ -115,3 +115,36 @@ def test_bootfix_command_reports_an_unsafe_target(capsys, tmp_path):
     code = command.main(["bootfix", str(plain), "--yes", "--json"])
     assert code == 1
     assert "is not a block device" in capsys.readouterr().err
+
+
+def _fake_efibootmgr(tmp_path, monkeypatch, hangs: int):
+    """An efibootmgr on PATH that hangs on its first `hangs` runs, then behaves; it logs its arguments."""
+    state = tmp_path / "runs"
+    script = tmp_path / "bin" / "efibootmgr"
+    script.parent.mkdir()
+    script.write_text(f"""#!/bin/sh
+n=$(($(cat {state} 2>/dev/null || echo 0) + 1)); echo $n > {state}
+echo "$*" >> {tmp_path}/args
+[ $n -le {hangs} ] && exec sleep 30
+printf 'BootOrder: 0001\\nBoot0001* debian\\tHD(2,GPT,4c1f-a2,0x1000,0x10000)/File(\\\\EFI\\\\debian\\\\grubx64.efi)\\n'
+""")
+    script.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{script.parent}:{os.environ['PATH']}")
+    monkeypatch.setattr(efi, "EFIBOOTMGR_TIMEOUT", 0.5)
+    return tmp_path / "args"
+
+
+def test_efibootmgr_that_hangs_once_is_stopped_and_run_again(tmp_path, monkeypatch):
+    args = _fake_efibootmgr(tmp_path, monkeypatch, hangs=1)
+    entries = efi.list_entries()
+    assert [e.num for e in entries] == ["0001"]
+    assert args.read_text().splitlines() == ["-v", "-v"]
+
+
+def test_efibootmgr_that_keeps_hanging_is_a_failure_not_a_wait(tmp_path, monkeypatch):
+    from lifeboat.errors import CommandTimedOut
+    import pytest
+
+    _fake_efibootmgr(tmp_path, monkeypatch, hangs=99)
+    with pytest.raises(CommandTimedOut, match="did not finish within"):
+        efi.create_entry("/dev/vda", 2, "debian", "\\EFI\\debian\\grubx64.efi")

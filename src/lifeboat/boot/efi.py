@@ -6,9 +6,15 @@ import os
 import re
 from dataclasses import dataclass
 
+from lifeboat.errors import CommandTimedOut
 from lifeboat.run import run
 
 EFI_SYSFS = "/sys/firmware/efi"
+# efibootmgr normally returns within a second. It has been seen to hang now and then (under OVMF in
+# QEMU, and upstream reports the same on real machines: rhboot/efibootmgr#140); a hang must become a
+# reported failure, never a job that waits forever.
+EFIBOOTMGR_TIMEOUT = 60.0
+EFIBOOTMGR_TRIES = 2
 _ENTRY = re.compile(r"^Boot([0-9A-Fa-f]{4})(\*?)\s+(.*)$")
 
 
@@ -48,8 +54,20 @@ def loader_in_path(loader: str, path: str) -> bool:
     return norm in path.replace("/", "\\").lower()
 
 
+def _efibootmgr(*args: str) -> str:
+    """Run efibootmgr, bounded in time; a run that hangs is killed and tried once more (every call here
+    is safe to repeat: create_entry first removes what an interrupted run may have left)."""
+    for attempt in range(1, EFIBOOTMGR_TRIES + 1):
+        try:
+            return run(["efibootmgr", *args], timeout=EFIBOOTMGR_TIMEOUT).stdout
+        except CommandTimedOut:
+            if attempt == EFIBOOTMGR_TRIES:
+                raise
+    raise AssertionError("unreachable")
+
+
 def list_entries() -> list[BootEntry]:
-    return parse_efibootmgr(run(["efibootmgr", "-v"]).stdout)
+    return parse_efibootmgr(_efibootmgr("-v"))
 
 
 def entry_for(loader: str, entries: list[BootEntry], partuuid: str | None = None) -> BootEntry | None:
@@ -63,5 +81,5 @@ def create_entry(disk: str, part_number: int, label: str, loader: str) -> None:
     """Replace any entry with the same label and loader, then create it first in BootOrder."""
     for e in list_entries():
         if e.label == label and loader_in_path(loader, e.path):
-            run(["efibootmgr", "-q", "-b", e.num, "-B"])
-    run(["efibootmgr", "-q", "-c", "-d", disk, "-p", str(part_number), "-L", label, "-l", loader])
+            _efibootmgr("-q", "-b", e.num, "-B")
+    _efibootmgr("-q", "-c", "-d", disk, "-p", str(part_number), "-L", label, "-l", loader)
