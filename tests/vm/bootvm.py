@@ -87,10 +87,20 @@ for link in /dev/disk/by-id/*; do
 done
 echo "LIFEBOAT-JOB target=$t firmware=$([ -d /sys/firmware/efi ] && echo uefi || echo bios)"
 [ -n "$t" ] || exit 90
+# If bootfix has not finished after 240 s, show on the console what every task is doing (a failed run
+# then says where it hung instead of only timing out).
+( sleep 240; echo LIFEBOAT-JOB-SLOW
+  for p in /proc/[0-9]*; do  # user processes: pid, state, wait channel, command (the guest has no ps)
+    cmd=$(tr '\\0' ' ' <$p/cmdline 2>/dev/null); [ -n "$cmd" ] || continue
+    echo "${p#/proc/} $(cut -d' ' -f3 $p/stat) $(cat $p/wchan) $cmd"
+  done 2>/dev/null
+  echo w >/proc/sysrq-trigger ) &
+watchdog=$!
 python3 -m lifeboat.boot bootfix "$t" --yes --json >/job/result.json
 rc=$?
+kill $watchdog 2>/dev/null
 cat /job/result.json
-if [ -d /sys/firmware/efi ]; then efibootmgr -v | tee /job/efibootmgr.txt; fi
+if [ -d /sys/firmware/efi ]; then timeout 60 efibootmgr -v | tee /job/efibootmgr.txt; fi
 sync
 exit $rc
 """
@@ -106,9 +116,40 @@ class JobResult:
 
 
 def run_bootfix_in_guest(target: Path, interface: str, firmware: str, workdir: Path,
-                         vars_file: Path | None = None, timeout: float = 600) -> JobResult:
+                         vars_file: Path | None = None, timeout: float = 420) -> JobResult:
     """Boot the rescue guest (debootstrapped Debian, direct kernel boot) with `target` attached; it runs
-    `python3 -m lifeboat.boot bootfix TARGET --yes --json` with this checkout's code and powers off."""
+    `python3 -m lifeboat.boot bootfix TARGET --yes --json` with this checkout's code and powers off.
+
+    One retry, for one case only: the guest froze whole — not even the job's watchdog printed after
+    240 s. Seen once in CI at the NVRAM step (OVMF's variable service under TCG; a frozen vCPU is no
+    code of ours). The target and NVRAM are put back as they were before the retry, and it is reported.
+    A job that is alive but stuck (the watchdog printed) fails at once."""
+    pristine = workdir / f"{target.name}.before-bootfix"
+    bootdisk.copy_image(target, pristine)
+    try:
+        for attempt in (1, 2):
+            try:
+                return _bootfix_job(target, interface, firmware, workdir, vars_file, timeout, attempt)
+            except qemu.BootTimeout as timed_out:
+                serial = (workdir / f"{_job_vm_name(firmware, attempt)}-serial.log").read_bytes()
+                if attempt == 2 or b"LIFEBOAT-JOB-SLOW" in serial:
+                    raise
+                print(f"WARNING: the rescue guest froze (no output, watchdog silent); retrying once:\n"
+                      f"{str(timed_out)[-1500:]}", file=sys.stderr)
+                bootdisk.copy_image(pristine, target)
+                if vars_file is not None:
+                    Path(vars_file).unlink(missing_ok=True)
+        raise AssertionError("unreachable")
+    finally:
+        pristine.unlink(missing_ok=True)
+
+
+def _job_vm_name(firmware: str, attempt: int) -> str:
+    return f"rescue-{firmware}" + ("" if attempt == 1 else f"-try{attempt}")
+
+
+def _bootfix_job(target: Path, interface: str, firmware: str, workdir: Path, vars_file: Path | None,
+                 timeout: float, attempt: int) -> JobResult:
     rescue = bootdisk.rescue_guest()
     job = bootdisk.job_disk(workdir / "job.img", {"run": JOB_SCRIPT, "src/lifeboat": SRC})
     drives = [
@@ -117,7 +158,8 @@ def run_bootfix_in_guest(target: Path, interface: str, firmware: str, workdir: P
         qemu.Drive(target, interface, serial="LBTARGET"),
     ]
     append = "root=LABEL=LBRESCUE ro console=ttyS0,115200 init=/usr/local/sbin/lifeboat-job panic=10"
-    with qemu.Machine(drives, firmware=firmware, workdir=workdir, name=f"rescue-{firmware}", memory=1024,
+    name = _job_vm_name(firmware, attempt)
+    with qemu.Machine(drives, firmware=firmware, workdir=workdir, name=name, memory=1024,
                       kernel=rescue["kernel"], initrd=rescue["initrd"], append=append,
                       vars_file=vars_file) as vm:
         vm.wait_for(JOB_EXIT_RE, timeout)
