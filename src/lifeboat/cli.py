@@ -170,7 +170,7 @@ def cmd_restore(args) -> int:
         sink.close()
     if args.json:
         _print_json(result.to_json())
-    failed = [s for s in result.steps if s[1] == "failed"]
+    failed = result.failed_steps()
     print(f"Restored {args.name!r} onto {args.target}: {human_size(result.bytes_written)} in {result.seconds:.1f} s"
           + (f"; {len(failed)} step(s) failed" if failed else ""))
     return EXIT_FAILED if failed else EXIT_OK

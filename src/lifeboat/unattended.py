@@ -230,7 +230,7 @@ class ConsoleProgress:
             if now - self._last >= self.interval or (event.total and event.done >= event.total):
                 self._last = now
                 pct = 100.0 * event.done / event.total if event.total else 0.0
-                say(f"{event.phase} {event.item}: {pct:.0f}% ({event.done >> 20} of {event.total >> 20} MiB)")
+                say(f"{event.phase} {event.item}: overall {pct:.0f}% ({event.done >> 20} of {event.total >> 20} MiB)")
 
 
 # ---------------------------------------------------------------- devices and the repository
@@ -365,7 +365,10 @@ def run_job(job: Job, repo_path: str, cancel: threading.Event) -> None:
         plan = plan_restore(repo, job.image, target)
         say(f"restoring {job.image} onto {target}")
         say(f"plan: {plan}")
-        restore(plan, progress=sink, cancel=cancel, bootloader=job.bootloader)
+        result = restore(plan, progress=sink, cancel=cancel, bootloader=job.bootloader)
+        failed = result.failed_steps()
+        if failed:  # never an OK line for a disk that may not boot
+            raise UnattendedError("restored, but " + "; ".join(f"{name} failed: {detail}" for name, _, detail in failed))
     elif job.job == "verify":
         from lifeboat.engine.verify import verify
 

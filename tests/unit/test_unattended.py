@@ -178,3 +178,25 @@ def test_release_info(tmp_path):
     release = tmp_path / "lifeboat-release"
     release.write_text("VERSION=0.1.0\nLIVE_MEDIUM_UUID=2026-11-24-22-39-00-00\nnonsense\n")
     assert live.release_info(str(release)) == {"VERSION": "0.1.0", "LIVE_MEDIUM_UUID": "2026-11-24-22-39-00-00"}
+
+
+def test_restore_with_a_failed_bootloader_step_is_not_ok(tmp_path, monkeypatch):
+    """The data went in but GRUB did not: the job must end FAILED with the step named, never OK."""
+    from lifeboat.engine import plan as plan_module
+    from lifeboat.engine import restore as restore_module
+    from lifeboat.engine.restore import RestoreResult
+    from lifeboat.repo.store import Repository
+
+    repo = tmp_path / "repo"
+    Repository.open(repo, create=True)
+    monkeypatch.setattr(unattended, "find_device", lambda spec, what: "/dev/fake-target")
+    monkeypatch.setattr(plan_module, "plan_restore", lambda repo, image, target: "a plan")
+    steps = [("partition table", "done", ""), ("bootloader: GRUB for BIOS (i386-pc)", "failed", "no core.img")]
+    monkeypatch.setattr(restore_module, "restore",
+                        lambda plan, **kw: RestoreResult("img", "/dev/fake-target", steps=list(steps)))
+    job = Job("restore", image="img", target="SERIAL=x")
+    with pytest.raises(UnattendedError, match=r"GRUB for BIOS \(i386-pc\) failed: no core.img"):
+        unattended.run_job(job, str(repo), unattended.threading.Event())
+
+    steps[1] = ("bootloader: GRUB for BIOS (i386-pc)", "done", "")
+    unattended.run_job(job, str(repo), unattended.threading.Event())  # all done: no error

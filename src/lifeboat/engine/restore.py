@@ -39,6 +39,11 @@ class RestoreResult:
     seconds: float = 0.0
     steps: list[tuple[str, str, str]] = field(default_factory=list)  # (step, outcome, detail)
 
+    def failed_steps(self) -> list[tuple[str, str, str]]:
+        """Steps that failed without stopping the restore (a bootloader step): the data is in place, but
+        the result is not a success."""
+        return [s for s in self.steps if s[1] == "failed"]
+
     def to_json(self) -> dict:
         return {
             "image": self.image,

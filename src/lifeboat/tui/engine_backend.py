@@ -138,7 +138,7 @@ class EngineBackend:
         ]
         lines += [f"{step}: {outcome}" + (f" ({detail})" if detail else "") for step, outcome, detail in result.steps
                   if step.startswith(("bootloader", "grow", "swap")) and outcome != "failed"]
-        warnings = tuple(f"{step}: {detail or outcome}" for step, outcome, detail in result.steps if outcome == "failed")
+        warnings = tuple(f"{step}: {detail or outcome}" for step, outcome, detail in result.failed_steps())
         return JobOutcome(tuple(lines), warnings)
 
     # ---- capture, verify, bootfix
