@@ -17,6 +17,11 @@ class ToolMissing(LifeboatError):
         super().__init__(f"required tool '{tool}' is not installed{hint}")
 
 
+def _command(argv: list[str]) -> str:
+    """The command as it appears in an error: its first three words."""
+    return f"'{' '.join(argv[:3])}{' …' if len(argv) > 3 else ''}'"
+
+
 class CommandFailed(LifeboatError):
     def __init__(self, argv: list[str], code: int, stderr_tail: str = ""):
         self.argv = list(argv)
@@ -24,15 +29,14 @@ class CommandFailed(LifeboatError):
         self.stderr_tail = stderr_tail
         tail = stderr_tail.strip().splitlines()[-1:] if stderr_tail else []
         detail = f": {tail[0]}" if tail else ""
-        super().__init__(f"'{' '.join(argv[:3])}{' …' if len(argv) > 3 else ''}' failed with exit code {code}{detail}")
+        super().__init__(f"{_command(argv)} failed with exit code {code}{detail}")
 
 
 class CommandTimedOut(LifeboatError):
     def __init__(self, argv: list[str], seconds: float):
         self.argv = list(argv)
         self.seconds = seconds
-        super().__init__(f"'{' '.join(argv[:3])}{' …' if len(argv) > 3 else ''}' did not finish within {seconds:.0f} s "
-                         "and was stopped")
+        super().__init__(f"{_command(argv)} did not finish within {seconds:.0f} s and was stopped")
 
 
 class TargetTooSmall(LifeboatError):

@@ -127,19 +127,17 @@ def run_bootfix_in_guest(target: Path, interface: str, firmware: str, workdir: P
     pristine = workdir / f"{target.name}.before-bootfix"
     bootdisk.copy_image(target, pristine)
     try:
-        for attempt in (1, 2):
-            try:
-                return _bootfix_job(target, interface, firmware, workdir, vars_file, timeout, attempt)
-            except qemu.BootTimeout as timed_out:
-                serial = (workdir / f"{_job_vm_name(firmware, attempt)}-serial.log").read_bytes()
-                if attempt == 2 or b"LIFEBOAT-JOB-SLOW" in serial:
-                    raise
-                print(f"WARNING: the rescue guest froze (no output, watchdog silent); retrying once:\n"
-                      f"{str(timed_out)[-1500:]}", file=sys.stderr)
-                bootdisk.copy_image(pristine, target)
-                if vars_file is not None:
-                    Path(vars_file).unlink(missing_ok=True)
-        raise AssertionError("unreachable")
+        try:
+            return _bootfix_job(target, interface, firmware, workdir, vars_file, timeout, attempt=1)
+        except qemu.BootTimeout as timed_out:
+            if b"LIFEBOAT-JOB-SLOW" in (workdir / f"{_job_vm_name(firmware, 1)}-serial.log").read_bytes():
+                raise
+            print(f"WARNING: the rescue guest froze (no output, watchdog silent); retrying once:\n"
+                  f"{str(timed_out)[-1500:]}", file=sys.stderr)
+        bootdisk.copy_image(pristine, target)
+        if vars_file is not None:
+            Path(vars_file).unlink(missing_ok=True)
+        return _bootfix_job(target, interface, firmware, workdir, vars_file, timeout, attempt=2)
     finally:
         pristine.unlink(missing_ok=True)
 

@@ -86,12 +86,21 @@ def ext4_disk_with_files(path: Path, size_mib: int, files: dict[str, bytes], lab
     for name, data in files.items():
         (content / name).parent.mkdir(parents=True, exist_ok=True)
         (content / name).write_bytes(data)
-    part = path.parent / (path.name + ".part")
-    part_mib = size_mib - 2
-    blank_disk(part, part_mib)
+    part = partition_file(path, size_mib)
     run(["mkfs.ext4", "-q", "-F", "-L", label, "-d", str(content), str(part)])
+    return gpt_disk_holding(path, part, size_mib)
+
+
+def partition_file(disk: Path, disk_mib: int) -> Path:
+    """A blank file the size of the one partition `gpt_disk_holding` will put on a disk of `disk_mib`."""
+    return blank_disk(disk.with_name(disk.name + ".part"), disk_mib - 2)
+
+
+def gpt_disk_holding(path: Path, part: Path, size_mib: int) -> Path:
+    """A GPT disk of `size_mib` whose one Linux partition (from 1 MiB) holds the filesystem image `part`,
+    copied into place; `part` is removed. The host needs no partition loop device for this."""
     blank_disk(path, size_mib)
-    run(["sgdisk", "-n", f"1:2048:+{part_mib}M", "-t", "1:8300", str(path)])
+    run(["sgdisk", "-n", f"1:2048:+{size_mib - 2}M", "-t", "1:8300", str(path)])
     run(["dd", f"if={part}", f"of={path}", "bs=1M", "seek=1", "conv=notrunc,sparse", "status=none"])
     part.unlink()
     return path

@@ -316,3 +316,15 @@ def ovmf_available() -> bool:
 
 def qemu_available() -> bool:
     return shutil.which(QEMU) is not None
+
+
+def vm_marks(root_reason: str, needs_ovmf: bool = True) -> list:
+    """A vm test module's marks: `vm`, and skipped without root or without QEMU (and OVMF)."""
+    import pytest
+
+    missing = not qemu_available() or (needs_ovmf and not ovmf_available())
+    return [
+        pytest.mark.vm,
+        pytest.mark.skipif(os.geteuid() != 0, reason=root_reason),
+        pytest.mark.skipif(missing, reason="needs QEMU and OVMF" if needs_ovmf else "qemu-system-x86_64 is not installed"),
+    ]

@@ -15,11 +15,7 @@ import pytest
 import bootdisk
 import qemu
 
-pytestmark = [
-    pytest.mark.vm,
-    pytest.mark.skipif(os.geteuid() != 0, reason="building fixtures needs root (loop devices, mount)"),
-    pytest.mark.skipif(not qemu.qemu_available(), reason="qemu-system-x86_64 is not installed"),
-]
+pytestmark = qemu.vm_marks("building fixtures needs root (loop devices, mount)", needs_ovmf=False)
 
 MARKER_RE = re.compile(bootdisk.MARKER + r" name=(\S+) firmware=(\S+)\r?\n")
 

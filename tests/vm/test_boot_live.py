@@ -22,11 +22,7 @@ import bootvm
 import qemu
 from iso_helpers import BOOT_TIMEOUT, ready_pattern, shell, wait_for_all
 
-pytestmark = [
-    pytest.mark.vm,
-    pytest.mark.skipif(os.geteuid() != 0, reason="needs root"),
-    pytest.mark.skipif(not qemu.qemu_available() or not qemu.ovmf_available(), reason="needs QEMU and OVMF"),
-]
+pytestmark = qemu.vm_marks("needs root")
 
 GRUB_STEPS = ("GRUB for BIOS (i386-pc)", "GRUB for UEFI (x86_64-efi)", "update-grub",
               "removable fallback \\EFI\\BOOT\\BOOTX64.EFI", "NVRAM entry")

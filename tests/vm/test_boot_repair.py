@@ -10,7 +10,6 @@ test_boot_live.py.)
 
 from __future__ import annotations
 
-import os
 import re
 
 import pytest
@@ -19,11 +18,7 @@ import bootdisk
 import bootvm
 import qemu
 
-pytestmark = [
-    pytest.mark.vm,
-    pytest.mark.skipif(os.geteuid() != 0, reason="building fixtures needs root (loop devices, mount)"),
-    pytest.mark.skipif(not qemu.qemu_available() or not qemu.ovmf_available(), reason="needs QEMU and OVMF"),
-]
+pytestmark = qemu.vm_marks("building fixtures needs root (loop devices, mount)")
 
 NVRAM_BOOT_RE = re.compile(r'BdsDxe: loading Boot[0-9A-F]{4} "debian"')
 LOADERS = ["::/EFI/BOOT/BOOTX64.EFI", "::/EFI/debian/grubx64.efi"]

@@ -9,7 +9,6 @@ debootstrapped Debian's restore → login prompt → break → bootfix → login
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import pytest
@@ -18,11 +17,7 @@ import bootdisk
 import bootvm
 import qemu
 
-pytestmark = [
-    pytest.mark.vm,
-    pytest.mark.skipif(os.geteuid() != 0, reason="capture/restore on loop devices needs root"),
-    pytest.mark.skipif(not qemu.qemu_available() or not qemu.ovmf_available(), reason="needs QEMU and OVMF"),
-]
+pytestmark = qemu.vm_marks("capture/restore on loop devices needs root")
 
 
 class Captures:

@@ -10,7 +10,6 @@ captured and not touched by bootfix).
 
 from __future__ import annotations
 
-import os
 
 import pytest
 
@@ -18,11 +17,7 @@ import bootdisk
 import bootvm
 import qemu
 
-pytestmark = [
-    pytest.mark.vm,
-    pytest.mark.skipif(os.geteuid() != 0, reason="needs root"),
-    pytest.mark.skipif(not qemu.qemu_available() or not qemu.ovmf_available(), reason="needs QEMU and OVMF"),
-]
+pytestmark = qemu.vm_marks("needs root")
 
 
 @pytest.mark.timeout(2400)  # a cold cache builds the rescue guest (debootstrap) first

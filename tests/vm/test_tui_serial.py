@@ -17,7 +17,6 @@ fixture's marker. TCG only; every QEMU bounded by timeouts and killed by PID.
 
 from __future__ import annotations
 
-import os
 import re
 import tempfile
 import time
@@ -29,14 +28,10 @@ import pytest
 import bootdisk
 import bootvm
 import qemu
-from iso_helpers import BOOT_TIMEOUT, blank_disk
+from iso_helpers import BOOT_TIMEOUT, blank_disk, gpt_disk_holding, partition_file
 from serial_tui import SerialTerminal
 
-pytestmark = [
-    pytest.mark.vm,
-    pytest.mark.skipif(os.geteuid() != 0, reason="needs root (loop mounts for the repository disk)"),
-    pytest.mark.skipif(not qemu.qemu_available() or not qemu.ovmf_available(), reason="needs QEMU and OVMF"),
-]
+pytestmark = qemu.vm_marks("needs root (loop mounts for the repository disk)")
 
 IMAGE = "fixture-gpt"
 REPO_LABEL = "LBTUIREPO"
@@ -50,7 +45,7 @@ def repository_disk(path: Path, source: Path, size_mib: int = 192) -> Path:
     """A GPT disk with one ext4 partition labelled REPO_LABEL; the repository is its `lifeboat/` directory
     (one of the places the TUI's picker looks). The filesystem is filled as a file of its own, then copied
     into place: no partition loop devices."""
-    part = blank_disk(path.with_name(path.name + ".part"), size_mib - 2)
+    part = partition_file(path, size_mib)
     bootdisk.sh("mkfs.ext4", "-q", "-F", "-L", REPO_LABEL, part)
     with tempfile.TemporaryDirectory() as mnt:
         bootdisk.sh("mount", "-o", "loop", part, mnt)
@@ -59,11 +54,7 @@ def repository_disk(path: Path, source: Path, size_mib: int = 192) -> Path:
             assert (Path(mnt) / "lifeboat" / "lifeboat-repo.json").is_file()
         finally:
             bootdisk.sh("umount", mnt)
-    blank_disk(path, size_mib)
-    bootdisk.sh("sgdisk", "-n", f"1:2048:+{size_mib - 2}M", "-t", "1:8300", path)
-    bootdisk.sh("dd", f"if={part}", f"of={path}", "bs=1M", "seek=1", "conv=notrunc,sparse", "status=none")
-    part.unlink()
-    return path
+    return gpt_disk_holding(path, part, size_mib)
 
 
 def _step(label: str, started: float) -> None:

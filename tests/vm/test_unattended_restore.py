@@ -13,7 +13,6 @@ grown. TCG only; every QEMU bounded by timeouts and killed by PID.
 
 from __future__ import annotations
 
-import os
 import re
 import tempfile
 from pathlib import Path
@@ -25,11 +24,7 @@ import bootvm
 import qemu
 from iso_helpers import BOOT_TIMEOUT, blank_disk, ext4_whole_disk, ready_pattern
 
-pytestmark = [
-    pytest.mark.vm,
-    pytest.mark.skipif(os.geteuid() != 0, reason="needs root (loop devices to capture, loop mount for the repo)"),
-    pytest.mark.skipif(not qemu.qemu_available() or not qemu.ovmf_available(), reason="needs QEMU and OVMF"),
-]
+pytestmark = qemu.vm_marks("needs root (loop devices to capture, loop mount for the repo)")
 
 IMAGE = "broken-mbr"
 REPO_LABEL = "LBUNATTREPO"

@@ -14,7 +14,6 @@ EFI_SYSFS = "/sys/firmware/efi"
 # QEMU, and upstream reports the same on real machines: rhboot/efibootmgr#140); a hang must become a
 # reported failure, never a job that waits forever.
 EFIBOOTMGR_TIMEOUT = 60.0
-EFIBOOTMGR_TRIES = 2
 _ENTRY = re.compile(r"^Boot([0-9A-Fa-f]{4})(\*?)\s+(.*)$")
 
 
@@ -57,13 +56,11 @@ def loader_in_path(loader: str, path: str) -> bool:
 def _efibootmgr(*args: str) -> str:
     """Run efibootmgr, bounded in time; a run that hangs is killed and tried once more (every call here
     is safe to repeat: create_entry first removes what an interrupted run may have left)."""
-    for attempt in range(1, EFIBOOTMGR_TRIES + 1):
-        try:
-            return run(["efibootmgr", *args], timeout=EFIBOOTMGR_TIMEOUT).stdout
-        except CommandTimedOut:
-            if attempt == EFIBOOTMGR_TRIES:
-                raise
-    raise AssertionError("unreachable")
+    argv = ["efibootmgr", *args]
+    try:
+        return run(argv, timeout=EFIBOOTMGR_TIMEOUT).stdout
+    except CommandTimedOut:
+        return run(argv, timeout=EFIBOOTMGR_TIMEOUT).stdout
 
 
 def list_entries() -> list[BootEntry]:
