@@ -9,7 +9,17 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from enum import StrEnum
 from typing import Union
+
+
+class Outcome(StrEnum):
+    """How a step ended, in the same words everywhere: CLI, TUI, unattended result, JSON."""
+
+    DONE = "done"
+    NOT_NEEDED = "not-needed"  # nothing to do (a data disk needs no bootloader), with a note saying why
+    SKIPPED = "skipped"  # the user asked not to (--no-bootloader)
+    FAILED = "failed"
 
 
 @dataclass(frozen=True)
@@ -23,7 +33,7 @@ class StepStarted:
 @dataclass(frozen=True)
 class StepFinished:
     step: str
-    outcome: str = "done"  # done | skipped | failed | not-needed
+    outcome: Outcome = Outcome.DONE
     detail: str = ""
 
 
