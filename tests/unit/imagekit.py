@@ -103,3 +103,27 @@ def office_image(repo: Repository, name: str = "office") -> ImageManifest:
     manifest = office_manifest(repo, name)
     write_manifest(repo, manifest)
     return manifest
+
+
+FIXTURES = __import__("pathlib").Path(__file__).resolve().parent.parent / "fixtures"
+
+
+def v1_repo(tmp_path) -> Repository:
+    """A copy of the committed version-1 repository (tests/fixtures/v1-image, made by make_v1_image.py)."""
+    import shutil
+
+    shutil.copytree(FIXTURES / "v1-image" / "repo", tmp_path / "v1-repo")
+    return Repository.open(tmp_path / "v1-repo")
+
+
+def fake_target(monkeypatch, size: int, path: str = "/dev/sdt", unsafe: str = "", tools_missing: tuple = ()):
+    """plan_restore sees a disk of `size` bytes at `path` (no real disk: planning only reads disk_info)."""
+    from lifeboat.devices import Disk
+    from lifeboat.engine import plan
+
+    disk = Disk(path, path.rsplit("/", 1)[-1], size, model="Spare SSD", serial="T1", transport="sata",
+                unsafe_reason=unsafe)
+    monkeypatch.setattr(plan, "disk_info", lambda target: disk)
+    monkeypatch.setattr(plan, "missing_tools", lambda tools: [t for t in tools if t in tools_missing])
+    monkeypatch.setattr(plan, "_current_layout", lambda target: None)
+    return disk
