@@ -216,6 +216,7 @@ def test_malformed_version_1_fields_are_named(office, path, value, message):
 @pytest.mark.parametrize(("change", "message"), [
     ({"version": 99}, "image 'office': manifest schema version 99 is not supported (this Lifeboat reads versions 1, 2)"),
     ({"version": "2"}, "manifest schema version '2' is not supported"),
+    ({"version": True}, "manifest schema version True is not supported"),
     ({"schema": "clonezilla"}, "image 'office': not a Lifeboat image manifest (schema 'clonezilla')"),
 ])
 def test_unknown_schema_or_version(office, change, message):

@@ -11,7 +11,21 @@ DataStream: a block map (which byte runs of the address space hold data) and the
 those runs, one chunk per 4 MiB window of the address space.
 
 Version 1 (Lifeboat's first format: partitions with a bare "mode" string) is upgraded on load.
-Nothing outside this module reads manifest JSON by key.
+Nothing outside this module reads manifest JSON by key. Version 2 as JSON (images/NAME/manifest.json):
+
+    {"schema": "lifeboat-image", "version": 2, "name", "created", "finished", "lifeboat", "chunk_size",
+     "hash", "compression": {"algorithm", "level"}, "source": {"path", "size", "model", "serial", "sector_size"},
+     "layout": DiskLayout.to_json(), "boot_regions": [{"name", "offset", "length", "chunk"}],
+     "partitions": [{"number", "size", "content": CONTENT}],
+     "volume_groups": [{"name", "uuid", "extent_size", "metadata": {"chunk", "length"},
+                        "lvs": [{"name", "uuid", "size", "content": CONTENT}]}],
+     "origin": null | {"tool", "version", "path"}, "key_ref": "", "stats": {"read_bytes", "new_chunk_bytes", "new_chunks"}}
+    CONTENT: {"kind": "filesystem", "fstype", "uuid", "label", "stream": STREAM}
+           | {"kind": "raw", "fstype", "uuid", "label", "reason", "stream": STREAM} | {"kind": "swap", "uuid", "label"}
+           | {"kind": "empty"} | {"kind": "lvm-pv", "vg_name", "pv_uuid"}
+           | {"kind": "luks", "version", "uuid", "label", "cipher", "header": {"chunk", "length"}, "inner": CONTENT | null}
+    STREAM:  {"map": {"chunk", "length", "runs"}, "chunks": [[window, digest, length], ...], "used_bytes",
+              "unreadable": [[offset, length], ...]}
 """
 
 from __future__ import annotations
@@ -26,6 +40,7 @@ from lifeboat.fs.registry import CaptureMode
 from lifeboat.layout.model import DiskLayout
 from lifeboat.repo.checked_json import Fields, checked_digest, checked_int, what
 from lifeboat.repo.store import Repository
+from lifeboat.repo.summary import ImageSummary, PartitionSummary
 
 SCHEMA = "lifeboat-image"
 SCHEMA_VERSION = 2
@@ -166,7 +181,16 @@ def content_mode(content: Content) -> CaptureMode:
 
 
 def content_stream(content: Content) -> DataStream | None:
+    """The data stored for the content itself (None for swap, empty, LUKS and LVM physical volumes)."""
     return getattr(content, "stream", None)
+
+
+def content_used_bytes(content: Content | None) -> int:
+    """Bytes of data a restore writes for the content, a LUKS container's inner content included."""
+    if content is None:
+        return 0
+    stream = content_stream(content)
+    return stream.used_bytes if stream else content_used_bytes(getattr(content, "inner", None))
 
 
 def _content_digests(content: Content | None) -> Iterator[str]:
@@ -203,7 +227,7 @@ class PartitionImage:
 
     @property
     def used_bytes(self) -> int:
-        return self.stream.used_bytes if self.stream else 0
+        return content_used_bytes(self.content)
 
     @property
     def uuid(self) -> str:
@@ -277,45 +301,6 @@ class CaptureStats:
 
 
 @dataclass(frozen=True)
-class PartitionSummary:
-    number: int
-    fstype: str  # the filesystem, or how it was captured when there is none
-    size: int
-    used_bytes: int
-
-
-@dataclass(frozen=True)
-class ImageSummary:
-    name: str
-    created: str
-    source_model: str
-    source_serial: str
-    source_size: int
-    table: str
-    partitions: tuple[PartitionSummary, ...]
-    data_bytes: int  # bytes the image restores
-    lifeboat_version: str = ""
-    origin: str = ""  # the tool an imported image came from
-
-    def to_json(self) -> dict:
-        return {
-            "name": self.name,
-            "created": self.created,
-            "source_model": self.source_model,
-            "source_serial": self.source_serial,
-            "source_size": self.source_size,
-            "table": self.table,
-            "partitions": [
-                {"number": p.number, "fstype": p.fstype, "size": p.size, "used_bytes": p.used_bytes}
-                for p in self.partitions
-            ],
-            "data_bytes": self.data_bytes,
-            "lifeboat_version": self.lifeboat_version,
-            "origin": self.origin,
-        }
-
-
-@dataclass(frozen=True)
 class ImageManifest:
     name: str
     created: str  # ISO 8601, UTC
@@ -339,7 +324,7 @@ class ImageManifest:
     @property
     def data_bytes(self) -> int:
         return sum(p.used_bytes for p in self.partitions) + sum(
-            (content_stream(lv.content) or _NO_STREAM).used_bytes for vg in self.volume_groups for lv in vg.lvs)
+            content_used_bytes(lv.content) for vg in self.volume_groups for lv in vg.lvs)
 
     def referenced_chunks(self) -> list[str]:
         """Every stored object the image needs (prune keeps them)."""
@@ -367,9 +352,6 @@ class ImageManifest:
     def from_json(cls, data: object, image: str = "") -> ImageManifest:
         """The manifest in `data` (version 1 or 2), checked. Raises ImageCorrupt naming the image and field."""
         return _parse_manifest(data, image)
-
-
-_NO_STREAM = DataStream(BlockMapRef("", 0, 0), (), 0)
 
 
 # ---------------------------------------------------------------- the repository's images
@@ -400,9 +382,6 @@ def list_images(repo: Repository) -> list[ImageListing]:
         except Exception as exc:  # noqa: BLE001 - one broken manifest must not hide the others
             out.append(ImageListing(name, None, str(exc)))
     return out
-
-
-
 
 
 # ---------------------------------------------------------------- JSON: writing
@@ -569,7 +548,7 @@ def _check_header(top: Fields) -> int:
     if top.data.get("schema") != SCHEMA:
         raise ImageCorrupt(f"{top.where}: not a Lifeboat image manifest (schema {top.data.get('schema')!r})")
     version = top.data.get("version")
-    if version not in READABLE_VERSIONS:
+    if isinstance(version, bool) or version not in READABLE_VERSIONS:
         raise ImageCorrupt(
             f"{top.where}: manifest schema version {version!r} is not supported "
             f"(this Lifeboat reads versions {', '.join(map(str, READABLE_VERSIONS))}); use a newer Lifeboat")
