@@ -64,3 +64,14 @@ def test_plans(tmp_path, monkeypatch):
         (1, CaptureMode.USED_BLOCKS), (2, CaptureMode.USED_BLOCKS), (3, CaptureMode.SWAP), (4, CaptureMode.RAW)]
     assert {a.number for a in plan.actions if a.grows} == {2, 4}  # ext4 grows; the ESP and swap keep their size
     assert plan.target_layout.disk_sectors * 512 == 2 * EXPECTED["disk_bytes"] >= 48 * MiB
+
+
+def test_the_tui_lists_it_and_skips_an_unreadable_image(tmp_path):
+    from lifeboat.tui.engine_backend import EngineBackend
+
+    repo = v1_repo(tmp_path)
+    repo.write_manifest("broken", {"schema": "lifeboat-image", "version": 1, "name": "broken"})
+    [info] = EngineBackend(log_path="/dev/null").list_images(str(repo.root))
+    assert info.name == IMAGE and info.source_size == EXPECTED["disk_bytes"]
+    assert info.partitions == ("p1 vfat 4.0 MiB", "p2 ext4 10.0 MiB", "p3 swap 2.0 MiB", "p4 raw 1.0 MiB")
+    assert info.created is not None and info.stored_bytes == load_manifest(repo, IMAGE).data_bytes
