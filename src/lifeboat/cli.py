@@ -7,21 +7,19 @@ No disk I/O of its own: every command calls the engine. Exit codes: 0 success, 1
 from __future__ import annotations
 
 import argparse
-import importlib
 import json
 import logging
 import os
 import sys
 import threading
 
-from lifeboat import __version__
+from lifeboat import __version__, unattended
+from lifeboat.boot import command as boot_command
 from lifeboat.config import default_level, default_repo
 from lifeboat.devices import human_size
 from lifeboat.errors import Cancelled, LifeboatError
 
 EXIT_OK, EXIT_FAILED, EXIT_REFUSED = 0, 1, 2
-# Commands other modules own; each exposes add_subcommand(subparsers). Missing ones are skipped.
-PLUGIN_COMMANDS = ("lifeboat.boot.command", "lifeboat.unattended")
 
 
 def _repo(args, create: bool = False):
@@ -150,7 +148,7 @@ def _confirm(plan, args) -> bool:
 
 def cmd_restore(args) -> int:
     from lifeboat.engine.plan import plan_restore
-    from lifeboat.engine.restore import restore
+    from lifeboat.engine.restore import bootloader_outcome, restore
     from lifeboat.terminal import ConsoleProgress
 
     plan = plan_restore(_repo(args), args.name, args.target)
@@ -172,8 +170,9 @@ def cmd_restore(args) -> int:
     if args.json:
         _print_json(result.to_json())
     failed = result.failed_steps()
+    bootloader = bootloader_outcome(result)
     print(f"Restored {args.name!r} onto {args.target}: {human_size(result.bytes_written)} in {result.seconds:.1f} s"
-          + (f"; {len(failed)} step(s) failed" if failed else ""))
+          + (f"; bootloader {bootloader}" if bootloader else "") + (f"; {len(failed)} step(s) failed" if failed else ""))
     return EXIT_FAILED if failed else EXIT_OK
 
 
@@ -280,11 +279,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--round-trip", action="store_true", help="no TUI: capture and restore a demo disk and report")
     p.set_defaults(func=cmd_sandbox)
 
-    for module in PLUGIN_COMMANDS:
-        try:
-            importlib.import_module(module).add_subcommand(sub)
-        except (ImportError, AttributeError):
-            continue
+    # commands other modules own, each registered by its add_subcommand(); one that fails to import fails here
+    boot_command.add_subcommand(sub)
+    unattended.add_subcommand(sub)
     return parser
 
 

@@ -7,7 +7,7 @@ import time
 from typing import TextIO
 
 from lifeboat.devices import human_size
-from lifeboat.engine.events import Event, LogLine, Progress, StepFinished, StepStarted
+from lifeboat.events import Event, LogLine, Progress, StepFinished, StepStarted
 
 
 def _eta(remaining: int, rate: float) -> str:

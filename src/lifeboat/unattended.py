@@ -199,12 +199,14 @@ def say(message: str) -> None:
     print(f"lifeboat: {message}", flush=True)
 
 
-def result_line(job: Job, ok: bool, reason: str = "", seconds: float | None = None) -> str:
+def result_line(job: Job, ok: bool, reason: str = "", seconds: float | None = None, facts: tuple[str, ...] = ()) -> str:
+    """The one result line; `facts` are key=value words a job adds (a restore: bootloader=not-needed)."""
     parts = [RESULT, "OK" if ok else "FAILED", f"job={job.job}"]
     if job.image:
         parts.append(f"image={job.image}")
     if seconds is not None:
         parts.append(f"seconds={seconds:.0f}")
+    parts += facts
     if not ok:
         parts.append(f"reason={' '.join(reason.split()) or 'unknown'}")
     return " ".join(parts)
@@ -338,8 +340,9 @@ def _check_not_boot_medium(node: str) -> None:
         raise UnattendedError(f"{node} is the disk Lifeboat runs from")
 
 
-def run_job(job: Job, repo_path: str, cancel: threading.Event) -> None:
-    """Run a complete job against a mounted repository. Raises LifeboatError on failure."""
+def run_job(job: Job, repo_path: str, cancel: threading.Event) -> tuple[str, ...]:
+    """Run a complete job against a mounted repository. Raises LifeboatError on failure; returns the key=value
+    facts the result line carries (a restore's bootloader outcome)."""
     from lifeboat.repo.store import Repository
 
     sink = ConsoleProgress()
@@ -358,7 +361,7 @@ def run_job(job: Job, repo_path: str, cancel: threading.Event) -> None:
             verify(repo, job.image, progress=sink)
     elif job.job == "restore":
         from lifeboat.engine.plan import plan_restore
-        from lifeboat.engine.restore import restore
+        from lifeboat.engine.restore import bootloader_outcome, restore
 
         target = find_device(job.target, "target disk")
         repo = Repository.open(repo_path)
@@ -369,6 +372,8 @@ def run_job(job: Job, repo_path: str, cancel: threading.Event) -> None:
         failed = result.failed_steps()
         if failed:  # never an OK line for a disk that may not boot
             raise UnattendedError("restored, but " + "; ".join(f"{s.step} failed: {s.detail}" for s in failed))
+        bootloader = bootloader_outcome(result)
+        return (f"bootloader={bootloader}",) if bootloader else ()
     elif job.job == "verify":
         from lifeboat.engine.verify import verify
 
@@ -377,11 +382,14 @@ def run_job(job: Job, repo_path: str, cancel: threading.Event) -> None:
         verify(repo, job.image, progress=sink)
     else:  # pragma: no cover - parse_cmdline never lets another kind through
         raise UnattendedError(f"unknown job {job.job}")
+    return ()
 
 
-def execute(job: Job, cmdline: str) -> tuple[Job, bool, str, float]:
-    """Mount, run, unmount. Returns (the job as run, ok, reason, seconds). Never raises LifeboatError."""
+def execute(job: Job, cmdline: str) -> tuple[Job, bool, str, float, tuple[str, ...]]:
+    """Mount, run, unmount. Returns (the job as run, ok, reason, seconds, facts for the result line).
+    Never raises LifeboatError."""
     start = time.monotonic()
+    facts: tuple[str, ...] = ()
     try:
         with RepoMount(job.repo, job.repodir) as repo_path:
             if job.job == "file":
@@ -394,14 +402,12 @@ def execute(job: Job, cmdline: str) -> tuple[Job, bool, str, float]:
                 if job.repo != DEFAULT_REPO or job.repodir:
                     say("note: lifeboat.repo/repodir in the job file are ignored: the file's repository is used")
                 say(f"job from {job_file}: {job.job} {job.image}")
-            run_job(job, repo_path, threading.Event())
+            facts = run_job(job, repo_path, threading.Event())
     except LifeboatError as e:
-        return job, False, str(e), time.monotonic() - start
-    except ImportError as e:
-        return job, False, f"this Lifeboat lacks part of its engine ({e})", time.monotonic() - start
+        return job, False, str(e), time.monotonic() - start, ()
     except Exception as e:  # noqa: BLE001 - an unattended run must always end with a result line
-        return job, False, f"internal error: {type(e).__name__}: {e}", time.monotonic() - start
-    return job, True, "", time.monotonic() - start
+        return job, False, f"internal error: {type(e).__name__}: {e}", time.monotonic() - start, ()
+    return job, True, "", time.monotonic() - start, facts
 
 
 def in_live_system() -> bool:
@@ -434,8 +440,8 @@ def run(cmdline: str, act: bool) -> int:
         say("no lifeboat.job= on the command line: nothing to do")
         return 0
     say(f"unattended {job.job} starting")
-    job, ok, reason, seconds = execute(job, cmdline)
-    print(result_line(job, ok, reason, seconds), flush=True)
+    job, ok, reason, seconds, facts = execute(job, cmdline)
+    print(result_line(job, ok, reason, seconds, facts), flush=True)
     finish(job.after if ok else job.onfail, act)
     return 0 if ok else 1
 

@@ -8,7 +8,7 @@ import os
 import sys
 
 from lifeboat.boot.fix import bootfix, exit_code
-from lifeboat.engine.events import Event, LogLine, StepFinished, StepStarted
+from lifeboat.events import Event, LogLine, StepFinished, StepStarted
 from lifeboat.errors import LifeboatError
 
 MARK = {"done": "ok", "not-needed": "--", "failed": "!!"}

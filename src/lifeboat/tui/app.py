@@ -18,7 +18,7 @@ from textual.app import App
 from textual.binding import Binding
 
 from lifeboat.devices import Disk
-from lifeboat.engine.events import Event
+from lifeboat.events import Event
 from lifeboat.errors import LifeboatError
 from lifeboat.tui.backend import Backend, ImageInfo
 from lifeboat.tui.dialogs.confirm import ConfirmDialog
