@@ -18,6 +18,7 @@ from lifeboat.boot import command as boot_command
 from lifeboat.config import default_level, default_repo
 from lifeboat.devices import human_size
 from lifeboat.errors import Cancelled, LifeboatError
+from lifeboat.options import json_option, repo_option
 
 EXIT_OK, EXIT_FAILED, EXIT_REFUSED = 0, 1, 2
 
@@ -226,51 +227,42 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"lifeboat {__version__}")
     parser.add_argument("-v", "--verbose", action="store_true", help="log every external command")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    repo, as_json = repo_option(), json_option()
 
-    p = sub.add_parser("disks", help="list disks")
-    p.add_argument("--json", action="store_true")
+    p = sub.add_parser("disks", help="list disks", parents=[as_json])
     p.add_argument("--loop", action="store_true", help="include loop devices")
     p.set_defaults(func=cmd_disks)
 
-    p = sub.add_parser("images", help="list images in a repository")
-    p.add_argument("--repo")
-    p.add_argument("--json", action="store_true")
+    p = sub.add_parser("images", help="list images in a repository", parents=[repo, as_json])
     p.set_defaults(func=cmd_images)
 
-    p = sub.add_parser("capture", help="capture a whole disk into an image")
+    p = sub.add_parser("capture", help="capture a whole disk into an image", parents=[repo])
     p.add_argument("source", metavar="SOURCE_DISK")
     p.add_argument("name", metavar="NAME")
-    p.add_argument("--repo")
     p.add_argument("--level", type=_level, default=None, help="zstd level 1-22 (default 3)")
     p.set_defaults(func=cmd_capture)
 
-    p = sub.add_parser("verify", help="check every chunk of an image")
+    p = sub.add_parser("verify", help="check every chunk of an image", parents=[repo])
     p.add_argument("name", metavar="NAME")
-    p.add_argument("--repo")
     p.set_defaults(func=cmd_verify)
 
-    p = sub.add_parser("restore", help="restore an image onto a whole disk (erases it)")
+    p = sub.add_parser("restore", help="restore an image onto a whole disk (erases it)", parents=[repo, as_json])
     p.add_argument("name", metavar="NAME")
     p.add_argument("target", metavar="TARGET_DISK")
-    p.add_argument("--repo")
-    p.add_argument("--dry-run", action="store_true", help="print the plan and write nothing")
+    p.add_argument("--dry-run", action="store_true", help="print the plan and write nothing (as JSON with --json)")
     p.add_argument("--yes", action="store_true", help="do not ask for confirmation (scripts)")
     p.add_argument("--no-bootloader", action="store_true", help="skip the bootloader reinstall step")
-    p.add_argument("--json", action="store_true", help="print the plan (with --dry-run) or the result as JSON")
     p.set_defaults(func=cmd_restore)
 
-    p = sub.add_parser("delete", help="delete an image (its chunks stay until prune)")
+    p = sub.add_parser("delete", help="delete an image (its chunks stay until prune)", parents=[repo])
     p.add_argument("name", metavar="NAME")
-    p.add_argument("--repo")
     p.set_defaults(func=cmd_delete)
 
-    p = sub.add_parser("prune", help="remove chunks that no image uses")
-    p.add_argument("--repo")
+    p = sub.add_parser("prune", help="remove chunks that no image uses", parents=[repo])
     p.add_argument("--dry-run", action="store_true")
     p.set_defaults(func=cmd_prune)
 
-    p = sub.add_parser("tui", help="the full-screen wizard (the default)")
-    p.add_argument("--repo")
+    p = sub.add_parser("tui", help="the full-screen wizard (the default)", parents=[repo])
     p.add_argument("--demo", action="store_true", help="fake disks and images, nothing is touched")
     p.set_defaults(func=cmd_tui)
 

@@ -66,13 +66,6 @@ def which(tool: str) -> str | None:
     return shutil.which(tool)
 
 
-def require(*tools: str) -> None:
-    """Raise ToolMissing for the first tool that is not installed."""
-    for tool in tools:
-        if which(tool) is None:
-            raise ToolMissing(tool, TOOLS.get(tool))
-
-
 def missing_tools(tools: Sequence[str]) -> list[str]:
     return [t for t in dict.fromkeys(tools) if which(t) is None]
 
@@ -123,6 +116,14 @@ def run(
     if check and proc.returncode != 0:
         raise CommandFailed(argv, proc.returncode, (proc.stderr or proc.stdout)[-2000:])
     return proc
+
+
+def interactive(argv: Sequence[str], *, env: dict[str, str] | None = None) -> int:
+    """Run a program on this terminal (a shell, stty, the TUI from the live console): stdin, stdout and stderr
+    are inherited and its environment is left as it is (no C locale). Returns its exit status."""
+    argv = _resolve([str(a) for a in argv])
+    log.debug("+ %s (interactive)", " ".join(argv))
+    return subprocess.call(argv, env=env)
 
 
 @contextlib.contextmanager
