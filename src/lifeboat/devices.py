@@ -18,7 +18,7 @@ from lifeboat import locks
 from lifeboat.errors import LifeboatError
 from lifeboat.layout.model import GPT_BIOS_BOOT, GPT_ESP, MBR_ESP, DiskLayout
 from lifeboat.layout.write import partition_node
-from lifeboat.mounts import Mount, mount_table, swap_devices
+from lifeboat.mounts import mount_table, swap_devices
 from lifeboat.run import run
 
 # Where a Debian live system mounts the medium it booted from.
