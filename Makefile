@@ -21,10 +21,30 @@ venv: $(STAMP)
 run: deps venv
 	$(VENV)/bin/lifeboat sandbox
 
+# Every layer runs, even after one failed; the table at the end gives each layer's tests and seconds, and
+# make fails when any layer failed or ran no test. The ISO build (mostly I/O and xz/zstd, minutes when an
+# input changed, seconds when cached) runs beside the unit and integration layers; its log is shown after.
+# The vm layer boots two QEMU guests side by side (VM_JOBS=1 runs it in one process).
+RESULTS := build/test-results
+LAYER   := /usr/bin/python3 scripts/test-layers
+VM_JOBS ?= 2
+VM_ARGS := $(if $(filter-out 0 1,$(VM_JOBS)),-n $(VM_JOBS) --dist load --maxschedchunk 1,-p no:xdist)
+
 test: deps venv
-	$(PYTEST) tests/unit
-	$(PYTEST) -m integration tests/integration
-	$(MAKE) test-vm
+	@rm -rf $(RESULTS); mkdir -p $(RESULTS)
+	@echo "== iso: live-build/build-iso in the background, log in $(RESULTS)/iso.log"
+	@$(LAYER) run $(RESULTS) iso -- live-build/build-iso >$(RESULTS)/iso.log 2>&1 & iso=$$!; \
+	echo "== unit"; \
+	$(LAYER) run $(RESULTS) unit -- $(PYTEST) tests/unit --junitxml=$(RESULTS)/unit.xml; \
+	echo "== integration"; \
+	$(LAYER) run $(RESULTS) integration -- $(PYTEST) -m integration tests/integration \
+		--junitxml=$(RESULTS)/integration.xml; \
+	echo "== iso (waiting for the build)"; \
+	wait $$iso || export LIFEBOAT_ISO_BUILD_FAILED=$(CURDIR)/$(RESULTS)/iso.log; \
+	tail -n 40 $(RESULTS)/iso.log; \
+	echo "== vm ($(VM_JOBS) at a time)"; \
+	$(LAYER) run $(RESULTS) vm -- $(PYTEST) -m vm $(VM_ARGS) tests/vm --junitxml=$(RESULTS)/vm.xml; \
+	$(LAYER) summary $(RESULTS) unit integration iso vm
 
 test-unit: venv
 	$(PYTEST) tests/unit
@@ -33,7 +53,7 @@ test-integration: deps venv
 	$(PYTEST) -m integration tests/integration
 
 test-vm: deps venv
-	$(PYTEST) -m vm tests/vm
+	$(PYTEST) -m vm $(VM_ARGS) tests/vm
 
 bench: deps venv
 	$(PY) bench/bench.py
