@@ -31,7 +31,7 @@ VM_JOBS ?= 2
 VM_ARGS := $(if $(filter-out 0 1,$(VM_JOBS)),-n $(VM_JOBS) --dist load --maxschedchunk 1,-p no:xdist)
 
 test: deps venv
-	@rm -rf $(RESULTS); mkdir -p $(RESULTS)
+	@rm -rf $(RESULTS); mkdir -p $(RESULTS); date +%s >$(RESULTS)/started
 	@echo "== iso: live-build/build-iso in the background, log in $(RESULTS)/iso.log"
 	@$(LAYER) run $(RESULTS) iso -- live-build/build-iso >$(RESULTS)/iso.log 2>&1 & iso=$$!; \
 	echo "== unit"; \
@@ -43,7 +43,8 @@ test: deps venv
 	wait $$iso || export LIFEBOAT_ISO_BUILD_FAILED=$(CURDIR)/$(RESULTS)/iso.log; \
 	tail -n 40 $(RESULTS)/iso.log; \
 	echo "== vm ($(VM_JOBS) at a time)"; \
-	$(LAYER) run $(RESULTS) vm -- $(PYTEST) -m vm $(VM_ARGS) tests/vm --junitxml=$(RESULTS)/vm.xml; \
+	$(LAYER) run $(RESULTS) vm -- $(PYTEST) -m vm $(VM_ARGS) --durations=0 tests/vm \
+		--junitxml=$(RESULTS)/vm.xml; \
 	$(LAYER) summary $(RESULTS) unit integration iso vm
 
 test-unit: venv
