@@ -207,12 +207,21 @@ def fill_esp(esp_img: Path, serial: str, grub_efi: Path) -> None:
 def loop_device(image: Path, readonly: bool = False):
     """A loop device with partition nodes added by partx (this host's kernel parses no tables)."""
     dev = sh("losetup", "--find", "--show", *(["--read-only"] if readonly else []), image).stdout.strip()
+    held = None
     try:
         sh("udevadm", "settle", check=False)
+        # A shared BSD lock on the whole disk while we use it (as lifeboat.locks.holding_disk does): udevd
+        # needs an exclusive one to re-read the table when a tool closes a partition it wrote (mkfs,
+        # grub-install, a restore), and on this host a re-read drops every partition node. With two vm
+        # workers building and restoring at once, such closes are frequent.
+        held = os.open(dev, os.O_RDONLY | os.O_CLOEXEC)
+        fcntl.flock(held, fcntl.LOCK_SH)
         sh("partx", "-a", dev, check=False)
         sh("partx", "-u", dev, check=False)
         yield dev
     finally:
+        if held is not None:
+            os.close(held)
         sh("partx", "-d", dev, check=False)
         sh("losetup", "-d", dev, check=False)
 
