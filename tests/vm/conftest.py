@@ -36,6 +36,7 @@ ROOT = Path(__file__).resolve().parents[2]
 HERE = Path(__file__).resolve().parent
 BUILD_TIMEOUT = 40 * 60  # a cold build downloads every package; a cached one takes minutes
 DURATIONS = bootdisk.CACHE / "vm-test-durations.json"
+ISO_LOCK = bootdisk.CACHE / ".build-iso.lock"  # `make test` holds it while it builds the ISO
 ISO_FIXTURES = ("live_iso", "live_kernel", "live_usb_image")
 SERIAL_TAIL_LINES = 60
 
@@ -77,16 +78,16 @@ def live_iso() -> Path:
     """out/lifeboat-<version>-amd64.hybrid.iso, built (or found up to date) once per session.
 
     LIFEBOAT_ISO=path uses that ISO as it is (for working on the tests without rebuilding).
-    LIFEBOAT_ISO_BUILD_FAILED=log (set by `make test` when its ISO step failed) fails at once, naming
-    the log, instead of building again.
+    `make test` builds the ISO in the background under the same lock and may start this layer before it
+    is done; LIFEBOAT_ISO_STATUS names the JSON file where that build's exit status lands (its log
+    beside it): a failed build fails these tests at once, naming the log, instead of building again.
     """
     _need_root_and_tools()
     if os.environ.get("LIFEBOAT_ISO"):
         return Path(os.environ["LIFEBOAT_ISO"]).resolve()
-    if os.environ.get("LIFEBOAT_ISO_BUILD_FAILED"):
-        pytest.fail(f"the live ISO build failed before the vm layer: see {os.environ['LIFEBOAT_ISO_BUILD_FAILED']}")
     iso = ROOT / "out" / f"lifeboat-{_version()}-amd64.hybrid.iso"
-    with _flock(bootdisk.CACHE / ".build-iso.lock"):
+    with _flock(ISO_LOCK):
+        _fail_if_the_runs_iso_build_failed()
         proc = subprocess.run(
             [str(ROOT / "live-build" / "build-iso")],
             cwd=ROOT, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
@@ -96,6 +97,18 @@ def live_iso() -> Path:
     assert proc.returncode == 0, f"live-build/build-iso failed:\n{proc.stdout[-4000:]}"
     assert iso.is_file(), f"build-iso succeeded but {iso} is missing"
     return iso
+
+
+def _fail_if_the_runs_iso_build_failed() -> None:
+    status = os.environ.get("LIFEBOAT_ISO_STATUS")
+    if not status or not Path(status).is_file():
+        return
+    try:
+        code = json.loads(Path(status).read_text())["exit"]
+    except (OSError, ValueError, KeyError):
+        return
+    if code != 0:
+        pytest.fail(f"this run's live ISO build failed (exit {code}): see {Path(status).with_suffix('.log')}")
 
 
 @pytest.fixture(scope="session")
@@ -155,7 +168,7 @@ def _estimate(item, known: dict[str, float]) -> float:
     """Seconds this test took last time; a test not seen yet: 300 s if it boots the live ISO, else 120 s."""
     if item.nodeid in known:
         return known[item.nodeid]
-    return 300.0 if any(f in item.fixturenames for f in ISO_FIXTURES) else 120.0
+    return 300.0 if _needs_iso(item) else 120.0
 
 
 def _interleave(ordered: list, workers: int) -> list:
@@ -171,14 +184,21 @@ def _interleave(ordered: list, workers: int) -> list:
     return paired + rest
 
 
+def _needs_iso(item) -> bool:
+    return any(f in item.fixturenames for f in ISO_FIXTURES)
+
+
 def pytest_collection_modifyitems(config, items):
+    """Longest first. While `make test`'s ISO build still runs (LIFEBOAT_ISO_PENDING=1, the same for every
+    worker, so their collections match), the tests that need no ISO go first."""
     workers = int(getattr(config, "workerinput", {}).get("workercount", 1))
     if workers < 2:
         return  # one process: keep pytest's order (module fixtures set up once)
     known = _known_durations()
+    iso_last = os.environ.get("LIFEBOAT_ISO_PENDING") == "1"
     vm = [i for i in items if _is_vm(i.nodeid)]
     others = [i for i in items if not _is_vm(i.nodeid)]
-    vm.sort(key=lambda i: (-_estimate(i, known), i.nodeid))
+    vm.sort(key=lambda i: (iso_last and _needs_iso(i), -_estimate(i, known), i.nodeid))
     items[:] = others + _interleave(vm, workers)
 
 
