@@ -8,7 +8,8 @@ The layer runs on two pytest-xdist workers (`make test-vm`: `-n 2 --dist load --
 booting one QEMU at a time, so two guests run side by side on the two cores. Everything a test builds
 once for the run is built under a file lock, so two workers never build the same thing twice:
   - the ISO: build-iso under $LIFEBOAT_CACHE/.build-iso.lock (build-iso checks its inputs before its own
-    lock, so two workers starting at once could otherwise both build);
+    lock, so two workers starting at once could otherwise both build; `make test` holds the same lock
+    while it builds in the background);
   - the live kernel and USB image: in the run's directory shared by the workers, under a lock;
   - fixture disks and the debootstrapped rootfs: bootdisk.py's own locks in the cache.
 The longest tests are handed out first (durations of earlier runs, kept in the cache), and a failed vm
