@@ -21,16 +21,16 @@ from lifeboat.errors import Cancelled, LifeboatError
 
 EXIT_OK, EXIT_FAILED, EXIT_REFUSED = 0, 1, 2
 # Commands other modules own; each exposes add_subcommand(subparsers). Missing ones are skipped.
-PLUGIN_COMMANDS = ("lifeboat.boot.command", "lifeboat.unattended")
+PLUGIN_COMMANDS = ("lifeboat.boot.command", "lifeboat.unattended", "lifeboat.repo.command")
 
 
 def _repo(args, create: bool = False):
-    from lifeboat.repo.store import Repository
+    from lifeboat.repo.command import open_repository
 
     path = default_repo(args.repo)
     if not path:
-        raise LifeboatError("no repository given: use --repo DIR, LIFEBOAT_REPO, or `repo` in the config file")
-    return Repository.open(path, create=create)
+        raise LifeboatError("no repository given: use --repo DIR or URL, LIFEBOAT_REPO, or `repo` in the config file")
+    return open_repository(path, args, create=create)
 
 
 def _print_json(data) -> None:
@@ -279,6 +279,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--round-trip", action="store_true", help="no TUI: capture and restore a demo disk and report")
     p.set_defaults(func=cmd_sandbox)
 
+    from lifeboat.repo.command import add_secret_arguments
+
+    for name in ("images", "capture", "verify", "restore", "delete", "prune"):
+        add_secret_arguments(sub.choices[name])
     for module in PLUGIN_COMMANDS:
         try:
             importlib.import_module(module).add_subcommand(sub)

@@ -116,3 +116,12 @@ def ask_passphrase(what: str, *, file: str | os.PathLike | None = None, confirm:
     if confirm and getpass.getpass("again, to be sure: ") != phrase:
         raise LifeboatError("the two passphrases differ; nothing was changed")
     return phrase
+
+
+def confirm_host_key(host: str, fingerprint: str) -> bool:
+    """Ask at the terminal whether to trust an SSH host key seen for the first time (no terminal: no)."""
+    if not sys.stdin.isatty():
+        return False
+    print(f"The host key of {host} is not known yet. Its fingerprint is {fingerprint}.\n"
+          "Compare it with the one the server's owner gives you.", file=sys.stderr)
+    return input("Trust it and remember it? [y/N] ").strip().lower() in ("y", "yes")

@@ -144,7 +144,9 @@ def _connect(location: Location, credentials):
     if location.scheme is Scheme.SSH:
         from lifeboat.repo.sftp import SftpBackend
 
-        return SftpBackend(location, creds)
+        from lifeboat.repo.credentials import confirm_host_key
+
+        return SftpBackend(location, creds, accept=confirm_host_key)
     if location.scheme is Scheme.S3:
         from lifeboat.repo.s3 import S3Backend
 

@@ -168,6 +168,8 @@ class Repository:
         """A new repository on an empty place; encrypted when a passphrase is given."""
         if backend.read_only:
             raise RepositoryError(f"{backend.url} is read-only: a repository cannot be created there")
+        if backend.exists(MARKER):
+            raise RepositoryError(f"{backend.url} is already a Lifeboat repository")
         # a fresh filesystem's lost+found, and the unattended job file on the stick's data partition
         others = [n for n, _ in backend.list("") if n != "lifeboat-job.conf"
                   and not n.startswith(("lost+found/", "tmp/", "locks/"))]
