@@ -48,6 +48,9 @@ def test_display_round_trips():
     ("ssh://host:99999/x", "port"),
     ("ssh://host/a/../b", "'..'"),
     ("file://otherhost/x", "local path"),
+    ("ssh:/srv/images", "slash missing"),
+    ("S3:bucket", "slash missing"),
+    ("root@nas:/srv/images", "scp"),
 ])
 def test_bad_locations_are_refused_with_what_is_wrong(url, words):
     with pytest.raises(BadLocation, match=words.replace("(", r"\(").replace(")", r"\)").replace("+", r"\+")):

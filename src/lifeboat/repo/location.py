@@ -37,6 +37,7 @@ class Scheme(StrEnum):
 ALIASES = {"sftp": Scheme.SSH, "cifs": Scheme.SMB}
 SUPPORTED = "a directory, file://, ssh:// (or sftp://), s3://, http://, https://, smb:// or nfs://"
 _SCHEME_RE = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*)://")
+_SCP_RE = re.compile(r"^[^/@:]+@[^/:]+:")
 
 
 class BadLocation(RepositoryError):
@@ -75,6 +76,7 @@ def parse_location(text: str) -> Location:
     if not m:
         if not text.strip():
             raise BadLocation("the repository location is empty")
+        _refuse_near_urls(text)
         return Location(Scheme.LOCAL, str(Path(text).absolute()))
     name = m.group(1).lower()
     scheme = ALIASES.get(name)
@@ -92,6 +94,15 @@ def parse_location(text: str) -> Location:
             raise BadLocation(f"file:// takes a local path (file:///dir), not a host: {text!r}")
         return Location(Scheme.LOCAL, str(Path(unquote(parts.path) or "/").absolute()))
     return _network(scheme, parts, text)
+
+
+def _refuse_near_urls(text: str) -> None:
+    """`ssh:/dir` and scp's `user@host:/dir` are typos for URLs, not directory names to create."""
+    head = text.split(":", 1)[0].lower() if ":" in text else ""
+    if head in {*Scheme, *ALIASES} and head != "file":
+        raise BadLocation(f"{text!r} looks like a {head}:// location with a slash missing: write {head}://…")
+    if _SCP_RE.match(text):
+        raise BadLocation(f"{text!r} looks like scp's user@host:path; write ssh://user@host/path")
 
 
 def _network(scheme: Scheme, parts, text: str) -> Location:
