@@ -98,14 +98,23 @@ def retrying(what: str, attempt, errors: tuple[type[BaseException], ...], *, tri
     raise AssertionError("unreachable")
 
 
+def _dead_here(record: dict) -> bool:
+    """A lock of a process on this machine that no longer runs."""
+    pid = record.get("pid")
+    return (record.get("host") == socket.gethostname() and isinstance(pid, int) and pid != os.getpid()
+            and not os.path.exists(f"/proc/{pid}"))
+
+
 class ObjectLocks:
     """restic-style lock objects on a backend that has no file locks (see the module's docstring)."""
 
     def __init__(self, backend: Backend):
         self.backend = backend
+        self._orphans: set[str] = set()  # our lock objects that could not be removed (the server was gone)
 
     @contextlib.contextmanager
     def hold(self, scope: str, exclusive: bool) -> Iterator[None]:
+        self._remove_orphans()
         owner = f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
         name = f"locks/{scope}~{owner}.json"
         self._write(name, exclusive)
@@ -123,8 +132,16 @@ class ObjectLocks:
         finally:
             stop.set()
             refresher.join(timeout=5)
+            try:
+                self.backend.delete(name)
+            except (RepositoryError, OSError):
+                self._orphans.add(name)
+
+    def _remove_orphans(self) -> None:
+        for name in list(self._orphans):
             with contextlib.suppress(RepositoryError, OSError):
                 self.backend.delete(name)
+                self._orphans.discard(name)
 
     def _write(self, name: str, exclusive: bool) -> None:
         record = {"host": socket.gethostname(), "pid": os.getpid(), "time": time.time(), "exclusive": exclusive}
@@ -138,7 +155,7 @@ class ObjectLocks:
                 record = json.loads(self.backend.read(other))
             except (ObjectMissing, ValueError):
                 continue
-            if time.time() - float(record.get("time", 0)) > LOCK_STALE:
+            if time.time() - float(record.get("time", 0)) > LOCK_STALE or _dead_here(record):
                 with contextlib.suppress(RepositoryError):
                     self.backend.delete(other)
                 continue

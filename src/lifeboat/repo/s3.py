@@ -12,6 +12,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 
 import boto3
@@ -44,7 +45,11 @@ class S3Backend:
         if creds.access_key:
             keys = {"aws_access_key_id": creds.access_key, "aws_secret_access_key": creds.secret_key,
                     "aws_session_token": creds.token or None}
-        self.client = boto3.session.Session().client("s3", config=config, **keys)
+        # read here too: Debian 12's boto3 (1.26) predates AWS_ENDPOINT_URL and AWS_REGION
+        endpoint = os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL") or None
+        region = os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or None
+        self.client = boto3.session.Session().client("s3", config=config, endpoint_url=endpoint, region_name=region,
+                                                     **keys)
         self._locks = ObjectLocks(self)
         try:
             self._call("opening the bucket", self.client.head_bucket, Bucket=self.bucket)
