@@ -125,3 +125,30 @@ def test_cli_refuses_unknown_schemes_without_creating_anything(tmp_path, monkeyp
     assert main(["images", "--repo", "ftp://root@host/dir"]) == 2
     assert "unknown repository scheme ftp://" in capsys.readouterr().err
     assert list(tmp_path.iterdir()) == []
+
+
+def test_smb_mount_logs_no_secret(tmp_path, monkeypatch, caplog):
+    """The kernel's cifs client cannot run on this host (no cifs module): a stand-in `mount` records what
+    it was given. The real lifeboat.run logs the command; the password must reach only the 0600 file."""
+    import logging
+
+    from lifeboat.repo import mounts
+    from lifeboat.repo.credentials import Credentials
+
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    seen = tmp_path / "seen"
+    script = f'#!/bin/sh\necho "$@" > {seen}\nfor o in $(echo "$6" | tr , " "); do case $o in credentials=*) cat "${{o#credentials=}}" >> {seen};; esac; done\n'
+    for tool in ("mount", "mount.cifs"):
+        (bin_dir / tool).write_text(script)
+        (bin_dir / tool).chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bin_dir}:{os.environ['PATH']}")
+    monkeypatch.setattr(mounts, "MOUNT_BASE", tmp_path / "mnt")
+    monkeypatch.setattr(mounts.atexit, "register", lambda *a: None)
+    caplog.set_level(logging.DEBUG)
+    loc = parse_location("smb://tech@nas/share/images")
+    backend = mounts.mount_share(loc, Credentials(user="tech", password="hunter2-secret"))
+    assert "protocol 3.1.1" in backend.url and str(backend.root).endswith("/images")
+    assert "password=hunter2-secret" in seen.read_text()  # mount.cifs got it, from the file
+    assert "+ " in caplog.text and "mount -t cifs //nas/share" in caplog.text
+    assert "hunter2" not in caplog.text and "hunter2" not in seen.read_text().splitlines()[0]

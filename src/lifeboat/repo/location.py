@@ -14,6 +14,7 @@ would be visible in the process list and the shell's history.
 
 from __future__ import annotations
 
+import logging
 import re
 import threading
 from dataclasses import dataclass
@@ -22,6 +23,11 @@ from pathlib import Path
 from urllib.parse import parse_qsl, unquote, urlsplit
 
 from lifeboat.errors import RepositoryError
+
+
+# The protocol libraries log requests, headers and key exchange at DEBUG; `lifeboat -v` logs our own commands only.
+for _noisy in ("paramiko", "botocore", "boto3", "urllib3", "s3transfer"):
+    logging.getLogger(_noisy).setLevel(logging.WARNING)
 
 
 class Scheme(StrEnum):

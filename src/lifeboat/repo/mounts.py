@@ -89,8 +89,9 @@ def mount_point_for(location: Location) -> Path:
 def mount_share(location: Location, creds: Credentials):
     """Mount the share (trying protocol versions newest first) and return a LocalBackend on the path in it."""
     from lifeboat.repo.local import LocalBackend
-    from lifeboat.run import run
+    from lifeboat.run import require, run
 
+    require("mount.cifs" if location.scheme is Scheme.SMB else "mount.nfs")
     mount_point = mount_point_for(location)
     mount_point.mkdir(parents=True, exist_ok=True)
     errors = []
