@@ -195,3 +195,30 @@ def test_unknown_ssh_host_key_is_refused_with_its_fingerprint(net, monkeypatch, 
     monkeypatch.setenv("LIFEBOAT_KNOWN_HOSTS", str(tmp_path / "empty_known_hosts"))
     with pytest.raises(LifeboatError, match=r"host key of \[127.0.0.1\]:\d+ is not known \(ssh-ed25519 SHA256:"):
         Repository.open(ssh_url(net, "nowhere"), create=True)
+
+
+@pytest.mark.parametrize("kind", ["s3", "web"])
+def test_server_killed_mid_restore(net, source, kind):
+    src, built, table, raw = source
+    if kind == "s3":
+        repo = Repository.open("s3://lifeboat/restore-crash", create=True)
+        capture(src.path, "machine", repo)
+    else:
+        capture(src.path, "machine", Repository.open(ssh_url(net, "restore-crash"), create=True))  # nginx serves it
+        repo = Repository.open(f"https://127.0.0.1:{net['web'].port}/restore-crash")
+    server, killed_at = net[kind], []
+
+    def progress(event):  # the first chunk written: most are still to fetch (at most 10 are in flight)
+        if isinstance(event, Progress) and event.done > 0 and not killed_at:
+            server.kill()
+            killed_at.append(time.monotonic())
+
+    plan = plan_restore(repo, "machine", src.path)
+    try:
+        with pytest.raises(LifeboatError) as err:
+            restore(plan, progress=progress, bootloader=False)
+        seconds = time.monotonic() - killed_at[0]
+        print(f"{kind}: restore failed {seconds:.1f} s after the kill (after retries): {err.value}")
+        assert seconds < 120 and repo.root in str(err.value)
+    finally:
+        server.start()

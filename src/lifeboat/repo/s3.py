@@ -20,7 +20,7 @@ import botocore.config
 import botocore.exceptions
 
 from lifeboat.errors import RepositoryError
-from lifeboat.repo.backend import BackendUnavailable, ObjectLocks, ObjectMissing
+from lifeboat.repo.backend import ObjectLocks, ObjectMissing, retrying
 from lifeboat.repo.credentials import Credentials
 from lifeboat.repo.location import Location
 
@@ -57,8 +57,10 @@ class S3Backend:
             raise RepositoryError(f"{self.url}: there is no bucket {self.bucket!r} at this endpoint") from None
 
     def _call(self, what: str, fn, **kwargs):
+        """fn(**kwargs); a dropped connection (also mid-body, which botocore does not retry) is retried with
+        back-off, about 4 s in all, then BackendUnavailable."""
         try:
-            return fn(**kwargs)
+            return retrying(f"{self.url}: {what}", lambda: fn(**kwargs), _NETWORK)
         except botocore.exceptions.ClientError as exc:
             code = exc.response.get("Error", {}).get("Code", "")
             if code in ("NoSuchKey", "404", "NotFound"):
@@ -67,8 +69,6 @@ class S3Backend:
         except botocore.exceptions.NoCredentialsError:
             raise RepositoryError(f"{self.url}: no S3 credentials: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, "
                                   "AWS_PROFILE, or use a credentials file") from None
-        except _NETWORK as exc:
-            raise BackendUnavailable(f"{self.url}: {what}: {exc}") from None
 
     def _key(self, name: str) -> str:
         return self.prefix + name
