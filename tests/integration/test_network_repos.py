@@ -222,3 +222,27 @@ def test_server_killed_mid_restore(net, source, kind):
         assert seconds < 120 and repo.root in str(err.value)
     finally:
         server.start()
+
+
+@pytest.mark.parametrize("kind", ["s3", "ssh"])
+def test_prune_over_the_network(net, kind):
+    from lifeboat.engine.prune import delete_image, prune
+
+    repo = Repository.open(ssh_url(net, "prune") if kind == "ssh" else "s3://lifeboat/prune", create=True)
+    with repo.shared_use():
+        a, b, c = (repo.put_chunk(x * 10, 3)[0] for x in (b"a", b"b", b"c"))
+        assert repo.put_chunk(b"c" * 10, 3)[1] == 0  # known from the listing: not sent again
+    for name, digests in (("one", [a, b]), ("two", [b])):
+        repo.write_manifest(name, {
+            "schema": "lifeboat-image", "version": 1, "name": name, "created": "2026-01-01T00:00:00+00:00",
+            "chunk_size": 4 * MiB, "source": {"path": "/dev/x", "size": 1}, "boot_regions": [],
+            "layout": {"label": "gpt", "disk_id": "X", "sector_size": 512, "disk_sectors": 100, "partitions": []},
+            "partitions": [{"number": 1, "fstype": "ext4", "mode": "used-blocks", "size": 1,
+                            "chunks": [[i, d, 10] for i, d in enumerate(digests)]}]})
+    assert prune(repo).removed_chunks == 1 and not repo.has_chunk(c)
+    delete_image(repo, "one")
+    assert repo.image_names() == ["two"]
+    report = prune(repo)
+    assert (report.removed_chunks, report.kept_chunks) == (1, 1) and not repo.has_chunk(a) and repo.has_chunk(b)
+    with repo.shared_use():
+        assert repo.put_chunk(b"a" * 10, 3)[1] > 0  # stored again: the listing forgot the pruned chunk

@@ -23,6 +23,7 @@ import json
 import os
 import re
 import threading
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -39,6 +40,7 @@ REPO_VERSION = 1  # unencrypted; encrypted repositories are version 2 so that ol
 ENCRYPTED_VERSION = 2
 HASH_NAME = "sha256"
 MARKER = "lifeboat-repo.json"
+LISTING_AGE = 30.0  # seconds a remote chunk listing serves has_chunk/chunk_problem outside a capture
 INDEX = "images/index.json"
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+-]{0,127}$")
 PassphraseSource = Callable[[str], str]  # (what the passphrase is for) -> passphrase
@@ -96,13 +98,14 @@ class StoredChunk:
     name: str
     st_size: int
     _object: str
-    _backend: Backend
+    _repo: Repository
 
     def stat(self) -> StoredChunk:
         return self
 
     def unlink(self) -> None:
-        self._backend.delete(self._object)
+        self._repo.backend.delete(self._object)
+        self._repo._forget_listing(0)
 
 
 class Repository:
@@ -112,6 +115,14 @@ class Repository:
         self.meta = meta or {}
         local = isinstance(backend, LocalBackend)
         self.root: Path | str = backend.root if local else backend.url
+        # Remote stores answer "which chunks exist" with one listing instead of a request per chunk:
+        # loaded once per shared_use() (a prune cannot run meanwhile) and, for the cheap checks, reused for
+        # LISTING_AGE seconds. None: ask the backend for each chunk.
+        self._listed = not local and backend.can_list
+        self._in_use = 0
+        self._sizes: dict[str, int] | None = None
+        self._sizes_at = 0.0
+        self._sizes_lock = threading.Lock()
         if local:
             self.chunks_dir, self.images_dir, self.tmp_dir = backend.root / "chunks", backend.root / "images", backend.tmp_dir
 
@@ -226,18 +237,33 @@ class Repository:
         return self.key.chunk_id(data) if self.key else chunk_hash(data)
 
     def has_chunk(self, digest: str) -> bool:
-        return self.backend.exists(self.chunk_object(digest))
+        return self._size(digest, for_write=False) is not None
+
+    def _chunk_sizes(self, max_age: float) -> dict[str, int]:
+        with self._sizes_lock:
+            if self._sizes is None or time.monotonic() - self._sizes_at > max_age:
+                self._sizes = {n: size for n, size in self.backend.list("chunks/") if n.endswith(".zst")}
+                self._sizes_at = time.monotonic()
+            return self._sizes
+
+    def _size(self, digest: str, for_write: bool) -> int | None:
+        name = self.chunk_object(digest)
+        if self._listed and (self._in_use or not for_write):
+            return self._chunk_sizes(float("inf") if self._in_use else LISTING_AGE).get(name)
+        return self.backend.size(name)
 
     def put_chunk(self, data, level: int, digest: str | None = None) -> tuple[str, int]:
         """Store `data` (bytes-like) unless a chunk with its id exists. Returns (id, bytes written)."""
         digest = digest or self.chunk_id(data)
-        name = self.chunk_object(digest)
-        if self.backend.exists(name):
+        if self._size(digest, for_write=True) is not None:
             return digest, 0
         blob = _codecs.compressor(level).compress(data)
         if self.key:
             blob = self.key.seal(blob, digest.encode())
-        self.backend.write(name, blob)
+        self.backend.write(self.chunk_object(digest), blob)
+        sizes = self._sizes
+        if sizes is not None:
+            sizes[self.chunk_object(digest)] = len(blob)
         return digest, len(blob)
 
     def get_chunk(self, digest: str, length: int) -> bytes:
@@ -261,7 +287,7 @@ class Repository:
 
     def chunk_problem(self, digest: str) -> str | None:
         """A cheap check (no read): why this chunk cannot be used, or None."""
-        size = self.backend.size(self.chunk_object(digest))
+        size = self._size(digest, for_write=False)
         if size is None:
             return "missing"
         if size < 9 + (crypto.OVERHEAD if self.key else 0):  # smaller than any zstd frame with a content size
@@ -274,10 +300,10 @@ class Repository:
             return
         for name, size in self.backend.list("chunks/"):
             if name.endswith(".zst"):
-                yield StoredChunk(name.rsplit("/", 1)[-1], size, name, self.backend)
+                yield StoredChunk(name.rsplit("/", 1)[-1], size, name, self)
 
     def stored_bytes(self, digests) -> int:
-        return sum(self.backend.size(self.chunk_object(d)) or 0 for d in set(digests))
+        return sum(self._size(d, for_write=False) or 0 for d in set(digests))
 
     # ------------------------------------------------------------ images
 
@@ -361,7 +387,14 @@ class Repository:
             except Locked as exc:
                 what = "a capture is writing to it" if exclusive else "it is being pruned"
                 raise RepositoryError(f"{self.root} is busy: {what}; try again when it has finished ({exc})") from None
+            self._forget_listing(+1)
+            stack.callback(self._forget_listing, -1)
             yield
+
+    def _forget_listing(self, use: int) -> None:
+        with self._sizes_lock:
+            self._in_use += use
+            self._sizes = None
 
     def free_bytes(self) -> int:
         free = self.backend.free_bytes()
