@@ -19,17 +19,18 @@ from lifeboat.config import default_level, default_repo
 from lifeboat.devices import human_size
 from lifeboat.errors import Cancelled, LifeboatError
 from lifeboat.options import json_option, repo_option
+from lifeboat.repo import command as repo_command
 
 EXIT_OK, EXIT_FAILED, EXIT_REFUSED = 0, 1, 2
 
 
 def _repo(args, create: bool = False):
-    from lifeboat.repo.store import Repository
+    from lifeboat.repo.command import open_repository
 
     path = default_repo(args.repo)
     if not path:
-        raise LifeboatError("no repository given: use --repo DIR, LIFEBOAT_REPO, or `repo` in the config file")
-    return Repository.open(path, create=create)
+        raise LifeboatError("no repository given: use --repo DIR or URL, LIFEBOAT_REPO, or `repo` in the config file")
+    return open_repository(path, args, create=create)
 
 
 def _print_json(data) -> None:
@@ -271,9 +272,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--round-trip", action="store_true", help="no TUI: capture and restore a demo disk and report")
     p.set_defaults(func=cmd_sandbox)
 
+    for name in ("images", "capture", "verify", "restore", "delete", "prune"):
+        repo_command.add_secret_arguments(sub.choices[name])
     # commands other modules own, each registered by its add_subcommand(); one that fails to import fails here
     boot_command.add_subcommand(sub)
     unattended.add_subcommand(sub)
+    repo_command.add_subcommand(sub)
     return parser
 
 

@@ -56,6 +56,8 @@ TOOLS: dict[str, str] = {
     "efibootmgr": "efibootmgr",
     "mount": "mount",
     "umount": "mount",
+    "mount.cifs": "cifs-utils",
+    "mount.nfs": "nfs-common",
 }
 
 # A small, predictable environment for every child: C locale so we can parse output.
