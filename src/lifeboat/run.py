@@ -68,6 +68,13 @@ def which(tool: str) -> str | None:
     return shutil.which(tool)
 
 
+def require(*tools: str) -> None:
+    """Raise ToolMissing for the first tool that is not installed."""
+    for tool in tools:
+        if which(tool) is None:
+            raise ToolMissing(tool, TOOLS.get(tool))
+
+
 def missing_tools(tools: Sequence[str]) -> list[str]:
     return [t for t in dict.fromkeys(tools) if which(t) is None]
 
