@@ -7,7 +7,7 @@ import io
 
 import pytest
 
-from lifeboat import cli, run, unattended
+from lifeboat import cli, unattended
 from lifeboat.errors import InvalidName
 from lifeboat.events import LogLine, StepFinished, StepStarted
 from lifeboat.fs.registry import FsKind
@@ -86,5 +86,4 @@ def test_the_result_line_carries_the_bootloader_word():
 
 
 def test_dead_code_is_gone():
-    assert not hasattr(run, "require")
-    assert "check" not in FsKind.__dataclass_fields__
+    assert "check" not in FsKind.__dataclass_fields__  # (run.require is in use again: mounting an SMB/NFS share)
