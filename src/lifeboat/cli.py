@@ -263,7 +263,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dry-run", action="store_true")
     p.set_defaults(func=cmd_prune)
 
-    p = sub.add_parser("tui", help="the full-screen wizard (the default)", parents=[repo])
+    p = sub.add_parser("tui", help="the full-screen wizard (the default)", parents=[repo_option(secrets=False)])
     p.add_argument("--demo", action="store_true", help="fake disks and images, nothing is touched")
     p.set_defaults(func=cmd_tui)
 
@@ -272,8 +272,6 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--round-trip", action="store_true", help="no TUI: capture and restore a demo disk and report")
     p.set_defaults(func=cmd_sandbox)
 
-    for name in ("images", "capture", "verify", "restore", "delete", "prune"):
-        repo_command.add_secret_arguments(sub.choices[name])
     # commands other modules own, each registered by its add_subcommand(); one that fails to import fails here
     boot_command.add_subcommand(sub)
     unattended.add_subcommand(sub)

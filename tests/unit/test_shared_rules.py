@@ -42,6 +42,14 @@ def test_every_repository_command_takes_the_shared_repo_option(argv):
     assert getattr(args, "json", argv[-1] == "--json") == (argv[-1] == "--json")
 
 
+@pytest.mark.parametrize("command", ["images", "capture /dev/sda n", "verify n", "restore n /dev/sdb", "delete n",
+                                     "prune", "init", "key list"])
+def test_every_repository_command_takes_the_same_secret_options(command):
+    argv = command.split() + ["--repo", "s3://h/b", "--credentials", "/c", "--passphrase-file", "/p"]
+    args = cli.build_parser().parse_args(argv)
+    assert (args.repo, args.credentials, args.passphrase_file) == ("s3://h/b", "/c", "/p")
+
+
 def test_json_is_one_shared_option_for_disks_and_bootfix():
     parser = cli.build_parser()
     assert parser.parse_args(["disks", "--json"]).json
