@@ -132,8 +132,38 @@ def cmd_prune(args) -> int:
     report = prune(_repo(args), dry_run=args.dry_run)
     verb = "would remove" if args.dry_run else "removed"
     print(f"{verb} {report.removed_chunks} unused chunks ({human_size(report.removed_bytes)}); "
-          f"{report.kept_chunks} chunks are still used")
+          f"{report.kept_chunks} chunks are still used"
+          + (f"; removed {report.removed_leftovers} leftovers of interrupted jobs" if report.removed_leftovers else ""))
     return EXIT_OK
+
+
+def cmd_check(args) -> int:
+    from lifeboat.engine.check import check_repository
+    from lifeboat.terminal import ConsoleProgress
+
+    sink = ConsoleProgress()
+    try:
+        report = check_repository(_repo(args), read_data=args.read_data, progress=sink, cancel=_cancel_on_signal())
+    finally:
+        sink.close()
+    if args.json:
+        _print_json(report.to_json())
+        return EXIT_OK if report.healthy else EXIT_FAILED
+    lo = report.leftovers
+    print(f"{report.images} images, {report.chunks_referenced} chunks referenced, {report.chunks_stored} stored"
+          + (f", {human_size(report.bytes_read)} read and hashed" if args.read_data else ""))
+    if lo.any:
+        print(f"leftovers of interrupted jobs (prune removes them): {lo.unreferenced_chunks} unreferenced chunks "
+              f"({human_size(lo.unreferenced_bytes)}), {lo.tmp_files} partial files in tmp/ "
+              f"({human_size(lo.tmp_bytes)}), {lo.stale_locks} stale locks, "
+              f"{len(lo.empty_image_dirs)} image directories without a manifest")
+    for problem in report.problems:
+        print(f"DAMAGED: {problem}", file=sys.stderr)
+    if report.healthy:
+        print(f"Repository {report.root} is healthy")
+        return EXIT_OK
+    print(f"Repository {report.root} is damaged: {len(report.problems)} problem(s)", file=sys.stderr)
+    return EXIT_FAILED
 
 
 def _confirm(plan, args) -> bool:
@@ -268,6 +298,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--repo")
     p.add_argument("--dry-run", action="store_true")
     p.set_defaults(func=cmd_prune)
+
+    p = sub.add_parser("check", help="check a whole repository: manifests, chunks, leftovers")
+    p.add_argument("--repo")
+    p.add_argument("--read-data", action="store_true", help="also decompress and hash every chunk")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_check)
 
     p = sub.add_parser("tui", help="the full-screen wizard (the default)")
     p.add_argument("--repo")
