@@ -44,13 +44,19 @@ def _print_json(data) -> None:
 def cmd_disks(args) -> int:
     from lifeboat.devices import list_disks
 
+    from lifeboat.engine.restore_marker import read_marker
+
     disks = list_disks(include_loop=args.loop)
+    markers = {d.path: read_marker(d.path) for d in disks}
     if args.json:
-        _print_json([d.to_json() for d in disks])
+        _print_json([{**d.to_json(), "incomplete_restore": markers[d.path].describe() if markers[d.path] else ""}
+                     for d in disks])
         return EXIT_OK
     for d in disks:
         flag = f"  [not a target: {d.unsafe_reason}]" if d.unsafe_reason else ""
         print(f"{d.path:<16} {human_size(d.size):>10}  {d.transport:<6} {d.model} {d.serial}{flag}")
+        if markers[d.path]:
+            print(f"  INCOMPLETE: {markers[d.path].describe()}")
         for p in d.partitions:
             where = f" on {', '.join(p.mountpoints)}" if p.mountpoints else ""
             print(f"  {p.path:<14} {human_size(p.size):>10}  {p.fstype or '-':<6} {p.label}{where}")

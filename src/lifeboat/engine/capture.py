@@ -14,8 +14,10 @@ from dataclasses import dataclass, field
 
 from lifeboat import __version__, locks
 from lifeboat.devices import disk_info, human_size, writable_mounts
+from lifeboat.crashpoint import crashpoint
 from lifeboat.engine.events import LogLine, Progress, ProgressSink, StepFinished, StepStarted, discard
 from lifeboat.engine.manifest import CHUNK_SIZE, SCHEMA, SCHEMA_VERSION
+from lifeboat.engine.ioerrors import repository_failure
 from lifeboat.engine.pipeline import BufferRing, OrderedPool, direct_io_ok
 from lifeboat.errors import Cancelled, LifeboatError, RepositoryError
 from lifeboat.fs.registry import FsKind, kind_for
@@ -168,6 +170,7 @@ class _Writer:
     def on_result(self, tag: tuple[int, int, int], value: tuple[str, int]) -> None:
         index, length, counted = tag
         digest, written = value
+        crashpoint("capture-chunk")
         self.refs.append([index, digest, length])
         self.stored += written
         self.new_chunks += 1 if written else 0
@@ -316,7 +319,10 @@ def capture(
                     f"at byte {writer.item_done} of it); the image was not saved, "
                     "chunks already written stay for the next capture"
                 ) from None
-            raise
+            if exc.filename and not str(exc.filename).startswith(str(repo.root)):
+                raise LifeboatError(f"{exc.filename}: {exc.strerror or exc} (was the source disk removed?)") from None
+            raise repository_failure(exc, repo.root, f"storing {writer.item or 'boot regions'} "
+                                                     f"(at byte {writer.item_done} of it)") from None
         finally:
             repo.clean_tmp()
 
@@ -381,6 +387,7 @@ def _capture(info: SourceInfo, name: str, repo: Repository, writer: _Writer, can
         "stats": {"read_bytes": writer.done, "new_chunk_bytes": writer.stored, "new_chunks": writer.new_chunks},
     }
     progress(StepStarted("manifest", "syncing chunks, writing the manifest"))
+    crashpoint("capture-before-manifest")
     repo.write_manifest(name, manifest)
     progress(StepFinished("manifest", "done", name))
     return manifest

@@ -18,7 +18,7 @@ from lifeboat.layout.model import DiskLayout, PartitionEntry
 from lifeboat.repo.store import Repository
 from lifeboat.run import TOOLS, missing_tools
 
-BASE_TOOLS = ["sfdisk", "partx", "udevadm", "blkid"]
+BASE_TOOLS = ["sfdisk", "partx", "udevadm", "blkid", "wipefs"]
 
 
 @dataclass(frozen=True)
@@ -52,6 +52,7 @@ class RestorePlan:
     target_layout: DiskLayout = field(repr=False)
     current_layout: DiskLayout | None = field(repr=False, default=None)
     actions: tuple[PartitionAction, ...] = ()
+    target_marker: str = ""  # "incomplete restore of image X ..." when a restore into the target was cut off
 
     @property
     def total_bytes(self) -> int:
@@ -68,7 +69,12 @@ class RestorePlan:
             "",
             "Now on the target:",
         ]
-        lines += _layout_lines(self.current_layout) if self.current_layout else ["  no partition table (blank)"]
+        if self.target_marker:
+            lines.append(f"  {self.target_marker}")
+        elif self.current_layout:
+            lines += _layout_lines(self.current_layout)
+        else:
+            lines.append("  no partition table (blank)")
         lines += ["", f"Will be written ({self.target_layout.label.upper()}, disk id {self.target_layout.disk_id}):"]
         for a in self.actions:
             size = human_size(a.target.size * 512)
@@ -174,5 +180,12 @@ def plan_restore(repo: Repository, name: str, target: str) -> RestorePlan:
     return RestorePlan(
         image=name, repo_root=str(repo.root), target=target, target_disk=disk, manifest=manifest,
         source_layout=source_layout, target_layout=target_layout, current_layout=_current_layout(target),
-        actions=tuple(actions),
+        actions=tuple(actions), target_marker=_marker_text(target),
     )
+
+
+def _marker_text(target: str) -> str:
+    from lifeboat.engine.restore_marker import read_marker
+
+    marker = read_marker(target)
+    return marker.describe() if marker else ""

@@ -7,6 +7,7 @@ it is written.
 
 from __future__ import annotations
 
+import datetime as dt
 import fcntl
 import mmap
 import os
@@ -16,15 +17,19 @@ import time
 from dataclasses import dataclass, field
 
 from lifeboat import locks
+from lifeboat.crashpoint import crashpoint
 from lifeboat.devices import disk_info, human_size
 from lifeboat.engine.events import LogLine, Progress, ProgressSink, StepFinished, StepStarted, discard
 from lifeboat.engine.manifest import CHUNK_SIZE
+from lifeboat.engine.restore_marker import (RestoreMarker, commit_table, mark_in_progress, table_sectors,
+                                             wipe_signatures)
 from lifeboat.engine.pipeline import OrderedPool, direct_io_ok
+from lifeboat.engine.ioerrors import io_failure
 from lifeboat.engine.plan import PartitionAction, RestorePlan, check_target_safe
 from lifeboat.errors import Cancelled, ImageCorrupt, LifeboatError
 from lifeboat.fs.grow import grow_filesystem, make_swap
 from lifeboat.fs.usedmap import Runs, decode_runs, runs_in_window
-from lifeboat.layout.write import apply_layout, partition_node, refresh_partitions
+from lifeboat.layout.write import partition_node, refresh_partitions
 from lifeboat.repo.store import Repository
 
 BLKZEROOUT = 0x127F  # _IO(0x12, 127): zero a byte range, offloaded where the device can
@@ -76,6 +81,7 @@ class _TargetFds:
     faster than buffered writes followed by a sync, and they keep the cache free for the chunks."""
 
     def __init__(self, path: str):
+        self.boot_code: bytes | None = None  # the MBR's first 440 bytes, written with the table at the end
         self.buffered = os.open(path, os.O_WRONLY | os.O_EXCL)
         try:
             self.direct = os.open(path, os.O_WRONLY | os.O_DIRECT)
@@ -137,6 +143,7 @@ class _PartitionWriter:
         return length
 
     def on_result(self, _tag, length: int) -> None:
+        crashpoint("restore-chunk")
         self.item_done += length
         self.totals[0] += length
         self.progress(Progress("restore", self.action.title, self.item_done, self.action.write_bytes, self.totals[0], self.total))
@@ -158,13 +165,16 @@ def _write_partition(repo: Repository, fds: _TargetFds, action: PartitionAction,
             pool.submit(window, writer.write_window, window, digest, length, inside)
 
 
-def _write_boot_regions(repo: Repository, fd: int, manifest: dict) -> None:
+def _write_boot_regions(repo: Repository, fd: int, manifest: dict) -> bytes | None:
+    """Write the gap before the first partition; return the MBR's boot code, which goes in with the table."""
+    boot_code = None
     for region in manifest["boot_regions"]:
         data = repo.get_chunk(region["chunk"], region["length"])
         if region["name"] == "mbr":
-            os.pwrite(fd, data[:MBR_BOOT_CODE], 0)  # the table and signature were written by sfdisk
+            boot_code = data[:MBR_BOOT_CODE]  # the table and signature come from sfdisk, at the commit
         else:
             os.pwrite(fd, data, region["offset"])
+    return boot_code
 
 
 def restore(plan: RestorePlan, *, progress: ProgressSink = discard, cancel: threading.Event | None = None,
@@ -192,25 +202,26 @@ def _restore(plan: RestorePlan, progress: ProgressSink, cancel: threading.Event,
         result.steps.append((name, outcome, detail))
         progress(StepFinished(name, outcome, detail))
 
-    step("partition table", f"{plan.target_layout.label} with {len(plan.target_layout.partitions)} partitions")
-    apply_layout(plan.target, plan.target_layout)
-    done("partition table", "done", f"{plan.target_layout.label}, disk id {plan.target_layout.disk_id}")
+    started_at = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
+    step("mark target", "restore-in-progress record in sector 0; the old table is wiped")
+    table = table_sectors(plan.target_layout, disk.size)  # into a scratch file: fails before any write
+    wipe_signatures(plan.target)
     records = {p["number"]: p for p in plan.manifest["partitions"]}
     totals = [0]
     fds = _TargetFds(plan.target)
     try:
-        step("boot regions")
-        _write_boot_regions(repo, fds.buffered, plan.manifest)
-        done("boot regions", "done", ", ".join(r["name"] for r in plan.manifest["boot_regions"]))
-        for action in plan.actions:
-            if action.mode not in ("used-blocks", "raw"):
-                continue
-            step(action.title, human_size(action.write_bytes))
-            _write_partition(repo, fds, action, records[action.number], progress, cancel, totals, plan.total_bytes,
-                             workers)
-            done(action.title, "done", f"{human_size(action.write_bytes)} written")
-        step("flush", "waiting for the disk to store everything")
-        fds.sync_and_close()
+        try:
+            mark_in_progress(fds.buffered, disk.size, RestoreMarker(plan.image, plan.repo_root, started_at))
+            done("mark target", "done", f"{plan.target} shows 'incomplete restore of {plan.image}' until the end")
+            crashpoint("restore-marked")
+            _write_data(plan, repo, fds, records, progress, cancel, totals, workers, step, done)
+            step("partition table", f"{plan.target_layout.label} with {len(plan.target_layout.partitions)} partitions")
+            crashpoint("restore-before-table")
+            commit_table(fds.buffered, table, fds.boot_code)
+            done("partition table", "done", f"{plan.target_layout.label}, disk id {plan.target_layout.disk_id}")
+            fds.sync_and_close()
+        except OSError as exc:
+            raise io_failure(exc, repo.root, plan.target, f"restoring {plan.image!r}") from None
     except Cancelled:
         progress(LogLine(f"cancelled: {plan.target} is only partly restored and will not boot; restore again", "warning"))
         raise
@@ -219,7 +230,6 @@ def _restore(plan: RestorePlan, progress: ProgressSink, cancel: threading.Event,
     finally:
         fds.close()
     result.bytes_written = totals[0]
-    done("flush")
     # closing the written disk makes udev re-read it; wait for that, then make sure the partitions are there
     refresh_partitions(plan.target, plan.target_layout)
     _finish_partitions(plan, records, step, done)
@@ -229,6 +239,26 @@ def _restore(plan: RestorePlan, progress: ProgressSink, cancel: threading.Event,
         done("bootloader", "skipped", "--no-bootloader")
     result.seconds = time.monotonic() - started
     return result
+
+
+def _write_data(plan: RestorePlan, repo: Repository, fds: _TargetFds, records: dict, progress: ProgressSink,
+                cancel: threading.Event, totals: list[int], workers: int | None, step, done) -> None:
+    """The gap before the first partition and every partition's data, flushed. Keeps the MBR's boot
+    code in fds.boot_code: it goes in with the table, last."""
+    fds.boot_code = _write_boot_regions(repo, fds.buffered, plan.manifest)
+    done("boot regions", "done", ", ".join(r["name"] for r in plan.manifest["boot_regions"]))
+    for action in plan.actions:
+        if action.mode not in ("used-blocks", "raw"):
+            continue
+        step(action.title, human_size(action.write_bytes))
+        _write_partition(repo, fds, action, records[action.number], progress, cancel, totals, plan.total_bytes,
+                         workers)
+        done(action.title, "done", f"{human_size(action.write_bytes)} written")
+    step("flush", "waiting for the disk to store everything")
+    for fd in (fds.direct, fds.buffered):
+        if fd >= 0:
+            os.fsync(fd)
+    done("flush")
 
 
 def _finish_partitions(plan: RestorePlan, records: dict, step, done) -> None:

@@ -27,6 +27,7 @@ from pathlib import Path
 
 import zstandard
 
+from lifeboat.crashpoint import crashpoint
 from lifeboat.errors import ImageCorrupt, ImageNotFound, InvalidName, RepositoryError
 
 REPO_FORMAT = "lifeboat-repo"
@@ -215,7 +216,7 @@ class Repository:
     def shared_use(self, exclusive: bool = False) -> Iterator[None]:
         """Captures hold this shared; prune holds it exclusive, so it never removes a chunk that a
         capture still in progress has written but not yet listed in a manifest."""
-        fd = os.open(self.tmp_dir / "repository.lock", os.O_RDWR | os.O_CREAT, 0o644)
+        fd = os.open(self.tmp_dir / "repository.lock", os.O_RDONLY | os.O_CREAT, 0o644)  # O_RDONLY: no block to remount ro
         try:
             try:
                 fcntl.flock(fd, (fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH) | fcntl.LOCK_NB)
@@ -244,7 +245,7 @@ class Repository:
     def writer_lock(self, name: str) -> Iterator[None]:
         """One writer per image name at a time (two captures to one name would mix manifests)."""
         lock_path = self.tmp_dir / f"{check_image_name(name)}.lock"
-        fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o644)
+        fd = os.open(lock_path, os.O_RDONLY | os.O_CREAT, 0o644)  # O_RDONLY: no block to remount ro
         try:
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -265,6 +266,7 @@ def _atomic_write(final: Path, data: bytes, tmp_dir: Path, sync: bool = True) ->
             if sync:
                 f.flush()
                 os.fsync(f.fileno())
+        crashpoint(f"before-replace-{final.name}")
         os.replace(tmp, final)
     except BaseException:
         with contextlib.suppress(OSError):
