@@ -79,7 +79,15 @@ def cmd_images(args) -> int:
         parts = ", ".join(f"{n}:{fs}" for n, fs, _, _ in summary.partitions)
         print(f"{name:<24} {summary.created}  {summary.source_model or '-'} {human_size(summary.source_size)}  "
               f"{summary.table}  [{parts}]  {human_size(summary.data_bytes)} of data")
+        for line in _incomplete(args, name):
+            print(f"  INCOMPLETE: {line}")
     return EXIT_OK
+
+
+def _incomplete(args, name: str) -> list[str]:
+    from lifeboat.engine.manifest import load_manifest, unreadable_lines
+
+    return unreadable_lines(load_manifest(_repo(args), name))
 
 
 def cmd_capture(args) -> int:
@@ -89,7 +97,7 @@ def cmd_capture(args) -> int:
 
     check_image_name(args.name)
     repo = _repo(args, create=True)
-    info = inspect_source(args.source, ConsoleProgress())
+    info = inspect_source(args.source, ConsoleProgress(), rescue=args.rescue)
     print(f"Capture {args.source} ({info.model or 'disk'}, {human_size(info.size)}) as {args.name!r} into {repo.root}")
     for p in info.partitions:
         print(f"  partition {p.entry.number}: {p.fstype or 'unknown'} {human_size(p.size)}, {p.kind.mode}, "
@@ -97,13 +105,32 @@ def cmd_capture(args) -> int:
     sink = ConsoleProgress()
     try:
         manifest = capture(args.source, args.name, repo, level=args.level, progress=sink, cancel=_cancel_on_signal(),
-                           info=info)
+                           info=info, rescue=_rescue_options(args))
     finally:
         sink.close()
     stats = manifest["stats"]
     print(f"Image {args.name!r} complete: {human_size(stats['read_bytes'])} read, "
           f"{stats['new_chunks']} new chunks, {human_size(stats['new_chunk_bytes'])} added to the repository")
+    _print_unreadable(manifest)
     return EXIT_OK
+
+
+def _rescue_options(args):
+    from lifeboat.engine.rescue import RescueOptions
+
+    if not args.rescue:
+        return None
+    return RescueOptions(timeout=args.rescue_timeout, retries=args.rescue_retries)
+
+
+def _print_unreadable(manifest) -> None:
+    from lifeboat.engine.manifest import unreadable_lines
+
+    lines = unreadable_lines(manifest)
+    if lines:
+        print("INCOMPLETE: some sectors could not be read and are stored as zeros:")
+        for line in lines:
+            print(f"  {line}")
 
 
 def cmd_verify(args) -> int:
@@ -115,8 +142,11 @@ def cmd_verify(args) -> int:
         report = verify(_repo(args), args.name, progress=sink, cancel=_cancel_on_signal())
     finally:
         sink.close()
+    for line in report.incomplete:
+        print(f"INCOMPLETE (unreadable at capture, restored as zeros): {line}")
     if report.ok:
-        print(f"Image {args.name!r} is intact: {report.chunks} chunks, {human_size(report.bytes)} checked")
+        print(f"Image {args.name!r} is intact{' but incomplete' if report.incomplete else ''}: {report.chunks} chunks, "
+              f"{human_size(report.bytes)} checked")
         return EXIT_OK
     for problem in report.problems:
         print(f"DAMAGED: {problem}", file=sys.stderr)
@@ -278,6 +308,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("name", metavar="NAME")
     p.add_argument("--repo")
     p.add_argument("--level", type=_level, default=None, help="zstd level 1-22 (default 3)")
+    p.add_argument("--rescue", action="store_true",
+                   help="a failing disk: read around errors, retry them later, store unreadable bytes as zeros")
+    p.add_argument("--rescue-timeout", type=float, default=None, metavar="SECONDS",
+                   help="with --rescue: stop retrying after this many seconds (default: no limit)")
+    p.add_argument("--rescue-retries", type=int, default=1, metavar="N",
+                   help="with --rescue: extra attempts per unreadable sector (default 1)")
     p.set_defaults(func=cmd_capture)
 
     p = sub.add_parser("verify", help="check every chunk of an image")

@@ -56,6 +56,10 @@ TOOLS: dict[str, str] = {
     "efibootmgr": "efibootmgr",
     "mount": "mount",
     "umount": "mount",
+    "debugfs": "e2fsprogs",
+    "xfs_db": "xfsprogs",
+    "ntfscluster": "ntfs-3g",
+    "smartctl": "smartmontools",
 }
 
 # A small, predictable environment for every child: C locale so we can parse output.

@@ -10,6 +10,7 @@ from __future__ import annotations
 import datetime as dt
 import os
 import threading
+import time
 from dataclasses import dataclass, field
 
 from lifeboat import __version__, locks
@@ -18,9 +19,10 @@ from lifeboat.crashpoint import crashpoint
 from lifeboat.engine.events import LogLine, Progress, ProgressSink, StepFinished, StepStarted, discard
 from lifeboat.engine.manifest import CHUNK_SIZE, SCHEMA, SCHEMA_VERSION
 from lifeboat.engine.ioerrors import repository_failure
+from lifeboat.engine.rescue import Reader, RescueOptions, read_error, rescue_summary, stream_rescue
 from lifeboat.engine.pipeline import BufferRing, OrderedPool, direct_io_ok
 from lifeboat.errors import Cancelled, LifeboatError, RepositoryError
-from lifeboat.fs.registry import FsKind, kind_for
+from lifeboat.fs.registry import RAW, FsKind, kind_for
 from lifeboat.fs.usedmap import Runs, encode_runs, runs_in_window, used_runs, with_edges
 from lifeboat.layout.model import DiskLayout, PartitionEntry
 from lifeboat.layout.read import read_layout
@@ -84,7 +86,7 @@ def _blkid(node: str) -> dict[str, str]:
     return values
 
 
-def inspect_source(source: str, progress: ProgressSink = discard) -> SourceInfo:
+def inspect_source(source: str, progress: ProgressSink = discard, rescue: bool = False) -> SourceInfo:
     """Read the table and every partition's filesystem. Raises before anything is written."""
     progress(StepStarted("inspect source", f"reading the partition table and block maps of {source}"))
     missing = missing_tools(["sfdisk", "blkid", "partx", "udevadm"])
@@ -94,10 +96,10 @@ def inspect_source(source: str, progress: ProgressSink = discard) -> SourceInfo:
     if disk.is_boot_medium:
         raise LifeboatError(f"{source} is the disk Lifeboat runs from; capture another disk")
     with locks.holding_disk(source):
-        return _inspect(source, disk, progress)
+        return _inspect(source, disk, progress, rescue)
 
 
-def _inspect(source: str, disk, progress: ProgressSink) -> SourceInfo:
+def _inspect(source: str, disk, progress: ProgressSink, rescue: bool = False) -> SourceInfo:
     run(["udevadm", "settle", "--timeout=10"], check=False)  # let a re-read already under way finish first
     layout = read_layout(source)
     if layout.sector_size != 512:
@@ -116,7 +118,14 @@ def _inspect(source: str, disk, progress: ProgressSink) -> SourceInfo:
         raise LifeboatError(f"missing tools: {_named(missing)}; nothing was written")
     for part in parts:
         if part.kind.mode == "used-blocks":
-            part.runs = with_edges(used_runs(part.kind.partclone, part.node, part.size), part.size)
+            try:
+                part.runs = with_edges(used_runs(part.kind.partclone, part.node, part.size), part.size)
+            except LifeboatError as exc:
+                if not rescue:
+                    raise
+                # the damage is in the filesystem's own metadata: copy every sector of it instead
+                progress(LogLine(f"{part.title}: {exc}; rescue copies the whole partition", "warning"))
+                part.kind = RAW
     info = SourceInfo(source, disk.size, disk.model, disk.serial, layout, parts)
     progress(StepFinished("inspect source", "done", f"{len(parts)} partitions, {human_size(info.to_read)} to read"))
     return info
@@ -155,6 +164,8 @@ class _Writer:
         self.item_done = 0
         self.item_total = 0
         self.refs: list[list] = []
+        self.rescue: RescueOptions | None = None
+        self.deadline: float | None = None  # monotonic time when rescue retries stop
 
     def start_item(self, item: str, total: int) -> None:
         self.item, self.item_done, self.item_total, self.refs = item, 0, total, []
@@ -167,7 +178,9 @@ class _Writer:
         self.done += length
         self.item_done += length
 
-    def on_result(self, tag: tuple[int, int, int], value: tuple[str, int]) -> None:
+    def on_result(self, tag: tuple[int, int, int], value: tuple[str, int] | None) -> None:
+        if value is None:  # a rescue window stored later, after its retries
+            return
         index, length, counted = tag
         digest, written = value
         crashpoint("capture-chunk")
@@ -184,6 +197,7 @@ class _SourceFds:
     a cold cache stays cold for everyone else), and buffered for anything unaligned."""
 
     def __init__(self, node: str):
+        self.node = node
         try:
             self.buffered = os.open(node, os.O_RDONLY)
         except FileNotFoundError:
@@ -242,7 +256,7 @@ def _read_and_store(source: _SourceFds, runs: Runs, view: memoryview, title: str
         try:
             _read_exact(source.for_run(start, n, pos), view[pos : pos + n], start, title)
         except OSError as exc:
-            raise LifeboatError(f"{title}: read error at byte {start}: {exc.strerror}") from None
+            raise read_error(source, title, start, n, exc) from None
         pos += n
     return writer.store(view)
 
@@ -259,7 +273,7 @@ def _stream_raw(source: _SourceFds, part: SourcePartition, pool: OrderedPool, wr
         try:
             _read_exact(source.buffered, memoryview(buf), base, part.title)
         except OSError as exc:
-            raise LifeboatError(f"{part.title}: read error near byte {base}: {exc.strerror}") from None
+            raise read_error(source, part.title, base, span, exc) from None
         kept = bytearray()
         for off in range(0, span, RAW_BLOCK):
             block = buf[off : off + RAW_BLOCK]
@@ -300,6 +314,7 @@ def capture(
     cancel: threading.Event | None = None,
     info: SourceInfo | None = None,
     workers: int | None = None,
+    rescue: RescueOptions | None = None,
 ) -> dict:
     """Capture `source` as image `name`. Returns the manifest. Raises LifeboatError; leaves no image on failure."""
     check_image_name(name)
@@ -310,6 +325,9 @@ def capture(
         info = info or inspect_source(source, progress)
         progress(LogLine(f"capturing {source} ({human_size(info.to_read)} to read) into {repo.root} as {name!r}"))
         writer = _Writer(repo, level, progress, info.to_read)
+        writer.rescue = rescue
+        if rescue and rescue.timeout:
+            writer.deadline = time.monotonic() + rescue.timeout
         try:
             return _capture(info, name, repo, writer, cancel, workers)
         except OSError as exc:
@@ -344,8 +362,13 @@ def _capture_partition(part: SourcePartition, repo: Repository, writer: _Writer,
         source = _SourceFds(part.node)
         try:
             with OrderedPool(writer.on_result, workers=workers, cancel=cancel) as pool:
-                stream = _stream_used if part.kind.mode == "used-blocks" else _stream_raw
-                runs = stream(source, part, pool, writer, cancel)
+                if writer.rescue:
+                    runs = part.runs if part.kind.mode == "used-blocks" else [(0, part.size)]
+                    reader = Reader(source.for_run, part.node, part.title, writer.rescue, writer.deadline)
+                    record["unreadable"] = [list(r) for r in stream_rescue(reader, runs, pool, writer, cancel)]
+                else:
+                    stream = _stream_used if part.kind.mode == "used-blocks" else _stream_raw
+                    runs = stream(source, part, pool, writer, cancel)
         finally:
             source.close()
         blob = encode_runs(runs)
@@ -370,6 +393,7 @@ def _capture(info: SourceInfo, name: str, repo: Repository, writer: _Writer, can
         writer.stored += written
         regions.append({"name": region, "offset": offset, "length": len(data), "chunk": digest})
     partitions = [_capture_partition(part, repo, writer, cancel, workers) for part in info.partitions]
+    rescue_summary(info.partitions, partitions, progress)
     manifest = {
         "schema": SCHEMA,
         "version": SCHEMA_VERSION,

@@ -98,3 +98,20 @@ def list_images(repo: Repository) -> list[tuple[str, ImageSummary | None, str]]:
         except Exception as exc:  # noqa: BLE001 - one broken manifest must not hide the others
             out.append((name, None, str(exc)))
     return out
+
+
+def unreadable_lines(manifest: dict) -> list[str]:
+    """One line per partition with bytes that could not be read at capture: how many, where, which files."""
+    lines = []
+    for part in manifest["partitions"]:
+        ranges = part.get("unreadable") or []
+        if not ranges:
+            continue
+        title = f"partition {part['number']} ({part['fstype'] or part['mode']})"
+        where = ", ".join(f"{s}+{n}" for s, n in ranges[:4]) + (f" and {len(ranges) - 4} more" if len(ranges) > 4 else "")
+        files = part.get("unreadable_files") or []
+        named = ", ".join(files[:5]) + (f" and {len(files) - 5} more" if len(files) > 5 else "")
+        note = part.get("unreadable_note", "")
+        lines.append(f"{title}: {sum(n for _, n in ranges)} bytes unreadable in {len(ranges)} ranges (bytes {where}); "
+                     f"files: {named or 'none'}{'; ' + note if note else ''}")
+    return lines

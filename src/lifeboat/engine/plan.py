@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from lifeboat.devices import Disk, disk_info, human_size
-from lifeboat.engine.manifest import CHUNK_SIZE, load_manifest
+from lifeboat.engine.manifest import CHUNK_SIZE, load_manifest, unreadable_lines
 from lifeboat.errors import ImageCorrupt, LifeboatError, ToolMissing, UnsafeTarget
 from lifeboat.fs.registry import kind_for
 from lifeboat.layout.fit import fit_layout
@@ -84,6 +84,10 @@ class RestorePlan:
             what = {"used-blocks": f"{human_size(a.write_bytes)} of data", "raw": f"{human_size(a.write_bytes)} raw",
                     "swap": "new swap, same UUID", "none": "empty"}[a.mode]
             lines.append(f"  {a.number:>2}  start {a.target.start:>10}  {size:>10}  {a.fstype or a.mode:<8} {what}{grow}")
+        incomplete = unreadable_lines(self.manifest)
+        if incomplete:
+            lines += ["", "INCOMPLETE IMAGE: these bytes could not be read at capture and will be written as zeros:"]
+            lines += [f"  {line}" for line in incomplete]
         lines += ["", f"Boot regions: {', '.join(r['name'] for r in self.manifest['boot_regions'])}.",
                   f"Total to write: {human_size(self.total_bytes)}."]
         return lines
