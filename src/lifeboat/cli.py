@@ -64,28 +64,30 @@ def cmd_disks(args) -> int:
 
 
 def cmd_images(args) -> int:
-    from lifeboat.engine.manifest import list_images
+    from lifeboat.repo.manifest import list_images
 
     images = list_images(_repo(args))
     if args.json:
-        _print_json([s.to_json() if s else {"name": n, "problem": problem} for n, s, problem in images])
+        _print_json([i.summary.to_json() if i.summary else {"name": i.name, "problem": i.problem} for i in images])
         return EXIT_OK
     if not images:
         print("no images")
-    for name, summary, problem in images:
+    for image in images:
+        summary = image.summary
         if summary is None:
-            print(f"{name:<24} UNREADABLE: {problem}")
+            print(f"{image.name:<24} UNREADABLE: {image.problem}")
             continue
-        parts = ", ".join(f"{n}:{fs}" for n, fs, _, _ in summary.partitions)
-        print(f"{name:<24} {summary.created}  {summary.source_model or '-'} {human_size(summary.source_size)}  "
+        parts = ", ".join(f"{p.number}:{p.fstype}" for p in summary.partitions)
+        print(f"{image.name:<24} {summary.created}  {summary.source_model or '-'} {human_size(summary.source_size)}  "
               f"{summary.table}  [{parts}]  {human_size(summary.data_bytes)} of data")
-        for line in _incomplete(args, name):
+        for line in _incomplete(args, image.name):
             print(f"  INCOMPLETE: {line}")
     return EXIT_OK
 
 
 def _incomplete(args, name: str) -> list[str]:
-    from lifeboat.engine.manifest import load_manifest, unreadable_lines
+    from lifeboat.engine.rescue import unreadable_lines
+    from lifeboat.repo.manifest import load_manifest
 
     return unreadable_lines(load_manifest(_repo(args), name))
 
@@ -108,9 +110,9 @@ def cmd_capture(args) -> int:
                            info=info, rescue=_rescue_options(args))
     finally:
         sink.close()
-    stats = manifest["stats"]
-    print(f"Image {args.name!r} complete: {human_size(stats['read_bytes'])} read, "
-          f"{stats['new_chunks']} new chunks, {human_size(stats['new_chunk_bytes'])} added to the repository")
+    stats = manifest.stats
+    print(f"Image {args.name!r} complete: {human_size(stats.read_bytes)} read, "
+          f"{stats.new_chunks} new chunks, {human_size(stats.new_chunk_bytes)} added to the repository")
     _print_unreadable(manifest)
     return EXIT_OK
 
@@ -124,7 +126,7 @@ def _rescue_options(args):
 
 
 def _print_unreadable(manifest) -> None:
-    from lifeboat.engine.manifest import unreadable_lines
+    from lifeboat.engine.rescue import unreadable_lines
 
     lines = unreadable_lines(manifest)
     if lines:

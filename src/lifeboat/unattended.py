@@ -368,7 +368,7 @@ def run_job(job: Job, repo_path: str, cancel: threading.Event) -> None:
         result = restore(plan, progress=sink, cancel=cancel, bootloader=job.bootloader)
         failed = result.failed_steps()
         if failed:  # never an OK line for a disk that may not boot
-            raise UnattendedError("restored, but " + "; ".join(f"{name} failed: {detail}" for name, _, detail in failed))
+            raise UnattendedError("restored, but " + "; ".join(f"{s.step} failed: {s.detail}" for s in failed))
     elif job.job == "verify":
         from lifeboat.engine.verify import verify
 

@@ -25,9 +25,9 @@ import pytest
 from diskbuilder import MiB, PartSpec, build_disk, loop_disk, mounted, sh, tree_hashes
 
 from lifeboat.engine.check import check_repository
-from lifeboat.engine.manifest import referenced_chunks
 from lifeboat.engine.prune import prune
 from lifeboat.engine.restore_marker import read_marker
+from lifeboat.repo.manifest import load_manifest
 from lifeboat.repo.store import Repository
 
 pytestmark = pytest.mark.integration
@@ -71,10 +71,10 @@ def recapture_reuses_and_prune_cleans(src, repo_path: Path) -> None:
     proc = lifeboat("capture", src.path, "img", "--repo", str(repo_path))
     assert proc.returncode == 0, proc.stderr
     repo = Repository.open(repo_path)
-    manifest = repo.read_manifest("img")
-    used = {d + ".zst" for d in referenced_chunks(manifest)}
+    manifest = load_manifest(repo, "img")
+    used = {d + ".zst" for d in manifest.referenced_chunks()}
     assert left & used, "the second capture reused none of the chunks the killed one wrote"
-    assert manifest["stats"]["new_chunks"] < len(used)
+    assert manifest.stats.new_chunks < len(used)
     assert check_repository(repo).healthy
     pruned = prune(repo)
     after = check_repository(repo, read_data=True)

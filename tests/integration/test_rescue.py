@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 from diskbuilder import MiB, PartSpec, build_disk, loop_disk, mounted, sh, tree_hashes
 
+from lifeboat.repo.manifest import load_manifest
 from lifeboat.repo.store import Repository
 
 pytestmark = pytest.mark.integration
@@ -118,12 +119,12 @@ def test_rescue_records_exact_ranges_and_files_and_restores_the_rest(faulty, tmp
     proc = lifeboat("capture", loop, "rescued", "--repo", str(repo), "--rescue")
     seconds = time.monotonic() - started
     assert proc.returncode == 0, proc.stderr
-    manifest = Repository.open(repo).read_manifest("rescued")
-    part = manifest["partitions"][0]
-    assert [tuple(r) for r in part["unreadable"]] == damage.ranges  # to the sector
-    assert sorted(part["unreadable_files"]) == sorted([damage.x, damage.y])
-    assert "filesystem metadata (1 blocks)" in part["unreadable_note"]  # the journal's sector
-    assert not manifest["partitions"][1].get("unreadable")
+    manifest = load_manifest(Repository.open(repo), "rescued")
+    stream = manifest.partitions[0].stream
+    assert [(r.offset, r.length) for r in stream.unreadable] == damage.ranges  # to the sector
+    assert sorted(stream.unreadable_files) == sorted([damage.x, damage.y])
+    assert "filesystem metadata (1 blocks)" in stream.unreadable_note  # the journal's sector
+    assert not manifest.partitions[1].stream.unreadable
     assert "INCOMPLETE" in proc.stdout and damage.x in proc.stdout
     print(f"rescue capture with {len(damage.ranges)} bad ranges: {seconds:.1f} s; {proc.stdout.strip()}")
 
@@ -162,8 +163,8 @@ def test_a_dead_region_ends_within_the_time_bound(faulty, tmp_path, lifeboat_env
     finally:
         ranges_file.write_text(json.dumps([[starts[1] + s, n] for s, n in damage.ranges]))
     assert proc.returncode == 0, proc.stderr
-    raw = Repository.open(tmp_path / "repo").read_manifest("dead")["partitions"][1]
-    lost = [tuple(r) for r in raw["unreadable"]]
+    raw = load_manifest(Repository.open(tmp_path / "repo"), "dead").partitions[1]
+    lost = [(r.offset, r.length) for r in raw.stream.unreadable]
     covered = sum(n for _, n in lost)
     assert all(any(s <= region[0] + k < s + n for s, n in lost) for k in range(0, region[1], 512))
     assert covered <= region[1] + 2 * MiB, lost  # at most the 1 MiB pieces at its edges were left untried

@@ -17,9 +17,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from lifeboat.engine.events import Progress, ProgressSink, discard
-from lifeboat.engine.manifest import CHUNK_SIZE, load_manifest
 from lifeboat.engine.pipeline import OrderedPool
 from lifeboat.errors import ImageCorrupt, LifeboatError
+from lifeboat.repo.manifest import Content, ImageManifest, LuksContent, content_stream, load_manifest
 from lifeboat.repo.store import Repository
 
 
@@ -76,15 +76,29 @@ class CheckReport:
         }
 
 
-def chunk_uses(name: str, manifest: dict) -> list[ChunkUse]:
+def chunk_uses(name: str, manifest: ImageManifest) -> list[ChunkUse]:
     """Every chunk image `name` needs, with a place a person can find."""
-    uses = [ChunkUse(name, f"boot region {r['name']}", r["chunk"], r["length"]) for r in manifest["boot_regions"]]
-    for part in manifest["partitions"]:
-        title = f"partition {part['number']} ({part['fstype'] or part['mode']})"
-        if "map" in part:
-            uses.append(ChunkUse(name, f"{title} block map", part["map"]["chunk"], part["map"]["length"]))
-        for window, digest, length in part.get("chunks", ()):
-            uses.append(ChunkUse(name, f"{title} at offset {window * CHUNK_SIZE}", digest, length))
+    uses = [ChunkUse(name, f"boot region {r.name}", r.digest, r.length) for r in manifest.boot_regions]
+    for part in manifest.partitions:
+        uses += _content_uses(name, part.title, part.content)
+    for vg in manifest.volume_groups:
+        uses.append(ChunkUse(name, f"volume group {vg.name} metadata", vg.metadata.digest, vg.metadata.length))
+        for lv in vg.lvs:
+            uses += _content_uses(name, f"logical volume {vg.name}/{lv.name}", lv.content)
+    return uses
+
+
+def _content_uses(name: str, title: str, content: Content | None) -> list[ChunkUse]:
+    if content is None:
+        return []
+    uses: list[ChunkUse] = []
+    stream = content_stream(content)
+    if stream:
+        uses.append(ChunkUse(name, f"{title} block map", stream.map.digest, stream.map.length))
+        uses += [ChunkUse(name, f"{title} at offset {ref.offset}", ref.digest, ref.length) for ref in stream.chunks]
+    if isinstance(content, LuksContent):
+        uses.append(ChunkUse(name, f"{title} LUKS header", content.header.digest, content.header.length))
+        uses += _content_uses(name, f"{title} (unlocked)", content.inner)
     return uses
 
 

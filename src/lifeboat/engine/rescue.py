@@ -24,10 +24,11 @@ from dataclasses import dataclass, field
 
 from lifeboat.engine.events import LogLine
 from lifeboat.engine.ioerrors import device_state
-from lifeboat.engine.manifest import CHUNK_SIZE
 from lifeboat.engine.pipeline import BufferRing
 from lifeboat.errors import Cancelled, LifeboatError
+from lifeboat.fs.registry import CaptureMode
 from lifeboat.fs.usedmap import Runs, merge_runs, runs_in_window
+from lifeboat.repo.manifest import CHUNK_SIZE, ByteRange, ImageManifest
 
 SECTOR = 512
 BLOCK = 4096
@@ -123,9 +124,9 @@ class Reader:
 
     # ---------------------------------------------------------------- passes 2-4
 
-    def recover(self, runs: Runs, pending: Runs, view: memoryview) -> Runs:
-        """Read a window whose first pass failed: the parts that read before, then the pending ranges as
-        far as possible. Returns the ranges still unreadable (zeroed in view)."""
+    def _reread(self, runs: Runs, pending: Runs, view: memoryview):
+        """Read again the parts of a window that are not pending (they were read before, into a buffer
+        that is gone); returns (pending, at) where at() maps a partition offset to its place in view."""
         places, pos = [], 0
         for start, n in runs:
             places.append((start, pos))
@@ -140,6 +141,27 @@ class Reader:
                 size = min(PIECE, n - off)
                 if not self._read_block((start + off, size), view, at):
                     pending = merge_runs(pending, [(start + off, size)])
+        return pending, at
+
+    def recover_pieces(self, runs: Runs, pending: Runs, view: memoryview) -> Runs:
+        """Pass 2a: the pending ranges in 1 MiB pieces, inwards from both ends until the first error on
+        each side. Finds the good data that pass 1 skipped past a bad spot. Returns what is still pending."""
+        pending, at = self._reread(runs, pending, view)
+        left: Runs = []
+        for start, n in pending:
+            pieces = [(start + off, min(PIECE, n - off)) for off in range(0, n, PIECE)]
+            lo, hi = 0, len(pieces)
+            while lo < hi and not self.out_of_time() and self._read_block(pieces[lo], view, at):
+                lo += 1
+            while hi > lo and not self.out_of_time() and self._read_block(pieces[hi - 1], view, at):
+                hi -= 1
+            if lo < hi:
+                left.append((pieces[lo][0], pieces[hi - 1][0] + pieces[hi - 1][1] - pieces[lo][0]))
+        return left
+
+    def recover(self, runs: Runs, pending: Runs, view: memoryview) -> Runs:
+        """Passes 2b-4 for one window: trim, scrape, retry. Returns the ranges still unreadable (zeroed in view)."""
+        pending, at = self._reread(runs, pending, view)
         left: Runs = []
         for start, n in pending:
             left += self._trim(start, n, view, at)
@@ -256,20 +278,30 @@ def _retry_windows(reader: Reader, deferred: list[tuple[int, Runs, Runs]], write
     writer.progress(LogLine(f"{reader.title}: {reader.stats.errors} read errors; going back over "
                             f"{to_retry} bytes in {len(deferred)} windows with smaller reads", "warning"))
     buf = memoryview(mmap.mmap(-1, CHUNK_SIZE))
-    unreadable: Runs = []
-    last_note = time.monotonic()
-    for done, (window, inside, pending) in enumerate(deferred):
+    still = []
+    for window, inside, pending in deferred:  # first what pass 1 skipped, in large reads
         if cancel.is_set():
             raise Cancelled()
-        length = sum(n for _, n in inside)
-        view = buf[:length]
+        view = buf[:sum(n for _, n in inside)]
+        left = reader.recover_pieces(inside, pending, view)
+        if left:
+            still.append((window, inside, left))
+        else:
+            writer.on_result((window, len(view), len(view)), writer.store(view))
+    unreadable: Runs = []
+    to_retry = sum(n for *_, pending in still for _, n in pending)
+    last_note = time.monotonic()
+    for done, (window, inside, pending) in enumerate(still):  # then sector by sector
+        if cancel.is_set():
+            raise Cancelled()
+        view = buf[:sum(n for _, n in inside)]
         unreadable += reader.recover(inside, pending, view)
-        writer.on_result((window, length, length), writer.store(view))
+        writer.on_result((window, len(view), len(view)), writer.store(view))
         to_retry -= sum(n for _, n in pending)
         if time.monotonic() - last_note > 5:
             last_note = time.monotonic()
             writer.progress(LogLine(f"{reader.title}: {reader.stats.errors} read errors, {to_retry} bytes still to "
-                                    f"retry ({len(deferred) - done - 1} windows)", "warning"))
+                                    f"retry ({len(still) - done - 1} windows)", "warning"))
     return merge_runs(unreadable, [])
 
 
@@ -294,20 +326,33 @@ def _first_bad_sector(source, start: int, n: int) -> int:
     return start
 
 
-def rescue_summary(parts, records: list[dict], progress) -> None:
-    """For each partition with unreadable ranges: the files that own them, into its record and the log."""
+def rescue_owners(part, mode: CaptureMode, lost: Runs, progress) -> dict:
+    """DataStream fields for a partition's unreadable ranges: the ranges, the files that own them, a note.
+    Logs the partition's summary line."""
     from lifeboat.fs.owners import owners_of
 
-    by_number = {p.entry.number: p for p in parts}
-    for record in records:
-        ranges = [tuple(r) for r in record.get("unreadable", ())]
-        if not ranges:
-            continue
-        part = by_number[record["number"]]
-        owners = owners_of(record["fstype"] if record["mode"] == "used-blocks" else "", part.node, ranges)
-        record["unreadable_files"] = list(owners.files)
-        record["unreadable_note"] = owners.note
-        lost = sum(n for _, n in ranges)
-        files = ", ".join(owners.files[:10]) + (f" and {len(owners.files) - 10} more" if len(owners.files) > 10 else "")
-        progress(LogLine(f"{part.title}: {lost} bytes unreadable in {len(ranges)} ranges (stored as zeros); "
-                         f"files hit: {files or 'none'}{'; ' + owners.note if owners.note else ''}", "warning"))
+    if not lost:
+        return {}
+    owners = owners_of(part.fstype if mode is CaptureMode.USED_BLOCKS else "", part.node, lost)
+    fields = {"unreadable": tuple(ByteRange(s, n) for s, n in lost), "unreadable_files": owners.files,
+              "unreadable_note": owners.note}
+    progress(LogLine(f"{part.title}: {_describe(lost, owners.files, owners.note)}", "warning"))
+    return fields
+
+
+def _describe(ranges: Runs, files: tuple[str, ...], note: str) -> str:
+    where = ", ".join(f"{s}+{n}" for s, n in ranges[:4]) + (f" and {len(ranges) - 4} more" if len(ranges) > 4 else "")
+    named = ", ".join(files[:5]) + (f" and {len(files) - 5} more" if len(files) > 5 else "")
+    return (f"{sum(n for _, n in ranges)} bytes unreadable in {len(ranges)} ranges (bytes {where}); "
+            f"files: {named or 'none'}{'; ' + note if note else ''}")
+
+
+def unreadable_lines(manifest: ImageManifest) -> list[str]:
+    """One line per partition with bytes that could not be read at capture: how many, where, which files."""
+    lines = []
+    for part in manifest.partitions:
+        stream = part.stream
+        if stream and stream.unreadable:
+            ranges = [(r.offset, r.length) for r in stream.unreadable]
+            lines.append(f"{part.title}: {_describe(ranges, stream.unreadable_files, stream.unreadable_note)}")
+    return lines

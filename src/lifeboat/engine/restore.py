@@ -19,21 +19,29 @@ from dataclasses import dataclass, field
 from lifeboat import locks
 from lifeboat.crashpoint import crashpoint
 from lifeboat.devices import disk_info, human_size
-from lifeboat.engine.events import LogLine, Progress, ProgressSink, StepFinished, StepStarted, discard
-from lifeboat.engine.manifest import CHUNK_SIZE
+from lifeboat.engine.events import LogLine, Outcome, Progress, ProgressSink, StepFinished, StepStarted, discard
+from lifeboat.engine.ioerrors import io_failure
+from lifeboat.engine.pipeline import OrderedPool, direct_io_ok
+from lifeboat.engine.plan import PartitionAction, RestorePlan, check_target_safe
 from lifeboat.engine.restore_marker import (RestoreMarker, commit_table, mark_in_progress, table_sectors,
                                              wipe_signatures)
-from lifeboat.engine.pipeline import OrderedPool, direct_io_ok
-from lifeboat.engine.ioerrors import io_failure
-from lifeboat.engine.plan import PartitionAction, RestorePlan, check_target_safe
 from lifeboat.errors import Cancelled, ImageCorrupt, LifeboatError
 from lifeboat.fs.grow import grow_filesystem, make_swap
+from lifeboat.fs.registry import CaptureMode
 from lifeboat.fs.usedmap import Runs, decode_runs, runs_in_window
 from lifeboat.layout.write import partition_node, refresh_partitions
+from lifeboat.repo.manifest import CHUNK_SIZE, ChunkRef, DataStream, ImageManifest
 from lifeboat.repo.store import Repository
 
 BLKZEROOUT = 0x127F  # _IO(0x12, 127): zero a byte range, offloaded where the device can
 MBR_BOOT_CODE = 440  # bytes of boot code before the disk signature and the table
+
+
+@dataclass(frozen=True)
+class StepRecord:
+    step: str
+    outcome: Outcome
+    detail: str = ""
 
 
 @dataclass
@@ -42,12 +50,12 @@ class RestoreResult:
     target: str
     bytes_written: int = 0
     seconds: float = 0.0
-    steps: list[tuple[str, str, str]] = field(default_factory=list)  # (step, outcome, detail)
+    steps: list[StepRecord] = field(default_factory=list)
 
-    def failed_steps(self) -> list[tuple[str, str, str]]:
+    def failed_steps(self) -> list[StepRecord]:
         """Steps that failed without stopping the restore (a bootloader step): the data is in place, but
         the result is not a success."""
-        return [s for s in self.steps if s[1] == "failed"]
+        return [s for s in self.steps if s.outcome is Outcome.FAILED]
 
     def to_json(self) -> dict:
         return {
@@ -55,7 +63,7 @@ class RestoreResult:
             "target": self.target,
             "bytes_written": self.bytes_written,
             "seconds": round(self.seconds, 2),
-            "steps": [{"step": s, "outcome": o, "detail": d} for s, o, d in self.steps],
+            "steps": [{"step": s.step, "outcome": str(s.outcome), "detail": s.detail} for s in self.steps],
         }
 
 
@@ -127,13 +135,14 @@ class _PartitionWriter:
         self.totals, self.total = totals, total
         self.item_done = 0
 
-    def write_window(self, window: int, digest: str, length: int, runs: Runs) -> int:
+    def write_window(self, ref: ChunkRef, runs: Runs) -> int:
+        length = ref.length
         try:
-            data = self.repo.get_chunk(digest, length)
+            data = self.repo.get_chunk(ref.digest, length)
         except ImageCorrupt as exc:
-            raise ImageCorrupt(f"{self.action.title} at offset {window * CHUNK_SIZE}: {exc}") from None
+            raise ImageCorrupt(f"{self.action.title} at offset {ref.offset}: {exc}") from None
         if sum(n for _, n in runs) != length:
-            raise ImageCorrupt(f"{self.action.title} at offset {window * CHUNK_SIZE}: chunk length does not match the block map")
+            raise ImageCorrupt(f"{self.action.title} at offset {ref.offset}: chunk length does not match the block map")
         view, pos = _aligned_copy(data), 0
         for start, n in runs:
             fd, written = self.fds.for_run(self.base + start, n, pos), 0
@@ -149,31 +158,31 @@ class _PartitionWriter:
         self.progress(Progress("restore", self.action.title, self.item_done, self.action.write_bytes, self.totals[0], self.total))
 
 
-def _write_partition(repo: Repository, fds: _TargetFds, action: PartitionAction, record: dict,
+def _write_partition(repo: Repository, fds: _TargetFds, action: PartitionAction, stream: DataStream,
                      progress: ProgressSink, cancel: threading.Event, totals: list[int], total: int,
                      workers: int | None) -> None:
     base, size = action.target.start * 512, action.source.size * 512
-    runs = decode_runs(repo.get_chunk(record["map"]["chunk"], record["map"]["length"]))
-    if action.mode == "raw":
+    runs = decode_runs(repo.get_chunk(stream.map.digest, stream.map.length))
+    if action.mode is CaptureMode.RAW:
         for start, n in _complement(runs, size):
             _zero(fds.buffered, base + start, n)
     writer = _PartitionWriter(repo, fds, action, progress, totals, total)
     index = 0
     with OrderedPool(writer.on_result, workers=workers, cancel=cancel) as pool:
-        for window, digest, length in record["chunks"]:
-            inside, index = runs_in_window(runs, index, window * CHUNK_SIZE, (window + 1) * CHUNK_SIZE)
-            pool.submit(window, writer.write_window, window, digest, length, inside)
+        for ref in stream.chunks:
+            inside, index = runs_in_window(runs, index, ref.offset, ref.offset + CHUNK_SIZE)
+            pool.submit(ref.window, writer.write_window, ref, inside)
 
 
-def _write_boot_regions(repo: Repository, fd: int, manifest: dict) -> bytes | None:
+def _write_boot_regions(repo: Repository, fd: int, manifest: ImageManifest) -> bytes | None:
     """Write the gap before the first partition; return the MBR's boot code, which goes in with the table."""
     boot_code = None
-    for region in manifest["boot_regions"]:
-        data = repo.get_chunk(region["chunk"], region["length"])
-        if region["name"] == "mbr":
+    for region in manifest.boot_regions:
+        data = repo.get_chunk(region.digest, region.length)
+        if region.name == "mbr":
             boot_code = data[:MBR_BOOT_CODE]  # the table and signature come from sfdisk, at the commit
         else:
-            os.pwrite(fd, data, region["offset"])
+            os.pwrite(fd, data, region.offset)
     return boot_code
 
 
@@ -198,27 +207,27 @@ def _restore(plan: RestorePlan, progress: ProgressSink, cancel: threading.Event,
     def step(name: str, detail: str = "") -> None:
         progress(StepStarted(name, detail))
 
-    def done(name: str, outcome: str = "done", detail: str = "") -> None:
-        result.steps.append((name, outcome, detail))
-        progress(StepFinished(name, outcome, detail))
+    def done(name: str, outcome: str = Outcome.DONE, detail: str = "") -> None:
+        record = StepRecord(name, Outcome(outcome), detail)
+        result.steps.append(record)
+        progress(StepFinished(name, record.outcome, detail))
 
     started_at = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
     step("mark target", "restore-in-progress record in sector 0; the old table is wiped")
     table = table_sectors(plan.target_layout, disk.size)  # into a scratch file: fails before any write
     wipe_signatures(plan.target)
-    records = {p["number"]: p for p in plan.manifest["partitions"]}
     totals = [0]
     fds = _TargetFds(plan.target)
     try:
         try:
             mark_in_progress(fds.buffered, disk.size, RestoreMarker(plan.image, plan.repo_root, started_at))
-            done("mark target", "done", f"{plan.target} shows 'incomplete restore of {plan.image}' until the end")
+            done("mark target", Outcome.DONE, f"{plan.target} shows 'incomplete restore of {plan.image}' until the end")
             crashpoint("restore-marked")
-            _write_data(plan, repo, fds, records, progress, cancel, totals, workers, step, done)
+            _write_data(plan, repo, fds, progress, cancel, totals, workers, step, done)
             step("partition table", f"{plan.target_layout.label} with {len(plan.target_layout.partitions)} partitions")
             crashpoint("restore-before-table")
             commit_table(fds.buffered, table, fds.boot_code)
-            done("partition table", "done", f"{plan.target_layout.label}, disk id {plan.target_layout.disk_id}")
+            done("partition table", Outcome.DONE, f"{plan.target_layout.label}, disk id {plan.target_layout.disk_id}")
             fds.sync_and_close()
         except OSError as exc:
             raise io_failure(exc, repo.root, plan.target, f"restoring {plan.image!r}") from None
@@ -232,28 +241,28 @@ def _restore(plan: RestorePlan, progress: ProgressSink, cancel: threading.Event,
     result.bytes_written = totals[0]
     # closing the written disk makes udev re-read it; wait for that, then make sure the partitions are there
     refresh_partitions(plan.target, plan.target_layout)
-    _finish_partitions(plan, records, step, done)
+    _finish_partitions(plan, step, done)
     if bootloader:
         _bootloader(plan.target, progress, done)
     else:
-        done("bootloader", "skipped", "--no-bootloader")
+        done("bootloader", Outcome.SKIPPED, "--no-bootloader")
     result.seconds = time.monotonic() - started
     return result
 
 
-def _write_data(plan: RestorePlan, repo: Repository, fds: _TargetFds, records: dict, progress: ProgressSink,
+def _write_data(plan: RestorePlan, repo: Repository, fds: _TargetFds, progress: ProgressSink,
                 cancel: threading.Event, totals: list[int], workers: int | None, step, done) -> None:
     """The gap before the first partition and every partition's data, flushed. Keeps the MBR's boot
     code in fds.boot_code: it goes in with the table, last."""
     fds.boot_code = _write_boot_regions(repo, fds.buffered, plan.manifest)
-    done("boot regions", "done", ", ".join(r["name"] for r in plan.manifest["boot_regions"]))
+    done("boot regions", Outcome.DONE, ", ".join(r.name for r in plan.manifest.boot_regions))
     for action in plan.actions:
-        if action.mode not in ("used-blocks", "raw"):
+        stream = _stream_of(plan.manifest, action)
+        if stream is None:
             continue
         step(action.title, human_size(action.write_bytes))
-        _write_partition(repo, fds, action, records[action.number], progress, cancel, totals, plan.total_bytes,
-                         workers)
-        done(action.title, "done", f"{human_size(action.write_bytes)} written")
+        _write_partition(repo, fds, action, stream, progress, cancel, totals, plan.total_bytes, workers)
+        done(action.title, Outcome.DONE, f"{human_size(action.write_bytes)} written")
     step("flush", "waiting for the disk to store everything")
     for fd in (fds.direct, fds.buffered):
         if fd >= 0:
@@ -261,20 +270,29 @@ def _write_data(plan: RestorePlan, repo: Repository, fds: _TargetFds, records: d
     done("flush")
 
 
-def _finish_partitions(plan: RestorePlan, records: dict, step, done) -> None:
+def _stream_of(manifest: ImageManifest, action: PartitionAction) -> DataStream | None:
+    """The stored data an action writes (None for swap and empty partitions)."""
+    if action.mode not in (CaptureMode.USED_BLOCKS, CaptureMode.RAW):
+        return None
+    part = manifest.partition(action.number)
+    return part.stream if part else None
+
+
+def _finish_partitions(plan: RestorePlan, step, done) -> None:
     for action in plan.actions:
         node = partition_node(plan.target, action.target.number)
-        if action.mode == "swap":
-            record = records[action.number]
+        if action.mode is CaptureMode.SWAP:
+            part = plan.manifest.partition(action.number)
+            uuid, label = (part.uuid, part.label) if part else ("", "")
             step(f"swap {action.number}")
-            make_swap(node, record.get("uuid", ""), record.get("label", ""))
-            done(f"swap {action.number}", "done", f"UUID {record.get('uuid', '')}")
+            make_swap(node, uuid, label)
+            done(f"swap {action.number}", Outcome.DONE, f"UUID {uuid}")
         elif action.grow:
             name = f"grow {action.title}"
             step(name, action.grow)
-            done(name, "done", grow_filesystem(action.grow, action.fstype, node))
+            done(name, Outcome.DONE, grow_filesystem(action.grow, action.fstype, node))
         elif action.note:
-            done(f"grow {action.title}", "not-needed", action.note)
+            done(f"grow {action.title}", Outcome.NOT_NEEDED, action.note)
 
 
 def _bootloader(target: str, progress: ProgressSink, done) -> None:

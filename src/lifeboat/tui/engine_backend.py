@@ -13,7 +13,7 @@ from collections.abc import Callable
 from datetime import datetime
 
 from lifeboat.devices import Disk, human_size
-from lifeboat.engine.events import LogLine, ProgressSink, StepStarted
+from lifeboat.engine.events import LogLine, Outcome, ProgressSink, StepStarted
 from lifeboat.errors import Cancelled, ImageCorrupt, LifeboatError
 from lifeboat.tui import repo_locations as locations
 from lifeboat.tui.backend import ImageInfo, JobOutcome, LayoutRow, RepoLocation, RestorePlanView
@@ -89,21 +89,22 @@ class EngineBackend:
             self._mounted.discard(path)
 
     def list_images(self, repo_path: str) -> list[ImageInfo]:
-        from lifeboat.engine.manifest import list_images
+        from lifeboat.repo.manifest import list_images
         from lifeboat.repo.store import Repository
 
         images = []
-        for name, summary, problem in list_images(Repository.open(self._ready(repo_path), create=False)):
+        for image in list_images(Repository.open(self._ready(repo_path), create=False)):
+            summary = image.summary
             if summary is None:
-                log.warning("image %s is unreadable: %s", name, problem)
+                log.warning("image %s is unreadable: %s", image.name, image.problem)
                 continue
             images.append(
                 ImageInfo(
-                    name=name,
+                    name=image.name,
                     created=_parse_time(summary.created),
                     source_model=summary.source_model,
                     source_size=summary.source_size,
-                    partitions=tuple(f"p{n} {fs} {human_size(size)}" for n, fs, size, _ in summary.partitions),
+                    partitions=tuple(f"p{p.number} {p.fstype} {human_size(p.size)}" for p in summary.partitions),
                     stored_bytes=summary.data_bytes,
                 )
             )
@@ -136,9 +137,9 @@ class EngineBackend:
         lines = [
             f"Wrote {human_size(result.bytes_written)} to {plan.target.path}; every chunk's hash was checked first.",
         ]
-        lines += [f"{step}: {outcome}" + (f" ({detail})" if detail else "") for step, outcome, detail in result.steps
-                  if step.startswith(("bootloader", "grow", "swap")) and outcome != "failed"]
-        warnings = tuple(f"{step}: {detail or outcome}" for step, outcome, detail in result.failed_steps())
+        lines += [f"{s.step}: {s.outcome}" + (f" ({s.detail})" if s.detail else "") for s in result.steps
+                  if s.step.startswith(("bootloader", "grow", "swap")) and s.outcome is not Outcome.FAILED]
+        warnings = tuple(f"{s.step}: {s.detail or s.outcome}" for s in result.failed_steps())
         return JobOutcome(tuple(lines), warnings)
 
     # ---- capture, verify, bootfix
@@ -153,7 +154,7 @@ class EngineBackend:
         # the engine reads the table and the used-block maps before its first event: say so meanwhile
         progress(StepStarted("reading the source", f"{source.path}: partition table and used blocks"))
         manifest = capture(source.path, name, repo, level=level, progress=progress, cancel=cancel)
-        used = sum(p.get("used_bytes", 0) for p in manifest.get("partitions", ()))
+        used = manifest.data_bytes
         return JobOutcome((f"Image {name} of {source.name} stored in {repo_path} ({human_size(used)} of data, "
                            f"zstd level {level}).",))
 
