@@ -18,32 +18,29 @@ READ_ONLY_ERRNOS = (errno.EROFS,)
 
 
 def device_of(path: str | os.PathLike) -> tuple[str, str]:
-    """(/dev/NAME, mount point) of the filesystem holding `path`; ("", "") when unknown."""
-    try:
-        st_dev = os.stat(path).st_dev
-    except OSError:
-        return "", ""
-    major, minor = os.major(st_dev), os.minor(st_dev)
-    dev = ""
-    try:
-        dev = "/dev/" + os.path.basename(os.readlink(f"/sys/dev/block/{major}:{minor}"))
-    except OSError:
-        pass
-    return dev, _mount_point(f"{major}:{minor}", str(path))
-
-
-def _mount_point(devnum: str, path: str) -> str:
-    best = ""
+    """(/dev/NAME, mount point) of the filesystem holding `path`; ("", "") when unknown. Reads only
+    /proc/self/mountinfo and sysfs: the filesystem itself may no longer answer a stat."""
+    best, dev = "", ""
     try:
         with open("/proc/self/mountinfo") as f:
             for line in f:
                 fields = line.split()
                 point = fields[4].replace("\\040", " ")
-                if fields[2] == devnum and path.startswith(point) and len(point) > len(best):
-                    best = point
-    except OSError:
+                inside = str(path) == point or str(path).startswith(point.rstrip("/") + "/")
+                if inside and len(point) >= len(best):
+                    best, devnum = point, fields[2]
+                    source = fields[fields.index("-") + 2] if "-" in fields else ""
+                    dev = _dev_name(devnum) or (source if source.startswith("/dev/") else "")
+    except (OSError, ValueError, IndexError):
         pass
-    return best
+    return dev, best
+
+
+def _dev_name(devnum: str) -> str:
+    try:
+        return "/dev/" + os.path.basename(os.readlink(f"/sys/dev/block/{devnum}"))
+    except OSError:
+        return ""
 
 
 def device_state(dev: str) -> str:
