@@ -7,6 +7,7 @@ No disk I/O of its own: every command calls the engine. Exit codes: 0 success, 1
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import importlib
 import json
 import logging
@@ -45,8 +46,9 @@ def cmd_disks(args) -> int:
     from lifeboat.devices import list_disks
 
     from lifeboat.engine.restore_marker import read_marker
+    from lifeboat.health import read_health
 
-    disks = list_disks(include_loop=args.loop)
+    disks = [dataclasses.replace(d, health=read_health(d.path)) for d in list_disks(include_loop=args.loop)]
     markers = {d.path: read_marker(d.path) for d in disks}
     if args.json:
         _print_json([{**d.to_json(), "incomplete_restore": markers[d.path].describe() if markers[d.path] else ""}
@@ -55,6 +57,7 @@ def cmd_disks(args) -> int:
     for d in disks:
         flag = f"  [not a target: {d.unsafe_reason}]" if d.unsafe_reason else ""
         print(f"{d.path:<16} {human_size(d.size):>10}  {d.transport:<6} {d.model} {d.serial}{flag}")
+        print(f"  {d.health.describe()}")
         if markers[d.path]:
             print(f"  INCOMPLETE: {markers[d.path].describe()}")
         for p in d.partitions:
@@ -99,6 +102,8 @@ def cmd_capture(args) -> int:
 
     check_image_name(args.name)
     repo = _repo(args, create=True)
+    if not args.rescue:
+        _suggest_rescue(args.source)
     info = inspect_source(args.source, ConsoleProgress(), rescue=args.rescue)
     print(f"Capture {args.source} ({info.model or 'disk'}, {human_size(info.size)}) as {args.name!r} into {repo.root}")
     for p in info.partitions:
@@ -115,6 +120,15 @@ def cmd_capture(args) -> int:
           f"{stats.new_chunks} new chunks, {human_size(stats.new_chunk_bytes)} added to the repository")
     _print_unreadable(manifest)
     return EXIT_OK
+
+
+def _suggest_rescue(source: str) -> None:
+    from lifeboat.health import read_health
+
+    health = read_health(source)
+    if health.needs_rescue:
+        print(f"lifeboat: warning: {source}: {health.describe()}. Capture it with --rescue: it reads the good areas "
+              "first, works around damage and records what could not be read.", file=sys.stderr)
 
 
 def _rescue_options(args):
@@ -205,12 +219,22 @@ def cmd_check(args) -> int:
 
 
 def _confirm(plan, args) -> bool:
+    failing = plan.target_disk.health is not None and plan.target_disk.health.status == "failing"
+    if failing and args.yes and not args.allow_failing_target:
+        print(f"refusing to restore onto {plan.target}: {plan.target_disk.health.describe()}; "
+              "pass --allow-failing-target as well to write to it anyway", file=sys.stderr)
+        return False
     if args.yes:
         return True
     if not sys.stdin.isatty():
         print("refusing to restore without confirmation: no terminal to ask on; pass --yes", file=sys.stderr)
         return False
     name = os.path.basename(plan.target)
+    if failing:
+        print(f"WARNING: {plan.target} is failing ({plan.target_disk.health.describe()}): "
+              "what is restored onto it may not stay readable.")
+        if input("Type 'failing' to restore onto it anyway: ").strip() != "failing":
+            return False
     answer = input(f"Type the target's name ({name}) to erase it and restore: ").strip()
     return answer in (name, plan.target)
 
@@ -330,6 +354,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dry-run", action="store_true", help="print the plan and write nothing")
     p.add_argument("--yes", action="store_true", help="do not ask for confirmation (scripts)")
     p.add_argument("--no-bootloader", action="store_true", help="skip the bootloader reinstall step")
+    p.add_argument("--allow-failing-target", action="store_true",
+                   help="with --yes: restore even onto a disk whose SMART health is failing")
     p.add_argument("--json", action="store_true", help="print the plan (with --dry-run) or the result as JSON")
     p.set_defaults(func=cmd_restore)
 

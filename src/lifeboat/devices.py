@@ -14,6 +14,8 @@ from pathlib import Path
 
 import pyudev
 
+from lifeboat.health import DiskHealth
+
 # Where a Debian live system mounts the medium it booted from.
 LIVE_MEDIUM_MOUNTS = ("/run/live/medium", "/lib/live/mount/medium")
 # Written into the live ISO by live-build/build-iso; LIVE_MEDIUM_UUID= names the ISO's volume UUID.
@@ -51,6 +53,7 @@ class Disk:
     mountpoints: tuple[str, ...] = ()  # of the whole disk and its partitions
     backing_file: str = ""  # loop devices only
     unsafe_reason: str = ""  # why this disk must not be written ("" when it may be)
+    health: DiskHealth | None = None  # SMART, when asked for (lifeboat.health.read_health); None: not asked
 
     @property
     def description(self) -> str:
@@ -70,6 +73,7 @@ class Disk:
             "table": self.table,
             "boot_medium": self.is_boot_medium,
             "unsafe_reason": self.unsafe_reason,
+            "health": self.health.to_json() if self.health else None,
             "backing_file": self.backing_file,
             "partitions": [
                 {

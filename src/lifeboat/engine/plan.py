@@ -7,11 +7,12 @@ It is what the confirmation shows, what --dry-run prints and what restore() exec
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from lifeboat.devices import Disk, disk_info, human_size
 from lifeboat.engine.rescue import unreadable_lines
 from lifeboat.errors import ImageCorrupt, LifeboatError, ToolMissing, UnsafeTarget
+from lifeboat.health import read_health
 from lifeboat.fs.registry import CaptureMode, kind_for
 from lifeboat.layout.fit import fit_layout
 from lifeboat.layout.model import DiskLayout, PartitionEntry
@@ -65,7 +66,8 @@ class RestorePlan:
         lines = [
             f"Restore image {self.image!r} (from {src.model or src.path}, {human_size(src.size)}, "
             f"captured {self.manifest.created})",
-            f"onto {d.path} ({d.model or d.transport}{' ' + d.serial if d.serial else ''}, {human_size(d.size)}).",
+            f"onto {d.path} ({d.model or d.transport}{' ' + d.serial if d.serial else ''}, {human_size(d.size)}"
+            f"{', ' + d.health.describe() if d.health else ''}).",
             f"EVERYTHING on {d.path} will be replaced.",
             "",
             "Now on the target:",
@@ -186,6 +188,7 @@ def plan_restore(repo: Repository, name: str, target: str) -> RestorePlan:
     _check_restorable(manifest)
     disk = disk_info(target)
     check_target_safe(disk)
+    disk = replace(disk, health=read_health(target))
     source_layout = manifest.layout
     # a filesystem Lifeboat cannot grow keeps its partition's size: the room goes where it is usable
     keep_size = frozenset(p.number for p in manifest.partitions
