@@ -33,7 +33,8 @@ def owners_of(fstype: str, node: str, ranges: Ranges) -> Owners:
     if finder is None:
         return Owners((), f"{fstype or 'raw'} content: files cannot be named")
     try:
-        return finder(node, ranges)
+        found = finder(node, ranges)
+        return Owners(tuple(sorted({"/" + f.lstrip("/") for f in found.files})), found.note)
     except LifeboatError as exc:
         return Owners((), f"files could not be named ({exc})")
 
