@@ -56,6 +56,7 @@ TOOLS: dict[str, str] = {
     "efibootmgr": "efibootmgr",
     "mount": "mount",
     "umount": "mount",
+    "addpart": "util-linux",
     "debugfs": "e2fsprogs",
     "xfs_db": "xfsprogs",
     "ntfscluster": "ntfs-3g",

@@ -23,8 +23,8 @@ from lifeboat.engine.events import LogLine, Outcome, Progress, ProgressSink, Ste
 from lifeboat.engine.ioerrors import io_failure
 from lifeboat.engine.pipeline import OrderedPool, direct_io_ok
 from lifeboat.engine.plan import PartitionAction, RestorePlan, check_target_safe
-from lifeboat.engine.restore_marker import (RestoreMarker, commit_table, mark_in_progress, table_sectors,
-                                             wipe_signatures)
+from lifeboat.engine.restore_marker import (RestoreMarker, commit_table, mark_in_progress, register_partitions,
+                                             table_sectors, wipe_signatures)
 from lifeboat.errors import Cancelled, ImageCorrupt, LifeboatError
 from lifeboat.fs.grow import grow_filesystem, make_swap
 from lifeboat.fs.registry import CaptureMode
@@ -224,11 +224,7 @@ def _restore(plan: RestorePlan, progress: ProgressSink, cancel: threading.Event,
             done("mark target", Outcome.DONE, f"{plan.target} shows 'incomplete restore of {plan.image}' until the end")
             crashpoint("restore-marked")
             _write_data(plan, repo, fds, progress, cancel, totals, workers, step, done)
-            step("partition table", f"{plan.target_layout.label} with {len(plan.target_layout.partitions)} partitions")
-            crashpoint("restore-before-table")
-            commit_table(fds.buffered, table, fds.boot_code)
-            done("partition table", Outcome.DONE, f"{plan.target_layout.label}, disk id {plan.target_layout.disk_id}")
-            fds.sync_and_close()
+            fds.sync_and_close()  # growing needs the partitions, which an exclusive open of the disk blocks
         except OSError as exc:
             raise io_failure(exc, repo.root, plan.target, f"restoring {plan.image!r}") from None
     except Cancelled:
@@ -239,15 +235,32 @@ def _restore(plan: RestorePlan, progress: ProgressSink, cancel: threading.Event,
     finally:
         fds.close()
     result.bytes_written = totals[0]
+    register_partitions(plan.target, plan.target_layout)  # by explicit ranges: the disk has no table yet
+    _finish_partitions(plan, step, done)
+    step("partition table", f"{plan.target_layout.label} with {len(plan.target_layout.partitions)} partitions")
+    crashpoint("restore-before-table")
+    _commit(plan, table, fds.boot_code, repo.root)
+    done("partition table", Outcome.DONE, f"{plan.target_layout.label}, disk id {plan.target_layout.disk_id}")
     # closing the written disk makes udev re-read it; wait for that, then make sure the partitions are there
     refresh_partitions(plan.target, plan.target_layout)
-    _finish_partitions(plan, step, done)
     if bootloader:
         _bootloader(plan.target, progress, done)
     else:
         done("bootloader", Outcome.SKIPPED, "--no-bootloader")
     result.seconds = time.monotonic() - started
     return result
+
+
+def _commit(plan: RestorePlan, table: list[tuple[int, bytes]], boot_code: bytes | None, repo_root) -> None:
+    """The table and the MBR's boot code, sector 0 last: from here on the disk is complete."""
+    try:
+        fd = os.open(plan.target, os.O_WRONLY)
+        try:
+            commit_table(fd, table, boot_code)
+        finally:
+            os.close(fd)
+    except OSError as exc:
+        raise io_failure(exc, repo_root, plan.target, f"writing the partition table of {plan.image!r}") from None
 
 
 def _write_data(plan: RestorePlan, repo: Repository, fds: _TargetFds, progress: ProgressSink,

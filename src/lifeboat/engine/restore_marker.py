@@ -10,14 +10,16 @@ Design (the safest of the options; see the commit that added it):
    cannot boot and no OS mounts half-written filesystems from it. `lifeboat disks` and the restore plan
    read the record and say "incomplete restore of image X".
 2. The data goes to each partition's offset through the whole-disk device (no partition nodes needed).
-3. After the data is flushed, the new table is committed: sfdisk writes it into a sparse scratch file of
-   the target's size (never onto the target), and the sectors it wrote are copied to the target, every
-   sector but the first, flushed, then sector 0 last (the image's boot code in bytes 0-439, sfdisk's
-   table and signature after). Sector 0 is the commit record: before it lands the disk shows the marker,
-   after it the disk is complete.
+3. Filesystems are grown and swap is made while the disk still has no table: the kernel is given the
+   partitions by BLKPG with explicit ranges (addpart), not by reading a table.
+4. Then the new table is committed: sfdisk writes it into a sparse scratch file of the target's size
+   (never onto the target), and the sectors it wrote are copied to the target, every sector but the
+   first, flushed, then sector 0 last (the image's boot code in bytes 0-439, sfdisk's table and
+   signature after). Sector 0 is the commit record: before it lands the disk shows the marker, after
+   it the disk is complete.
 
-A crash after the commit (in growing a filesystem, mkswap, or the bootloader step) leaves every data byte
-and the table in place; those steps are repeatable and the restore reports them as not done.
+Only the bootloader step runs after the commit (grub-install needs the table); a crash there leaves
+every data byte and the table in place, as a restore whose bootloader step failed does.
 """
 
 from __future__ import annotations
@@ -25,10 +27,12 @@ from __future__ import annotations
 import json
 import os
 import tempfile
+import time
 from dataclasses import dataclass
 
 from lifeboat.layout.model import DiskLayout
-from lifeboat.layout.write import sfdisk_script
+from lifeboat.errors import LifeboatError
+from lifeboat.layout.write import partition_node, sfdisk_script
 from lifeboat.run import run
 
 MAGIC = b"LIFEBOAT RESTORE IN PROGRESS\n"
@@ -116,6 +120,20 @@ def _written_sectors(fd: int, size: int) -> list[tuple[int, bytes]]:
                 out.append((start + off, sector))
         pos = end
     return out
+
+
+def register_partitions(disk: str, layout: DiskLayout) -> None:
+    """Partition nodes for the layout's data partitions while the disk has no table (step 3)."""
+    run(["partx", "--delete", disk], check=False)  # whatever the kernel still knows of the old table
+    factor = layout.sector_size // SECTOR
+    for p in layout.data_partitions():
+        run(["addpart", disk, str(p.number), str(p.start * factor), str(p.size * factor)])
+    run(["udevadm", "settle", "--timeout=10"], check=False)
+    for _ in range(50):
+        if all(os.path.exists(partition_node(disk, p.number)) for p in layout.data_partitions()):
+            return
+        time.sleep(0.1)
+    raise LifeboatError(f"{disk}: the partition nodes did not appear after addpart")
 
 
 def commit_table(fd: int, sectors: list[tuple[int, bytes]], boot_code: bytes | None) -> None:
