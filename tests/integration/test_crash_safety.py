@@ -246,3 +246,20 @@ def test_repository_goes_read_only_mid_capture(source, repo_disk, lifeboat_env):
     sh("mount", "-o", "remount,rw", str(mnt))
     assert Repository.open(mnt / "repo").image_names() == []
     assert check_repository(Repository.open(mnt / "repo")).healthy
+
+
+@pytest.mark.parametrize("rescue", [False, True])
+def test_source_disk_vanishes_mid_capture(tmp_path, lifeboat_env, rescue):
+    """The disk being captured is pulled: a clear error naming it, with or without --rescue (no retrying
+    of a disk that is gone), and no image."""
+    with loop_disk(tmp_path, "doomed", 64 * MiB) as src:
+        build_disk(src, "gpt", [PartSpec(40, "ext4", seed=9)], tmp_path)
+        child = lifeboat("capture", src.path, "img", "--repo", str(tmp_path / "repo"), *(["--rescue"] if rescue else []),
+                         wait=False, env={"LIFEBOAT_TEST_STOP_AT": "capture-chunk:1"})
+        _wait_stopped(child.pid, child)
+        _pull(src)
+        code, err, seconds = _finish(child, time.monotonic())
+        assert code == 1 and "Traceback" not in err, err
+        assert f"the source disk {src.node(1)} is gone" in err and "--rescue" not in err.splitlines()[-1], err
+        assert seconds < 30
+        assert Repository.open(tmp_path / "repo").image_names() == []

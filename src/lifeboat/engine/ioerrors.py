@@ -44,13 +44,17 @@ def _dev_name(devnum: str) -> str:
 
 
 def device_state(dev: str) -> str:
-    """'gone', 'empty' (size 0: no medium, or a loop device whose file vanished) or '' when present."""
+    """'gone', 'empty' (size 0: no medium, or a loop device whose file vanished) or '' when present.
+    For a partition, its whole disk counts too: a pulled disk leaves its partitions' sizes behind."""
     name = os.path.basename(dev)
     try:
-        size = int(Path(f"/sys/class/block/{name}/size").read_text())
+        node = os.path.realpath(f"/sys/class/block/{name}")
+        sizes = [int(Path(node, "size").read_text())]
+        if Path(node, "partition").exists():
+            sizes.append(int(Path(os.path.dirname(node), "size").read_text()))
     except (OSError, ValueError):
         return "gone"
-    return "empty" if size == 0 else ""
+    return "empty" if 0 in sizes else ""
 
 
 def _under(filename: object, root: Path) -> bool:
