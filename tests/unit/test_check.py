@@ -58,4 +58,4 @@ def test_unreadable_manifest_is_damage(tmp_path, capsys):
     (repo.images_dir / "one" / "manifest.json").write_text("{not json")
     assert main(["check", "--repo", str(repo.root), "--json"]) == 1
     out = json.loads(capsys.readouterr().out)
-    assert not out["healthy"] and "not valid JSON" in out["problems"][0]
+    assert not out["healthy"] and "image 'one'" in out["problems"][0] and "damaged" in out["problems"][0]

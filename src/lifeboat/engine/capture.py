@@ -16,8 +16,8 @@ from dataclasses import dataclass, field
 from lifeboat import __version__, locks
 from lifeboat.devices import disk_info, human_size, writable_mounts
 from lifeboat.crashpoint import crashpoint
-from lifeboat.engine.events import LogLine, Outcome, Progress, ProgressSink, StepFinished, StepStarted, discard
 from lifeboat.engine.ioerrors import repository_failure
+from lifeboat.events import LogLine, Outcome, Progress, ProgressSink, StepFinished, StepStarted, discard
 from lifeboat.engine.pipeline import BufferRing, OrderedPool, direct_io_ok
 from lifeboat.engine.rescue import Reader, RescueOptions, read_error, rescue_owners, stream_rescue
 from lifeboat.errors import Cancelled, LifeboatError, RepositoryError

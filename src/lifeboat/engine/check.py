@@ -16,10 +16,11 @@ import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from lifeboat.engine.events import Progress, ProgressSink, discard
+from lifeboat.events import Progress, ProgressSink, discard
 from lifeboat.engine.pipeline import OrderedPool
 from lifeboat.errors import ImageCorrupt, LifeboatError
 from lifeboat.repo.manifest import Content, ImageManifest, LuksContent, content_stream, load_manifest
+from lifeboat.repo.local import LocalBackend
 from lifeboat.repo.store import Repository
 
 
@@ -166,6 +167,13 @@ def _read_all(repo: Repository, uses: list[ChunkUse], report: CheckReport, progr
 
 
 def _leftovers(repo: Repository, stored: dict[str, Path], referenced: set[str]) -> Leftovers:
+    unused = [p for d, p in stored.items() if d not in referenced]
+    unused_bytes = 0
+    for p in unused:
+        with contextlib.suppress(OSError):
+            unused_bytes += p.stat().st_size
+    if not isinstance(repo.backend, LocalBackend):  # partial files and locks of remote stores are theirs to expire
+        return Leftovers(unreferenced_chunks=len(unused), unreferenced_bytes=unused_bytes)
     tmp_files = tmp_bytes = stale_locks = 0
     for p in repo.tmp_dir.iterdir():
         if p.name.endswith(".part") and not _writer_alive(p):
@@ -174,14 +182,12 @@ def _leftovers(repo: Repository, stored: dict[str, Path], referenced: set[str]) 
                 tmp_bytes += p.stat().st_size
         elif p.name.endswith(".lock") and p.name != "repository.lock" and not lock_held(p):
             stale_locks += 1
-    unused = [p for d, p in stored.items() if d not in referenced]
-    unused_bytes = 0
-    for p in unused:
-        with contextlib.suppress(OSError):
-            unused_bytes += p.stat().st_size
-    empty = tuple(sorted(p.name for p in repo.images_dir.iterdir()
-                         if p.is_dir() and not (p / "manifest.json").exists()))
-    return Leftovers(tmp_files, tmp_bytes, stale_locks, empty, len(unused), unused_bytes)
+    return Leftovers(tmp_files, tmp_bytes, stale_locks, _unfinished_images(repo), len(unused), unused_bytes)
+
+
+def _unfinished_images(repo: Repository) -> tuple[str, ...]:
+    """Image directories without a manifest: a capture was killed between making it and the manifest."""
+    return tuple(sorted(p.name for p in repo.images_dir.iterdir() if p.is_dir() and not (p / "manifest.json").exists()))
 
 
 def _writer_alive(part: Path) -> bool:
@@ -207,7 +213,9 @@ def lock_held(path: Path) -> bool:
 
 
 def remove_leftovers(repo: Repository) -> int:
-    """Remove what crashed jobs left in tmp/ and images/ (not chunks: prune decides those). Returns files removed."""
+    """Remove what crashed jobs left in tmp/ and images/ (not chunks: prune decides those). Returns the count."""
+    if not isinstance(repo.backend, LocalBackend):
+        return 0
     removed = 0
     for p in list(repo.tmp_dir.iterdir()):
         stale = (p.name.endswith(".part") and not _writer_alive(p)) or (
@@ -216,9 +224,10 @@ def remove_leftovers(repo: Repository) -> int:
             with contextlib.suppress(OSError):
                 p.unlink()
                 removed += 1
-    for p in list(repo.images_dir.iterdir()):
-        if p.is_dir() and not (p / "manifest.json").exists():
-            with contextlib.suppress(OSError):
-                p.rmdir()
-                removed += 1
+    for name in _unfinished_images(repo):
+        with contextlib.suppress(OSError):
+            for stray in (repo.images_dir / name).iterdir():  # a checksum written just before the kill
+                stray.unlink()
+            (repo.images_dir / name).rmdir()
+            removed += 1
     return removed

@@ -22,7 +22,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 
-from lifeboat.engine.events import LogLine
+from lifeboat.events import LogLine
 from lifeboat.engine.ioerrors import device_state
 from lifeboat.engine.pipeline import BufferRing
 from lifeboat.errors import Cancelled, LifeboatError
