@@ -16,6 +16,7 @@ import pyudev
 
 from lifeboat import locks
 from lifeboat.errors import LifeboatError
+from lifeboat.health import DiskHealth
 from lifeboat.layout.model import GPT_BIOS_BOOT, GPT_ESP, MBR_ESP, DiskLayout
 from lifeboat.layout.write import partition_node
 from lifeboat.mounts import mount_table, swap_devices
@@ -79,6 +80,7 @@ class Disk:
     mountpoints: tuple[str, ...] = ()  # of the whole disk and its partitions
     backing_file: str = ""  # loop devices only
     unsafe_reason: str = ""  # why this disk must not be written ("" when it may be)
+    health: DiskHealth | None = None  # SMART, when asked for (lifeboat.health.read_health); None: not asked
 
     @property
     def esps(self) -> list[Partition]:
@@ -109,6 +111,7 @@ class Disk:
             "table": self.table,
             "boot_medium": self.is_boot_medium,
             "unsafe_reason": self.unsafe_reason,
+            "health": self.health.to_json() if self.health else None,
             "backing_file": self.backing_file,
             "partitions": [
                 {
