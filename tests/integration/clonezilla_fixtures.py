@@ -58,9 +58,9 @@ FIXTURES = {
             ("-z9p", "-i", "1"),
         ),
         Fixture(
-            "mbr-gz", "dos", 200,
+            "mbr-gz", "dos", 210,
             (PartSpec(64, "ext4", mbr_type="83", seed=21), PartSpec(16, "swap", mbr_type="82"),
-             PartSpec(0, "extended"), PartSpec(64, "ntfs", mbr_type="7", seed=22),
+             PartSpec(8, "raw", mbr_type="da"), PartSpec(0, "extended"), PartSpec(64, "ntfs", mbr_type="7", seed=22),
              PartSpec(0, "ext4", mbr_type="83", seed=23)),
             ("-z1p", "-i", "0"),
         ),
@@ -91,6 +91,7 @@ class BuiltFixture:
     label: str
     disk_bytes: int
     table: str  # sfdisk -d of the source, device names replaced by DISK
+    boot_code: str  # sha256 of the MBR's 440 bytes of boot code
     boot_regions: str  # sha256 of MBR boot code + gap before the first partition
     first_partition_start: int
     hashes: dict[int, dict[str, str]]  # partition -> file -> sha256
@@ -150,6 +151,7 @@ def _build(fixture: Fixture, dest: Path, work: Path) -> None:
             "label": fixture.label,
             "disk_bytes": disk.size(),
             "table": sfdisk_dump(disk),
+            "boot_code": hashlib.sha256(boot[:440]).hexdigest(),
             "boot_regions": hashlib.sha256(boot).hexdigest(),
             "first_partition_start": start,
             "hashes": {str(n): h for n, h in built.hashes.items()},
@@ -180,7 +182,7 @@ def fixture(name: str) -> BuiltFixture:
     expect = json.loads((root / f"{name}.expect.json").read_text())
     return BuiltFixture(
         root=root, image=root / name, label=expect["label"], disk_bytes=expect["disk_bytes"],
-        table=expect["table"], boot_regions=expect["boot_regions"],
+        table=expect["table"], boot_code=expect["boot_code"], boot_regions=expect["boot_regions"],
         first_partition_start=expect["first_partition_start"],
         hashes={int(k): v for k, v in expect["hashes"].items()},
         fstypes={int(k): v for k, v in expect["fstypes"].items()},

@@ -232,7 +232,8 @@ def read_image(path: str | os.PathLike) -> ClonezillaImage:
     for number in sorted(set(parts) - numbers):
         raise ImageCorrupt(f"{d}: partition {parts[number].device} is saved but not in the table {table.name}")
     for entry in layout.partitions:
-        parts.setdefault(entry.number, CzPartition(entry.number, f"{disk}{entry.number}", PartSource.NOT_SAVED))
+        device = f"{disk}{'p' if disk[-1].isdigit() else ''}{entry.number}"
+        parts.setdefault(entry.number, CzPartition(entry.number, device, PartSource.NOT_SAVED))
     return ClonezillaImage(
         path=str(d), name=d.name, disk=disk, created=_created(d), version=_version(d), layout=layout,
         boot_regions=_boot_regions(d, disk, layout), partitions=tuple(parts[n] for n in sorted(parts)),

@@ -306,7 +306,7 @@ def windows(image: PartcloneImage, window: int) -> Iterator[tuple[int, bytes]]:
     bs = image.header.block_size
     if window % bs:
         raise ValueError(f"window {window} is not a multiple of the block size {bs}")
-    need = _window_sizes(image.runs, window)
+    need = window_sizes(image.runs, window)
     pending, buffered = [], 0
     stream = image.blocks(max(1, window // bs))
     for index, size in need:
@@ -323,7 +323,7 @@ def windows(image: PartcloneImage, window: int) -> Iterator[tuple[int, bytes]]:
     image.finish()
 
 
-def _window_sizes(runs: Runs, window: int) -> list[tuple[int, int]]:
+def window_sizes(runs: Runs, window: int) -> list[tuple[int, int]]:
     sizes: dict[int, int] = {}
     for start, n in runs:
         pos, end = start, start + n

@@ -94,6 +94,10 @@ class Repository:
         root = Path(path).absolute()
         marker = root / "lifeboat-repo.json"
         if not marker.exists():
+            if not create and _holds_clonezilla_images(root):
+                from lifeboat.foreign.czrepo import ClonezillaRepository  # imports this module
+
+                return ClonezillaRepository(root)
             if not create:
                 raise RepositoryError(f"{root} is not a Lifeboat repository (no lifeboat-repo.json)")
             # a fresh filesystem's lost+found, and the unattended job file on the stick's data partition
@@ -255,6 +259,14 @@ class Repository:
             os.close(fd)
             with contextlib.suppress(OSError):
                 lock_path.unlink()
+
+
+def _holds_clonezilla_images(root: Path) -> bool:
+    """A Clonezilla image directory, or a directory of them (/home/partimag): read by lifeboat.foreign."""
+    markers = ("clonezilla-img", "parts", "disk")
+    if any((root / m).is_file() for m in markers):
+        return True
+    return root.is_dir() and any(d.is_dir() and (d / "clonezilla-img").is_file() for d in root.iterdir())
 
 
 def _atomic_write(final: Path, data: bytes, tmp_dir: Path, sync: bool = True) -> None:
