@@ -141,6 +141,15 @@ def _ext4_pieces(image):
     return sorted(p for p in os.listdir(image) if ".ext4-ptcl-img.zst." in p)
 
 
+def _ext4_partclone_data(image) -> bytearray:
+    """The partclone image of partition 2, its split pieces joined and decompressed; the pieces removed."""
+    pieces = _ext4_pieces(image)
+    joined = b"".join((image / p).read_bytes() for p in pieces)
+    for p in pieces:
+        os.unlink(image / p)
+    return bytearray(subprocess.run(["zstd", "-dc"], input=joined, capture_output=True, check=True).stdout)
+
+
 def test_missing_split_piece(damaged):
     root, image = damaged
     piece = _ext4_pieces(image)[1]
@@ -160,11 +169,8 @@ def test_flipped_byte_inside_the_partclone_image(damaged, tmp_path):
     checksum catches it, named by partition and offset; restore stops before that window is written."""
     root, image = damaged
     pieces = _ext4_pieces(image)
-    raw = subprocess.run(["zstd", "-dc", *[str(image / p) for p in pieces]], capture_output=True, check=True).stdout
-    data = bytearray(raw)
+    data = _ext4_partclone_data(image)
     data[len(data) // 2] ^= 0x01
-    for p in pieces:
-        os.unlink(image / p)
     packed = subprocess.run(["zstd", "-q", "-c"], input=bytes(data), capture_output=True, check=True).stdout
     subprocess.run(["split", "-a", "2", "-b", "1MB", "-", str(image / pieces[0][:-2])], input=packed, check=True)
     err = _fails(["verify", image.name, "--repo", str(root)], "partition 2 (loop", "checksum mismatch in used blocks",
@@ -200,11 +206,8 @@ def test_image_of_an_old_clonezilla(damaged):
 def test_unknown_partclone_image_version(damaged):
     root, image = damaged
     pieces = _ext4_pieces(image)
-    raw = bytearray(subprocess.run(["zstd", "-dc", *[str(image / p) for p in pieces]], capture_output=True,
-                                   check=True).stdout)
+    raw = _ext4_partclone_data(image)
     raw[30:34] = b"0009"
-    for p in pieces:
-        os.unlink(image / p)
     (image / pieces[0]).write_bytes(subprocess.run(["zstd", "-q", "-c"], input=bytes(raw), capture_output=True,
                                                    check=True).stdout)
     _fails(["verify", image.name, "--repo", str(root)], "partclone image version '0009' is not one Lifeboat reads",

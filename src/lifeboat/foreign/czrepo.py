@@ -21,7 +21,7 @@ from lifeboat.errors import ImageCorrupt, ImageNotFound, RepositoryError
 from lifeboat.foreign.clonezilla import ClonezillaImage, CzPartition, PartSource, image_dirs, read_image
 from lifeboat.foreign.partclone import PartcloneImage, windows, window_sizes
 from lifeboat.foreign.pieces import DecompressedStream
-from lifeboat.fs.usedmap import Runs, encode_runs
+from lifeboat.fs.usedmap import Runs, encode_runs, merge_runs
 from lifeboat.repo.manifest import (
     CHUNK_SIZE,
     BlockMapRef,
@@ -71,8 +71,28 @@ class PartitionDecoder:
             if end > size:
                 raise ImageCorrupt(f"{self.where}: partclone's used blocks end at byte {end}, past the partition "
                                    f"({size} bytes in the table)")
+        self.extra: tuple[int, bytes] | None = None  # (offset, bytes) added after partclone's last block
+        if part.source is PartSource.PARTCLONE and part.fstype == "ntfs":
+            self._add_ntfs_backup_boot_sector()
         self.sizes = window_sizes(self.runs, CHUNK_SIZE)
         self.last = self.sizes[-1][0] if self.sizes else -1
+
+    def _add_ntfs_backup_boot_sector(self) -> None:
+        """NTFS keeps a copy of its boot sector in the sector after the volume, outside every cluster, so
+        partclone leaves it out (Clonezilla's restore has `ntfsfix -d` write it again). The copy is the
+        boot sector itself: it is added to the stream, and the restored partition is whole."""
+        with DecompressedStream(self.part.pieces, self.where) as stream:
+            first = next(windows(PartcloneImage(stream, self.where), CHUNK_SIZE), (1, b""))
+        if first[0] != 0 or not self.runs or self.runs[0][0] != 0 or first[1][3:11] != b"NTFS    ":
+            return
+        boot = first[1][:512]
+        sector, total = int.from_bytes(boot[11:13], "little"), int.from_bytes(boot[40:48], "little")
+        offset = total * sector
+        if sector < 512 or offset + sector > self.size or offset < self.runs[-1][0] + self.runs[-1][1]:
+            return
+        self.extra = (offset, boot[:512] + bytes(sector - 512))
+        self.runs = merge_runs(self.runs, [(offset, sector)])
+        self.used_bytes += sector
 
     def _restart(self) -> None:
         self.close()
@@ -81,6 +101,8 @@ class PartitionDecoder:
             self.gen = _raw_windows(self.stream, self.size, self.where)
         else:
             self.gen = windows(PartcloneImage(self.stream, self.where), CHUNK_SIZE)
+        if self.extra:
+            self.gen = _with_extra(self.gen, self.extra[0] // CHUNK_SIZE, self.extra[1])
         self.ready.clear()
         self.position = -1
         self.error = None
@@ -90,7 +112,7 @@ class PartitionDecoder:
             if index in self.ready:
                 return self.ready.pop(index)
             if self.error is not None and index > self.position:
-                raise ImageCorrupt(f"{self.error} (window {index} lies after it)")
+                raise ImageCorrupt(f"{self.where}: not checked, it lies after the damage reported before")
             if self.gen is None or index <= self.position:
                 self._restart()
             try:
@@ -260,6 +282,16 @@ class ClonezillaRepository(Repository):
 
     def all_chunks(self) -> Iterator[Path]:
         return iter(())
+
+
+def _with_extra(gen: Iterator[tuple[int, bytes]], window: int, data: bytes) -> Iterator[tuple[int, bytes]]:
+    """`gen`, with `data` appended to window `window` (after every other byte the window holds)."""
+    for index, chunk in gen:
+        if index == window:
+            chunk, window = chunk + data, -1
+        yield index, chunk
+    if window >= 0:
+        yield window, data
 
 
 def _raw_windows(stream: DecompressedStream, size: int, where: str) -> Iterator[tuple[int, bytes]]:

@@ -97,7 +97,7 @@ def _suffix_after(suffix: str) -> str:
 def find_pieces(base: str, compression: Compression) -> PieceSet:
     """The pieces of `base` (`DIR/sda1.ext4-ptcl-img.zst`): the file itself, or `.aa`, `.ab`, …
 
-    A gap in the suffixes is a missing piece; a piece (other than the last) shorter than the first
+    A gap in the suffixes is a missing piece; a piece (other than the last) shorter than the largest
     is a truncated one. Both are errors naming the file.
     """
     directory, name = os.path.split(base)
@@ -117,13 +117,10 @@ def find_pieces(base: str, compression: Compression) -> PieceSet:
         expected = _suffix_after(s)
     paths = tuple(f"{base}.{s}" for s in suffixes)
     sizes = tuple(os.path.getsize(p) for p in paths)
+    full = max(sizes)  # split writes every piece but the last at the same size
     for path, size in zip(paths[:-1], sizes[:-1]):
-        if size != sizes[0]:
-            raise ImageCorrupt(
-                f"{path}: split piece is truncated ({size} bytes where the other pieces have {sizes[0]})"
-            )
-    if len(paths) > 1 and sizes[-1] > sizes[0]:
-        raise ImageCorrupt(f"{paths[-1]}: last split piece is larger than the others ({sizes[-1]} > {sizes[0]})")
+        if size != full:
+            raise ImageCorrupt(f"{path}: split piece is truncated ({size} bytes where the other pieces have {full})")
     return PieceSet(base, paths, sizes, compression)
 
 
@@ -244,10 +241,7 @@ class DecompressedStream:
             try:
                 data = self.reader.read(min(want, 4 * READ_SIZE))
             except (OSError, EOFError, zlib.error, lzma.LZMAError, zstandard.ZstdError) as exc:
-                raise ImageCorrupt(
-                    f"{self.what}: {self.pieces.compression.value} data is damaged at {self.joined.where()} "
-                    f"(decompressed offset {self.position + n - want}): {exc}"
-                ) from None
+                raise ImageCorrupt(self._damage(self.position + n - want, exc)) from None
             if not data:
                 break
             parts.append(data)
@@ -255,6 +249,14 @@ class DecompressedStream:
         out = parts[0] if len(parts) == 1 else b"".join(parts)
         self.position += len(out)
         return out
+
+    def _damage(self, offset: int, exc: Exception) -> str:
+        if self.joined.index >= len(self.pieces.pieces):  # every byte was read: the end is missing
+            last = self.pieces.pieces[-1]
+            return (f"{self.what}: {self.pieces.compression.value} data ends early (decompressed offset {offset}): "
+                    f"{last} is truncated or damaged ({exc})")
+        return (f"{self.what}: {self.pieces.compression.value} data is damaged at {self.joined.where()} "
+                f"(decompressed offset {offset}): {exc}")
 
     def chunks(self, size: int = 4 * READ_SIZE) -> Iterator[bytes]:
         while data := self.read(size):
