@@ -40,7 +40,7 @@ from lifeboat.repo.manifest import (
 )
 from lifeboat.repo.store import Repository
 
-AHEAD = 16  # decoded windows kept for requests that arrive out of order
+AHEAD = 6  # windows decoded ahead of the highest one asked for
 
 
 def _locator(image: str, what: str) -> str:
@@ -54,12 +54,12 @@ class PartitionDecoder:
     def __init__(self, part: CzPartition, image: str, size: int):
         self.part, self.size = part, size
         self.where = f"Clonezilla image {image}: partition {part.number} ({part.device})"
-        self.lock = threading.Lock()
-        self.stream: DecompressedStream | None = None
-        self.gen: Iterator[tuple[int, bytes]] | None = None
+        self.cond = threading.Condition()
+        self.generation = 0  # which decoding thread is current; 0: none started yet
         self.ready: dict[int, bytes] = {}
-        self.position = -1  # last window produced
+        self.position = self.wanted = -1  # last window decoded, highest window asked for
         self.error: ImageCorrupt | None = None  # the damage met; later windows cannot be read
+        self.done = False
         if part.source is PartSource.DD:
             self.runs: Runs = [(0, size)]
             self.used_bytes = size
@@ -75,7 +75,6 @@ class PartitionDecoder:
         if part.source is PartSource.PARTCLONE and part.fstype == "ntfs":
             self._add_ntfs_backup_boot_sector()
         self.sizes = window_sizes(self.runs, CHUNK_SIZE)
-        self.last = self.sizes[-1][0] if self.sizes else -1
 
     def _add_ntfs_backup_boot_sector(self) -> None:
         """NTFS keeps a copy of its boot sector in the sector after the volume, outside every cluster, so
@@ -94,55 +93,81 @@ class PartitionDecoder:
         self.runs = merge_runs(self.runs, [(offset, sector)])
         self.used_bytes += sector
 
-    def _restart(self) -> None:
-        self.close()
-        self.stream = DecompressedStream(self.part.pieces, self.where)
+    def _windows(self, stream: DecompressedStream) -> Iterator[tuple[int, bytes]]:
         if self.part.source is PartSource.DD:
-            self.gen = _raw_windows(self.stream, self.size, self.where)
-        else:
-            self.gen = windows(PartcloneImage(self.stream, self.where), CHUNK_SIZE)
-        if self.extra:
-            self.gen = _with_extra(self.gen, self.extra[0] // CHUNK_SIZE, self.extra[1])
-        self.ready.clear()
-        self.position = -1
-        self.error = None
+            return _raw_windows(stream, self.size, self.where)
+        gen = windows(PartcloneImage(stream, self.where), CHUNK_SIZE)
+        return _with_extra(gen, self.extra[0] // CHUNK_SIZE, self.extra[1]) if self.extra else gen
 
     def window(self, index: int) -> bytes:
-        with self.lock:
+        """Window `index`'s bytes. A thread decodes ahead of the readers (up to AHEAD windows past the
+        highest one asked for); asking again for a window already handed out starts over."""
+        with self.cond:
             if index in self.ready:
-                return self.ready.pop(index)
-            if self.error is not None and index > self.position:
-                raise ImageCorrupt(f"{self.where}: not checked, it lies after the damage reported before")
-            if self.gen is None or index <= self.position:
+                return self._take(index)
+            if self.error is not None and index > self.position + 1:
+                raise self._after_damage()
+            if self.generation == 0 or index <= self.position or self.error is not None:
                 self._restart()
-            try:
-                return self._advance_to(index)
-            except ImageCorrupt as exc:
-                self.error = exc
-                self.close()
-                raise
+            while index not in self.ready:
+                if index > self.wanted:  # (again after a restart, which resets it)
+                    self.wanted = index
+                    self.cond.notify_all()
+                if self.error is not None:
+                    raise self.error if index == self.position + 1 else self._after_damage()
+                if self.done:
+                    raise ImageCorrupt(f"{self.where}: window {index} is not in the image")
+                self.cond.wait()
+            return self._take(index)
 
-    def _advance_to(self, index: int) -> bytes:
-        for produced, data in self.gen:
-            self.position = produced
-            if produced == index:
-                if produced == self.last:
-                    self._finish()
-                return data
-            self.ready[produced] = data
-            if len(self.ready) > AHEAD:
-                self.ready.pop(min(self.ready))
-        raise ImageCorrupt(f"{self.where}: window {index} is not in the image")
+    def _after_damage(self) -> ImageCorrupt:
+        return ImageCorrupt(f"{self.where}: not checked, it lies after the damage reported before")
 
-    def _finish(self) -> None:
-        for _ in self.gen:  # runs the end-of-image checks (no trailing data)
-            pass
-        self.close()
+    def _take(self, index: int) -> bytes:
+        data = self.ready.pop(index)
+        self.cond.notify_all()
+        return data
+
+    def _restart(self) -> None:
+        self.generation += 1
+        self.ready.clear()
+        self.position = self.wanted = -1
+        self.error, self.done = None, False
+        threading.Thread(target=self._produce, args=(self.generation,), daemon=True,
+                         name=f"clonezilla-{self.part.device}").start()
+
+    def _produce(self, generation: int) -> None:
+        stream = None
+        try:
+            stream = DecompressedStream(self.part.pieces, self.where)
+            for index, data in self._windows(stream):
+                with self.cond:
+                    while self.generation == generation and index > self.wanted + AHEAD:
+                        self.cond.wait()
+                    if self.generation != generation:
+                        return
+                    self.ready[index], self.position = data, index
+                    self.cond.notify_all()
+            with self.cond:
+                if self.generation == generation:
+                    self.done = True
+                    self.cond.notify_all()
+        except ImageCorrupt as exc:
+            with self.cond:
+                if self.generation == generation:
+                    self.error = exc
+                    self.cond.notify_all()
+        finally:
+            if stream is not None:
+                stream.close()
 
     def close(self) -> None:
-        if self.stream is not None:
-            self.stream.close()
-        self.stream = self.gen = None
+        """Stop decoding (a later window() starts over)."""
+        with self.cond:
+            self.generation += 1
+            self.ready.clear()
+            self.position = -1
+            self.cond.notify_all()
 
 
 class ClonezillaRepository(Repository):

@@ -233,15 +233,15 @@ class PartcloneImage:
             )
         return data
 
-    def blocks(self, max_blocks: int = 1024) -> Iterator[bytes]:
-        """The used blocks' data in order, up to `max_blocks` blocks per piece, every checksum verified
-        before its blocks are handed out."""
+    def blocks(self, max_blocks: int = 1024) -> Iterator[memoryview]:
+        """The used blocks' data in order, up to `max_blocks` blocks per piece (views into the read
+        buffer, no copy), every checksum verified before its blocks are handed out."""
         h = self.header
         if h.checksum_mode is ChecksumMode.NONE:
             left = h.used_blocks
             while left:
                 n = min(left, max_blocks)
-                yield self._exact(n * h.block_size, "block data")
+                yield memoryview(self._exact(n * h.block_size, "block data"))
                 self._blocks_read += n
                 left -= n
             return
@@ -252,29 +252,29 @@ class PartcloneImage:
         while left:
             strips = min(group, -(-left // per))
             counts = [min(per, left - i * per) for i in range(strips)]
-            raw = self._exact(sum(counts) * h.block_size + strips * h.checksum_size, "block data")
-            data, state = self._verify(memoryview(raw), counts, state)
+            raw = memoryview(self._exact(sum(counts) * h.block_size + strips * h.checksum_size, "block data"))
+            pos = 0
+            for count in counts:
+                size = count * h.block_size
+                state = self._verify(raw, pos, count, state)
+                yield raw[pos: pos + size]
+                pos += size + h.checksum_size
             left -= sum(counts)
-            yield data
 
-    def _verify(self, raw: memoryview, counts: list[int], state: int) -> tuple[bytes, int]:
-        h, pos, pieces = self.header, 0, []
-        for count in counts:
-            size = count * h.block_size
-            strip = raw[pos: pos + size]
-            if h.checksum_mode is ChecksumMode.CRC32_0001:
-                state = _crc_0001(strip, state, h.block_size)
-            else:
-                state = zlib.crc32(strip, state)
-            (stored,) = struct.unpack_from("<I", raw, pos + size)
-            if state ^ 0xFFFFFFFF != stored:
-                self._mismatch(count)
-            if h.reseed:
-                state = 0
-            pieces.append(strip)
-            pos += size + h.checksum_size
-            self._blocks_read += count
-        return (bytes(pieces[0]) if len(pieces) == 1 else b"".join(pieces)), state
+    def _verify(self, raw: memoryview, pos: int, count: int, state: int) -> int:
+        """Check the strip of `count` blocks at `pos` against the checksum after it; the next state."""
+        h = self.header
+        size = count * h.block_size
+        strip = raw[pos: pos + size]
+        if h.checksum_mode is ChecksumMode.CRC32_0001:
+            state = _crc_0001(strip, state, h.block_size)
+        else:
+            state = zlib.crc32(strip, state)
+        (stored,) = struct.unpack_from("<I", raw, pos + size)
+        if state ^ 0xFFFFFFFF != stored:
+            self._mismatch(count)
+        self._blocks_read += count
+        return 0 if h.reseed else state
 
     def _mismatch(self, count: int) -> None:
         first = self._blocks_read
@@ -300,25 +300,27 @@ class PartcloneImage:
             raise ImageCorrupt(f"{self.where}: data continues after the last partclone block (image damaged)")
 
 
-def windows(image: PartcloneImage, window: int) -> Iterator[tuple[int, bytes]]:
+def windows(image: PartcloneImage, window: int) -> Iterator[tuple[int, bytearray]]:
     """(window index, used bytes of that window concatenated) for every window of `window` bytes of
-    the partition that holds used blocks, in order: the shape of a native image's chunks."""
+    the partition that holds used blocks, in order: the shape of a native image's chunks. Every byte
+    is copied once, from the decompressed buffer into the window's."""
     bs = image.header.block_size
     if window % bs:
         raise ValueError(f"window {window} is not a multiple of the block size {bs}")
-    need = window_sizes(image.runs, window)
-    pending, buffered = [], 0
     stream = image.blocks(max(1, window // bs))
-    for index, size in need:
-        while buffered < size:
-            data = next(stream)
-            pending.append(data)
-            buffered += len(data)
-        joined = pending[0] if len(pending) == 1 else b"".join(pending)
-        yield index, joined[:size]
-        rest = joined[size:]
-        pending, buffered = ([rest] if rest else []), len(rest)
-    for _ in stream:  # no more windows: the stream must hold no more blocks
+    piece = memoryview(b"")
+    for index, size in window_sizes(image.runs, window):
+        out, filled = bytearray(size), 0
+        while filled < size:
+            if not piece:
+                piece = next(stream, None)
+                if piece is None:
+                    raise ImageCorrupt(f"{image.where}: block data ends before the bitmap's last used block")
+            take = min(len(piece), size - filled)
+            out[filled: filled + take] = piece[:take]
+            piece, filled = piece[take:], filled + take
+        yield index, out
+    if piece or next(stream, None) is not None:
         raise ImageCorrupt(f"{image.where}: more block data than the bitmap lists")
     image.finish()
 

@@ -19,7 +19,6 @@ import re
 import subprocess
 import threading
 import zlib
-from collections.abc import Iterator
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import BinaryIO
@@ -191,8 +190,13 @@ class _ToolReader:
             except BrokenPipeError:
                 pass
 
+    def readinto(self, buffer) -> int:
+        data = self.read(len(buffer))
+        buffer[: len(data)] = data
+        return len(data)
+
     def read(self, n: int) -> bytes:
-        data = self.proc.stdout.read(n)
+        data = self.proc.stdout.read1(n)
         if not data:
             self.proc.wait()
             self.feeder.join()
@@ -235,19 +239,22 @@ class DecompressedStream:
         self.reader = _open(self.joined, pieces.compression)
         self.position = 0  # decompressed bytes handed out
 
-    def read(self, n: int) -> bytes:
-        parts, want = [], n
-        while want > 0:
+    def read(self, n: int) -> bytearray:
+        """Up to n bytes (n except at the end), decompressed straight into a new buffer."""
+        out = bytearray(n)
+        view, got = memoryview(out), 0
+        while got < n:
             try:
-                data = self.reader.read(min(want, 4 * READ_SIZE))
+                k = self.reader.readinto(view[got:])
             except (OSError, EOFError, zlib.error, lzma.LZMAError, zstandard.ZstdError) as exc:
-                raise ImageCorrupt(self._damage(self.position + n - want, exc)) from None
-            if not data:
+                raise ImageCorrupt(self._damage(self.position + got, exc)) from None
+            if not k:
                 break
-            parts.append(data)
-            want -= len(data)
-        out = parts[0] if len(parts) == 1 else b"".join(parts)
-        self.position += len(out)
+            got += k
+        view.release()
+        if got < n:
+            del out[got:]
+        self.position += got
         return out
 
     def _damage(self, offset: int, exc: Exception) -> str:
@@ -257,10 +264,6 @@ class DecompressedStream:
                     f"{last} is truncated or damaged ({exc})")
         return (f"{self.what}: {self.pieces.compression.value} data is damaged at {self.joined.where()} "
                 f"(decompressed offset {offset}): {exc}")
-
-    def chunks(self, size: int = 4 * READ_SIZE) -> Iterator[bytes]:
-        while data := self.read(size):
-            yield data
 
     def close(self) -> None:
         try:
