@@ -5,18 +5,20 @@ from __future__ import annotations
 import argparse
 
 from lifeboat.devices import human_size
+from lifeboat.options import repo_option
+from lifeboat.repo.command import add_secret_arguments
 
 
 def add_subcommand(subparsers) -> argparse.ArgumentParser:
     p = subparsers.add_parser(
-        "import", help="import a Clonezilla image directory as a Lifeboat image",
+        "import", help="import a Clonezilla image directory as a Lifeboat image", parents=[repo_option()],
         description="Read a Clonezilla image (a directory under /home/partimag), verify every partclone "
                     "checksum, and write it into a Lifeboat repository as image NAME: chunks are shared "
                     "with everything already there; table, identifiers and boot regions are kept.")
     p.add_argument("source", metavar="CZ_IMAGE_DIR")
     p.add_argument("name", metavar="NAME")
-    p.add_argument("--repo")
     p.add_argument("--level", type=int, default=None, help="zstd level 1-22 (default 3)")
+    add_secret_arguments(p)
     p.set_defaults(func=run_command)
     return p
 

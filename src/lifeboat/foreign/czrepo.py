@@ -173,8 +173,9 @@ class PartitionDecoder:
 class ClonezillaRepository(Repository):
     """`root` is a directory of Clonezilla image directories, or one image directory itself."""
 
-    def __init__(self, root: Path):
-        super().__init__(Path(root).absolute())
+    def __init__(self, root: Path):  # noqa: super().__init__ wants a backend: there is none, nothing is stored
+        self.root = Path(root).absolute()
+        self.backend, self.key, self.meta = None, None, {}
         self._images: dict[str, tuple[ImageManifest, ClonezillaImage]] = {}
         self._chunks: dict[str, Callable[[], bytes]] = {}
         self._lock = threading.Lock()

@@ -13,7 +13,7 @@ import threading
 from dataclasses import replace
 from pathlib import Path
 
-from lifeboat.engine.events import Outcome, Progress, ProgressSink, StepFinished, StepStarted, discard
+from lifeboat.events import Outcome, Progress, ProgressSink, StepFinished, StepStarted, discard
 from lifeboat.engine.pipeline import OrderedPool
 from lifeboat.errors import ImageCorrupt, RepositoryError
 from lifeboat.foreign.clonezilla import is_image_dir
