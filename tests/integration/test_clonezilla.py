@@ -93,7 +93,12 @@ def test_listed_verified_restored_same_and_larger(built, workdir, lifeboat_env):
         assert_disk(same, built, same_size=True)
         plan = plan_restore(repo, built.image.name, big.path)
         assert any(a.grows for a in plan.actions)
-        restore(plan, bootloader=False)
+        # the command a technician types: plan, --yes, growing, swap, the bootloader step (a data disk: not
+        # needed). This host kernel has no vfat: the step cannot look into the GPT fixture's ESP here.
+        esp = ["--no-bootloader"] if built.label == "gpt" else []
+        proc = lifeboat("restore", built.image.name, big.path, "--repo", str(built.root), "--yes", *esp)
+        assert proc.returncode == 0, proc.stderr[-2000:]
+        assert ("bootloader: skipped" if esp else "bootloader: not-needed") in proc.stderr + proc.stdout
         assert_disk(big, built, same_size=False)
     assert sh("find", str(built.image), "-newer", str(built.root / f"{built.image.name}.expect.json"),
               "-type", "f").stdout == ""  # the Clonezilla image was only read
