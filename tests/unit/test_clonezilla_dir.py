@@ -113,3 +113,17 @@ def test_bad_directories_are_named(tmp_path, damage, message):
     damage(d)
     with pytest.raises(ImageCorrupt, match=message.replace("(", r"\(").replace(".", r"\.")):
         read_image(d)
+
+
+def test_the_tui_finds_clonezilla_images_where_technicians_keep_them(tmp_path):
+    from lifeboat.tui.repo_locations import image_count, repo_dirs
+
+    for where in ("partimag", "home/partimag"):
+        (tmp_path / where / "2026-01-01-img").mkdir(parents=True)
+        (tmp_path / where / "2026-01-01-img" / "clonezilla-img").write_text("saved\n")
+    (tmp_path / "home" / "partimag" / "notes").mkdir()
+    (tmp_path / "lifeboat").mkdir()
+    (tmp_path / "lifeboat" / "lifeboat-repo.json").write_text("{}")
+    found = list(repo_dirs(str(tmp_path)))
+    assert found == [str(tmp_path / "lifeboat"), str(tmp_path / "partimag"), str(tmp_path / "home/partimag")]
+    assert image_count(str(tmp_path / "home/partimag")) == 1
