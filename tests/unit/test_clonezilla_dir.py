@@ -97,6 +97,8 @@ def test_image_directory(tmp_path):
                                                                                 "abcd", "root")
     assert (parts[2].source, parts[2].uuid, parts[2].label) == (PartSource.SWAP, "1111-2222", "swp")
     assert parts[3].source is PartSource.NOT_SAVED and parts[5].source is PartSource.DD
+    (d / "swappt-sda2.info").unlink()
+    assert {p.number: p for p in read_image(d).partitions}[2].source is PartSource.SWAP  # made anew
 
 
 @pytest.mark.parametrize("damage, message", [

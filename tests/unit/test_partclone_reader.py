@@ -148,7 +148,8 @@ def test_truncated_last_piece_is_reported(ext4, default_image, tmp_path):
     base = str(tmp_path / "sda1.ext4-ptcl-img.xz")
     packed = subprocess.run(["xz", "-c", "-0", raw], check=True, capture_output=True).stdout
     (tmp_path / "sda1.ext4-ptcl-img.xz.aa").write_bytes(packed[: len(packed) - 100])
-    with pytest.raises(ImageCorrupt, match=r"sda1: xz data ends early \(decompressed offset \d+\): .*xz\.aa is truncated or damaged"):
+    with pytest.raises(ImageCorrupt, match=r"sda1: xz data ends early \(decompressed offset \d+\): "
+                                           r".*xz\.aa is truncated or damaged"):
         read_all(base, Compression.XZ)
 
 

@@ -233,7 +233,9 @@ def read_image(path: str | os.PathLike) -> ClonezillaImage:
         raise ImageCorrupt(f"{d}: partition {parts[number].device} is saved but not in the table {table.name}")
     for entry in layout.partitions:
         device = f"{disk}{'p' if disk[-1].isdigit() else ''}{entry.number}"
-        parts.setdefault(entry.number, CzPartition(entry.number, device, PartSource.NOT_SAVED))
+        # a swap partition without swappt-*.info (older Clonezilla): made anew, with a new UUID
+        source, fstype = (PartSource.SWAP, "swap") if entry.kind == "swap" else (PartSource.NOT_SAVED, "")
+        parts.setdefault(entry.number, CzPartition(entry.number, device, source, fstype))
     return ClonezillaImage(
         path=str(d), name=d.name, disk=disk, created=_created(d), version=_version(d), layout=layout,
         boot_regions=_boot_regions(d, disk, layout), partitions=tuple(parts[n] for n in sorted(parts)),

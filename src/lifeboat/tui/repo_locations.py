@@ -105,7 +105,8 @@ def unmounted_repositories(disks: list[Disk]) -> tuple[list[RepoLocation], dict[
                 mount_point = os.path.join(REPO_MOUNT_DIR, os.path.basename(part.path))
                 path = os.path.normpath(os.path.join(mount_point, sub))
                 label = f" '{part.label}'" if part.label else ""
-                description = f"{part.path} {part.fstype}{label} on {disk.model or disk.name} (mounted when chosen){kind}"
+                description = (f"{part.path} {part.fstype}{label} on {disk.model or disk.name} (mounted when chosen)"
+                               f"{kind}")
                 found.append(RepoLocation(path, description, count))
                 how[path] = UnmountedRepo(part.path, mount_point)
     return found, how
