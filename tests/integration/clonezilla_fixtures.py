@@ -127,12 +127,16 @@ def _run_ocs_sr(fixture: Fixture, disk: str, partitions: list[str], out: Path) -
     script = OCS_SHELL.format(nodes=_node_script([disk, *partitions]), out=out,
                               options=" ".join(fixture.ocs_options), name=fixture.name,
                               disk=os.path.basename(disk))
+    _ocs_sr_in_namespace(script, disk, fixture.name, out)
+
+
+def _ocs_sr_in_namespace(script: str, disk: str, name: str, out: Path) -> None:
     with open(disk, "rb") as held:
         fcntl.flock(held.fileno(), fcntl.LOCK_SH)  # udev leaves a disk alone while someone holds it
         proc = sh("unshare", "-m", "--propagation", "private", "bash", "-c", script, check=False)
-    (out / f"{fixture.name}.ocs-sr.log").write_text(proc.stdout + proc.stderr)
-    if proc.returncode != 0 or not (out / fixture.name / "clonezilla-img").exists():
-        raise AssertionError(f"ocs-sr savedisk {fixture.name} failed ({proc.returncode}): {proc.stdout[-3000:]}"
+    (out / f"{name}.ocs-sr.log").write_text(proc.stdout + proc.stderr)
+    if proc.returncode != 0 or not (out / name / "clonezilla-img").exists():
+        raise AssertionError(f"ocs-sr savedisk {name} failed ({proc.returncode}): {proc.stdout[-3000:]}"
                              f"{proc.stderr[-2000:]}")
 
 
@@ -187,6 +191,36 @@ def fixture(name: str) -> BuiltFixture:
         hashes={int(k): v for k, v in expect["hashes"].items()},
         fstypes={int(k): v for k, v in expect["fstypes"].items()},
     )
+
+
+def image_of(disk_image: Path, name: str, options: tuple[str, ...] = ("-z9p",)) -> Path:
+    """A Clonezilla image (directory `name` under the returned root) of an existing disk image file, made
+    by ocs-sr from a read-only loop device; cached by this file, the package versions and the file's name
+    (cached fixture disks carry their own key in their names)."""
+    key = hashlib.sha256(f"{cache_key()} {disk_image.name} {options}".encode()).hexdigest()[:16]
+    root = CACHE / f"{name}-{key}"
+    CACHE.mkdir(parents=True, exist_ok=True)
+    with open(CACHE / f".{name}.lock", "w") as lock:
+        fcntl.flock(lock.fileno(), fcntl.LOCK_EX)
+        if (root / name / "clonezilla-img").exists():
+            return root
+        for old in CACHE.glob(f"{name}-*"):
+            shutil.rmtree(old, ignore_errors=True)
+        dev = sh("losetup", "--find", "--show", "--read-only", str(disk_image)).stdout.strip()
+        try:
+            sh("partx", "-a", dev, check=False)
+            parts = sorted(str(p) for p in Path("/dev").glob(f"{os.path.basename(dev)}p*"))
+            root.mkdir(parents=True)
+            script = OCS_SHELL.format(nodes=_node_script([dev, *parts]), out=root, options=" ".join(options),
+                                      name=name, disk=os.path.basename(dev))
+            _ocs_sr_in_namespace(script, dev, name, root)
+        except BaseException:
+            shutil.rmtree(root, ignore_errors=True)
+            raise
+        finally:
+            sh("partx", "-d", dev, check=False)
+            sh("losetup", "-d", dev, check=False)
+    return root
 
 
 @contextlib.contextmanager

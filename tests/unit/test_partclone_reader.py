@@ -189,3 +189,11 @@ def test_version_0001_image(tmp_path):
     assert image.header.image_version == 1
     assert image.runs == [(0, 3 * bs), (100 * bs, 2 * bs), (1500 * bs, bs), (2047 * bs, bs)]
     assert got == {0: b"".join(blocks[i] for i in used[:5]), 1: blocks[1500] + blocks[2047]}
+
+
+def test_padding_bits_after_the_last_block_are_not_blocks():
+    from lifeboat.foreign.partclone import BitmapMode, bitmap_runs, count_used
+
+    bitmap = bytes([0xFF, 0b1110_0001])  # 10 blocks; bits 13-15 are padding, set as a real image had them
+    assert count_used(bitmap, BitmapMode.BIT, 10) == 9
+    assert bitmap_runs(bitmap, BitmapMode.BIT, 10, 4096) == [(0, 9 * 4096)]

@@ -23,7 +23,7 @@ import re
 import struct
 import zlib
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from enum import IntEnum
 from typing import Protocol
 
@@ -183,7 +183,7 @@ def count_used(bitmap: bytes, mode: BitmapMode, total: int) -> int:
         return total
     if mode is BitmapMode.BYTE:
         return total - bitmap[:total].count(0)
-    return int.from_bytes(bitmap, "little").bit_count()
+    return (int.from_bytes(bitmap, "little") & ((1 << total) - 1)).bit_count()  # padding bits past the end: not blocks
 
 
 def _crc_0001(data: memoryview, state: int, block_size: int) -> int:
@@ -219,9 +219,9 @@ class PartcloneImage:
             bitmap, (stored,) = raw[:-4], struct.unpack("<I", raw[-4:])
             if pc_crc(bitmap) != stored:
                 raise ImageCorrupt(f"{self.where}: partclone bitmap checksum does not match (bitmap damaged)")
-        used = count_used(bitmap, h.bitmap_mode, h.total_blocks)
-        if used != h.used_blocks:
-            raise ImageCorrupt(f"{self.where}: bitmap marks {used} used blocks, the header says {h.used_blocks}")
+        # The bitmap decides which blocks follow, as in partclone's restore (update_used_blocks_count, which
+        # counts the first total_blocks bits only: a real image had a padding bit set after them).
+        self.header = replace(h, used_blocks=count_used(bitmap, h.bitmap_mode, h.total_blocks))
         return bitmap
 
     def _exact(self, n: int, what: str) -> bytes:
