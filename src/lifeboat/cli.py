@@ -19,6 +19,7 @@ from lifeboat.boot import command as boot_command
 from lifeboat.config import default_level, default_repo
 from lifeboat.devices import human_size
 from lifeboat.errors import Cancelled, LifeboatError
+from lifeboat.foreign import command as foreign_command
 from lifeboat.options import json_option, repo_option
 from lifeboat.repo import command as repo_command
 
@@ -81,8 +82,9 @@ def cmd_images(args) -> int:
             print(f"{image.name:<24} UNREADABLE: {image.problem}")
             continue
         parts = ", ".join(f"{p.number}:{p.fstype}" for p in summary.partitions)
+        origin = f"  ({summary.origin.capitalize()} image)" if summary.origin else ""
         print(f"{image.name:<24} {summary.created}  {summary.source_model or '-'} {human_size(summary.source_size)}  "
-              f"{summary.table}  [{parts}]  {human_size(summary.data_bytes)} of data")
+              f"{summary.table}  [{parts}]  {human_size(summary.data_bytes)} of data{origin}")
         for line in _incomplete(args, image.name):
             print(f"  INCOMPLETE: {line}")
     return EXIT_OK
@@ -379,6 +381,7 @@ def build_parser() -> argparse.ArgumentParser:
     boot_command.add_subcommand(sub)
     unattended.add_subcommand(sub)
     repo_command.add_subcommand(sub)
+    foreign_command.add_subcommand(sub)
     return parser
 
 
