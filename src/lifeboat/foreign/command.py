@@ -6,7 +6,6 @@ import argparse
 
 from lifeboat.devices import human_size
 from lifeboat.options import repo_option
-from lifeboat.repo.command import add_secret_arguments
 
 
 def add_subcommand(subparsers) -> argparse.ArgumentParser:
@@ -18,7 +17,6 @@ def add_subcommand(subparsers) -> argparse.ArgumentParser:
     p.add_argument("source", metavar="CZ_IMAGE_DIR")
     p.add_argument("name", metavar="NAME")
     p.add_argument("--level", type=int, default=None, help="zstd level 1-22 (default 3)")
-    add_secret_arguments(p)
     p.set_defaults(func=run_command)
     return p
 
