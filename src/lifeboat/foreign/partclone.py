@@ -23,6 +23,7 @@ import re
 import struct
 import zlib
 from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from enum import IntEnum
 from typing import Protocol
@@ -245,21 +246,61 @@ class PartcloneImage:
                 self._blocks_read += n
                 left -= n
             return
-        per = h.blocks_per_checksum
-        group = max(1, max_blocks // per)
-        left = h.used_blocks
+        if h.checksum_mode is ChecksumMode.CRC32 and h.reseed:
+            yield from self._blocks_overlapped(max_blocks)
+            return
         state = 0
-        while left:
-            strips = min(group, -(-left // per))
-            counts = [min(per, left - i * per) for i in range(strips)]
-            raw = memoryview(self._exact(sum(counts) * h.block_size + strips * h.checksum_size, "block data"))
+        for raw, counts in self._groups(max_blocks):
             pos = 0
             for count in counts:
                 size = count * h.block_size
                 state = self._verify(raw, pos, count, state)
                 yield raw[pos: pos + size]
                 pos += size + h.checksum_size
+
+    def _groups(self, max_blocks: int) -> Iterator[tuple[memoryview, list[int]]]:
+        """The block data as read: groups of strips, each strip's checksum after it; (buffer, blocks per strip)."""
+        h = self.header
+        per = h.blocks_per_checksum
+        group = max(1, max_blocks // per)
+        left = h.used_blocks
+        while left:
+            strips = min(group, -(-left // per))
+            counts = [min(per, left - i * per) for i in range(strips)]
+            raw = memoryview(self._exact(sum(counts) * h.block_size + strips * h.checksum_size, "block data"))
             left -= sum(counts)
+            yield raw, counts
+
+    def _blocks_overlapped(self, max_blocks: int) -> Iterator[memoryview]:
+        """Reseeded CRC32 strips are independent: a group's checksums are computed on another thread
+        while the next group is decompressed (zlib and zstd release the GIL: two cores)."""
+        pending = None
+        with ThreadPoolExecutor(1, thread_name_prefix="lifeboat-crc") as pool:
+            for raw, counts in self._groups(max_blocks):
+                crcs = pool.submit(self._strip_crcs, raw, counts)
+                if pending:
+                    yield from self._checked(*pending)
+                pending = (raw, counts, crcs)
+            if pending:
+                yield from self._checked(*pending)
+
+    def _strip_crcs(self, raw: memoryview, counts: list[int]) -> list[int]:
+        out, pos, h = [], 0, self.header
+        for count in counts:
+            size = count * h.block_size
+            out.append(pc_crc(raw[pos: pos + size]))
+            pos += size + h.checksum_size
+        return out
+
+    def _checked(self, raw: memoryview, counts: list[int], crcs: Future) -> Iterator[memoryview]:
+        pos, h = 0, self.header
+        for count, crc in zip(counts, crcs.result()):
+            size = count * h.block_size
+            if crc != struct.unpack_from("<I", raw, pos + size)[0]:
+                self._mismatch(count)
+            self._blocks_read += count
+            yield raw[pos: pos + size]
+            pos += size + h.checksum_size
 
     def _verify(self, raw: memoryview, pos: int, count: int, state: int) -> int:
         """Check the strip of `count` blocks at `pos` against the checksum after it; the next state."""
