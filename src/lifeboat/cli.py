@@ -19,6 +19,7 @@ from lifeboat.boot import command as boot_command
 from lifeboat.config import default_level, default_repo
 from lifeboat.devices import human_size
 from lifeboat.errors import Cancelled, LifeboatError
+from lifeboat.foreign import command as foreign_command
 from lifeboat.options import json_option, repo_option
 from lifeboat.repo import command as repo_command
 
@@ -81,8 +82,9 @@ def cmd_images(args) -> int:
             print(f"{image.name:<24} UNREADABLE: {image.problem}")
             continue
         parts = ", ".join(f"{p.number}:{p.fstype}" for p in summary.partitions)
+        origin = f"  ({summary.origin.capitalize()} image)" if summary.origin else ""
         print(f"{image.name:<24} {summary.created}  {summary.source_model or '-'} {human_size(summary.source_size)}  "
-              f"{summary.table}  [{parts}]  {human_size(summary.data_bytes)} of data")
+              f"{summary.table}  [{parts}]  {human_size(summary.data_bytes)} of data{origin}")
         for line in _incomplete(args, image.name):
             print(f"  INCOMPLETE: {line}")
     return EXIT_OK
@@ -366,7 +368,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--read-data", action="store_true", help="also decompress and hash every chunk")
     p.set_defaults(func=cmd_check)
 
-    p = sub.add_parser("tui", help="the full-screen wizard (the default)", parents=[repo])
+    p = sub.add_parser("tui", help="the full-screen wizard (the default)", parents=[repo_option(secrets=False)])
     p.add_argument("--demo", action="store_true", help="fake disks and images, nothing is touched")
     p.set_defaults(func=cmd_tui)
 
@@ -375,12 +377,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--round-trip", action="store_true", help="no TUI: capture and restore a demo disk and report")
     p.set_defaults(func=cmd_sandbox)
 
-    for name in ("images", "capture", "verify", "restore", "delete", "prune", "check"):
-        repo_command.add_secret_arguments(sub.choices[name])
     # commands other modules own, each registered by its add_subcommand(); one that fails to import fails here
     boot_command.add_subcommand(sub)
     unattended.add_subcommand(sub)
     repo_command.add_subcommand(sub)
+    foreign_command.add_subcommand(sub)
     return parser
 
 

@@ -14,7 +14,7 @@ import time
 from dataclasses import dataclass, field
 
 from lifeboat import __version__, locks
-from lifeboat.devices import disk_info, human_size, writable_mounts
+from lifeboat.devices import disk_info, filesystem_facts, human_size, writable_mounts
 from lifeboat.crashpoint import crashpoint
 from lifeboat.engine.ioerrors import repository_failure
 from lifeboat.events import LogLine, Outcome, Progress, ProgressSink, StepFinished, StepStarted, discard
@@ -89,19 +89,6 @@ class SourceInfo:
         return sum(p.to_read for p in self.partitions)
 
 
-def _blkid(node: str) -> dict[str, str]:
-    if not os.path.exists(node):
-        raise LifeboatError(f"{node} disappeared while it was being inspected (was the disk removed?)")
-    proc = run(["blkid", "-p", "-o", "export", node], check=False)
-    if proc.returncode not in (0, 2):  # 2: nothing recognised, which is an answer too
-        raise LifeboatError(f"{node}: blkid could not probe it ({proc.stderr.strip() or proc.returncode})")
-    values = {}
-    for line in proc.stdout.splitlines():
-        key, _, value = line.partition("=")
-        values[key] = value
-    return values
-
-
 def inspect_source(source: str, progress: ProgressSink = discard, rescue: bool = False) -> SourceInfo:
     """Read the table and every partition's filesystem. Raises before anything is written."""
     progress(StepStarted("inspect source", f"reading the partition table and block maps of {source}"))
@@ -125,9 +112,8 @@ def _inspect(source: str, disk, progress: ProgressSink, rescue: bool = False) ->
     parts = []
     for entry in layout.data_partitions():
         node = partition_node(source, entry.number)
-        probe = _blkid(node)
-        fstype = probe.get("TYPE", "")
-        parts.append(SourcePartition(entry, node, fstype, kind_for(fstype), probe.get("UUID", ""), probe.get("LABEL", "")))
+        facts = filesystem_facts(node)
+        parts.append(SourcePartition(entry, node, facts.fstype, kind_for(facts.fstype), facts.uuid, facts.label))
     needed = [tool for p in parts for tool in p.kind.capture_tools()]
     missing = missing_tools(needed)
     if missing:
