@@ -40,9 +40,12 @@ class EngineBackend:
     # ---- discovery
 
     def list_disks(self) -> list[Disk]:
-        from lifeboat.devices import list_disks
+        from dataclasses import replace
 
-        return list_disks(include_loop=self.include_loop)
+        from lifeboat.devices import list_disks
+        from lifeboat.health import read_health
+
+        return [replace(d, health=read_health(d.path)) for d in list_disks(include_loop=self.include_loop)]
 
     def watch_disks(self, on_change: Callable[[], None]) -> Callable[[], None]:
         from lifeboat.devices import DiskMonitor
