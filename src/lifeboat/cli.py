@@ -21,7 +21,7 @@ from lifeboat.errors import Cancelled, LifeboatError
 
 EXIT_OK, EXIT_FAILED, EXIT_REFUSED = 0, 1, 2
 # Commands other modules own; each exposes add_subcommand(subparsers). Missing ones are skipped.
-PLUGIN_COMMANDS = ("lifeboat.boot.command", "lifeboat.unattended")
+PLUGIN_COMMANDS = ("lifeboat.boot.command", "lifeboat.unattended", "lifeboat.imagefs.command")
 
 
 def _repo(args, create: bool = False):
