@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from lifeboat.devices import Disk, disk_info, human_size
+from lifeboat.engine.shrink_plan import ShrinkStep, plan_shrink
 from lifeboat.errors import ImageCorrupt, LifeboatError, ToolMissing, UnsafeTarget
 from lifeboat.fs.registry import CaptureMode, kind_for
 from lifeboat.layout.fit import fit_layout
@@ -31,6 +32,7 @@ class PartitionAction:
     write_bytes: int
     grow: str  # tool that grows the filesystem, "" when it keeps its size
     note: str = ""
+    shrink: ShrinkStep | None = None  # the partition is smaller than the captured one: how its content gets in
 
     @property
     def grows(self) -> bool:
@@ -52,6 +54,7 @@ class RestorePlan:
     target_layout: DiskLayout = field(repr=False)
     current_layout: DiskLayout | None = field(repr=False, default=None)
     actions: tuple[PartitionAction, ...] = ()
+    notes: tuple[str, ...] = ()  # what the plan had to give up (swap shrunk)
 
     @property
     def total_bytes(self) -> int:
@@ -75,10 +78,13 @@ class RestorePlan:
             grow = ""
             if a.grows:
                 grow = f"  grows from {human_size(a.source.size * 512)}" + f" ({a.grow or a.note})"
+            elif a.shrink:
+                grow = f"  {a.shrink.describe()}"
             what = {CaptureMode.USED_BLOCKS: f"{human_size(a.write_bytes)} of data",
                     CaptureMode.RAW: f"{human_size(a.write_bytes)} raw",
                     CaptureMode.SWAP: "new swap, same UUID", CaptureMode.NONE: "empty"}[a.mode]
             lines.append(f"  {a.number:>2}  start {a.target.start:>10}  {size:>10}  {a.fstype or a.mode:<8} {what}{grow}")
+        lines += [f"  Note: {note}" for note in self.notes]
         lines += ["", f"Boot regions: {', '.join(r.name for r in self.manifest.boot_regions)}.",
                   f"Total to write: {human_size(self.total_bytes)}."]
         return lines
@@ -93,10 +99,14 @@ class RestorePlan:
             "target_layout": self.target_layout.to_json(),
             "actions": [
                 {"number": a.number, "fstype": a.fstype, "mode": str(a.mode), "start": a.target.start, "size": a.target.size,
-                 "source_size": a.source.size, "write_bytes": a.write_bytes, "grows": a.grows, "grow_tool": a.grow}
+                 "source_size": a.source.size, "write_bytes": a.write_bytes, "grows": a.grows, "grow_tool": a.grow,
+                 "shrink": {"method": a.shrink.method.name.lower(), "target_bytes": a.shrink.target_bytes,
+                            "beyond_bytes": a.shrink.beyond_bytes, "seconds": round(a.shrink.seconds, 1)}
+                 if a.shrink else None}
                 for a in self.actions
             ],
             "total_bytes": self.total_bytes,
+            "notes": list(self.notes),
         }
 
 
@@ -154,7 +164,8 @@ def _check_restorable(manifest: ImageManifest) -> None:
                             "nothing was written")
 
 
-def _action(fitted, part: PartitionImage | None) -> tuple[PartitionAction, list[str]]:
+def _action(fitted, part: PartitionImage | None, shrink: ShrinkStep | None = None
+            ) -> tuple[PartitionAction, list[str]]:
     """What happens to one partition of the fitted table, and the tools that needs."""
     fstype = part.fstype if part else ""
     mode = part.mode if part else CaptureMode.NONE
@@ -165,9 +176,9 @@ def _action(fitted, part: PartitionImage | None) -> tuple[PartitionAction, list[
         note = "content copied as is, its size unchanged" if kind.mode is CaptureMode.RAW else "filesystem cannot be grown; it keeps its size"
     action = PartitionAction(
         number=fitted.entry.number, fstype=fstype, mode=mode, source=fitted.source, target=fitted.entry,
-        write_bytes=part.used_bytes if part else 0, grow=kind.grow if grows else "", note=note,
+        write_bytes=part.used_bytes if part else 0, grow=kind.grow if grows else "", note=note, shrink=shrink,
     )
-    return action, kind.restore_tools(grows)
+    return action, kind.restore_tools(grows) + list(shrink.tools if shrink else ())
 
 
 def plan_restore(repo: Repository, name: str, target: str) -> RestorePlan:
@@ -179,13 +190,18 @@ def plan_restore(repo: Repository, name: str, target: str) -> RestorePlan:
     # a filesystem Lifeboat cannot grow keeps its partition's size: the room goes where it is usable
     keep_size = frozenset(p.number for p in manifest.partitions
                           if p.mode is not CaptureMode.RAW and not kind_for(p.fstype).grow)
-    target_layout, fitted = fit_layout(source_layout, disk.size, keep_size)
+    shrinks: dict[int, ShrinkStep] = {}
+    notes: list[str] = []
+    if disk.size // source_layout.sector_size < source_layout.min_disk_sectors:
+        target_layout, fitted, shrinks, notes = plan_shrink(repo, manifest, disk.size)
+    else:
+        target_layout, fitted = fit_layout(source_layout, disk.size, keep_size)
     actions = []
     tools = list(BASE_TOOLS)
     for f in fitted:
         if f.entry.is_extended:
             continue
-        action, needed = _action(f, manifest.partition(f.entry.number))
+        action, needed = _action(f, manifest.partition(f.entry.number), shrinks.get(f.entry.number))
         actions.append(action)
         tools += needed
     missing = missing_tools(tools)
@@ -196,5 +212,5 @@ def plan_restore(repo: Repository, name: str, target: str) -> RestorePlan:
     return RestorePlan(
         image=name, repo_root=str(repo.root), target=target, target_disk=disk, manifest=manifest,
         source_layout=source_layout, target_layout=target_layout, current_layout=_current_layout(target),
-        actions=tuple(actions),
+        actions=tuple(actions), notes=tuple(notes),
     )

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 
 from lifeboat import locks
 from lifeboat.devices import disk_info, human_size
+from lifeboat.engine import shrink_restore
 from lifeboat.engine.events import LogLine, Outcome, Progress, ProgressSink, StepFinished, StepStarted, discard
 from lifeboat.engine.pipeline import OrderedPool, direct_io_ok
 from lifeboat.engine.plan import PartitionAction, RestorePlan, check_target_safe
@@ -216,6 +217,10 @@ def _restore(plan: RestorePlan, progress: ProgressSink, cancel: threading.Event,
             if stream is None:
                 continue
             step(action.title, human_size(action.write_bytes))
+            if action.shrink is not None:  # into a smaller partition: shrink_restore says how
+                totals[0] += shrink_restore.write_data(repo, fds.buffered, plan.image, action, stream)
+                done(action.title, Outcome.DONE, f"{human_size(action.write_bytes)} to fit: {action.shrink.method}")
+                continue
             _write_partition(repo, fds, action, stream, progress, cancel, totals, plan.total_bytes, workers)
             done(action.title, Outcome.DONE, f"{human_size(action.write_bytes)} written")
         step("flush", "waiting for the disk to store everything")
@@ -257,6 +262,12 @@ def _finish_partitions(plan: RestorePlan, step, done) -> None:
             step(f"swap {action.number}")
             make_swap(node, uuid, label)
             done(f"swap {action.number}", Outcome.DONE, f"UUID {uuid}")
+        elif action.shrink is not None:
+            name = f"shrink {action.title}"
+            step(name, str(action.shrink.method))
+            part = plan.manifest.partition(action.number)
+            done(name, Outcome.DONE, shrink_restore.finish(plan.repo_root, plan.image, action.number, node,
+                                                           action.shrink, part.uuid, part.label))
         elif action.grow:
             name = f"grow {action.title}"
             step(name, action.grow)

@@ -21,7 +21,9 @@ import os
 import shutil
 import signal
 import sys
+import tempfile
 import time
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -94,7 +96,7 @@ def mount_argv(fstype: str, loop: str, target: str) -> list[str] | str:
     return f"{fstype or 'unknown content'} is not a filesystem Lifeboat mounts"
 
 
-def _wait_ready(ready: Path, pid: int, log: Path) -> None:
+def wait_ready(ready: Path, pid: int, log: Path) -> None:
     deadline = time.monotonic() + READY_TIMEOUT
     while not ready.exists():
         if not _alive(pid):
@@ -142,14 +144,11 @@ def mount_image(repo_root: str, name: str, directory: str) -> MountedImage:
     state = _state_dir(directory)
     if (state / "state.json").exists():
         raise LifeboatError(f"{directory} already holds a mounted image; `lifeboat umount {directory}` first")
-    view, ready, log = state / "view", state / "ready", state / "daemon.log"
     shutil.rmtree(state, ignore_errors=True)
-    view.mkdir(parents=True)
-    pid = start_detached([sys.executable, "-m", "lifeboat.imagefs.daemon", str(repo.root), name, str(view),
-                          str(ready)], str(log))
+    view, pid = _start_view(str(repo.root), name, state)
     mounted = MountedImage(name, str(repo.root), directory, str(view), pid)
     try:
-        _wait_ready(ready, pid, log)
+        wait_ready(state / "ready", pid, state / "daemon.log")
         fss, skipped = [], []
         for space in address_spaces(manifest):
             result = _mount_space(space, str(view), directory)
@@ -184,17 +183,46 @@ def _undo(m: MountedImage) -> list[str]:
             os.rmdir(fs.path)
     if problems:
         return problems
-    if run(["fusermount", "-u", m.view], check=False).returncode != 0:
-        run(["umount", "-l", m.view], check=False)
-    if _alive(m.pid):
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(m.pid, signal.SIGTERM)
-        for _ in range(100):
-            if not _alive(m.pid):
-                break
-            time.sleep(0.05)
+    stop_daemon(m.view, m.pid)
     shutil.rmtree(Path(m.view).parent, ignore_errors=True)
     return []
+
+
+def stop_daemon(view: str, pid: int) -> None:
+    """Unmount a FUSE view and make sure its daemon has ended (by its pid)."""
+    if run(["fusermount", "-u", view], check=False).returncode != 0:
+        run(["umount", "-l", view], check=False)
+    for _ in range(100):
+        if not _alive(pid):
+            return
+        time.sleep(0.05)
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(pid, signal.SIGTERM)
+    for _ in range(100):
+        if not _alive(pid):
+            return
+        time.sleep(0.05)
+
+
+def _start_view(repo_root: str, name: str, state: Path) -> tuple[Path, int]:
+    view, ready, log = state / "view", state / "ready", state / "daemon.log"
+    view.mkdir(parents=True)
+    pid = start_detached([sys.executable, "-m", "lifeboat.imagefs.daemon", repo_root, name, str(view), str(ready)],
+                         str(log))
+    return view, pid
+
+
+@contextlib.contextmanager
+def image_view(repo_root: str, name: str) -> Iterator[str]:
+    """The image's FUSE view (one file per address space) for as long as the block runs."""
+    state = Path(tempfile.mkdtemp(prefix="lifeboat-view-", dir=RUN_DIR if os.path.isdir(RUN_DIR) else None))
+    view, pid = _start_view(repo_root, name, state)
+    try:
+        wait_ready(state / "ready", pid, state / "daemon.log")
+        yield str(view)
+    finally:
+        stop_daemon(str(view), pid)
+        shutil.rmtree(state, ignore_errors=True)
 
 
 def umount_image(directory: str) -> MountedImage:

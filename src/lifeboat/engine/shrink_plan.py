@@ -1,0 +1,97 @@
+"""The plan for a target disk smaller than the image's layout: which partitions shrink, how, by how
+much, how long it roughly takes, and where the part of a filesystem beyond its new end waits while
+it is shrunk. Reads the block maps (one small chunk per shrinking partition); writes nothing."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+from lifeboat.devices import human_size
+from lifeboat.errors import LifeboatError
+from lifeboat.fs.shrink import ShrinkMethod, capability, estimate_seconds
+from lifeboat.fs.usedmap import decode_runs
+from lifeboat.layout.fit import FittedPartition
+from lifeboat.layout.model import DiskLayout
+from lifeboat.layout.shrink import ShrinkNeed, shrink_layout
+from lifeboat.repo.manifest import ImageManifest, PartitionImage
+from lifeboat.repo.store import Repository
+
+SCRATCH = os.environ.get("LIFEBOAT_SCRATCH", "/var/tmp/lifeboat-shrink")
+
+
+@dataclass(frozen=True)
+class ShrinkStep:
+    """How one partition's content gets into its smaller partition."""
+
+    method: ShrinkMethod
+    fstype: str
+    source_bytes: int
+    target_bytes: int
+    data_bytes: int
+    beyond_bytes: int  # stored data past the new end: held in the overflow file while resizing
+    seconds: float
+    tools: tuple[str, ...]
+
+    def describe(self) -> str:
+        what = {ShrinkMethod.RESIZE: f"restored at full size, then shrunk in place ({human_size(self.beyond_bytes)} "
+                                     f"beyond the new end held in {SCRATCH} meanwhile)",
+                ShrinkMethod.COPY: "filesystem made anew with its UUID, label and parameters, files copied "
+                                   "from the image",
+                ShrinkMethod.SWAP: "made anew, smaller"}.get(self.method, str(self.method))
+        eta = f", about {self.seconds:.0f} s" if self.seconds else ""
+        return f"shrinks {human_size(self.source_bytes)} -> {human_size(self.target_bytes)}: {what}{eta}"
+
+
+def _beyond(repo: Repository, part: PartitionImage, cut: int) -> int:
+    stream = part.stream
+    if stream is None:
+        return 0
+    runs = decode_runs(repo.get_chunk(stream.map.digest, stream.map.length))
+    return sum(max(0, start + n - max(start, cut)) for start, n in runs if start + n > cut)
+
+
+def _need(part: PartitionImage | None, number: int, fixed: bool) -> ShrinkNeed:
+    if part is None or fixed:
+        return ShrinkNeed(number, 0, False)
+    cap = capability(part.fstype if part.mode != "raw" else "")
+    if cap.method is ShrinkMethod.SWAP:
+        return ShrinkNeed(number, 0, True, swap=True, title=part.title)
+    if cap.method is ShrinkMethod.NONE:
+        return ShrinkNeed(number, part.size, False, title=part.title, data_bytes=part.used_bytes)
+    return ShrinkNeed(number, cap.min_bytes(part.used_bytes), True, title=part.title, data_bytes=part.used_bytes)
+
+
+def plan_shrink(repo: Repository, manifest: ImageManifest, disk_bytes: int
+                ) -> tuple[DiskLayout, list[FittedPartition], dict[int, ShrinkStep], list[str]]:
+    layout = manifest.layout
+    needs = {p.number: _need(manifest.partition(p.number), p.number, p.fixed_size and p.kind != "swap")
+             for p in layout.data_partitions()}
+    fitted_layout, fitted, notes = shrink_layout(layout, disk_bytes, needs)
+    steps: dict[int, ShrinkStep] = {}
+    ss = layout.sector_size
+    for f in fitted:
+        part = manifest.partition(f.entry.number)
+        if part is None or f.entry.size >= f.source.size:
+            continue
+        cap = capability(part.fstype)
+        new = f.entry.size * ss
+        beyond = _beyond(repo, part, new) if cap.method is ShrinkMethod.RESIZE else 0
+        steps[part.number] = ShrinkStep(cap.method, part.fstype, part.size, new, part.used_bytes, beyond,
+                                        estimate_seconds(cap.method, part.used_bytes, beyond), cap.tools)
+    _check_scratch(steps)
+    return fitted_layout, fitted, steps, notes
+
+
+def _check_scratch(steps: dict[int, ShrinkStep]) -> None:
+    """The overflow of one partition at a time must fit in the scratch directory."""
+    need = max((s.beyond_bytes for s in steps.values()), default=0)
+    if not need:
+        return
+    os.makedirs(SCRATCH, exist_ok=True)
+    st = os.statvfs(SCRATCH)
+    free = st.f_bavail * st.f_frsize
+    if free < need + 64 * 1024 * 1024:
+        raise LifeboatError(f"{SCRATCH} has {human_size(free)} free, but shrinking needs {human_size(need)} there "
+                            "for the data beyond a partition's new end (set LIFEBOAT_SCRATCH to a larger place); "
+                            "nothing was written")
