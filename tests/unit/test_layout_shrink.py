@@ -65,3 +65,13 @@ def test_plan_refuses_an_image_whose_partitions_cannot_shrink(tmp_path, monkeypa
     fake_target(monkeypatch, 30 * MiB)
     with pytest.raises(TargetTooSmall, match=r"short; partition 2 \(ext4\) holds"):
         plan_restore(repo, "office", "/dev/sdt")
+
+
+def test_minimum_bytes_is_the_smallest_disk_that_fits():
+    from lifeboat.layout.shrink import minimum_bytes
+
+    least = minimum_bytes(LAYOUT, NEEDS)
+    assert least == (1 + 100 + 300 + 400 + 64) * MiB + 33 * 512
+    shrink_layout(LAYOUT, least, NEEDS)
+    with pytest.raises(TargetTooSmall, match=r"\(512 bytes\) short"):
+        shrink_layout(LAYOUT, least - 512, NEEDS)

@@ -4,19 +4,25 @@ it is shrunk. Reads the block maps (one small chunk per shrinking partition); wr
 
 from __future__ import annotations
 
+import contextlib
 import os
+import struct
 from dataclasses import dataclass
 
 from lifeboat.devices import human_size
 from lifeboat.errors import LifeboatError
+from lifeboat.fs.minsize import measured_minimum
 from lifeboat.fs.shrink import ShrinkMethod, capability, estimate_seconds
 from lifeboat.fs.usedmap import decode_runs
 from lifeboat.layout.fit import FittedPartition
 from lifeboat.layout.model import DiskLayout
-from lifeboat.layout.shrink import ShrinkNeed, shrink_layout
+from lifeboat.imagefs.mount import image_view
+from lifeboat.imagefs.view import SpaceReader, WindowCache, address_spaces_of
+from lifeboat.layout.shrink import ShrinkNeed, minimum_bytes, shrink_layout
 from lifeboat.repo.manifest import ImageManifest, PartitionImage
 from lifeboat.repo.store import Repository
 
+BTRFS_SUPER = 64 * 1024
 SCRATCH = os.environ.get("LIFEBOAT_SCRATCH", "/var/tmp/lifeboat-shrink")
 
 
@@ -51,7 +57,20 @@ def _beyond(repo: Repository, part: PartitionImage, cut: int) -> int:
     return sum(max(0, start + n - max(start, cut)) for start, n in runs if start + n > cut)
 
 
-def _need(part: PartitionImage | None, number: int, fixed: bool) -> ShrinkNeed:
+def fs_used_bytes(repo: Repository, part: PartitionImage) -> int:
+    """Bytes the filesystem itself says it uses. The block map counts btrfs's allocated chunks whole,
+    free space inside them included; its superblock's bytes_used (offset 0x78 of the superblock at
+    64 KiB) counts only what is used. Others: the block map's count."""
+    space = next((s for s in address_spaces_of(part) if s.name == f"p{part.number}"), None)
+    if part.fstype != "btrfs" or space is None:
+        return part.used_bytes
+    superblock = SpaceReader(repo, space, WindowCache(repo, 1)).read(BTRFS_SUPER, 4096)
+    if superblock[0x40:0x48] != b"_BHRfS_M":
+        return part.used_bytes
+    return min(part.used_bytes, struct.unpack_from("<Q", superblock, 0x78)[0])
+
+
+def _need(repo: Repository, part: PartitionImage | None, number: int, fixed: bool, view: _View) -> ShrinkNeed:
     if part is None or fixed:
         return ShrinkNeed(number, 0, False)
     cap = capability(part.fstype if part.mode != "raw" else "")
@@ -59,14 +78,42 @@ def _need(part: PartitionImage | None, number: int, fixed: bool) -> ShrinkNeed:
         return ShrinkNeed(number, 0, True, swap=True, title=part.title)
     if cap.method is ShrinkMethod.NONE:
         return ShrinkNeed(number, part.size, False, title=part.title, data_bytes=part.used_bytes)
-    return ShrinkNeed(number, cap.min_bytes(part.used_bytes), True, title=part.title, data_bytes=part.used_bytes)
+    used = fs_used_bytes(repo, part)
+    least = cap.min_bytes(used)
+    if cap.method is ShrinkMethod.RESIZE and least < part.size:  # ask the filesystem's own tool
+        least = measured_minimum(part.fstype, view.file(f"p{part.number}")) or least
+    return ShrinkNeed(number, least, True, title=part.title, data_bytes=used)
+
+
+class _View:
+    """The image's read-only view, started the first time a partition's minimum is measured."""
+
+    def __init__(self, repo: Repository, name: str, stack: contextlib.ExitStack):
+        self.repo, self.name, self.stack, self.dir = repo, name, stack, ""
+
+    def file(self, space: str) -> str:
+        if not self.dir:
+            self.dir = self.stack.enter_context(image_view(str(self.repo.root), self.name))
+        return os.path.join(self.dir, space)
+
+
+def shrink_needs(repo: Repository, manifest: ImageManifest) -> dict[int, ShrinkNeed]:
+    """What each partition of the image allows when the target is smaller."""
+    with contextlib.ExitStack() as stack:
+        view = _View(repo, manifest.name, stack)
+        return {p.number: _need(repo, manifest.partition(p.number), p.number, p.fixed_size and p.kind != "swap", view)
+                for p in manifest.layout.data_partitions()}
+
+
+def minimum_disk_bytes(repo: Repository, manifest: ImageManifest) -> int:
+    """The smallest disk this image can be restored onto (every partition at its minimum)."""
+    return minimum_bytes(manifest.layout, shrink_needs(repo, manifest))
 
 
 def plan_shrink(repo: Repository, manifest: ImageManifest, disk_bytes: int
                 ) -> tuple[DiskLayout, list[FittedPartition], dict[int, ShrinkStep], list[str]]:
     layout = manifest.layout
-    needs = {p.number: _need(manifest.partition(p.number), p.number, p.fixed_size and p.kind != "swap")
-             for p in layout.data_partitions()}
+    needs = shrink_needs(repo, manifest)
     fitted_layout, fitted, notes = shrink_layout(layout, disk_bytes, needs)
     steps: dict[int, ShrinkStep] = {}
     ss = layout.sector_size

@@ -156,8 +156,12 @@ def write_data(repo: Repository, disk_fd: int, image: str, action, stream: DataS
 
 
 def finish(repo_root: str, image: str, number: int, node: str, step: ShrinkStep, uuid: str, label: str) -> str:
+    """The filesystem into its smaller partition. Returns what was done and how long it took."""
+    started = time.monotonic()
     if step.method is ShrinkMethod.RESIZE:
-        return shrink_resized(node, step, overflow_path(image, number))
-    if step.method is ShrinkMethod.COPY:
-        return copy_recreated(repo_root, image, f"p{number}", node, step, uuid, label)
-    return "nothing to do"
+        done = shrink_resized(node, step, overflow_path(image, number))
+    elif step.method is ShrinkMethod.COPY:
+        done = copy_recreated(repo_root, image, f"p{number}", node, step, uuid, label)
+    else:
+        return "nothing to do"
+    return f"{done} in {time.monotonic() - started:.1f} s"

@@ -59,7 +59,7 @@ CAPABILITIES = {c.fstype: c for c in (
     ShrinkCapability("ext2", ShrinkMethod.RESIZE, ("e2fsck", "resize2fs"), 16 * MiB),
     ShrinkCapability("ext3", ShrinkMethod.RESIZE, ("e2fsck", "resize2fs"), 16 * MiB),
     ShrinkCapability("ext4", ShrinkMethod.RESIZE, ("e2fsck", "resize2fs"), 16 * MiB),
-    ShrinkCapability("btrfs", ShrinkMethod.RESIZE, ("btrfs", "mount", "umount"), 128 * MiB, 1.25),
+    ShrinkCapability("btrfs", ShrinkMethod.RESIZE, ("btrfs", "mount", "umount"), 128 * MiB, 1.5),
     ShrinkCapability("ntfs", ShrinkMethod.RESIZE, ("ntfsresize",), 16 * MiB),
     ShrinkCapability("xfs", ShrinkMethod.COPY, ("mkfs.xfs", "xfs_info", "rsync", "mount", "umount"), 64 * MiB,
                      floor=XFS_MIN),
@@ -105,6 +105,9 @@ def shrink_in_place(fstype: str, device: str, new_bytes: int, mountpoint: str) -
     if fstype == "btrfs":
         run(["mount", "-t", "btrfs", device, mountpoint])
         try:
+            # compact partly used chunks first (new chunks go to the lowest free space), so the chunks
+            # beyond the new end fit below it when resize relocates them
+            run(["btrfs", "balance", "start", "-dusage=90", "-musage=90", mountpoint])
             run(["btrfs", "filesystem", "resize", str(new_bytes), mountpoint])
         finally:
             run(["umount", mountpoint], check=False)

@@ -16,7 +16,8 @@ from collections import OrderedDict
 from dataclasses import dataclass
 
 from lifeboat.fs.usedmap import Runs, decode_runs, runs_in_window
-from lifeboat.repo.manifest import CHUNK_SIZE, ChunkRef, Content, DataStream, ImageManifest, LuksContent, content_fstype
+from lifeboat.repo.manifest import (CHUNK_SIZE, ChunkRef, Content, DataStream, ImageManifest, LuksContent,
+                                    PartitionImage, content_fstype)
 from lifeboat.repo.store import Repository
 
 CACHE_WINDOWS = 16  # 64 MiB of decompressed windows
@@ -43,6 +44,11 @@ def _space(name: str, title: str, size: int, content: Content) -> AddressSpace |
         return None
     return AddressSpace(name, title, size, content_fstype(content), getattr(content, "uuid", ""),
                         getattr(content, "label", ""), stream)
+
+
+def address_spaces_of(part: PartitionImage) -> list[AddressSpace]:
+    space = _space(f"p{part.number}", part.title, part.size, part.content)
+    return [space] if space else []
 
 
 def address_spaces(manifest: ImageManifest) -> list[AddressSpace]:

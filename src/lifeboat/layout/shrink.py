@@ -76,14 +76,7 @@ def shrink_layout(layout: DiskLayout, target_bytes: int, needs: dict[int, Shrink
     deficit = max(0, deficit - tail)
     data = layout.data_partitions()
     sizes = {p.number: p.size for p in data}
-    mins = {}
-    for p in data:
-        need = needs.get(p.number)
-        if need is None or not need.shrinkable:
-            mins[p.number] = p.size
-        else:
-            floor = MIN_SWAP if need.swap else need.min_bytes
-            mins[p.number] = min(p.size, _align_up(-(-floor // ss)))
+    mins = _minimums(layout, needs)
     plain = [p.number for p in data if not (needs.get(p.number) and needs[p.number].swap)]
     swaps = [p.number for p in data if needs.get(p.number) and needs[p.number].swap]
     notes = []
@@ -97,6 +90,24 @@ def shrink_layout(layout: DiskLayout, target_bytes: int, needs: dict[int, Shrink
     if missing:
         raise TargetTooSmall(_too_small(layout, target_bytes, needs, missing * ss))
     return (*_placed(layout, sizes, target_sectors), notes)
+
+
+def _minimums(layout: DiskLayout, needs: dict[int, ShrinkNeed]) -> dict[int, int]:
+    mins = {}
+    for p in layout.data_partitions():
+        need = needs.get(p.number)
+        if need is None or not need.shrinkable:
+            mins[p.number] = p.size
+        else:
+            floor = MIN_SWAP if need.swap else need.min_bytes
+            mins[p.number] = min(p.size, _align_up(-(-floor // layout.sector_size)))
+    return mins
+
+
+def minimum_bytes(layout: DiskLayout, needs: dict[int, ShrinkNeed]) -> int:
+    """The smallest disk the layout fits on with every partition at its minimum."""
+    placed, _ = _placed(layout, _minimums(layout, needs), layout.disk_sectors)
+    return placed.min_disk_sectors * layout.sector_size
 
 
 def _too_small(layout: DiskLayout, target_bytes: int, needs: dict[int, ShrinkNeed], short: int) -> str:
