@@ -153,7 +153,14 @@ def cmd_restore(args) -> int:
     from lifeboat.engine.restore import restore
     from lifeboat.terminal import ConsoleProgress
 
-    plan = plan_restore(_repo(args), args.name, args.target)
+    if args.partitions:
+        from lifeboat.engine.partial import parse_selection, plan_partitions
+
+        plan = plan_partitions(_repo(args), args.name, args.target, parse_selection(args.partitions, args.map))
+    elif args.map:
+        raise LifeboatError("--map needs --partitions (which image partitions to restore)")
+    else:
+        plan = plan_restore(_repo(args), args.name, args.target)
     if args.json and args.dry_run:
         _print_json(plan.to_json())
         return EXIT_OK
@@ -258,6 +265,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--yes", action="store_true", help="do not ask for confirmation (scripts)")
     p.add_argument("--no-bootloader", action="store_true", help="skip the bootloader reinstall step")
     p.add_argument("--json", action="store_true", help="print the plan (with --dry-run) or the result as JSON")
+    p.add_argument("--partitions", metavar="N,N", help="restore only these image partitions; the disk's table is kept")
+    p.add_argument("--map", action="append", metavar="N=M", help="put image partition N onto target partition M")
     p.set_defaults(func=cmd_restore)
 
     p = sub.add_parser("delete", help="delete an image (its chunks stay until prune)")

@@ -55,6 +55,7 @@ class RestorePlan:
     current_layout: DiskLayout | None = field(repr=False, default=None)
     actions: tuple[PartitionAction, ...] = ()
     notes: tuple[str, ...] = ()  # what the plan had to give up (swap shrunk)
+    keep_table: bool = False  # chosen partitions only (engine/partial.py): table, boot code, the rest untouched
 
     @property
     def total_bytes(self) -> int:
@@ -67,12 +68,15 @@ class RestorePlan:
             f"Restore image {self.image!r} (from {src.model or src.path}, {human_size(src.size)}, "
             f"captured {self.manifest.created})",
             f"onto {d.path} ({d.model or d.transport}{' ' + d.serial if d.serial else ''}, {human_size(d.size)}).",
-            f"EVERYTHING on {d.path} will be replaced.",
+            f"EVERYTHING on {d.path} will be replaced." if not self.keep_table else
+            f"Only partition(s) {', '.join(str(a.target.number) for a in self.actions)} of {d.path} will be replaced; "
+            "its partition table, boot code and other partitions are kept.",
             "",
             "Now on the target:",
         ]
         lines += _layout_lines(self.current_layout) if self.current_layout else ["  no partition table (blank)"]
-        lines += ["", f"Will be written ({self.target_layout.label.upper()}, disk id {self.target_layout.disk_id}):"]
+        lines += ["", f"Will be written ({self.target_layout.label.upper()}, disk id {self.target_layout.disk_id}"
+                  f"{', table kept' if self.keep_table else ''}):"]
         for a in self.actions:
             size = human_size(a.target.size * 512)
             grow = ""
@@ -83,9 +87,11 @@ class RestorePlan:
             what = {CaptureMode.USED_BLOCKS: f"{human_size(a.write_bytes)} of data",
                     CaptureMode.RAW: f"{human_size(a.write_bytes)} raw",
                     CaptureMode.SWAP: "new swap, same UUID", CaptureMode.NONE: "empty"}[a.mode]
-            lines.append(f"  {a.number:>2}  start {a.target.start:>10}  {size:>10}  {a.fstype or a.mode:<8} {what}{grow}")
+            onto = f" -> {a.target.number}" if a.target.number != a.number else ""
+            lines.append(f"  {a.number:>2}{onto}  start {a.target.start:>10}  {size:>10}  {a.fstype or a.mode:<8} {what}{grow}")
         lines += [f"  Note: {note}" for note in self.notes]
-        lines += ["", f"Boot regions: {', '.join(r.name for r in self.manifest.boot_regions)}.",
+        regions = ", ".join(r.name for r in self.manifest.boot_regions) if not self.keep_table else "kept as they are"
+        lines += ["", f"Boot regions: {regions}.",
                   f"Total to write: {human_size(self.total_bytes)}."]
         return lines
 

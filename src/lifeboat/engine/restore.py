@@ -203,15 +203,21 @@ def _restore(plan: RestorePlan, progress: ProgressSink, cancel: threading.Event,
         result.steps.append(record)
         progress(StepFinished(name, record.outcome, detail))
 
-    step("partition table", f"{plan.target_layout.label} with {len(plan.target_layout.partitions)} partitions")
-    apply_layout(plan.target, plan.target_layout)
-    done("partition table", Outcome.DONE, f"{plan.target_layout.label}, disk id {plan.target_layout.disk_id}")
+    if plan.keep_table:
+        done("partition table", Outcome.NOT_NEEDED, "kept: only the chosen partitions are written")
+    else:
+        step("partition table", f"{plan.target_layout.label} with {len(plan.target_layout.partitions)} partitions")
+        apply_layout(plan.target, plan.target_layout)
+        done("partition table", Outcome.DONE, f"{plan.target_layout.label}, disk id {plan.target_layout.disk_id}")
     totals = [0]
     fds = _TargetFds(plan.target)
     try:
-        step("boot regions")
-        _write_boot_regions(repo, fds.buffered, plan.manifest)
-        done("boot regions", Outcome.DONE, ", ".join(r.name for r in plan.manifest.boot_regions))
+        if plan.keep_table:
+            done("boot regions", Outcome.NOT_NEEDED, "kept")
+        else:
+            step("boot regions")
+            _write_boot_regions(repo, fds.buffered, plan.manifest)
+            done("boot regions", Outcome.DONE, ", ".join(r.name for r in plan.manifest.boot_regions))
         for action in plan.actions:
             stream = _stream_of(plan.manifest, action)
             if stream is None:
@@ -237,7 +243,9 @@ def _restore(plan: RestorePlan, progress: ProgressSink, cancel: threading.Event,
     # closing the written disk makes udev re-read it; wait for that, then make sure the partitions are there
     refresh_partitions(plan.target, plan.target_layout)
     _finish_partitions(plan, step, done)
-    if bootloader:
+    if bootloader and plan.keep_table:
+        done("bootloader", Outcome.SKIPPED, "chosen partitions only: the disk's boot code was kept")
+    elif bootloader:
         _bootloader(plan.target, progress, done)
     else:
         done("bootloader", Outcome.SKIPPED, "--no-bootloader")

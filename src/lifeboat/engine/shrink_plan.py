@@ -116,21 +116,23 @@ def plan_shrink(repo: Repository, manifest: ImageManifest, disk_bytes: int
     needs = shrink_needs(repo, manifest)
     fitted_layout, fitted, notes = shrink_layout(layout, disk_bytes, needs)
     steps: dict[int, ShrinkStep] = {}
-    ss = layout.sector_size
     for f in fitted:
         part = manifest.partition(f.entry.number)
-        if part is None or f.entry.size >= f.source.size:
-            continue
-        cap = capability(part.fstype)
-        new = f.entry.size * ss
-        beyond = _beyond(repo, part, new) if cap.method is ShrinkMethod.RESIZE else 0
-        steps[part.number] = ShrinkStep(cap.method, part.fstype, part.size, new, part.used_bytes, beyond,
-                                        estimate_seconds(cap.method, part.used_bytes, beyond), cap.tools)
-    _check_scratch(steps)
+        if part is not None and f.entry.size < f.source.size:
+            steps[part.number] = shrink_step(repo, part, f.entry.size * layout.sector_size)
+    check_scratch(steps)
     return fitted_layout, fitted, steps, notes
 
 
-def _check_scratch(steps: dict[int, ShrinkStep]) -> None:
+def shrink_step(repo: Repository, part: PartitionImage, new_bytes: int) -> ShrinkStep:
+    """How partition `part` of the image gets into `new_bytes` (its minimum already checked)."""
+    cap = capability(part.fstype)
+    beyond = _beyond(repo, part, new_bytes) if cap.method is ShrinkMethod.RESIZE else 0
+    return ShrinkStep(cap.method, part.fstype, part.size, new_bytes, part.used_bytes, beyond,
+                      estimate_seconds(cap.method, part.used_bytes, beyond), cap.tools)
+
+
+def check_scratch(steps: dict[int, ShrinkStep]) -> None:
     """The overflow of one partition at a time must fit in the scratch directory."""
     need = max((s.beyond_bytes for s in steps.values()), default=0)
     if not need:
