@@ -148,6 +148,18 @@ def _confirm(plan, args) -> bool:
     return answer in (name, plan.target)
 
 
+def _print_bars(plan) -> None:
+    """Today's disk and the restored one as proportional bars (colours only on a terminal)."""
+    from rich.console import Console
+
+    from lifeboat.engine.plan_picture import plan_bars
+
+    console = Console(width=min(80, os.get_terminal_size().columns) if sys.stdout.isatty() else 80, highlight=False)
+    for bar in plan_bars(plan):
+        console.print(bar)
+    console.print()
+
+
 def cmd_restore(args) -> int:
     from lifeboat.engine.plan import plan_restore
     from lifeboat.engine.restore import restore
@@ -164,6 +176,7 @@ def cmd_restore(args) -> int:
     if args.json and args.dry_run:
         _print_json(plan.to_json())
         return EXIT_OK
+    _print_bars(plan)
     print("\n".join(plan.describe()))
     if args.dry_run:
         print("\nDry run: nothing was written.")

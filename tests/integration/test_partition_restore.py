@@ -71,6 +71,8 @@ def test_chosen_partitions_onto_a_kept_table(workdir, lifeboat_env, capsys):
         out, err = capsys.readouterr()
         print(out, err)
         assert rc == 0, err
+        after = out.split("after the restore")[1].splitlines()[1]  # the bar: the kept partition drawn too
+        assert "1 ext4 200.0 MiB▲" in after and "2 btrfs 150.0 MiB" in after and "3 ext4 170.0 MiB▼" in after
         assert "Only partition(s) 1, 3 of" in out and "2 -> 3" in out and "shrinks 200.0 MiB -> 170.0 MiB" in out
 
         assert read_layout(dst.path) == layout  # the table as it was

@@ -50,6 +50,7 @@ class LayoutRow:
     fstype: str = ""
     label: str = ""
     grows: bool = False
+    shrinks: bool = False
 
 
 @dataclass(frozen=True)

@@ -222,6 +222,7 @@ def _current_rows(plan, target: Disk) -> list[LayoutRow]:
 def _new_rows(plan) -> list[LayoutRow]:
     sector = plan.target_layout.sector_size
     return [
-        LayoutRow(a.number, a.target.start * sector, a.target.size * sector, a.fstype or a.mode, a.target.name, a.grows)
+        LayoutRow(a.number, a.target.start * sector, a.target.size * sector, a.fstype or a.mode, a.target.name, a.grows,
+                  a.target.size < a.source.size)
         for a in plan.actions
     ]
