@@ -63,6 +63,9 @@ TOOLS: dict[str, str] = {
     "mkfs.ext4": "e2fsprogs",
     "mkfs.vfat": "dosfstools",
     "mkfs.exfat": "exfatprogs",
+    "tune.exfat": "exfatprogs",
+    "mcopy": "mtools",
+    "mdir": "mtools",
     "xfs_info": "xfsprogs",
     "dumpe2fs": "e2fsprogs",
 }

@@ -75,3 +75,19 @@ def test_minimum_bytes_is_the_smallest_disk_that_fits():
     shrink_layout(LAYOUT, least, NEEDS)
     with pytest.raises(TargetTooSmall, match=r"\(512 bytes\) short"):
         shrink_layout(LAYOUT, least - 512, NEEDS)
+
+
+def test_mbr_logical_partitions_shrink_inside_their_extended_container():
+    from lifeboat.layout.model import DiskLayout, PartitionEntry
+
+    parts = (PartitionEntry(1, 2048, 400 * 2048, "83"), PartitionEntry(2, 402 * 2048, 1201 * 2048, "5"),
+             PartitionEntry(5, 403 * 2048, 600 * 2048, "83"), PartitionEntry(6, 1004 * 2048, 599 * 2048, "7"))
+    layout = DiskLayout("dos", "0x1234abcd", 512, 1603 * 2048, parts)
+    needs = {1: ShrinkNeed(1, 100 * MiB, True, title="partition 1 (ext4)"),
+             5: ShrinkNeed(5, 200 * MiB, True, title="partition 5 (ext4)"),
+             6: ShrinkNeed(6, 100 * MiB, True, title="partition 6 (ntfs)")}
+    fitted, _, _ = shrink_layout(layout, 1000 * MiB, needs)
+    p = {e.number: e for e in fitted.partitions}
+    assert p[5].start - p[2].start == 2048 and p[6].start - p[5].end - 1 == 2048  # EBR gaps kept
+    assert p[2].end == p[6].end and p[6].end < 1000 * 2048
+    assert p[1].size >= 100 * 2048 and p[5].size >= 200 * 2048 and p[6].size >= 100 * 2048

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import uuid as uuidlib
 from dataclasses import dataclass
 from enum import StrEnum
@@ -174,4 +175,4 @@ def copy_fat(source_image: str, node: str, scratch: str) -> None:
         run(["mcopy", "-s", "-p", "-m", "-n", "-i", source_image, "::/*", tree])
         for entry in sorted(os.listdir(tree)):
             run(["mcopy", "-s", "-p", "-m", "-i", node, os.path.join(tree, entry), "::/"])
-    run(["rm", "-rf", tree])
+    shutil.rmtree(tree, ignore_errors=True)
