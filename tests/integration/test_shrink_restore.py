@@ -2,7 +2,7 @@
 
 Real parts: loop disks, resize2fs, btrfs, mkfs.xfs + rsync, mtools, the FUSE splice and image view.
 Each filesystem is filled and then thinned, so its data lies all over it and beyond the new end:
-ext4 and btrfs really must be shrunk in place (data moved), xfs re-created and its files copied.
+ext4, btrfs and ntfs really must be shrunk in place (data moved), xfs re-created and its files copied.
 """
 
 from __future__ import annotations
@@ -34,9 +34,11 @@ SPECS = [
     PartSpec(700, "xfs", name="srv"),
     PartSpec(400, "btrfs", name="home"),
     PartSpec(64, "swap", gpt_type="S"),
+    PartSpec(200, "ntfs", gpt_type="EBD0A0A2-B9E5-4433-87C0-68B6B72699C7", name="Windows"),
 ]
-FILLS = {3: (200, 60), 4: (80, 60), 5: (200, 60)}  # partition: (MiB written, MiB kept)
-FSCK = {"ext4": ["e2fsck", "-f", "-n"], "xfs": ["xfs_repair", "-n"], "btrfs": ["btrfs", "check", "--readonly"]}
+FILLS = {3: (200, 60), 4: (80, 60), 5: (200, 60), 7: (150, 50)}  # partition: (MiB written, MiB kept)
+FSCK = {"ext4": ["e2fsck", "-f", "-n"], "xfs": ["xfs_repair", "-n"], "btrfs": ["btrfs", "check", "--readonly"],
+        "ntfs": ["ntfsfix", "--no-action"]}
 
 
 def _fill(mnt: Path, number: int, written: int, kept: int) -> None:
@@ -53,6 +55,8 @@ def _fill(mnt: Path, number: int, written: int, kept: int) -> None:
     sh("sync")
     for path in names[1::2][: (written - kept) // 5]:
         path.unlink()
+    if number == 7:  # ntfs-3g maps no owners, modes or ACLs without a user mapping: files only
+        return
     special = mnt / "special"
     special.mkdir()
     (special / "owned").write_bytes(b"owned by 1234:5678\n")
@@ -108,7 +112,7 @@ def _source(workdir: Path, src) -> tuple[dict, dict, dict]:
 
 
 def test_restore_onto_a_disk_60_percent_of_the_source(workdir, lifeboat_env):
-    size = 1510 * MiB
+    size = 1710 * MiB
     with loop_disk(workdir, "source", size) as src, loop_disk(workdir, "small", size * 6 // 10) as small, \
             loop_disk(workdir, "tiny", 700 * MiB) as tiny:
         esp, metas, ids = _source(workdir, src)
@@ -133,6 +137,7 @@ def test_restore_onto_a_disk_60_percent_of_the_source(workdir, lifeboat_env):
         assert by_number[3].shrink.method is ShrinkMethod.RESIZE and by_number[3].shrink.beyond_bytes > 0
         assert by_number[5].shrink.method is ShrinkMethod.RESIZE and by_number[5].shrink.beyond_bytes > 0
         assert by_number[4].shrink.method is ShrinkMethod.COPY
+        assert by_number[7].shrink.method is ShrinkMethod.RESIZE and by_number[7].shrink.beyond_bytes > 0
         assert by_number[1].shrink is None and by_number[2].shrink is None and by_number[6].shrink is None
         assert "shrunk in place" in text and "files copied from the image" in text and "about" in text
         result = restore(plan, bootloader=False)
@@ -141,7 +146,7 @@ def test_restore_onto_a_disk_60_percent_of_the_source(workdir, lifeboat_env):
         layout = read_layout(small.path)
         assert [p.uuid for p in layout.partitions] == [p.uuid for p in manifest.layout.partitions]
         small.refresh()
-        for number, fstype in ((3, "ext4"), (4, "xfs"), (5, "btrfs")):
+        for number, fstype in ((3, "ext4"), (4, "xfs"), (5, "btrfs"), (7, "ntfs")):
             node = small.node(number)
             assert _ids(node) == ids[number], f"partition {number}: UUID and label"
             proc = sh(*FSCK[fstype], node, check=False)
@@ -149,6 +154,8 @@ def test_restore_onto_a_disk_60_percent_of_the_source(workdir, lifeboat_env):
             small.refresh()
             with mounted(node, fstype, readonly=True) as mnt:
                 assert _meta(mnt) == metas[number], f"partition {number} ({fstype}): files differ"
+                if fstype == "ntfs":
+                    continue
                 assert (mnt / "special" / "sparse").stat().st_blocks * 512 < 8 * MiB, "sparse file kept sparse"
                 acl = sh("getfacl", "-n", str(mnt / "special" / "owned")).stdout
                 assert "user:4321:r--" in acl
