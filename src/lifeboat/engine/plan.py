@@ -113,6 +113,7 @@ class RestorePlan:
             ],
             "total_bytes": self.total_bytes,
             "notes": list(self.notes),
+            "keep_table": self.keep_table,
         }
 
 
