@@ -100,6 +100,8 @@ def dir_size(path: Path) -> int:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--json", help="also write the figures to this file")
+    parser.add_argument("--no-network", action="store_true", help="skip the encryption, S3 and HTTPS lines")
+    parser.add_argument("--lifeboat-only", action="store_true", help="skip the reference (partclone | zstd) steps")
     args = parser.parse_args()
     if os.geteuid() != 0:
         print("the benchmark needs root (loop devices, drop_caches)", file=sys.stderr)
@@ -119,8 +121,9 @@ def main() -> int:
     try:
         src_part = settle_partitions(src)
         ref_image = WORK / "reference.pcl.zst"
-        figures["ref_capture_s"], _ = timed(f"partclone.ext4 -c -s {src_part} -o - -q | zstd -T0 -3 -q -o {ref_image}", shell=True)
-        figures["ref_image_bytes"] = ref_image.stat().st_size
+        if not args.lifeboat_only:
+            figures["ref_capture_s"], _ = timed(f"partclone.ext4 -c -s {src_part} -o - -q | zstd -T0 -3 -q -o {ref_image}", shell=True)
+            figures["ref_image_bytes"] = ref_image.stat().st_size
         repo = WORK / "repo"
         figures["lb_capture_s"], figures["lb_capture_peak_rss"] = timed(LIFEBOAT + ["capture", src, "bench", "--repo", str(repo)])
         figures["lb_image_bytes"] = dir_size(repo / "chunks")
@@ -128,17 +131,27 @@ def main() -> int:
         # reference restore onto the same layout: copy the table, then partclone onto the partition
         sh("sfdisk", "--quiet", "--no-reread", "--no-tell-kernel", dst, input=sh("sfdisk", "-d", src).stdout)
         dst_part = settle_partitions(dst)
-        figures["ref_restore_s"], _ = timed(f"zstd -dc {ref_image} | partclone.ext4 -r -s - -o {dst_part} -q", shell=True)
+        if not args.lifeboat_only:
+            figures["ref_restore_s"], _ = timed(f"zstd -dc {ref_image} | partclone.ext4 -r -s - -o {dst_part} -q", shell=True)
         sh("wipefs", "-a", dst)
         figures["lb_restore_s"], figures["lb_restore_peak_rss"] = timed(
             LIFEBOAT + ["restore", "bench", dst, "--repo", str(repo), "--yes", "--no-bootloader"])
         check = subprocess.run(["e2fsck", "-f", "-n", settle_partitions(dst)], capture_output=True, text=True)
         figures["restored_fsck_ok"] = check.returncode == 0
+        if not args.no_network:
+            import netbench
+
+            netbench.run(WORK, src, dst, repo, LIFEBOAT, timed, sh, figures)
     finally:
         for disk in (src, dst):
             subprocess.run(["udevadm", "settle"], capture_output=True)
             subprocess.run(["losetup", "-d", disk])
-    report(figures)
+    if not args.lifeboat_only:
+        report(figures)
+    if not args.no_network:
+        import netbench
+
+        netbench.report(figures)
     if args.json:
         Path(args.json).write_text(json.dumps(figures, indent=2))
     shutil.rmtree(WORK, ignore_errors=True)

@@ -110,7 +110,8 @@ def test_unknown_manifest_version(repo_copy, target):
     path = repo / "images" / "good" / "manifest.json"
     manifest = json.loads(path.read_text())
     manifest["version"] = 99
-    path.write_text(json.dumps(manifest))
+    path.write_text(json.dumps(manifest))  # as a newer Lifeboat would write it, checksum included
+    (path.parent / "manifest.sha256").write_text(hashlib.sha256(path.read_bytes()).hexdigest() + "\n")
     before = digest_of(target.path)
     for argv in (["verify", "good"], ["restore", "good", target.path, "--yes"]):
         proc = lifeboat(*argv, "--repo", str(repo))

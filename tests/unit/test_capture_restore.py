@@ -16,7 +16,7 @@ from imagekit import MiB, fake_target, gpt_layout, LINUX
 
 from lifeboat.engine import capture as cap
 from lifeboat.engine import restore as rst
-from lifeboat.engine.events import Outcome, StepFinished
+from lifeboat.events import Outcome, StepFinished
 from lifeboat.engine.plan import plan_restore
 from lifeboat.engine.verify import verify
 from lifeboat.fs.registry import CaptureMode, kind_for

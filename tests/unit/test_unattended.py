@@ -184,7 +184,7 @@ def test_restore_with_a_failed_bootloader_step_is_not_ok(tmp_path, monkeypatch):
     """The data went in but GRUB did not: the job must end FAILED with the step named, never OK."""
     from lifeboat.engine import plan as plan_module
     from lifeboat.engine import restore as restore_module
-    from lifeboat.engine.events import Outcome
+    from lifeboat.events import Outcome
     from lifeboat.engine.restore import RestoreResult, StepRecord
     from lifeboat.repo.store import Repository
 

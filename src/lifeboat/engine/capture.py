@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 
 from lifeboat import __version__, locks
 from lifeboat.devices import disk_info, human_size, writable_mounts
-from lifeboat.engine.events import LogLine, Outcome, Progress, ProgressSink, StepFinished, StepStarted, discard
+from lifeboat.events import LogLine, Outcome, Progress, ProgressSink, StepFinished, StepStarted, discard
 from lifeboat.engine.pipeline import BufferRing, OrderedPool, direct_io_ok
 from lifeboat.errors import Cancelled, LifeboatError, RepositoryError
 from lifeboat.fs.registry import CaptureMode, FsKind, kind_for

@@ -16,15 +16,18 @@ import time
 from dataclasses import dataclass, field
 
 from lifeboat import locks
+from lifeboat.boot import after_restore
+from lifeboat.boot.model import overall
 from lifeboat.devices import disk_info, human_size
 from lifeboat.engine import shrink_restore
-from lifeboat.engine.events import LogLine, Outcome, Progress, ProgressSink, StepFinished, StepStarted, discard
 from lifeboat.engine.pipeline import OrderedPool, direct_io_ok
 from lifeboat.engine.plan import PartitionAction, RestorePlan, check_target_safe
 from lifeboat.errors import Cancelled, ImageCorrupt, LifeboatError
+from lifeboat.events import LogLine, Outcome, Progress, ProgressSink, StepFinished, StepStarted, discard, summarize
 from lifeboat.fs.grow import grow_filesystem, make_swap
 from lifeboat.fs.registry import CaptureMode
 from lifeboat.fs.usedmap import Runs, decode_runs, runs_in_window
+from lifeboat.layout.model import DiskLayout
 from lifeboat.layout.write import apply_layout, partition_node, refresh_partitions
 from lifeboat.repo.manifest import CHUNK_SIZE, ChunkRef, DataStream, ImageManifest
 from lifeboat.repo.store import Repository
@@ -246,7 +249,7 @@ def _restore(plan: RestorePlan, progress: ProgressSink, cancel: threading.Event,
     if bootloader and plan.keep_table:
         done("bootloader", Outcome.SKIPPED, "chosen partitions only: the disk's boot code was kept")
     elif bootloader:
-        _bootloader(plan.target, progress, done)
+        _bootloader(plan.target, plan.target_layout, progress, done)
     else:
         done("bootloader", Outcome.SKIPPED, "--no-bootloader")
     result.seconds = time.monotonic() - started
@@ -284,12 +287,21 @@ def _finish_partitions(plan: RestorePlan, step, done) -> None:
             done(f"grow {action.title}", Outcome.NOT_NEEDED, action.note)
 
 
-def _bootloader(target: str, progress: ProgressSink, done) -> None:
-    try:
-        from lifeboat.boot import after_restore  # type: ignore[attr-defined]
-    except ImportError:
-        done("bootloader", "skipped", "bootloader support is not part of this build; boot regions were restored as captured")
-        return
+def _bootloader(target: str, layout: DiskLayout, progress: ProgressSink, done) -> None:
+    """Reinstall the bootloader of the systems on the disk just written with `layout`. Each of boot's steps is
+    recorded as "bootloader: <step>"; the "bootloader" step itself ends with their one-word summary
+    (done / not-needed / failed), so a data disk ends "bootloader: not-needed" with boot's note."""
     progress(StepStarted("bootloader"))
-    for outcome in after_restore(target, progress):
+    outcomes = after_restore(target, layout, progress)
+    for outcome in outcomes:
         done(f"bootloader: {outcome.step}", outcome.outcome, outcome.detail)
+    summary = overall(outcomes)
+    notes = [o.detail for o in outcomes if o.outcome == summary and o.detail]
+    progress(StepFinished("bootloader", summary, notes[0] if summary == Outcome.NOT_NEEDED and notes else ""))
+
+
+def bootloader_outcome(result: RestoreResult) -> Outcome | None:
+    """The bootloader step's one word (done, not-needed, skipped, failed), the same for the CLI, the TUI and
+    the unattended result line; None when the restore did not get that far."""
+    steps = [s.outcome for s in result.steps if s.step == "bootloader" or s.step.startswith("bootloader: ")]
+    return summarize(steps) if steps else None

@@ -5,7 +5,7 @@ from __future__ import annotations
 import threading
 from dataclasses import dataclass, field
 
-from lifeboat.engine.events import Progress, ProgressSink, discard
+from lifeboat.events import Progress, ProgressSink, discard
 from lifeboat.engine.pipeline import OrderedPool
 from lifeboat.errors import ImageCorrupt
 from lifeboat.fs.usedmap import decode_runs

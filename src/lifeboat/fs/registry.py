@@ -27,7 +27,6 @@ class FsKind:
     mode: CaptureMode
     partclone: str = ""  # binary that maps used blocks
     grow: str = ""  # how to grow: resize2fs | xfs_growfs | btrfs | ntfsresize | "" (cannot)
-    check: tuple[str, ...] = ()  # read-only consistency check, device appended
 
     def capture_tools(self) -> list[str]:
         return [self.partclone] if self.partclone else []
@@ -49,14 +48,14 @@ class FsKind:
 KINDS = {
     k.name: k
     for k in (
-        FsKind("ext2", CaptureMode.USED_BLOCKS, "partclone.extfs", "resize2fs", ("e2fsck", "-f", "-n")),
-        FsKind("ext3", CaptureMode.USED_BLOCKS, "partclone.extfs", "resize2fs", ("e2fsck", "-f", "-n")),
-        FsKind("ext4", CaptureMode.USED_BLOCKS, "partclone.extfs", "resize2fs", ("e2fsck", "-f", "-n")),
-        FsKind("xfs", CaptureMode.USED_BLOCKS, "partclone.xfs", "xfs_growfs", ("xfs_repair", "-n")),
-        FsKind("btrfs", CaptureMode.USED_BLOCKS, "partclone.btrfs", "btrfs", ("btrfs", "check", "--readonly")),
-        FsKind("vfat", CaptureMode.USED_BLOCKS, "partclone.fat", "", ("fsck.vfat", "-n")),
-        FsKind("ntfs", CaptureMode.USED_BLOCKS, "partclone.ntfs", "ntfsresize", ("ntfsfix", "--no-action")),
-        FsKind("exfat", CaptureMode.USED_BLOCKS, "partclone.exfat", "", ("fsck.exfat", "-n")),
+        FsKind("ext2", CaptureMode.USED_BLOCKS, "partclone.extfs", "resize2fs"),
+        FsKind("ext3", CaptureMode.USED_BLOCKS, "partclone.extfs", "resize2fs"),
+        FsKind("ext4", CaptureMode.USED_BLOCKS, "partclone.extfs", "resize2fs"),
+        FsKind("xfs", CaptureMode.USED_BLOCKS, "partclone.xfs", "xfs_growfs"),
+        FsKind("btrfs", CaptureMode.USED_BLOCKS, "partclone.btrfs", "btrfs"),
+        FsKind("vfat", CaptureMode.USED_BLOCKS, "partclone.fat", ""),
+        FsKind("ntfs", CaptureMode.USED_BLOCKS, "partclone.ntfs", "ntfsresize"),
+        FsKind("exfat", CaptureMode.USED_BLOCKS, "partclone.exfat", ""),
         FsKind("f2fs", CaptureMode.USED_BLOCKS, "partclone.f2fs"),
         FsKind("hfsplus", CaptureMode.USED_BLOCKS, "partclone.hfsplus"),
         FsKind("swap", CaptureMode.SWAP),

@@ -27,10 +27,11 @@ def cmd_umount(args) -> int:
 
 
 def add_subcommand(sub) -> None:
-    p = sub.add_parser("mount", help="show an image's filesystems read-only under a directory")
+    from lifeboat.options import repo_option
+
+    p = sub.add_parser("mount", help="show an image's filesystems read-only under a directory", parents=[repo_option()])
     p.add_argument("name", metavar="NAME")
     p.add_argument("dir", metavar="DIR")
-    p.add_argument("--repo")
     p.set_defaults(func=cmd_mount)
     p = sub.add_parser("umount", help="undo `lifeboat mount`")
     p.add_argument("dir", metavar="DIR")
