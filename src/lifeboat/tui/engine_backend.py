@@ -206,6 +206,6 @@ def _new_rows(plan) -> list[LayoutRow]:
     sector = plan.target_layout.sector_size
     return [
         LayoutRow(a.number, a.target.start * sector, a.target.size * sector, a.fstype or a.mode, a.target.name, a.grows,
-                  a.target.size < a.source.size)
+                  a.shrink is not None)
         for a in plan.actions
     ]
