@@ -25,11 +25,12 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+from lifeboat import mounts
 from lifeboat.engine.shrink_plan import SCRATCH, ShrinkStep
 from lifeboat.errors import ImageCorrupt, LifeboatError
 from lifeboat.fs.shrink import ShrinkMethod, copy_fat, copy_tree, make_like, shrink_in_place, xfs_mkfs_options
 from lifeboat.fs.usedmap import decode_runs, runs_in_window
-from lifeboat.imagefs.mount import image_view, mount_argv, stop_daemon, wait_ready
+from lifeboat.imagefs.mount import image_view, read_only_mount, stop_daemon, wait_ready
 from lifeboat.repo.manifest import CHUNK_SIZE, DataStream
 from lifeboat.repo.store import Repository
 from lifeboat.run import run, start_detached
@@ -124,24 +125,17 @@ def copy_recreated(repo_root: str, image: str, space: str, node: str, step: Shri
             copy_fat(source, node, tmp)
             return "FAT made anew, files copied with mtools"
         src_mnt, dst_mnt = os.path.join(tmp, "from"), os.path.join(tmp, "to")
-        os.makedirs(src_mnt), os.makedirs(dst_mnt)
+        how = read_only_mount(step.fstype)
+        if isinstance(how, str):
+            raise LifeboatError(f"{space}: cannot read the image's {step.fstype}: {how}")
         loop = run(["losetup", "--find", "--show", "--read-only", source]).stdout.strip()
         try:
-            argv = mount_argv(step.fstype, loop, src_mnt)
-            if isinstance(argv, str):
-                raise LifeboatError(f"{space}: cannot read the image's {step.fstype}: {argv}")
-            run(argv)
-            try:
+            with mounts.mounted(loop, src_mnt, fstype=how.fstype, options=how.options):
                 params = xfs_mkfs_options(run(["xfs_info", src_mnt]).stdout) if step.fstype == "xfs" else []
                 make_like(step.fstype, node, uuid, label, params)
-                options = ["-o", "nouuid"] if step.fstype == "xfs" else []
-                run(["mount", "-t", step.fstype, *options, node, dst_mnt])
-                try:
+                options = "nouuid" if step.fstype == "xfs" else None  # the image's twin may be mounted
+                with mounts.mounted(node, dst_mnt, fstype=step.fstype, options=options):
                     copy_tree(src_mnt, dst_mnt)
-                finally:
-                    run(["umount", dst_mnt], check=False)
-            finally:
-                run(["umount", src_mnt], check=False)
         finally:
             run(["losetup", "-d", loop], check=False)
     return f"{step.fstype} made anew with its UUID and label, files copied with rsync"

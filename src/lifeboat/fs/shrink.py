@@ -25,6 +25,7 @@ import uuid as uuidlib
 from dataclasses import dataclass
 from enum import StrEnum
 
+from lifeboat import mounts
 from lifeboat.errors import LifeboatError
 from lifeboat.run import run
 
@@ -104,14 +105,11 @@ def shrink_in_place(fstype: str, device: str, new_bytes: int, mountpoint: str) -
         run(["resize2fs", device, f"{new_bytes // 1024}K"])
         return f"shrunk with resize2fs to {new_bytes // MiB} MiB"
     if fstype == "btrfs":
-        run(["mount", "-t", "btrfs", device, mountpoint])
-        try:
+        with mounts.mounted(device, mountpoint, fstype="btrfs"):
             # compact partly used chunks first (new chunks go to the lowest free space), so the chunks
             # beyond the new end fit below it when resize relocates them
             run(["btrfs", "balance", "start", "-dusage=90", "-musage=90", mountpoint])
             run(["btrfs", "filesystem", "resize", str(new_bytes), mountpoint])
-        finally:
-            run(["umount", mountpoint], check=False)
         return f"shrunk with btrfs filesystem resize to {new_bytes // MiB} MiB"
     if fstype == "ntfs":
         run(["ntfsresize", "--force", "--no-progress-bar", "-s", str(new_bytes), device], input="y\n")

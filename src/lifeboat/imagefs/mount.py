@@ -27,6 +27,7 @@ from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from lifeboat import mounts
 from lifeboat.errors import CommandFailed, LifeboatError
 from lifeboat.imagefs.view import AddressSpace, address_spaces
 from lifeboat.repo.manifest import load_manifest
@@ -79,20 +80,28 @@ def kernel_has(fstype: str) -> bool:
         return any(line.split()[-1] == fstype for line in f if line.strip())
 
 
-def mount_argv(fstype: str, loop: str, target: str) -> list[str] | str:
-    """The read-only mount command for a filesystem type, or why it cannot be mounted here."""
+@dataclass(frozen=True)
+class ReadOnlyMount:
+    """How a filesystem in the view is mounted read-only: nothing may be replayed into it."""
+
+    fstype: str
+    options: str
+
+
+def read_only_mount(fstype: str) -> ReadOnlyMount | str:
+    """The read-only mount for a filesystem type, or why it cannot be mounted here."""
     if fstype in ("ext2", "ext3", "ext4"):
-        return ["mount", "-t", "ext4", "-o", "ro,noload", loop, target]
+        return ReadOnlyMount("ext4", "ro,noload")
     if fstype == "xfs":
-        return ["mount", "-t", "xfs", "-o", "ro,norecovery,nouuid", loop, target]
+        return ReadOnlyMount("xfs", "ro,norecovery,nouuid")
     if fstype == "btrfs":
-        return ["mount", "-t", "btrfs", "-o", "ro,rescue=nologreplay", loop, target]
+        return ReadOnlyMount("btrfs", "ro,rescue=nologreplay")
     if fstype == "ntfs":
-        return ["ntfs-3g", "-o", "ro", loop, target]
+        return ReadOnlyMount("ntfs-3g", "ro")
     if fstype in ("vfat", "exfat", "f2fs", "hfsplus"):
         if not kernel_has(fstype):
             return f"the running kernel has no {fstype} driver (the live system has one)"
-        return ["mount", "-t", fstype, "-o", "ro", loop, target]
+        return ReadOnlyMount(fstype, "ro")
     return f"{fstype or 'unknown content'} is not a filesystem Lifeboat mounts"
 
 
@@ -119,13 +128,12 @@ def _alive(pid: int) -> bool:
 
 def _mount_space(space: AddressSpace, view: str, directory: str) -> MountedFs | str:
     target = os.path.join(directory, f"{space.name}-{space.fstype or 'raw'}")
-    argv = mount_argv(space.fstype, "LOOP", target)
-    if isinstance(argv, str):
-        return argv
+    how = read_only_mount(space.fstype)
+    if isinstance(how, str):
+        return how
     loop = run(["losetup", "--find", "--show", "--read-only", os.path.join(view, space.name)]).stdout.strip()
-    os.makedirs(target, exist_ok=True)
     try:
-        run([loop if a == "LOOP" else a for a in argv])
+        mounts.mount(loop, target, fstype=how.fstype, options=how.options)
     except CommandFailed as exc:
         run(["losetup", "-d", loop], check=False)
         with contextlib.suppress(OSError):
@@ -191,7 +199,7 @@ def _undo(m: MountedImage) -> list[str]:
 def stop_daemon(view: str, pid: int) -> None:
     """Unmount a FUSE view and make sure its daemon has ended (by its pid)."""
     if run(["fusermount", "-u", view], check=False).returncode != 0:
-        run(["umount", "-l", view], check=False)
+        mounts.unmount(view)
     for _ in range(100):
         if not _alive(pid):
             return
