@@ -183,7 +183,10 @@ def _write_boot_regions(repo: Repository, fd: int, manifest: ImageManifest) -> N
 def restore(plan: RestorePlan, *, progress: ProgressSink = discard, cancel: threading.Event | None = None,
             bootloader: bool = True, workers: int | None = None) -> RestoreResult:
     with locks.holding_disk(plan.target):
-        return _restore(plan, progress, cancel or threading.Event(), bootloader, workers)
+        try:
+            return _restore(plan, progress, cancel or threading.Event(), bootloader, workers)
+        finally:  # a restore that stopped between writing and shrinking leaves no overflow file behind
+            shrink_restore.discard_overflows(plan.image, [a.number for a in plan.actions if a.shrink])
 
 
 def _restore(plan: RestorePlan, progress: ProgressSink, cancel: threading.Event, bootloader: bool,
@@ -206,21 +209,11 @@ def _restore(plan: RestorePlan, progress: ProgressSink, cancel: threading.Event,
         result.steps.append(record)
         progress(StepFinished(name, record.outcome, detail))
 
-    if plan.keep_table:
-        done("partition table", Outcome.NOT_NEEDED, "kept: only the chosen partitions are written")
-    else:
-        step("partition table", f"{plan.target_layout.label} with {len(plan.target_layout.partitions)} partitions")
-        apply_layout(plan.target, plan.target_layout)
-        done("partition table", Outcome.DONE, f"{plan.target_layout.label}, disk id {plan.target_layout.disk_id}")
+    _write_table(plan, step, done)
     totals = [0]
     fds = _TargetFds(plan.target)
     try:
-        if plan.keep_table:
-            done("boot regions", Outcome.NOT_NEEDED, "kept")
-        else:
-            step("boot regions")
-            _write_boot_regions(repo, fds.buffered, plan.manifest)
-            done("boot regions", Outcome.DONE, ", ".join(r.name for r in plan.manifest.boot_regions))
+        _boot_regions_step(repo, fds.buffered, plan, step, done)
         for action in plan.actions:
             stream = _stream_of(plan.manifest, action)
             if stream is None:
@@ -254,6 +247,24 @@ def _restore(plan: RestorePlan, progress: ProgressSink, cancel: threading.Event,
         done("bootloader", Outcome.SKIPPED, "--no-bootloader")
     result.seconds = time.monotonic() - started
     return result
+
+
+def _write_table(plan: RestorePlan, step, done) -> None:
+    if plan.keep_table:
+        done("partition table", Outcome.NOT_NEEDED, "kept: only the chosen partitions are written")
+        return
+    step("partition table", f"{plan.target_layout.label} with {len(plan.target_layout.partitions)} partitions")
+    apply_layout(plan.target, plan.target_layout)
+    done("partition table", Outcome.DONE, f"{plan.target_layout.label}, disk id {plan.target_layout.disk_id}")
+
+
+def _boot_regions_step(repo: Repository, fd: int, plan: RestorePlan, step, done) -> None:
+    if plan.keep_table:
+        done("boot regions", Outcome.NOT_NEEDED, "kept")
+        return
+    step("boot regions")
+    _write_boot_regions(repo, fd, plan.manifest)
+    done("boot regions", Outcome.DONE, ", ".join(r.name for r in plan.manifest.boot_regions))
 
 
 def _stream_of(manifest: ImageManifest, action: PartitionAction) -> DataStream | None:

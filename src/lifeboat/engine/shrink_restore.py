@@ -40,6 +40,12 @@ def overflow_path(image: str, number: int) -> str:
     return os.path.join(SCRATCH, f"{image}-p{number}.overflow")
 
 
+def discard_overflows(image: str, numbers: list[int]) -> None:
+    for number in numbers:
+        with contextlib.suppress(OSError):
+            os.unlink(overflow_path(image, number))
+
+
 def write_split(repo: Repository, disk_fd: int, base: int, stream: DataStream, cut: int, overflow: str,
                 title: str) -> int:
     """Write a stream's runs: below `cut` into the disk at `base`, the rest into `overflow`. Returns
