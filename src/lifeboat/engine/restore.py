@@ -220,7 +220,8 @@ def _restore(plan: RestorePlan, progress: ProgressSink, cancel: threading.Event,
                 continue
             step(action.title, human_size(action.write_bytes))
             if action.shrink is not None:  # into a smaller partition: shrink_restore says how
-                totals[0] += shrink_restore.write_data(repo, fds.buffered, plan.image, action, stream)
+                shrink_restore.write_data(repo, fds.buffered, plan.image, action, stream,
+                                          _shrink_progress(progress, action, totals, plan.total_bytes), cancel)
                 done(action.title, Outcome.DONE, f"{human_size(action.write_bytes)} to fit: {action.shrink.method}")
                 continue
             _write_partition(repo, fds, action, stream, progress, cancel, totals, plan.total_bytes, workers)
@@ -247,6 +248,16 @@ def _restore(plan: RestorePlan, progress: ProgressSink, cancel: threading.Event,
         done("bootloader", Outcome.SKIPPED, "--no-bootloader")
     result.seconds = time.monotonic() - started
     return result
+
+
+def _shrink_progress(progress: ProgressSink, action: PartitionAction, totals: list[int], total: int):
+    item = [0]
+
+    def advance(length: int) -> None:
+        item[0] += length
+        totals[0] += length
+        progress(Progress("restore", action.title, item[0], action.write_bytes, totals[0], total))
+    return advance
 
 
 def _write_table(plan: RestorePlan, step, done) -> None:

@@ -21,13 +21,14 @@ import contextlib
 import os
 import sys
 import tempfile
+import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from lifeboat import mounts
 from lifeboat.engine.shrink_plan import SCRATCH, ShrinkStep
-from lifeboat.errors import ImageCorrupt, LifeboatError
+from lifeboat.errors import Cancelled, ImageCorrupt, LifeboatError
 from lifeboat.fs.shrink import ShrinkMethod, copy_fat, copy_tree, make_like, shrink_in_place, xfs_mkfs_options
 from lifeboat.fs.usedmap import decode_runs, runs_in_window
 from lifeboat.imagefs.mount import image_view, read_only_mount, stop_daemon, wait_ready
@@ -47,15 +48,18 @@ def discard_overflows(image: str, numbers: list[int]) -> None:
 
 
 def write_split(repo: Repository, disk_fd: int, base: int, stream: DataStream, cut: int, overflow: str,
-                title: str) -> int:
+                title: str, advance: Callable[[int], None] = lambda n: None,
+                cancel: threading.Event | None = None) -> int:
     """Write a stream's runs: below `cut` into the disk at `base`, the rest into `overflow`. Returns
-    the bytes written."""
+    the bytes written; `advance` hears of each chunk, `cancel` stops between chunks."""
     runs = decode_runs(repo.get_chunk(stream.map.digest, stream.map.length))
     os.makedirs(os.path.dirname(overflow), exist_ok=True)
     written, index = 0, 0
     over = os.open(overflow, os.O_RDWR | os.O_CREAT | os.O_TRUNC, 0o600)
     try:
         for ref in stream.chunks:
+            if cancel is not None and cancel.is_set():
+                raise Cancelled()
             inside, index = runs_in_window(runs, index, ref.offset, ref.offset + CHUNK_SIZE)
             try:
                 data = memoryview(repo.get_chunk(ref.digest, ref.length))
@@ -70,6 +74,7 @@ def write_split(repo: Repository, disk_fd: int, base: int, stream: DataStream, c
                     os.pwrite(over, data[pos + low : pos + n], start + low - cut)
                 pos += n
             written += ref.length
+            advance(ref.length)
         os.fsync(over)
     finally:
         os.close(over)
@@ -147,12 +152,13 @@ def copy_recreated(repo_root: str, image: str, space: str, node: str, step: Shri
     return f"{step.fstype} made anew with its UUID and label, files copied with rsync"
 
 
-def write_data(repo: Repository, disk_fd: int, image: str, action, stream: DataStream) -> int:
+def write_data(repo: Repository, disk_fd: int, image: str, action, stream: DataStream,
+               advance: Callable[[int], None], cancel: threading.Event) -> int:
     """The data phase of a shrinking partition (nothing for re-create-and-copy, which copies files later)."""
     if action.shrink.method is not ShrinkMethod.RESIZE:
         return 0
     return write_split(repo, disk_fd, action.target.start * 512, stream, action.shrink.target_bytes,
-                       overflow_path(image, action.number), action.title)
+                       overflow_path(image, action.number), action.title, advance, cancel)
 
 
 def finish(repo_root: str, image: str, number: int, node: str, step: ShrinkStep, uuid: str, label: str) -> str:
