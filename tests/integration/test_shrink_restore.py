@@ -87,6 +87,12 @@ def _meta(root: Path) -> dict[str, tuple]:
     return out
 
 
+def _stored(repo_root: Path) -> dict[str, tuple[int, int]]:
+    """Every chunk and manifest of the repository with its size and mtime (the restore must change none)."""
+    return {str(p.relative_to(repo_root)): (p.stat().st_size, p.stat().st_mtime_ns)
+            for top in ("chunks", "images") for p in (repo_root / top).rglob("*") if p.is_file()}
+
+
 def _ids(node: str) -> tuple[str, str]:
     out = sh("blkid", "-p", "-o", "export", node).stdout
     values = dict(line.split("=", 1) for line in out.splitlines() if "=" in line)
@@ -140,7 +146,9 @@ def test_restore_onto_a_disk_60_percent_of_the_source(workdir, lifeboat_env):
         assert by_number[7].shrink.method is ShrinkMethod.RESIZE and by_number[7].shrink.beyond_bytes > 0
         assert by_number[1].shrink is None and by_number[2].shrink is None and by_number[6].shrink is None
         assert "shrunk in place" in text and "files copied from the image" in text and "about" in text
+        stored = _stored(Path(repo.root))
         result = restore(plan, bootloader=False)
+        assert _stored(Path(repo.root)) == stored, "the repository was modified"
         print({s.step: s.detail for s in result.steps if s.step.startswith("shrink")})
 
         layout = read_layout(small.path)
