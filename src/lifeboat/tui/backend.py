@@ -69,6 +69,15 @@ class RestorePlanView:
 
 
 @dataclass(frozen=True)
+class BrowseView:
+    """An image opened for browsing: its filesystems mounted read-only under `root`."""
+
+    image: str
+    root: str
+    note: str = ""  # what could not be shown, and why
+
+
+@dataclass(frozen=True)
 class JobOutcome:
     """What a finished job says about itself, one line each: 'All 312 chunks verified'."""
 
@@ -98,6 +107,10 @@ class Backend(Protocol):
     ) -> JobOutcome: ...
 
     def run_verify(self, repo_path: str, image: str, progress: ProgressSink, cancel: threading.Event) -> JobOutcome: ...
+
+    def open_image(self, repo_path: str, image: str) -> BrowseView: ...
+
+    def close_image(self, view: BrowseView) -> None: ...
 
     def run_bootfix(self, disk: Disk, progress: ProgressSink, cancel: threading.Event) -> JobOutcome: ...
 

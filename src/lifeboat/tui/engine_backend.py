@@ -12,7 +12,7 @@ from lifeboat.devices import Disk, human_size
 from lifeboat.events import LogLine, Outcome, ProgressSink, StepStarted
 from lifeboat.errors import Cancelled, ImageCorrupt, LifeboatError
 from lifeboat.tui import repo_locations as locations
-from lifeboat.tui.backend import ImageInfo, JobOutcome, LayoutRow, RepoLocation, RestorePlanView
+from lifeboat.tui.backend import BrowseView, ImageInfo, JobOutcome, LayoutRow, RepoLocation, RestorePlanView
 
 log = logging.getLogger("lifeboat.tui")
 
@@ -144,6 +144,17 @@ class EngineBackend:
         used = manifest.data_bytes
         return JobOutcome((f"Image {name} of {source.name} stored in {repo_path} ({human_size(used)} of data, "
                            f"zstd level {level}).",))
+
+    def open_image(self, repo_path: str, image: str) -> BrowseView:
+        from lifeboat.imagefs.mount import RUN_DIR, mount_image
+
+        m = mount_image(repo_path, image, os.path.join(RUN_DIR, "browse", image))
+        return BrowseView(image, m.dir, "; ".join(f"{space} ({why})" for space, why in m.skipped))
+
+    def close_image(self, view: BrowseView) -> None:
+        from lifeboat.imagefs.mount import umount_image
+
+        umount_image(view.root)
 
     def run_verify(self, repo_path: str, image: str, progress, cancel) -> JobOutcome:
         from lifeboat.engine.verify import verify
