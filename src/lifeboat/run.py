@@ -68,6 +68,11 @@ TOOLS: dict[str, str] = {
     "mdir": "mtools",
     "xfs_info": "xfsprogs",
     "dumpe2fs": "e2fsprogs",
+    "addpart": "util-linux",
+    "debugfs": "e2fsprogs",
+    "xfs_db": "xfsprogs",
+    "ntfscluster": "ntfs-3g",
+    "smartctl": "smartmontools",
     "mount.cifs": "cifs-utils",
     "mount.nfs": "nfs-common",
 }
