@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import re
 
-from lifeboat.devices import disk_info, human_size
+from lifeboat.devices import disk_info, human_size, with_layout
 from lifeboat.engine.plan import (
     BASE_TOOLS,
     PartitionAction,
@@ -95,6 +95,10 @@ def plan_partitions(repo: Repository, name: str, target: str, chosen: dict[int, 
     disk = disk_info(target)
     check_target_safe(disk)
     current = read_layout(target)  # no table: LifeboatError, and nothing was written
+    try:
+        disk = with_layout(disk, current)  # each partition's filesystem as blkid sees it now, for the plan
+    except LifeboatError:
+        pass  # a partition node the kernel dropped: the plan shows the table's partition kinds instead
     if current.sector_size != manifest.layout.sector_size:
         raise LifeboatError(f"{target} has {current.sector_size}-byte sectors, the image {manifest.layout.sector_size}")
     entries = {p.number: p for p in current.data_partitions()}
