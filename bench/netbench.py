@@ -31,6 +31,7 @@ def run(work: Path, src: str, dst: str, repo: Path, lifeboat: list[str], timed: 
     enc = work / "repo-encrypted"
     sh(*lifeboat, "init", "--repo", str(enc), "--encrypt")
     figures["enc_capture_s"], _ = timed(lifeboat + ["capture", src, "bench", "--repo", str(enc)])
+    del os.environ["LIFEBOAT_PASSPHRASE_FILE"]  # else plain repositories are refused (see repo/command.py)
     s3 = rclone_s3(work / "s3").start()
     web = nginx_https(work / "nginx", repo).start()
     saved = dict(os.environ)
