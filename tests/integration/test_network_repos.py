@@ -168,13 +168,14 @@ def test_server_killed_mid_capture(net, source, kind, tmp_path):
     assert_restored(src, built, table, raw)
 
 
-def test_two_captures_into_one_s3_repository_at_once(net, workdir):
+@pytest.mark.parametrize("kind", ["s3", "ssh"])
+def test_two_captures_into_one_network_repository_at_once(net, workdir, kind):
     (workdir / "a").mkdir()
     (workdir / "b").mkdir()
     with loop_disk(workdir, "one", DISK) as one, loop_disk(workdir, "two", DISK) as two:
         build_disk(one, "gpt", SPECS, workdir / "a")
         build_disk(two, "gpt", [PartSpec(48, "ext4", name="root", seed=7), PartSpec(64, "raw", name="x")], workdir / "b")
-        repo = Repository.open("s3://lifeboat/together", create=True)
+        repo = Repository.open("s3://lifeboat/together" if kind == "s3" else ssh_url(net, "together"), create=True)
         errors: list[BaseException] = []
 
         def run(disk, name):
