@@ -127,6 +127,14 @@ def run(
     return proc
 
 
+def interactive(argv: Sequence[str], *, env: dict[str, str] | None = None) -> int:
+    """Run a program on this terminal (a shell, stty, the TUI from the live console): stdin, stdout and stderr
+    are inherited and its environment is left as it is (no C locale). Returns its exit status."""
+    argv = _resolve([str(a) for a in argv])
+    log.debug("+ %s (interactive)", " ".join(argv))
+    return subprocess.call(argv, env=env)
+
+
 @contextlib.contextmanager
 def spawn(argv: Sequence[str], **popen_kwargs) -> Iterator[subprocess.Popen]:
     """Start a long-running process; it is always reaped (killed if still running) on exit."""

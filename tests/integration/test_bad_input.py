@@ -62,9 +62,9 @@ def chunk_file(repo, digest: str):
 
 
 def ext4_chunk(manifest) -> tuple[int, str]:
-    part = next(p for p in manifest["partitions"] if p["fstype"] == "ext4")
-    window, digest, _ = part["chunks"][len(part["chunks"]) // 2]
-    return window, digest
+    part = next(p for p in manifest.partitions if p.fstype == "ext4")
+    ref = part.stream.chunks[len(part.stream.chunks) // 2]
+    return ref.window, ref.digest
 
 
 def test_corrupt_chunk_is_reported_with_partition_and_offset(repo_copy, target):

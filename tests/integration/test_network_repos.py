@@ -125,7 +125,7 @@ def test_encrypted_repository(net, source, kind):
         restore(plan_restore(reopened, "secret", src.path), bootloader=False)
         assert_restored(src, built, table, raw)
 
-    victim = manifest["partitions"][1]["chunks"][3][1]
+    victim = manifest.partitions[1].stream.chunks[3].digest
     path = next(f for f in chunk_files if f.name == f"{victim}.zst")
     data = bytearray(path.read_bytes())
     data[len(data) // 2] ^= 0x10
@@ -159,9 +159,9 @@ def test_server_killed_mid_capture(net, source, kind, tmp_path):
     stored = sum(1 for _ in repo.all_chunks())
     assert stored >= 3
     manifest = capture(src.path, "machine", repo)
-    fresh = (sum(len(p["chunks"]) + ("map" in p) for p in manifest["partitions"]) + len(manifest["boot_regions"]))
-    print(f"{kind}: {stored} chunks stored before the kill; the second capture added {manifest['stats']['new_chunks']} of {fresh}")
-    assert manifest["stats"]["new_chunks"] <= fresh - stored + 3, manifest["stats"]  # the stored chunks were reused
+    fresh = (sum(len(p.stream.chunks) + 1 for p in manifest.partitions if p.stream) + len(manifest.boot_regions))
+    print(f"{kind}: {stored} chunks stored before the kill; the second capture added {manifest.stats.new_chunks} of {fresh}")
+    assert manifest.stats.new_chunks <= fresh - stored + 3, manifest.stats  # the stored chunks were reused
     assert verify(repo, "machine").ok
     wipe(src)
     restore(plan_restore(repo, "machine", src.path), bootloader=False)
@@ -237,8 +237,10 @@ def test_prune_over_the_network(net, kind):
         repo.write_manifest(name, {
             "schema": "lifeboat-image", "version": 1, "name": name, "created": "2026-01-01T00:00:00+00:00",
             "chunk_size": 4 * MiB, "source": {"path": "/dev/x", "size": 1}, "boot_regions": [],
-            "layout": {"label": "gpt", "disk_id": "X", "sector_size": 512, "disk_sectors": 100, "partitions": []},
-            "partitions": [{"number": 1, "fstype": "ext4", "mode": "used-blocks", "size": 1,
+            "layout": {"label": "gpt", "disk_id": "X", "sector_size": 512, "disk_sectors": 100 * 2048,
+                       "partitions": [{"number": 1, "start": 2048, "size": 64 * 2048, "type": "L"}]},
+            "partitions": [{"number": 1, "fstype": "ext4", "mode": "used-blocks", "size": 64 * MiB,
+                            "used_bytes": 10 * len(digests), "map": {"chunk": digests[0], "length": 10, "runs": 1},
                             "chunks": [[i, d, 10] for i, d in enumerate(digests)]}]})
     assert prune(repo).removed_chunks == 1 and not repo.has_chunk(c)
     delete_image(repo, "one")
