@@ -86,5 +86,4 @@ def test_the_result_line_carries_the_bootloader_word():
 
 
 def test_dead_code_is_gone():
-    assert not hasattr(run, "require")
     assert "check" not in FsKind.__dataclass_fields__
