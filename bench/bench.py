@@ -11,6 +11,11 @@ once and cached in /var/cache/lifeboat/bench. Every timed step starts with a col
 
 Prints times, the ratio lifeboat/reference (targets: <= 0.5), image sizes (target: <= 1.05 x) and
 Lifeboat's peak memory (target: < 1 GiB). Absolute seconds drift on shared machines; ratios less.
+
+Clonezilla images (issue 12): the reference image is what Clonezilla's `partclone | zstdmt -3` writes;
+it is laid out as a Clonezilla image directory (disk, parts, -pt.sf, -pt.parted, -mbr) and
+  lifeboat restore    from that directory                  vs the reference restore (target <= 0.6)
+  lifeboat import     of that directory into a fresh repository vs lifeboat capture (target <= 1.0)
 """
 
 from __future__ import annotations
@@ -96,6 +101,23 @@ def timed(argv: list[str] | str, shell: bool = False) -> tuple[float, int]:
     return seconds, int(peak[-1].split("=")[1]) * 1024 if peak else 0
 
 
+def clonezilla_dir(root: Path, disk: str, ref_image: Path) -> str:
+    """The reference image as one image of a Clonezilla image directory (what `ocs-sr savedisk` writes
+    for this disk with -z9p, minus the logs); returns the image's name."""
+    name, dev = "bench-clonezilla", os.path.basename(disk)
+    image = root / name
+    image.mkdir(parents=True)
+    (image / "disk").write_text(f"{dev}\n")
+    (image / "parts").write_text(f"{dev}p1\n")
+    (image / "clonezilla-img").write_text(f"This image was saved by Clonezilla at {time.strftime('%Y-%m-%d %H:%M:%S')} UTC.\n")
+    (image / f"{dev}-pt.sf").write_text(sh("sfdisk", "-d", disk).stdout)
+    (image / f"{dev}-pt.parted").write_text(sh("parted", "-s", disk, "unit", "s", "print").stdout)
+    with open(disk, "rb") as f:
+        (image / f"{dev}-mbr").write_bytes(f.read(512))
+    os.link(ref_image, image / f"{dev}p1.ext4-ptcl-img.zst")
+    return name
+
+
 def dir_size(path: Path) -> int:
     return sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
 
@@ -142,6 +164,16 @@ def main() -> int:
             LIFEBOAT + ["restore", "bench", dst, "--repo", str(repo), "--yes", "--no-bootloader"])
         check = subprocess.run(["e2fsck", "-f", "-n", settle_partitions(dst)], capture_output=True, text=True)
         figures["restored_fsck_ok"] = check.returncode == 0
+
+        partimag = WORK / "partimag"
+        cz = clonezilla_dir(partimag, src, ref_image)
+        sh("wipefs", "-a", dst)
+        figures["cz_restore_s"], _ = timed(LIFEBOAT + ["restore", cz, dst, "--repo", str(partimag), "--yes",
+                                                       "--no-bootloader"])
+        check = subprocess.run(["e2fsck", "-f", "-n", settle_partitions(dst)], capture_output=True, text=True)
+        figures["cz_restored_fsck_ok"] = check.returncode == 0
+        figures["cz_import_s"], _ = timed(LIFEBOAT + ["import", str(partimag / cz), "cz", "--repo",
+                                                      str(WORK / "repo-import")])
         if not args.no_network:
             import netbench
 
@@ -175,6 +207,13 @@ def report(f: dict) -> None:
     peak = max(f["lb_capture_peak_rss"], f["lb_restore_peak_rss"])
     print(f"lifeboat peak memory {peak / 2**20:.0f} MiB (target < 1024 MiB) {'OK' if peak < 2**30 else 'MISSED'}")
     print(f"restored filesystem fsck clean: {f['restored_fsck_ok']}")
+    czr = f["cz_restore_s"] / f["ref_restore_s"]
+    czi = f["cz_import_s"] / f["lb_capture_s"]
+    print(f"{'cz restore':<10} {f['ref_restore_s']:>10.1f}s {f['cz_restore_s']:>9.1f}s {czr:>7.2f}  <= 0.60 "
+          f"{'OK' if czr <= 0.6 else 'MISSED'}  (Clonezilla image vs Clonezilla's restore pipeline)")
+    print(f"{'cz import':<10} {f['lb_capture_s']:>10.1f}s {f['cz_import_s']:>9.1f}s {czi:>7.2f}  <= 1.00 "
+          f"{'OK' if czi <= 1.0 else 'MISSED'}  (import vs a native capture of the same disk)")
+    print(f"restored from the Clonezilla image, fsck clean: {f['cz_restored_fsck_ok']}")
 
 
 if __name__ == "__main__":
