@@ -109,7 +109,7 @@ def test_key_slots(tmp_path):
 def test_encrypted_repositories_are_refused_by_older_versions(tmp_path):
     _encrypted(tmp_path)
     meta = json.loads((tmp_path / "r" / "lifeboat-repo.json").read_text())
-    assert meta["version"] == 2 and meta["encryption"] == "chacha20-poly1305" and meta["hash"] == "hmac-sha256"
+    assert meta["version"] == 2 and meta["encryption"] == "aes-256-gcm" and meta["hash"] == "hmac-sha256"
     assert repr(_reopen(tmp_path, "correct horse").key) == "MasterKey(…)"
 
 

@@ -53,7 +53,7 @@ def cmd_init(args) -> int:
     if args.encrypt:
         phrase = ask_passphrase(f"new passphrase for {backend.url}", file=args.passphrase_file, confirm=True)
     repo = Repository.initialize(backend, phrase)
-    kind = "encrypted (ChaCha20-Poly1305, HMAC-SHA256 chunk ids, scrypt key slot)" if repo.encrypted else "unencrypted"
+    kind = "encrypted (AES-256-GCM, HMAC-SHA256 chunk ids, scrypt key slot)" if repo.encrypted else "unencrypted"
     print(f"Created an {kind} repository at {repo.root}")
     if repo.encrypted:
         print(LOST_PASSPHRASE)

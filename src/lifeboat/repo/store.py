@@ -167,6 +167,9 @@ class Repository:
             repo = cls(backend, None, meta)
             repo._ensure_index()
             return repo
+        if meta.get("encryption") != crypto.CIPHER or meta.get("hash") != crypto.ID_HASH:
+            raise RepositoryError(f"{backend.url} is encrypted with {meta.get('encryption')} and {meta.get('hash')} ids, "
+                                  f"which this Lifeboat does not read (it reads {crypto.CIPHER}, {crypto.ID_HASH})")
         slots = [crypto.KeySlot.from_json(d) for d in meta.get("keys", [])]
         if not slots:
             raise RepositoryError(f"{backend.url} is encrypted but holds no key slot")
