@@ -16,7 +16,7 @@ from diskbuilder import MiB, PartSpec, build_disk, loop_disk, mounted, partition
 from netservers import nginx_https, rclone_s3, sshd
 
 from lifeboat.engine.capture import capture
-from lifeboat.engine.events import Progress
+from lifeboat.events import Progress
 from lifeboat.engine.plan import plan_restore
 from lifeboat.engine.restore import restore
 from lifeboat.engine.verify import verify
