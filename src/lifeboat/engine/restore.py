@@ -26,6 +26,7 @@ from lifeboat.fs.grow import grow_filesystem, make_swap
 from lifeboat.fs.usedmap import Runs, decode_runs, runs_in_window
 from lifeboat.layout.write import apply_layout, partition_node, refresh_partitions
 from lifeboat.repo.store import Repository
+from lifeboat.timing import StageTimes
 
 BLKZEROOUT = 0x127F  # _IO(0x12, 127): zero a byte range, offloaded where the device can
 MBR_BOOT_CODE = 440  # bytes of boot code before the disk signature and the table
@@ -120,6 +121,8 @@ class _PartitionWriter:
         self.base = action.target.start * 512
         self.totals, self.total = totals, total
         self.item_done = 0
+        self.times = repo.stage_times = StageTimes()
+        self.workers = 0
 
     def write_window(self, window: int, digest: str, length: int, runs: Runs) -> int:
         try:
@@ -128,18 +131,22 @@ class _PartitionWriter:
             raise ImageCorrupt(f"{self.action.title} at offset {window * CHUNK_SIZE}: {exc}") from None
         if sum(n for _, n in runs) != length:
             raise ImageCorrupt(f"{self.action.title} at offset {window * CHUNK_SIZE}: chunk length does not match the block map")
+        started = time.perf_counter()
         view, pos = _aligned_copy(data), 0
         for start, n in runs:
             fd, written = self.fds.for_run(self.base + start, n, pos), 0
             while written < n:
                 written += os.pwrite(fd, view[pos + written : pos + n], self.base + start + written)
             pos += n
+        self.times.add("write", time.perf_counter() - started, length)
         return length
 
     def on_result(self, _tag, length: int) -> None:
         self.item_done += length
         self.totals[0] += length
         self.progress(Progress("restore", self.action.title, self.item_done, self.action.write_bytes, self.totals[0], self.total))
+        if self.item_done >= self.action.write_bytes:
+            self.progress(LogLine(f"{self.action.title}: {self.times.summary(self.workers)}"))
 
 
 def _write_partition(repo: Repository, fds: _TargetFds, action: PartitionAction, record: dict,
@@ -153,6 +160,7 @@ def _write_partition(repo: Repository, fds: _TargetFds, action: PartitionAction,
     writer = _PartitionWriter(repo, fds, action, progress, totals, total)
     index = 0
     with OrderedPool(writer.on_result, workers=workers, cancel=cancel) as pool:
+        writer.workers = pool.workers
         for window, digest, length in record["chunks"]:
             inside, index = runs_in_window(runs, index, window * CHUNK_SIZE, (window + 1) * CHUNK_SIZE)
             pool.submit(window, writer.write_window, window, digest, length, inside)
