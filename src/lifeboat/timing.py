@@ -41,4 +41,5 @@ class StageTimes:
         with self._lock:
             parts = [f"{stage} {s:.1f} s" + (f" ({self.bytes[stage] / s / 1e9:.2f} GB/s)" if self.bytes[stage] and s > 0 else "")
                      for stage, s in self.seconds.items()]
-        return f"time per stage (thread-seconds): {', '.join(parts) or 'none'}; {wall:.1f} s wall with {workers} workers"
+        on = f" with {workers} workers" if workers else ""
+        return f"time per stage (thread-seconds): {', '.join(parts) or 'none'}; {wall:.1f} s wall{on}"

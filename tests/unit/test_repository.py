@@ -33,6 +33,23 @@ def test_a_chunk_already_stored_is_hashed_but_not_compressed_again(tmp_path):
     assert "hash" in repo.stage_times.summary(workers=1)
 
 
+def test_a_chunk_decompresses_into_a_buffer_checked_for_length_and_hash(tmp_path):
+    repo = Repository.open(tmp_path / "r", create=True)
+    data = os.urandom(70_000) * 30
+    digest, _ = repo.put_chunk(data, 3)
+    buf = memoryview(bytearray(len(data) + 10))
+    repo.get_chunk_into(digest, buf[: len(data)])
+    assert buf[: len(data)] == data
+    with pytest.raises(ImageCorrupt, match="more than"):
+        repo.get_chunk_into(digest, buf[: len(data) - 1])
+    with pytest.raises(ImageCorrupt, match="expected"):
+        repo.get_chunk_into(digest, buf)
+    other, _ = repo.put_chunk(data[:-1] + b"?", 3)
+    os.replace(repo.chunk_path(other), repo.chunk_path(digest))
+    with pytest.raises(ImageCorrupt, match="does not match its hash"):
+        repo.get_chunk_into(digest, buf[: len(data)])
+
+
 def test_damaged_chunks_are_detected(tmp_path):
     repo = Repository.open(tmp_path / "r", create=True)
     digest, _ = repo.put_chunk(b"x" * 5000 + os.urandom(5000), 3)

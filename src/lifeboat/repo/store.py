@@ -65,14 +65,22 @@ class _ThreadCodecs(threading.local):
 
 
 def chunk_parameters(level: int) -> zstandard.ZstdCompressionParameters:
-    """zstd parameters for one chunk of at most 4 MiB: the level's own, with a window covering the chunk.
+    """zstd parameters for one chunk of at most 4 MiB: the window covers the whole chunk.
 
-    Measured on the benchmark disk's used blocks (/usr/lib and /usr/share, every 6th chunk, level 3):
-    the level's defaults 0.306 of the input at 0.34 GB/s of CPU; match-finder tables shrunk to 32 Ki
-    entries (hash_log=chain_log=15, used before) 0.313 at 0.41 GB/s. The smaller tables made the image
-    1.007x the reference's (`zstd -3` over the whole stream); the defaults make it about 0.99x, for
-    about 1.5 s more CPU per 5 GB.
+    At the fast levels (<= 3) the match-finder tables have 64 Ki entries each, between the 32 Ki
+    that keep them in the CPU cache and level 3's own (128 Ki hash, 64 Ki chain). Measured on the
+    benchmark disk's used blocks (/usr/lib and /usr/share, every 10th chunk, level 3, thread CPU):
+
+        hash/chain log   output/input   compression speed
+        15 / 15          0.3073         0.35 GB/s   image 1.007x the reference's (`zstd -3` over the stream)
+        16 / 16          0.3033         0.31 GB/s   image about 0.994x
+        17 / 16          0.3008         0.29 GB/s   (level 3's defaults) image 0.986x
+
+    The image must not be larger than the reference's; 16/16 is the cheapest that is clearly smaller.
     """
+    if level <= 3:
+        return zstandard.ZstdCompressionParameters.from_level(
+            level, window_log=22, hash_log=16, chain_log=16, write_content_size=True)
     return zstandard.ZstdCompressionParameters.from_level(level, window_log=22, write_content_size=True)
 
 
@@ -145,25 +153,45 @@ class Repository:
 
     def get_chunk(self, digest: str, length: int) -> bytes:
         """The chunk's content, checked against its hash and length. Raises ImageCorrupt."""
-        times = self.stage_times
-        path = self.chunk_path(digest)
+        compressed = self._compressed(digest)
         try:
-            with times.measure("read chunk"):
-                compressed = path.read_bytes()
-        except FileNotFoundError:
-            raise ImageCorrupt(f"chunk {digest[:16]} is missing") from None
-        try:
-            with times.measure("decompress", length):
+            with self.stage_times.measure("decompress", length):
                 data = _codecs.decompressor.decompress(compressed, max_output_size=length)
         except zstandard.ZstdError as exc:
             raise ImageCorrupt(f"chunk {digest[:16]} cannot be decompressed ({exc})") from None
         if len(data) != length:
             raise ImageCorrupt(f"chunk {digest[:16]} holds {len(data)} bytes, expected {length}")
-        with times.measure("hash", length):
+        self._check_hash(digest, data)
+        return data
+
+    def get_chunk_into(self, digest: str, buffer: memoryview) -> None:
+        """Decompress the chunk straight into `buffer` (as long as the chunk), checked against its hash and
+        length: no new 4 MiB object per chunk and no copy into an aligned buffer. Raises ImageCorrupt."""
+        compressed = self._compressed(digest)
+        got, extra = 0, b""
+        try:
+            with self.stage_times.measure("decompress", len(buffer)), _codecs.decompressor.stream_reader(compressed) as reader:
+                while got < len(buffer) and (n := reader.readinto(buffer[got:])):
+                    got += n
+                extra = reader.read(1)
+        except zstandard.ZstdError as exc:
+            raise ImageCorrupt(f"chunk {digest[:16]} cannot be decompressed ({exc})") from None
+        if got != len(buffer) or extra:
+            raise ImageCorrupt(f"chunk {digest[:16]} holds {'more than ' if extra else ''}{got} bytes, expected {len(buffer)}")
+        self._check_hash(digest, buffer)
+
+    def _compressed(self, digest: str) -> bytes:
+        try:
+            with self.stage_times.measure("read chunk"):
+                return self.chunk_path(digest).read_bytes()
+        except FileNotFoundError:
+            raise ImageCorrupt(f"chunk {digest[:16]} is missing") from None
+
+    def _check_hash(self, digest: str, data) -> None:
+        with self.stage_times.measure("hash", len(data)):
             matches = chunk_hash(data) == digest
         if not matches:
             raise ImageCorrupt(f"chunk {digest[:16]} does not match its hash")
-        return data
 
     def chunk_problem(self, digest: str) -> str | None:
         """A cheap check (no read): why this chunk cannot be used, or None."""
