@@ -21,10 +21,36 @@ venv: $(STAMP)
 run: deps venv
 	$(VENV)/bin/lifeboat sandbox
 
+# Every layer runs, even after one failed; the table at the end gives each layer's tests and seconds, and
+# make fails when any layer failed or ran no test. The ISO build (mostly I/O and xz/zstd: minutes when an
+# input changed, seconds when cached) runs in the background from the start, holding the lock the vm
+# layer's live_iso fixture takes; when it is still running after unit and integration, the vm layer
+# starts anyway with the tests that need no ISO (LIFEBOAT_ISO_PENDING=1). The vm layer boots two QEMU
+# guests side by side (VM_JOBS=1: one process, pytest's order).
+RESULTS := build/test-results
+LAYER   := /usr/bin/python3 scripts/test-layers
+CACHE   := $(or $(LIFEBOAT_CACHE),/var/cache/lifeboat)
+VM_JOBS ?= 2
+VM_ARGS := $(if $(filter-out 0 1,$(VM_JOBS)),-n $(VM_JOBS) --dist load --maxschedchunk 1,-p no:xdist)
+
 test: deps venv
-	$(PYTEST) tests/unit
-	$(PYTEST) -m integration tests/integration
-	$(MAKE) test-vm
+	@rm -rf $(RESULTS); mkdir -p $(RESULTS) $(CACHE); date +%s >$(RESULTS)/started
+	@echo "== iso: live-build/build-iso in the background, log in $(RESULTS)/iso.log"
+	@flock $(CACHE)/.build-iso.lock $(LAYER) run $(RESULTS) iso -- live-build/build-iso \
+		>$(RESULTS)/iso.log 2>&1 & iso=$$!; \
+	echo "== unit"; \
+	$(LAYER) run $(RESULTS) unit -- $(PYTEST) tests/unit --junitxml=$(RESULTS)/unit.xml; \
+	echo "== integration"; \
+	$(LAYER) run $(RESULTS) integration -- $(PYTEST) -m integration tests/integration \
+		--junitxml=$(RESULTS)/integration.xml; \
+	export LIFEBOAT_ISO_STATUS=$(CURDIR)/$(RESULTS)/iso.json; \
+	if kill -0 $$iso 2>/dev/null; then export LIFEBOAT_ISO_PENDING=1; \
+		echo "== vm ($(VM_JOBS) at a time; the ISO build goes on: tests that need no ISO first)"; \
+	else wait $$iso; tail -n 20 $(RESULTS)/iso.log; echo "== vm ($(VM_JOBS) at a time)"; fi; \
+	$(LAYER) run $(RESULTS) vm -- $(PYTEST) -m vm $(VM_ARGS) --durations=0 tests/vm \
+		--junitxml=$(RESULTS)/vm.xml; \
+	if [ -n "$${LIFEBOAT_ISO_PENDING:-}" ]; then wait $$iso; echo "== iso"; tail -n 20 $(RESULTS)/iso.log; fi; \
+	$(LAYER) summary $(RESULTS) unit integration iso vm
 
 test-unit: venv
 	$(PYTEST) tests/unit
@@ -33,7 +59,7 @@ test-integration: deps venv
 	$(PYTEST) -m integration tests/integration
 
 test-vm: deps venv
-	$(PYTEST) -m vm tests/vm
+	$(PYTEST) -m vm $(VM_ARGS) tests/vm
 
 bench: deps venv
 	$(PY) bench/bench.py

@@ -7,30 +7,30 @@ No disk I/O of its own: every command calls the engine. Exit codes: 0 success, 1
 from __future__ import annotations
 
 import argparse
-import importlib
 import json
 import logging
 import os
 import sys
 import threading
 
-from lifeboat import __version__
+from lifeboat import __version__, unattended
+from lifeboat.boot import command as boot_command
 from lifeboat.config import default_level, default_repo
 from lifeboat.devices import human_size
 from lifeboat.errors import Cancelled, LifeboatError
+from lifeboat.options import json_option, repo_option
+from lifeboat.repo import command as repo_command
 
 EXIT_OK, EXIT_FAILED, EXIT_REFUSED = 0, 1, 2
-# Commands other modules own; each exposes add_subcommand(subparsers). Missing ones are skipped.
-PLUGIN_COMMANDS = ("lifeboat.boot.command", "lifeboat.unattended")
 
 
 def _repo(args, create: bool = False):
-    from lifeboat.repo.store import Repository
+    from lifeboat.repo.command import open_repository
 
     path = default_repo(args.repo)
     if not path:
-        raise LifeboatError("no repository given: use --repo DIR, LIFEBOAT_REPO, or `repo` in the config file")
-    return Repository.open(path, create=create)
+        raise LifeboatError("no repository given: use --repo DIR or URL, LIFEBOAT_REPO, or `repo` in the config file")
+    return open_repository(path, args, create=create)
 
 
 def _print_json(data) -> None:
@@ -58,20 +58,21 @@ def cmd_disks(args) -> int:
 
 
 def cmd_images(args) -> int:
-    from lifeboat.engine.manifest import list_images
+    from lifeboat.repo.manifest import list_images
 
     images = list_images(_repo(args))
     if args.json:
-        _print_json([s.to_json() if s else {"name": n, "problem": problem} for n, s, problem in images])
+        _print_json([i.summary.to_json() if i.summary else {"name": i.name, "problem": i.problem} for i in images])
         return EXIT_OK
     if not images:
         print("no images")
-    for name, summary, problem in images:
+    for image in images:
+        summary = image.summary
         if summary is None:
-            print(f"{name:<24} UNREADABLE: {problem}")
+            print(f"{image.name:<24} UNREADABLE: {image.problem}")
             continue
-        parts = ", ".join(f"{n}:{fs}" for n, fs, _, _ in summary.partitions)
-        print(f"{name:<24} {summary.created}  {summary.source_model or '-'} {human_size(summary.source_size)}  "
+        parts = ", ".join(f"{p.number}:{p.fstype}" for p in summary.partitions)
+        print(f"{image.name:<24} {summary.created}  {summary.source_model or '-'} {human_size(summary.source_size)}  "
               f"{summary.table}  [{parts}]  {human_size(summary.data_bytes)} of data")
     return EXIT_OK
 
@@ -94,9 +95,9 @@ def cmd_capture(args) -> int:
                            info=info)
     finally:
         sink.close()
-    stats = manifest["stats"]
-    print(f"Image {args.name!r} complete: {human_size(stats['read_bytes'])} read, "
-          f"{stats['new_chunks']} new chunks, {human_size(stats['new_chunk_bytes'])} added to the repository")
+    stats = manifest.stats
+    print(f"Image {args.name!r} complete: {human_size(stats.read_bytes)} read, "
+          f"{stats.new_chunks} new chunks, {human_size(stats.new_chunk_bytes)} added to the repository")
     return EXIT_OK
 
 
@@ -149,7 +150,7 @@ def _confirm(plan, args) -> bool:
 
 def cmd_restore(args) -> int:
     from lifeboat.engine.plan import plan_restore
-    from lifeboat.engine.restore import restore
+    from lifeboat.engine.restore import bootloader_outcome, restore
     from lifeboat.terminal import ConsoleProgress
 
     plan = plan_restore(_repo(args), args.name, args.target)
@@ -171,8 +172,9 @@ def cmd_restore(args) -> int:
     if args.json:
         _print_json(result.to_json())
     failed = result.failed_steps()
+    bootloader = bootloader_outcome(result)
     print(f"Restored {args.name!r} onto {args.target}: {human_size(result.bytes_written)} in {result.seconds:.1f} s"
-          + (f"; {len(failed)} step(s) failed" if failed else ""))
+          + (f"; bootloader {bootloader}" if bootloader else "") + (f"; {len(failed)} step(s) failed" if failed else ""))
     return EXIT_FAILED if failed else EXIT_OK
 
 
@@ -226,51 +228,42 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"lifeboat {__version__}")
     parser.add_argument("-v", "--verbose", action="store_true", help="log every external command")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    repo, as_json = repo_option(), json_option()
 
-    p = sub.add_parser("disks", help="list disks")
-    p.add_argument("--json", action="store_true")
+    p = sub.add_parser("disks", help="list disks", parents=[as_json])
     p.add_argument("--loop", action="store_true", help="include loop devices")
     p.set_defaults(func=cmd_disks)
 
-    p = sub.add_parser("images", help="list images in a repository")
-    p.add_argument("--repo")
-    p.add_argument("--json", action="store_true")
+    p = sub.add_parser("images", help="list images in a repository", parents=[repo, as_json])
     p.set_defaults(func=cmd_images)
 
-    p = sub.add_parser("capture", help="capture a whole disk into an image")
+    p = sub.add_parser("capture", help="capture a whole disk into an image", parents=[repo])
     p.add_argument("source", metavar="SOURCE_DISK")
     p.add_argument("name", metavar="NAME")
-    p.add_argument("--repo")
     p.add_argument("--level", type=_level, default=None, help="zstd level 1-22 (default 3)")
     p.set_defaults(func=cmd_capture)
 
-    p = sub.add_parser("verify", help="check every chunk of an image")
+    p = sub.add_parser("verify", help="check every chunk of an image", parents=[repo])
     p.add_argument("name", metavar="NAME")
-    p.add_argument("--repo")
     p.set_defaults(func=cmd_verify)
 
-    p = sub.add_parser("restore", help="restore an image onto a whole disk (erases it)")
+    p = sub.add_parser("restore", help="restore an image onto a whole disk (erases it)", parents=[repo, as_json])
     p.add_argument("name", metavar="NAME")
     p.add_argument("target", metavar="TARGET_DISK")
-    p.add_argument("--repo")
-    p.add_argument("--dry-run", action="store_true", help="print the plan and write nothing")
+    p.add_argument("--dry-run", action="store_true", help="print the plan and write nothing (as JSON with --json)")
     p.add_argument("--yes", action="store_true", help="do not ask for confirmation (scripts)")
     p.add_argument("--no-bootloader", action="store_true", help="skip the bootloader reinstall step")
-    p.add_argument("--json", action="store_true", help="print the plan (with --dry-run) or the result as JSON")
     p.set_defaults(func=cmd_restore)
 
-    p = sub.add_parser("delete", help="delete an image (its chunks stay until prune)")
+    p = sub.add_parser("delete", help="delete an image (its chunks stay until prune)", parents=[repo])
     p.add_argument("name", metavar="NAME")
-    p.add_argument("--repo")
     p.set_defaults(func=cmd_delete)
 
-    p = sub.add_parser("prune", help="remove chunks that no image uses")
-    p.add_argument("--repo")
+    p = sub.add_parser("prune", help="remove chunks that no image uses", parents=[repo])
     p.add_argument("--dry-run", action="store_true")
     p.set_defaults(func=cmd_prune)
 
-    p = sub.add_parser("tui", help="the full-screen wizard (the default)")
-    p.add_argument("--repo")
+    p = sub.add_parser("tui", help="the full-screen wizard (the default)", parents=[repo])
     p.add_argument("--demo", action="store_true", help="fake disks and images, nothing is touched")
     p.set_defaults(func=cmd_tui)
 
@@ -279,11 +272,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--round-trip", action="store_true", help="no TUI: capture and restore a demo disk and report")
     p.set_defaults(func=cmd_sandbox)
 
-    for module in PLUGIN_COMMANDS:
-        try:
-            importlib.import_module(module).add_subcommand(sub)
-        except (ImportError, AttributeError):
-            continue
+    for name in ("images", "capture", "verify", "restore", "delete", "prune"):
+        repo_command.add_secret_arguments(sub.choices[name])
+    # commands other modules own, each registered by its add_subcommand(); one that fails to import fails here
+    boot_command.add_subcommand(sub)
+    unattended.add_subcommand(sub)
+    repo_command.add_subcommand(sub)
     return parser
 
 

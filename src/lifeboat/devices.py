@@ -9,10 +9,17 @@ from __future__ import annotations
 import os
 import stat
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import pyudev
+
+from lifeboat import locks
+from lifeboat.errors import LifeboatError
+from lifeboat.layout.model import GPT_BIOS_BOOT, GPT_ESP, MBR_ESP, DiskLayout
+from lifeboat.layout.write import partition_node
+from lifeboat.mounts import mount_table, swap_devices
+from lifeboat.run import run
 
 # Where a Debian live system mounts the medium it booted from.
 LIVE_MEDIUM_MOUNTS = ("/run/live/medium", "/lib/live/mount/medium")
@@ -33,6 +40,27 @@ class Partition:
     uuid: str = ""
     partuuid: str = ""
     mountpoints: tuple[str, ...] = ()
+    type: str = ""  # partition type: GPT type GUID or MBR type id, as in layout.PartitionEntry
+    partlabel: str = ""  # GPT partition name
+
+    @property
+    def is_esp(self) -> bool:
+        return self.type.upper() in (GPT_ESP, MBR_ESP.upper()) or (
+            self.fstype == "vfat" and self.partlabel.lower() in ("esp", "efi")
+        )
+
+    @property
+    def is_bios_boot(self) -> bool:
+        return self.type.upper() == GPT_BIOS_BOOT
+
+
+@dataclass(frozen=True)
+class FsFacts:
+    """What the filesystem inside a partition says about itself (blkid's probe or udev's copy of it)."""
+
+    fstype: str = ""
+    uuid: str = ""
+    label: str = ""
 
 
 @dataclass(frozen=True)
@@ -51,6 +79,17 @@ class Disk:
     mountpoints: tuple[str, ...] = ()  # of the whole disk and its partitions
     backing_file: str = ""  # loop devices only
     unsafe_reason: str = ""  # why this disk must not be written ("" when it may be)
+
+    @property
+    def esps(self) -> list[Partition]:
+        return [p for p in self.partitions if p.is_esp]
+
+    @property
+    def bios_boot(self) -> Partition | None:
+        return next((p for p in self.partitions if p.is_bios_boot), None)
+
+    def partition(self, number: int) -> Partition | None:
+        return next((p for p in self.partitions if p.number == number), None)
 
     @property
     def description(self) -> str:
@@ -82,6 +121,8 @@ class Disk:
                     "uuid": p.uuid,
                     "partuuid": p.partuuid,
                     "mountpoints": list(p.mountpoints),
+                    "type": p.type,
+                    "partlabel": p.partlabel,
                 }
                 for p in self.partitions
             ],
@@ -99,51 +140,24 @@ def human_size(n: float) -> str:
 # ---------------------------------------------------------------- mounts and holders
 
 
-def _block_mounts() -> list[tuple[int, str, bool]]:
-    """(st_rdev, mount point, read-write) for every mounted block device, from /proc/self/mountinfo."""
-    found = []
-    try:
-        with open("/proc/self/mountinfo") as f:
-            for line in f:
-                fields = line.split()
-                major, minor = (int(x) for x in fields[2].split(":"))
-                if major:
-                    found.append((os.makedev(major, minor), _unescape(fields[4]), "rw" in fields[5].split(",")))
-    except OSError:
-        pass
-    return found
-
-
 def _mounts_by_devnum() -> dict[int, list[str]]:
     """st_rdev of a mounted block device -> its mount points, swaps too."""
     found: dict[int, list[str]] = {}
-    for devnum, point, _ in _block_mounts():
-        found.setdefault(devnum, []).append(point)
-    try:
-        with open("/proc/swaps") as f:
-            next(f, None)
-            for line in f:
-                dev = line.split()[0]
-                try:
-                    found.setdefault(os.stat(dev).st_rdev, []).append("[swap]")
-                except OSError:
-                    pass
-    except OSError:
-        pass
+    for mount in mount_table():
+        if mount.devnum:
+            found.setdefault(mount.devnum, []).append(mount.point)
+    for devnum in swap_devices():
+        found.setdefault(devnum, []).append("[swap]")
     return found
 
 
 def writable_mounts() -> dict[int, str]:
     """st_rdev of each block device mounted read-write -> one of its mount points."""
     found: dict[int, str] = {}
-    for devnum, point, writable in _block_mounts():
-        if writable:
-            found.setdefault(devnum, point)
+    for mount in mount_table():
+        if mount.devnum and mount.writable:
+            found.setdefault(mount.devnum, mount.point)
     return found
-
-
-def _unescape(path: str) -> str:
-    return path.replace("\\040", " ").replace("\\011", "\t").replace("\\012", "\n").replace("\\134", "\\")
 
 
 def _holders(sys_path: str) -> list[str]:
@@ -239,29 +253,51 @@ def _backing_file(dev: pyudev.Device) -> str:
         return ""
 
 
+def filesystem_facts(node: str) -> FsFacts:
+    """Ask the filesystem itself (blkid's low-level probe, no cache): the one reader of a partition's type,
+    UUID and label when udev has no record of them (udevd not running, or not done with the device yet)."""
+    proc = run(["blkid", "-p", "-o", "export", node], check=False)
+    found = {}
+    for line in proc.stdout.splitlines():
+        key, sep, value = line.partition("=")
+        if sep:
+            found[key.strip()] = value.strip()
+    return FsFacts(fstype=found.get("TYPE", ""), uuid=found.get("UUID", ""), label=found.get("LABEL", ""))
+
+
+def _udev_fs_facts(dev: pyudev.Device, node: str) -> FsFacts:
+    """The filesystem facts udev recorded for a partition; blkid's when udev has none (a udevd that started
+    just before the device appeared, or one that has not yet seen the mkfs that followed)."""
+    facts = FsFacts(_prop(dev, "ID_FS_TYPE"), _prop(dev, "ID_FS_UUID"), _prop(dev, "ID_FS_LABEL"))
+    if facts.fstype or not os.path.exists(node):
+        return facts
+    return filesystem_facts(node)
+
+
+def _partition_from_udev(child: pyudev.Device, mounts: dict[int, list[str]]) -> Partition:
+    node = child.device_node or f"/dev/{child.sys_name}"
+    facts = _udev_fs_facts(child, node)
+    return Partition(
+        path=node,
+        number=_sysattr_int(child, "partition"),
+        start=_sysattr_int(child, "start") * 512,
+        size=_sysattr_int(child, "size") * 512,
+        fstype=facts.fstype,
+        label=facts.label,
+        uuid=facts.uuid,
+        partuuid=_prop(child, "ID_PART_ENTRY_UUID"),
+        mountpoints=tuple(mounts.get(child.device_number, ())),
+        type=_prop(child, "ID_PART_ENTRY_TYPE"),
+        partlabel=_prop(child, "ID_PART_ENTRY_NAME"),
+    )
+
+
 def _disk_from_udev(dev: pyudev.Device, mounts: dict[int, list[str]], boot: set[int]) -> Disk:
     sector_count = _sysattr_int(dev, "size")
-    partitions = []
-    context = dev.context
-    for child in context.list_devices(subsystem="block", DEVTYPE="partition", parent=dev):
-        number = _sysattr_int(child, "partition")
-        partitions.append(
-            Partition(
-                path=child.device_node or f"/dev/{child.sys_name}",
-                number=number,
-                start=_sysattr_int(child, "start") * 512,
-                size=_sysattr_int(child, "size") * 512,
-                fstype=_prop(child, "ID_FS_TYPE"),
-                label=_prop(child, "ID_FS_LABEL"),
-                uuid=_prop(child, "ID_FS_UUID"),
-                partuuid=_prop(child, "ID_PART_ENTRY_UUID"),
-                mountpoints=tuple(mounts.get(child.device_number, ())),
-            )
-        )
+    partitions = [_partition_from_udev(child, mounts)
+                  for child in dev.context.list_devices(subsystem="block", DEVTYPE="partition", parent=dev)]
     partitions.sort(key=lambda p: p.number)
     all_mounts = tuple(mounts.get(dev.device_number, ())) + tuple(m for p in partitions for m in p.mountpoints)
-    is_boot = dev.device_number in boot
-    readonly = _sysattr_int(dev, "ro") == 1
     disk = Disk(
         path=dev.device_node or f"/dev/{dev.sys_name}",
         name=dev.sys_name,
@@ -270,10 +306,10 @@ def _disk_from_udev(dev: pyudev.Device, mounts: dict[int, list[str]], boot: set[
         serial=_prop(dev, "ID_SERIAL_SHORT", "ID_SERIAL") if not dev.sys_name.startswith("loop") else "",
         transport=_transport(dev),
         removable=_sysattr_int(dev, "removable") == 1,
-        readonly=readonly,
+        readonly=_sysattr_int(dev, "ro") == 1,
         table=_prop(dev, "ID_PART_TABLE_TYPE"),
         partitions=tuple(partitions),
-        is_boot_medium=is_boot,
+        is_boot_medium=dev.device_number in boot,
         mountpoints=all_mounts,
         backing_file=_backing_file(dev),
     )
@@ -281,8 +317,7 @@ def _disk_from_udev(dev: pyudev.Device, mounts: dict[int, list[str]], boot: set[
 
 
 def _with_safety(disk: Disk, dev: pyudev.Device) -> Disk:
-    from dataclasses import replace
-
+    """The one mounted/in-use check: why `disk` must not be written, in `unsafe_reason` ("" when it may be)."""
     reason = ""
     if disk.is_boot_medium:
         reason = "Lifeboat runs from this disk"
@@ -296,8 +331,6 @@ def _with_safety(disk: Disk, dev: pyudev.Device) -> Disk:
         held = _holders(dev.sys_path) + [h for p in disk.partitions for h in _holders(_part_sys_path(dev, p))]
         if held:
             reason = f"in use by {', '.join(held[:2])}"
-    from lifeboat import locks
-
     if not reason and locks.capture_in_progress(disk.path):
         reason = "a capture from this disk is in progress"
     return replace(disk, unsafe_reason=reason)
@@ -337,18 +370,42 @@ def list_disks(include_loop: bool = False, sandbox: str | None = None) -> list[D
 
 def disk_info(path: str) -> Disk:
     """The Disk record of one block device given by path (any disk, loop devices included)."""
-    st = os.stat(path)
+    try:
+        st = os.stat(path)
+    except OSError as err:
+        raise LifeboatError(f"{path}: {err.strerror}") from None
     if not stat.S_ISBLK(st.st_mode):
-        from lifeboat.errors import LifeboatError
-
         raise LifeboatError(f"{path} is not a block device")
     context = pyudev.Context()
     dev = pyudev.Devices.from_device_number(context, "block", st.st_rdev)
     if dev.device_type == "partition":
-        from lifeboat.errors import LifeboatError
-
         raise LifeboatError(f"{path} is a partition; give the whole disk ({dev.find_parent('block', 'disk').device_node})")
     return _disk_from_udev(dev, _mounts_by_devnum(), boot_medium_devnums())
+
+
+def _partuuid(layout: DiskLayout, number: int, guid: str) -> str:
+    """The PARTUUID an fstab names a partition by: its GPT GUID, or on MBR the disk signature and number."""
+    if layout.label == "dos":
+        return f"{int(layout.disk_id, 16):08x}-{number:02x}" if layout.disk_id else ""
+    return guid.lower()
+
+
+def with_layout(disk: Disk, layout: DiskLayout) -> Disk:
+    """`disk` with its partitions as `layout` says (a table just written, or just read), each one's
+    filesystem facts probed on the disk. Mount points and the safety verdict stay as udev and the mount
+    table gave them."""
+    mounts = {p.number: p.mountpoints for p in disk.partitions}
+    factor = layout.sector_size
+    partitions = []
+    for entry in layout.data_partitions():
+        node = partition_node(disk.path, entry.number)
+        facts = filesystem_facts(node)
+        partitions.append(Partition(
+            path=node, number=entry.number, start=entry.start * factor, size=entry.size * factor,
+            fstype=facts.fstype, label=facts.label, uuid=facts.uuid, partuuid=_partuuid(layout, entry.number, entry.uuid),
+            mountpoints=mounts.get(entry.number, ()), type=entry.type, partlabel=entry.name,
+        ))
+    return replace(disk, table=layout.label, partitions=tuple(partitions))
 
 
 # ---------------------------------------------------------------- hotplug

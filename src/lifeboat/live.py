@@ -16,10 +16,11 @@ Only the standard library is imported here: if Lifeboat itself is broken the con
 from __future__ import annotations
 
 import os
-import subprocess
 import sys
 import time
 from pathlib import Path
+
+from lifeboat.run import interactive
 
 RELEASE_FILE = "/etc/lifeboat-release"
 DATA_MOUNT = "/run/lifeboat/data"  # run-lifeboat-data.mount: the LIFEBOAT-DATA partition
@@ -123,7 +124,7 @@ def _fix_serial_size(tty: str) -> None:
         pass
     cols = os.environ.get("LIFEBOAT_COLUMNS", "80")
     rows = os.environ.get("LIFEBOAT_ROWS", "24")
-    subprocess.run(["stty", "cols", cols, "rows", rows], check=False)
+    interactive(["stty", "cols", cols, "rows", rows])
 
 
 def _wait_for_data(timeout: float = 3.0) -> str:
@@ -146,10 +147,10 @@ def shell() -> None:
 def run_tui() -> None:
     """Lifeboat (no arguments: the TUI); when it exits, a shell; `exit` there comes back to Lifeboat."""
     while True:
-        code = subprocess.call(["lifeboat"])
+        code = interactive(["lifeboat"])
         print(f"\nLifeboat exited (status {code}). Here is a root shell; type 'exit' to return to Lifeboat.\n")
         env = dict(os.environ, PS1=SHELL_PS1)
-        subprocess.call(["/bin/bash", "--noprofile", "--norc", "-i"], env=env)
+        interactive(["/bin/bash", "--noprofile", "--norc", "-i"], env=env)
 
 
 def autostart(tty: str, cmdline: str | None = None) -> None:

@@ -56,6 +56,8 @@ TOOLS: dict[str, str] = {
     "efibootmgr": "efibootmgr",
     "mount": "mount",
     "umount": "mount",
+    "mount.cifs": "cifs-utils",
+    "mount.nfs": "nfs-common",
 }
 
 # A small, predictable environment for every child: C locale so we can parse output.
@@ -123,6 +125,14 @@ def run(
     if check and proc.returncode != 0:
         raise CommandFailed(argv, proc.returncode, (proc.stderr or proc.stdout)[-2000:])
     return proc
+
+
+def interactive(argv: Sequence[str], *, env: dict[str, str] | None = None) -> int:
+    """Run a program on this terminal (a shell, stty, the TUI from the live console): stdin, stdout and stderr
+    are inherited and its environment is left as it is (no C locale). Returns its exit status."""
+    argv = _resolve([str(a) for a in argv])
+    log.debug("+ %s (interactive)", " ".join(argv))
+    return subprocess.call(argv, env=env)
 
 
 @contextlib.contextmanager

@@ -17,7 +17,7 @@ from pathlib import Path
 
 from lifeboat import locks
 from lifeboat.devices import SANDBOX_ENV
-from lifeboat.errors import LifeboatError
+from lifeboat.errors import CommandTimedOut, LifeboatError
 from lifeboat.layout.read import read_layout
 from lifeboat.layout.write import ensure_partitions, partition_node
 from lifeboat.run import run
@@ -61,6 +61,21 @@ def _populate_laptop(device: str, workdir: Path) -> None:
     ensure_partitions(device, read_layout(device))
 
 
+def _reprobe_partitions(device: str) -> None:
+    """Make udev read the new filesystems now. udev learns of mkfs through an inotify watch it sets while
+    handling the partition's "add" event; a udevd started just before (the first `make run` on a fresh
+    machine) is still loading its rules then, mkfs finishes first, and udev keeps the empty partition's
+    properties: the TUI showed "unknown" for every filesystem. A "change" event on each partition (never on
+    the disk: that would make udev re-read the table) is probed like an add; --settle waits for it."""
+    name = os.path.basename(os.path.realpath(device))
+    parts = sorted(str(p) for p in Path("/sys/class/block", name).glob(f"{name}p*"))
+    if parts:
+        try:
+            run(["udevadm", "trigger", "--action=change", "--settle", *parts], check=False, timeout=20)
+        except CommandTimedOut:  # no udevd to wait for: discovery asks blkid itself (devices.filesystem_facts)
+            pass
+
+
 @contextlib.contextmanager
 def demo_disks(directory: Path) -> Iterator[dict[str, str]]:
     """Attach the demo disks (made fresh each time) and detach them afterwards."""
@@ -80,6 +95,7 @@ def demo_disks(directory: Path) -> Iterator[dict[str, str]]:
             _populate_laptop(laptop, Path(tmp))
             run(["udevadm", "settle", "--timeout=10"], check=False)
             ensure_partitions(laptop, read_layout(laptop))
+            _reprobe_partitions(laptop)
         yield attached
     finally:
         for device in attached.values():

@@ -1,4 +1,5 @@
-"""Render engine events for a person: a redrawn status line on a terminal, plain log lines otherwise."""
+"""The one progress printer: engine and boot events for a person, as a redrawn status line on a terminal and
+as plain lines in a log or on a serial console (the CLI, bootfix and unattended jobs all print through it)."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ import time
 from typing import TextIO
 
 from lifeboat.devices import human_size
-from lifeboat.engine.events import Event, LogLine, Progress, StepFinished, StepStarted
+from lifeboat.events import Event, LogLine, Progress, StepFinished, StepStarted
 
 
 def _eta(remaining: int, rate: float) -> str:
@@ -18,10 +19,12 @@ def _eta(remaining: int, rate: float) -> str:
 
 
 class ConsoleProgress:
-    """A progress sink. On a TTY it redraws one line at most 10×/s; otherwise it logs every few seconds."""
+    """A progress sink. On a TTY it redraws one line at most 10×/s; otherwise it logs every few seconds.
+    `prefix` starts every line ("lifeboat: " on an unattended job's console)."""
 
-    def __init__(self, stream: TextIO | None = None, interval: float | None = None):
+    def __init__(self, stream: TextIO | None = None, interval: float | None = None, prefix: str = ""):
         self.stream = stream or sys.stderr
+        self.prefix = prefix
         self.tty = self.stream.isatty()
         self.interval = interval if interval is not None else (0.1 if self.tty else 5.0)
         self.started = time.monotonic()
@@ -59,17 +62,17 @@ class ConsoleProgress:
             f" ETA {_eta(e.total - e.done, rate)}"
         )
         if self.tty:
-            self.stream.write("\r\x1b[K" + line)
+            self.stream.write("\r\x1b[K" + self.prefix + line)
             self._line_open = True
         else:
-            self.stream.write(line + "\n")
+            self.stream.write(self.prefix + line + "\n")
         self.stream.flush()
 
     def _print(self, text: str) -> None:
         if self._line_open:
             self.stream.write("\r\x1b[K")
             self._line_open = False
-        self.stream.write(text + "\n")
+        self.stream.write(self.prefix + text + "\n")
         self.stream.flush()
 
     def close(self) -> None:

@@ -18,14 +18,16 @@ from __future__ import annotations
 
 import argparse
 import os
-import subprocess
 import sys
 import threading
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from lifeboat.errors import LifeboatError
+from lifeboat.errors import CommandFailed, LifeboatError
+from lifeboat.mounts import mount, mount_point_of, unmount
+from lifeboat.run import run as run_command
+from lifeboat.terminal import ConsoleProgress
 
 PREFIX = "lifeboat."
 JOBS = ("capture", "restore", "verify", "file")
@@ -35,6 +37,7 @@ JOB_FILE = "lifeboat-job.conf"
 MOUNT_BASE = "/run/lifeboat/unattended"
 RESULT = "LIFEBOAT-RESULT:"
 WAIT_FOR_DEVICES = 30.0  # seconds a named disk or partition may take to appear
+PROGRESS_INTERVAL = 10.0  # seconds between byte-progress lines on the console
 _YES = ("1", "yes", "true", "on")
 _NO = ("0", "no", "false", "off")
 
@@ -161,7 +164,7 @@ def job_from_params(params: dict[str, str]) -> Job:
 def _check_complete(job: Job) -> None:
     if not job.image:
         raise UnattendedError(f"lifeboat.job={job.job} needs lifeboat.image=NAME")
-    if "/" in job.image or job.image in (".", ".."):
+    if "/" in job.image or job.image in (".", ".."):  # the repository applies the full rule (check_image_name)
         raise UnattendedError(f"lifeboat.image={job.image}: an image name has no '/'")
     if job.job == "capture" and not job.source:
         raise UnattendedError("lifeboat.job=capture needs lifeboat.source=DISK")
@@ -199,52 +202,24 @@ def say(message: str) -> None:
     print(f"lifeboat: {message}", flush=True)
 
 
-def result_line(job: Job, ok: bool, reason: str = "", seconds: float | None = None) -> str:
+def result_line(job: Job, ok: bool, reason: str = "", seconds: float | None = None, facts: tuple[str, ...] = ()) -> str:
+    """The one result line; `facts` are key=value words a job adds (a restore: bootloader=not-needed)."""
     parts = [RESULT, "OK" if ok else "FAILED", f"job={job.job}"]
     if job.image:
         parts.append(f"image={job.image}")
     if seconds is not None:
         parts.append(f"seconds={seconds:.0f}")
+    parts += facts
     if not ok:
         parts.append(f"reason={' '.join(reason.split()) or 'unknown'}")
     return " ".join(parts)
 
 
-class ConsoleProgress:
-    """A progress sink printing plain lines: every step, and byte progress every 10 s."""
-
-    def __init__(self, interval: float = 10.0):
-        self.interval = interval
-        self._last = 0.0
-
-    def __call__(self, event: object) -> None:
-        name = type(event).__name__
-        if name == "StepStarted":
-            say(f"{event.step} {event.detail}".rstrip())
-        elif name == "StepFinished":
-            say(f"{event.step}: {event.outcome} {event.detail}".rstrip())
-        elif name == "LogLine":
-            say(event.message)
-        elif name == "Progress":
-            now = time.monotonic()
-            if now - self._last >= self.interval or (event.total and event.done >= event.total):
-                self._last = now
-                pct = 100.0 * event.done / event.total if event.total else 0.0
-                say(f"{event.phase} {event.item}: overall {pct:.0f}% ({event.done >> 20} of {event.total >> 20} MiB)")
-
-
 # ---------------------------------------------------------------- devices and the repository
 
 
-def _run(argv: list[str]) -> subprocess.CompletedProcess:
-    return subprocess.run(argv, capture_output=True, text=True, check=False, stdin=subprocess.DEVNULL)
-
-
 def _settle() -> None:
-    try:
-        _run(["udevadm", "settle", "--timeout=10"])
-    except OSError:
-        pass
+    run_command(["udevadm", "settle", "--timeout=10"], check=False)
 
 
 def find_device(spec: str, what: str, timeout: float | None = None) -> str:
@@ -273,24 +248,9 @@ def _lookup_device(spec: str) -> str:
                 return disk.path
         return ""
     if key in ("LABEL", "UUID", "PARTUUID", "PARTLABEL"):
-        proc = _run(["blkid", "-l", "-o", "device", "-t", f"{key}={value}"])
+        proc = run_command(["blkid", "-l", "-o", "device", "-t", f"{key}={value}"], check=False)
         return proc.stdout.strip().splitlines()[0] if proc.returncode == 0 and proc.stdout.strip() else ""
     raise UnattendedError(f"{spec}: say LABEL=, UUID=, PARTUUID=, PARTLABEL=, SERIAL= or give a /dev path")
-
-
-def mounted_at(node: str) -> str:
-    """Where block device `node` is mounted, or ''."""
-    try:
-        rdev = os.stat(node).st_rdev
-        with open("/proc/self/mountinfo") as f:
-            for line in f:
-                fields = line.split()
-                major, minor = (int(x) for x in fields[2].split(":"))
-                if os.makedev(major, minor) == rdev:
-                    return fields[4].replace("\\040", " ")
-    except OSError:
-        pass
-    return ""
 
 
 class RepoMount:
@@ -307,13 +267,13 @@ class RepoMount:
             self.mountpoint = self.spec
         else:
             node = find_device(self.spec, "repository")
-            self.mountpoint = mounted_at(node)
+            self.mountpoint = mount_point_of(node)
             if not self.mountpoint:
                 self.mountpoint = os.path.join(MOUNT_BASE, "repo")
-                os.makedirs(self.mountpoint, exist_ok=True)
-                proc = _run(["mount", node, self.mountpoint])
-                if proc.returncode != 0:
-                    raise UnattendedError(f"cannot mount {node}: {proc.stderr.strip() or proc.returncode}")
+                try:
+                    mount(node, self.mountpoint)
+                except CommandFailed as err:
+                    raise UnattendedError(f"cannot mount {node}: {err}") from None
                 self._ours = True
             say(f"repository filesystem {node} at {self.mountpoint}")
         path = os.path.join(self.mountpoint, self.repodir.strip("/")) if self.repodir else self.mountpoint
@@ -322,9 +282,7 @@ class RepoMount:
     def __exit__(self, *exc: object) -> None:
         os.sync()
         if self._ours:
-            proc = _run(["umount", self.mountpoint])
-            if proc.returncode != 0:
-                say(f"warning: could not unmount {self.mountpoint}: {proc.stderr.strip()}")
+            unmount(self.mountpoint)
 
 
 # ---------------------------------------------------------------- running a job
@@ -338,11 +296,12 @@ def _check_not_boot_medium(node: str) -> None:
         raise UnattendedError(f"{node} is the disk Lifeboat runs from")
 
 
-def run_job(job: Job, repo_path: str, cancel: threading.Event) -> None:
-    """Run a complete job against a mounted repository. Raises LifeboatError on failure."""
+def run_job(job: Job, repo_path: str, cancel: threading.Event) -> tuple[str, ...]:
+    """Run a complete job against a mounted repository. Raises LifeboatError on failure; returns the key=value
+    facts the result line carries (a restore's bootloader outcome)."""
     from lifeboat.repo.store import Repository
 
-    sink = ConsoleProgress()
+    sink = ConsoleProgress(sys.stdout, interval=PROGRESS_INTERVAL, prefix="lifeboat: ")
     if job.job == "capture":
         from lifeboat.engine.capture import capture
 
@@ -358,7 +317,7 @@ def run_job(job: Job, repo_path: str, cancel: threading.Event) -> None:
             verify(repo, job.image, progress=sink)
     elif job.job == "restore":
         from lifeboat.engine.plan import plan_restore
-        from lifeboat.engine.restore import restore
+        from lifeboat.engine.restore import bootloader_outcome, restore
 
         target = find_device(job.target, "target disk")
         repo = Repository.open(repo_path)
@@ -368,7 +327,9 @@ def run_job(job: Job, repo_path: str, cancel: threading.Event) -> None:
         result = restore(plan, progress=sink, cancel=cancel, bootloader=job.bootloader)
         failed = result.failed_steps()
         if failed:  # never an OK line for a disk that may not boot
-            raise UnattendedError("restored, but " + "; ".join(f"{name} failed: {detail}" for name, _, detail in failed))
+            raise UnattendedError("restored, but " + "; ".join(f"{s.step} failed: {s.detail}" for s in failed))
+        bootloader = bootloader_outcome(result)
+        return (f"bootloader={bootloader}",) if bootloader else ()
     elif job.job == "verify":
         from lifeboat.engine.verify import verify
 
@@ -377,11 +338,14 @@ def run_job(job: Job, repo_path: str, cancel: threading.Event) -> None:
         verify(repo, job.image, progress=sink)
     else:  # pragma: no cover - parse_cmdline never lets another kind through
         raise UnattendedError(f"unknown job {job.job}")
+    return ()
 
 
-def execute(job: Job, cmdline: str) -> tuple[Job, bool, str, float]:
-    """Mount, run, unmount. Returns (the job as run, ok, reason, seconds). Never raises LifeboatError."""
+def execute(job: Job, cmdline: str) -> tuple[Job, bool, str, float, tuple[str, ...]]:
+    """Mount, run, unmount. Returns (the job as run, ok, reason, seconds, facts for the result line).
+    Never raises LifeboatError."""
     start = time.monotonic()
+    facts: tuple[str, ...] = ()
     try:
         with RepoMount(job.repo, job.repodir) as repo_path:
             if job.job == "file":
@@ -394,14 +358,12 @@ def execute(job: Job, cmdline: str) -> tuple[Job, bool, str, float]:
                 if job.repo != DEFAULT_REPO or job.repodir:
                     say("note: lifeboat.repo/repodir in the job file are ignored: the file's repository is used")
                 say(f"job from {job_file}: {job.job} {job.image}")
-            run_job(job, repo_path, threading.Event())
+            facts = run_job(job, repo_path, threading.Event())
     except LifeboatError as e:
-        return job, False, str(e), time.monotonic() - start
-    except ImportError as e:
-        return job, False, f"this Lifeboat lacks part of its engine ({e})", time.monotonic() - start
+        return job, False, str(e), time.monotonic() - start, ()
     except Exception as e:  # noqa: BLE001 - an unattended run must always end with a result line
-        return job, False, f"internal error: {type(e).__name__}: {e}", time.monotonic() - start
-    return job, True, "", time.monotonic() - start
+        return job, False, f"internal error: {type(e).__name__}: {e}", time.monotonic() - start, ()
+    return job, True, "", time.monotonic() - start, facts
 
 
 def in_live_system() -> bool:
@@ -418,7 +380,7 @@ def finish(action: str, really: bool) -> None:
     say(f"{action} in 5 seconds")
     time.sleep(5)
     os.sync()
-    subprocess.run(["systemctl", action, "--no-block"], check=False)
+    run_command(["systemctl", action, "--no-block"], check=False)
     time.sleep(60)  # systemd stops us
 
 
@@ -434,8 +396,8 @@ def run(cmdline: str, act: bool) -> int:
         say("no lifeboat.job= on the command line: nothing to do")
         return 0
     say(f"unattended {job.job} starting")
-    job, ok, reason, seconds = execute(job, cmdline)
-    print(result_line(job, ok, reason, seconds), flush=True)
+    job, ok, reason, seconds, facts = execute(job, cmdline)
+    print(result_line(job, ok, reason, seconds, facts), flush=True)
     finish(job.after if ok else job.onfail, act)
     return 0 if ok else 1
 

@@ -62,9 +62,9 @@ def chunk_file(repo, digest: str):
 
 
 def ext4_chunk(manifest) -> tuple[int, str]:
-    part = next(p for p in manifest["partitions"] if p["fstype"] == "ext4")
-    window, digest, _ = part["chunks"][len(part["chunks"]) // 2]
-    return window, digest
+    part = next(p for p in manifest.partitions if p.fstype == "ext4")
+    ref = part.stream.chunks[len(part.stream.chunks) // 2]
+    return ref.window, ref.digest
 
 
 def test_corrupt_chunk_is_reported_with_partition_and_offset(repo_copy, target):
@@ -110,7 +110,8 @@ def test_unknown_manifest_version(repo_copy, target):
     path = repo / "images" / "good" / "manifest.json"
     manifest = json.loads(path.read_text())
     manifest["version"] = 99
-    path.write_text(json.dumps(manifest))
+    path.write_text(json.dumps(manifest))  # as a newer Lifeboat would write it, checksum included
+    (path.parent / "manifest.sha256").write_text(hashlib.sha256(path.read_bytes()).hexdigest() + "\n")
     before = digest_of(target.path)
     for argv in (["verify", "good"], ["restore", "good", target.path, "--yes"]):
         proc = lifeboat(*argv, "--repo", str(repo))

@@ -104,7 +104,7 @@ def _roundtrip(workdir, label, specs, size, lifeboat_env):
         assert verify(repo, "machine").ok
 
         # partition types the engine must recognise, and swap recorded but not copied
-        modes = {p["number"]: (p["fstype"], p["mode"]) for p in manifest["partitions"]}
+        modes = {p.number: (p.fstype, p.mode) for p in manifest.partitions}
         for number, spec in built.specs.items():
             if spec.fstype in ("ext4", "xfs", "btrfs", "vfat", "ntfs", "exfat"):
                 assert modes[number] == (spec.fstype, "used-blocks")
@@ -124,7 +124,7 @@ def _roundtrip(workdir, label, specs, size, lifeboat_env):
             assert sh("fsck.exfat", "-n", src.node(n), check=False).returncode == 0
         swap = [n for n, s in built.specs.items() if s.fstype == "swap"][0]
         assert sh("blkid", "-p", "-s", "UUID", "-o", "value", src.node(swap)).stdout.strip() == next(
-            p["uuid"] for p in manifest["partitions"] if p["number"] == swap
+            p.uuid for p in manifest.partitions if p.number == swap
         )
 
         plan = plan_restore(repo, "machine", big.path)
@@ -157,15 +157,15 @@ def test_second_capture_stores_only_changed_chunks(workdir, lifeboat_env):
         build_disk(src, "gpt", specs, workdir)
         repo = Repository.open(workdir / "repo", create=True)
         first = capture(src.path, "monday", repo)
-        total_chunks = len(first["partitions"][0]["chunks"])
+        total_chunks = len(first.partitions[0].stream.chunks)
         assert total_chunks >= 6
         with mounted(src.node(1), "ext4") as mnt:
             (mnt / "dir0" / "file0.bin").write_bytes(b"changed on tuesday\n" * 100)
         src.refresh()
         second = capture(src.path, "tuesday", repo)
-        new = second["stats"]["new_chunks"]
+        new = second.stats.new_chunks
         print(f"second capture: {new} new chunks of {total_chunks}")
         # one changed file touches its data block, an inode table block, bitmaps and the journal
         assert 1 <= new <= 8, f"{new} new chunks of {total_chunks} after changing one small file"
-        assert second["stats"]["new_chunk_bytes"] < first["stats"]["new_chunk_bytes"] / 2
+        assert second.stats.new_chunk_bytes < first.stats.new_chunk_bytes / 2
         assert verify(repo, "monday").ok and verify(repo, "tuesday").ok

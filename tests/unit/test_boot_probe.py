@@ -7,12 +7,15 @@ import os
 from lifeboat.boot import detect, efi, probe
 from lifeboat.boot.model import DONE, FAILED, NOT_NEEDED, StepOutcome
 from lifeboat.boot.fix import exit_code
+from lifeboat.devices import Disk, Partition
+from lifeboat.layout.model import GPT_BIOS_BOOT, GPT_ESP
 
-ESP = probe.Part(2, "/dev/vda2", 4096, 65536, probe.ESP_GUID, "vfat", "1B0D-0001", "4c1f-a2", "ESP", "esp")
-ROOT = probe.Part(3, "/dev/vda3", 69632, 2000000, "0fc63daf-8483-4772-8e79-3d69d8477de4", "ext4",
-                  "6c1f0b3e-1a2b-4c3d-8e4f-000000000d01", "4c1f-a3", "debroot", "root")
-BIOS = probe.Part(1, "/dev/vda1", 2048, 2048, probe.BIOS_BOOT_GUID)
-GPT = probe.DiskInfo("/dev/vda", "gpt", (BIOS, ESP, ROOT))
+S = 512  # devices.Partition counts bytes
+ESP = Partition("/dev/vda2", 2, 4096 * S, 65536 * S, "vfat", "ESP", "1B0D-0001", "4c1f-a2", type=GPT_ESP, partlabel="esp")
+ROOT = Partition("/dev/vda3", 3, 69632 * S, 2000000 * S, "ext4", "debroot", "6c1f0b3e-1a2b-4c3d-8e4f-000000000d01",
+                 "4c1f-a3", type="0FC63DAF-8483-4772-8E79-3D69D8477DE4", partlabel="root")
+BIOS = Partition("/dev/vda1", 1, 2048 * S, 2048 * S, type=GPT_BIOS_BOOT)
+GPT = Disk("/dev/vda", "vda", 4 << 30, table="gpt", partitions=(BIOS, ESP, ROOT))
 
 FSTAB = """# /etc/fstab: static file system information.
 UUID=6c1f0b3e-1a2b-4c3d-8e4f-000000000d01 /         ext4 errors=remount-ro 0 1
@@ -71,7 +74,7 @@ def test_detect_linux_root_and_firmwares(tmp_path):
     assert (system.name, system.efi_id, system.esp, system.esp_mountpoint) == (
         "Debian GNU/Linux 12 (bookworm)", "debian", ESP, "/boot/efi")
     assert system.bios and system.efi
-    no_bios = probe.DiskInfo("/dev/vda", "gpt", (ESP, ROOT))
+    no_bios = Disk("/dev/vda", "vda", 4 << 30, table="gpt", partitions=(ESP, ROOT))
     system = detect.describe_linux(str(tmp_path), ROOT, no_bios)
     assert not system.bios and "BIOS boot partition" in system.why_not_bios
 

@@ -4,7 +4,7 @@ import threading
 
 import pytest
 
-from lifeboat.engine.manifest import load_manifest
+from lifeboat.repo.manifest import load_manifest
 from lifeboat.errors import ImageCorrupt, ImageNotFound, InvalidName, RepositoryError
 from lifeboat.repo.store import Repository, check_image_name
 from lifeboat.timing import StageTimes
@@ -101,8 +101,8 @@ def test_manifest_is_only_an_image_when_complete_and_known(tmp_path):
     repo = Repository.open(tmp_path / "r", create=True)
     with pytest.raises(ImageNotFound):
         load_manifest(repo, "absent")
-    repo.write_manifest("future", {"schema": "lifeboat-image", "version": 2})
-    with pytest.raises(ImageCorrupt, match="schema version 2"):
+    repo.write_manifest("future", {"schema": "lifeboat-image", "version": 3})
+    with pytest.raises(ImageCorrupt, match="schema version 3 is not supported"):
         load_manifest(repo, "future")
     (repo.image_dir("broken")).mkdir()
     (repo.image_dir("broken") / "manifest.json").write_text("{not json")
@@ -121,11 +121,14 @@ def test_one_writer_per_image(tmp_path):
 
 
 def _fake_image(repo, name, digests):
+    """A version-1 manifest, as the first Lifeboat wrote them (the map chunk is one of the data chunks)."""
     manifest = {
         "schema": "lifeboat-image", "version": 1, "name": name, "created": "2026-01-01T00:00:00+00:00",
         "chunk_size": 4 * 1024 * 1024, "source": {"path": "/dev/x", "size": 1}, "boot_regions": [],
-        "layout": {"label": "gpt", "disk_id": "X", "sector_size": 512, "disk_sectors": 100, "partitions": []},
-        "partitions": [{"number": 1, "fstype": "ext4", "mode": "used-blocks", "size": 1,
+        "layout": {"label": "gpt", "disk_id": "X", "sector_size": 512, "disk_sectors": 100 * 2048,
+                   "partitions": [{"number": 1, "start": 2048, "size": 64 * 2048, "type": "L"}]},
+        "partitions": [{"number": 1, "fstype": "ext4", "mode": "used-blocks", "size": 64 * 2048 * 512,
+                        "used_bytes": 10 * len(digests), "map": {"chunk": digests[0], "length": 10, "runs": 1},
                         "chunks": [[i, d, 10] for i, d in enumerate(digests)]}],
     }
     repo.write_manifest(name, manifest)

@@ -1,6 +1,6 @@
 import io
 
-from lifeboat.engine.events import LogLine, Progress, StepFinished, StepStarted
+from lifeboat.events import LogLine, Progress, StepFinished, StepStarted
 from lifeboat.terminal import ConsoleProgress
 
 

@@ -184,19 +184,21 @@ def test_restore_with_a_failed_bootloader_step_is_not_ok(tmp_path, monkeypatch):
     """The data went in but GRUB did not: the job must end FAILED with the step named, never OK."""
     from lifeboat.engine import plan as plan_module
     from lifeboat.engine import restore as restore_module
-    from lifeboat.engine.restore import RestoreResult
+    from lifeboat.events import Outcome
+    from lifeboat.engine.restore import RestoreResult, StepRecord
     from lifeboat.repo.store import Repository
 
     repo = tmp_path / "repo"
     Repository.open(repo, create=True)
     monkeypatch.setattr(unattended, "find_device", lambda spec, what: "/dev/fake-target")
     monkeypatch.setattr(plan_module, "plan_restore", lambda repo, image, target: "a plan")
-    steps = [("partition table", "done", ""), ("bootloader: GRUB for BIOS (i386-pc)", "failed", "no core.img")]
+    steps = [StepRecord("partition table", Outcome.DONE),
+             StepRecord("bootloader: GRUB for BIOS (i386-pc)", Outcome.FAILED, "no core.img")]
     monkeypatch.setattr(restore_module, "restore",
                         lambda plan, **kw: RestoreResult("img", "/dev/fake-target", steps=list(steps)))
     job = Job("restore", image="img", target="SERIAL=x")
     with pytest.raises(UnattendedError, match=r"GRUB for BIOS \(i386-pc\) failed: no core.img"):
         unattended.run_job(job, str(repo), unattended.threading.Event())
 
-    steps[1] = ("bootloader: GRUB for BIOS (i386-pc)", "done", "")
+    steps[1] = StepRecord("bootloader: GRUB for BIOS (i386-pc)", Outcome.DONE)
     unattended.run_job(job, str(repo), unattended.threading.Event())  # all done: no error

@@ -19,6 +19,7 @@ The heavier "real system" (debootstrapped Debian that boots to a login prompt) i
 from __future__ import annotations
 
 import fcntl
+import functools
 import hashlib
 import os
 import shutil
@@ -59,8 +60,21 @@ def sh(*argv, **kw) -> subprocess.CompletedProcess:
 
 
 # ---- inputs from Debian ---------------------------------------------------------------------------
+def _candidate_deb(package: str) -> str | None:
+    """The file name `apt-get download` gives the candidate version of `package` (epoch colon as %3a)."""
+    fields = dict(line.split(": ", 1) for line in sh("apt-cache", "show", "--no-all-versions", package,
+                                                      check=False).stdout.splitlines() if ": " in line)
+    if "Version" not in fields or "Architecture" not in fields:
+        return None
+    return f"{package}_{fields['Version'].replace(':', '%3a')}_{fields['Architecture']}.deb"
+
+
 def _apt_download(package: str, dest: Path) -> Path:
+    """The candidate .deb of `package` in `dest`: downloaded only when that version is not there yet."""
     dest.mkdir(parents=True, exist_ok=True)
+    want = _candidate_deb(package)
+    if want and (dest / want).is_file():
+        return dest / want
     have = sorted(dest.glob(f"{package}_*.deb"))
     for attempt in range(3):
         proc = sh("apt-get", "download", package, cwd=dest, check=False)
@@ -74,6 +88,7 @@ def _apt_download(package: str, dest: Path) -> Path:
     return (new or have)[-1]
 
 
+@functools.cache
 def kernel_package() -> str:
     out = sh("apt-cache", "depends", "linux-image-amd64", check=False).stdout
     if "linux-image-" not in out.replace("linux-image-amd64", ""):
@@ -96,8 +111,9 @@ def _extract(deb: Path, member: str, dest: Path) -> Path:
     return dest
 
 
+@functools.cache
 def debian_inputs() -> dict[str, Path]:
-    """Debian's kernel and static busybox, downloaded once into the cache."""
+    """Debian's kernel and static busybox, downloaded once into the cache (looked up once per process)."""
     debs = CACHE / "debs"
     kdeb = _apt_download(kernel_package(), debs)
     bdeb = _apt_download("busybox-static", debs)
@@ -191,12 +207,21 @@ def fill_esp(esp_img: Path, serial: str, grub_efi: Path) -> None:
 def loop_device(image: Path, readonly: bool = False):
     """A loop device with partition nodes added by partx (this host's kernel parses no tables)."""
     dev = sh("losetup", "--find", "--show", *(["--read-only"] if readonly else []), image).stdout.strip()
+    held = None
     try:
         sh("udevadm", "settle", check=False)
+        # A shared BSD lock on the whole disk while we use it (as lifeboat.locks.holding_disk does): udevd
+        # needs an exclusive one to re-read the table when a tool closes a partition it wrote (mkfs,
+        # grub-install, a restore), and on this host a re-read drops every partition node. With two vm
+        # workers building and restoring at once, such closes are frequent.
+        held = os.open(dev, os.O_RDONLY | os.O_CLOEXEC)
+        fcntl.flock(held, fcntl.LOCK_SH)
         sh("partx", "-a", dev, check=False)
         sh("partx", "-u", dev, check=False)
         yield dev
     finally:
+        if held is not None:
+            os.close(held)
         sh("partx", "-d", dev, check=False)
         sh("losetup", "-d", dev, check=False)
 
@@ -254,6 +279,8 @@ def fixture_disk(layout: str = "gpt", size_mib: int = 100) -> Path:
     inputs = debian_inputs()
     key = _key(layout, size_mib, inputs["vmlinuz"].name, inputs["busybox"].name)
     out = CACHE / "fixtures" / f"{layout}-{size_mib}M-{key}.img"
+    if out.exists():  # images appear whole (os.replace): no lock needed to use one
+        return out
     with _locked("fixtures"):
         if out.exists():
             return out
@@ -324,6 +351,8 @@ def debian_rootfs() -> Path:
     """The debootstrapped rootfs tarball (about 2 minutes to build cold, cached by the script's hash)."""
     key = hashlib.sha256(ROOTFS_SCRIPT.read_bytes()).hexdigest()[:16]
     out = CACHE / "rootfs" / f"debian-{key}.tar"
+    if out.exists():
+        return out
     with _locked("rootfs"):
         if not out.exists():
             out.parent.mkdir(parents=True, exist_ok=True)
@@ -359,6 +388,8 @@ def debian_disk() -> Path:
     tar = debian_rootfs()
     key = _key("debian", DEBIAN_SIZE_MIB, tar.name)
     out = CACHE / "fixtures" / f"debian-{DEBIAN_SIZE_MIB}M-{key}.img"
+    if out.exists():
+        return out
     with _locked("fixtures"):
         if out.exists():
             return out
@@ -432,6 +463,8 @@ def rescue_guest() -> dict[str, Path]:
     tar = debian_rootfs()
     key = _key("rescue", tar.name)
     out = CACHE / "fixtures" / f"rescue-{key}"
+    if (out / "rescue.img").exists():  # written last, by os.replace
+        return {"image": out / "rescue.img", "kernel": out / "vmlinuz", "initrd": out / "initrd.img"}
     with _locked("fixtures"):
         if not (out / "rescue.img").exists():
             out.mkdir(parents=True, exist_ok=True)

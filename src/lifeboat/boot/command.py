@@ -8,35 +8,23 @@ import os
 import sys
 
 from lifeboat.boot.fix import bootfix, exit_code
-from lifeboat.engine.events import Event, LogLine, StepFinished, StepStarted
 from lifeboat.errors import LifeboatError
+from lifeboat.options import json_option
+from lifeboat.terminal import ConsoleProgress
 
 MARK = {"done": "ok", "not-needed": "--", "failed": "!!"}
 
 
 def add_subcommand(subparsers) -> argparse.ArgumentParser:
     p = subparsers.add_parser(
-        "bootfix", help="reinstall the bootloader(s) of the systems installed on DISK",
+        "bootfix", parents=[json_option()], help="reinstall the bootloader(s) of the systems installed on DISK",
         description="Find the installed systems on DISK (GRUB-booted Linux, Windows boot manager), reinstall "
                     "GRUB for every firmware they were set up for, write the removable UEFI fallback and, "
                     "under UEFI, the firmware boot entry. Each step is reported done / not-needed / failed.")
     p.add_argument("disk", metavar="DISK", help="the whole disk, e.g. /dev/nvme0n1")
     p.add_argument("--yes", action="store_true", help="do not ask for confirmation")
-    p.add_argument("--json", action="store_true", help="print the outcomes as JSON on stdout")
     p.set_defaults(func=run_command)
     return p
-
-
-def _printer(stream):
-    def sink(event: Event) -> None:
-        if isinstance(event, StepStarted):
-            print(f"[bootfix] {event.step}{': ' + event.detail if event.detail else ''} …", file=stream, flush=True)
-        elif isinstance(event, StepFinished):
-            print(f"[bootfix] {MARK.get(event.outcome, event.outcome)} {event.step}: {event.outcome}"
-                  f"{' — ' + event.detail if event.detail else ''}", file=stream, flush=True)
-        elif isinstance(event, LogLine):
-            print(f"[bootfix] {event.level}: {event.message}", file=stream, flush=True)
-    return sink
 
 
 def _confirm(disk: str) -> bool | None:
@@ -58,7 +46,7 @@ def run_command(args: argparse.Namespace) -> int:
             print("lifeboat: bootfix: not confirmed; nothing written", file=sys.stderr)
             return 1
     try:
-        outcomes = bootfix(args.disk, _printer(sys.stderr))
+        outcomes = bootfix(args.disk, ConsoleProgress(sys.stderr, prefix="[bootfix] "))
     except LifeboatError as err:
         print(f"lifeboat: bootfix: {err}", file=sys.stderr)
         return err.exit_code

@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import os
 
+from dataclasses import dataclass, field
+
 from lifeboat.boot import probe
 from lifeboat.boot.model import LinuxSystem, WindowsLoader
-from lifeboat.boot.mounts import Mounts
+from lifeboat.devices import Disk, Partition
 from lifeboat.errors import CommandFailed
+from lifeboat.mounts import mounted
 
 ESP_MOUNTPOINTS = ("/boot/efi", "/efi", "/boot")
 WINDOWS_LOADER = "EFI/Microsoft/Boot/bootmgfw.efi"
@@ -43,7 +46,7 @@ def looks_like_grub_linux(root: str, fstab: list[probe.FstabEntry]) -> bool:
     )
 
 
-def describe_linux(root_dir: str, root: probe.Part, disk: probe.DiskInfo) -> LinuxSystem | None:
+def describe_linux(root_dir: str, root: Partition, disk: Disk) -> LinuxSystem | None:
     fstab = probe.parse_fstab(_read(os.path.join(root_dir, "etc/fstab")))
     if not looks_like_grub_linux(root_dir, fstab):
         return None
@@ -63,7 +66,7 @@ def describe_linux(root_dir: str, root: probe.Part, disk: probe.DiskInfo) -> Lin
         system.esp = disk.esps[0]
     system.efi = system.esp is not None
     boot_dir = os.path.join(root_dir, "boot/grub")
-    if disk.label == "gpt":
+    if disk.table == "gpt":
         system.bios = disk.bios_boot is not None
         if not system.bios:
             system.why_not_bios = "GPT disk without a BIOS boot partition: it boots under UEFI only"
@@ -73,36 +76,40 @@ def describe_linux(root_dir: str, root: probe.Part, disk: probe.DiskInfo) -> Lin
             probe.mbr_boot_code_state(probe.read_sectors(disk.path, 0)) == "grub")
         if not system.bios:
             system.why_not_bios = "MBR disk set up for UEFI only (no i386-pc GRUB, no GRUB boot code)"
-        if disk.mbr_gap_sectors < 63:
+        gap = probe.mbr_gap_sectors(disk)
+        if gap < 63:
             system.bios = False
-            system.why_not_bios = f"the gap before the first partition is {disk.mbr_gap_sectors} sectors: no room for core.img"
+            system.why_not_bios = f"the gap before the first partition is {gap} sectors: no room for core.img"
     return system
 
 
-def find_systems(disk: probe.DiskInfo, log) -> tuple[list[LinuxSystem], list[WindowsLoader]]:
+@dataclass
+class Findings:
+    """What looking into a disk's partitions found, and which partitions could not be looked into."""
+
+    linux: list[LinuxSystem] = field(default_factory=list)
+    windows: list[WindowsLoader] = field(default_factory=list)
+    unreadable: list[str] = field(default_factory=list)  # "/dev/sda2 (ext4): why"
+
+
+def find_systems(disk: Disk, log) -> Findings:
     """Mount every candidate partition read-only, one at a time, and look."""
-    linux: list[LinuxSystem] = []
-    windows: list[WindowsLoader] = []
-    for part in disk.parts:
-        if part.fstype in probe.LINUX_FS:
-            with Mounts() as m:
-                mnt = m.tempdir("lifeboat-probe-")
-                try:
-                    m.mount(part.node, mnt, fstype=part.fstype, options="ro")
-                except CommandFailed as err:
-                    log(f"cannot look into {part.node} ({part.fstype}): {err}", "warning")
-                    continue
-                system = describe_linux(mnt, part, disk)
-                if system:
-                    linux.append(system)
-        elif part.is_esp and part.fstype == "vfat":
-            with Mounts() as m:
-                mnt = m.tempdir("lifeboat-probe-")
-                try:
-                    m.mount(part.node, mnt, fstype="vfat", options="ro")
-                except CommandFailed as err:
-                    log(f"cannot look into the ESP {part.node}: {err}", "warning")
-                    continue
-                if probe.find_ci(mnt, WINDOWS_LOADER):
-                    windows.append(WindowsLoader(esp=part))
-    return linux, windows
+    found = Findings()
+    for part in disk.partitions:
+        esp = part.is_esp and part.fstype == "vfat"
+        if part.fstype not in probe.LINUX_FS and not esp:
+            continue
+        try:
+            with mounted(part.path, fstype=part.fstype, options="ro", prefix="lifeboat-probe-") as mnt:
+                if esp:
+                    if probe.find_ci(mnt, WINDOWS_LOADER):
+                        found.windows.append(WindowsLoader(esp=part))
+                else:
+                    system = describe_linux(mnt, part, disk)
+                    if system:
+                        found.linux.append(system)
+        except CommandFailed as err:
+            what = "the ESP " + part.path if esp else f"{part.path} ({part.fstype})"
+            log(f"cannot look into {what}: {err}", "warning")
+            found.unreadable.append(f"{what}: {err}")
+    return found

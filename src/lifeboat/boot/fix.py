@@ -11,82 +11,87 @@ from __future__ import annotations
 
 import os
 import shutil
-import stat
 
+from lifeboat import locks
 from lifeboat.boot import detect, efi, probe
 from lifeboat.boot.model import DONE, FAILED, NOT_NEEDED, LinuxSystem, Recorder, StepOutcome, WindowsLoader
-from lifeboat.boot.mounts import Mounts
-from lifeboat.engine.events import ProgressSink, discard
+from lifeboat.devices import Disk, Partition, disk_info, with_layout
+from lifeboat.events import LogLine, Outcome, ProgressSink, discard
 from lifeboat.errors import LifeboatError, UnsafeTarget
+from lifeboat.layout.model import DiskLayout
+from lifeboat.layout.read import read_layout
+from lifeboat.layout.write import ensure_partitions
+from lifeboat.mounts import MountStack
 from lifeboat.run import run
 
-
-def _mounted_devices() -> set[int]:
-    devs = set()
-    try:
-        with open("/proc/self/mounts") as f:
-            for line in f:
-                source = line.split()[0]
-                if source.startswith("/dev/"):
-                    try:
-                        devs.add(os.stat(source).st_rdev)
-                    except OSError:
-                        pass
-    except OSError:
-        pass
-    return devs
+NO_SYSTEM = "no GRUB-booted Linux root and no Windows boot manager found on this disk"
+# What "nothing found" means: bootfix was asked to repair something, the restore's step only to keep it bootable.
+NOT_FOUND = {FAILED: NO_SYSTEM, NOT_NEEDED: f"{NO_SYSTEM}: a data disk needs no bootloader"}
 
 
-def preflight(disk_path: str) -> None:
-    try:
-        st = os.stat(disk_path)
-    except OSError as err:
-        raise UnsafeTarget(f"{disk_path}: {err.strerror}") from None
-    if not stat.S_ISBLK(st.st_mode):
-        raise UnsafeTarget(f"{disk_path} is not a block device")
-    mounted = _mounted_devices()
-    base = os.path.basename(os.path.realpath(disk_path))
-    nodes = [disk_path] + [os.path.join("/dev", n) for n in os.listdir(f"/sys/block/{base}")
-                           if n.startswith(base)] if os.path.isdir(f"/sys/block/{base}") else [disk_path]
-    for node in nodes:
-        try:
-            if os.stat(node).st_rdev in mounted:
-                raise UnsafeTarget(f"{node} is mounted: unmount it first (is this the disk Lifeboat runs from?)")
-        except FileNotFoundError:
-            continue
+def target_disk(disk_path: str, layout: DiskLayout | None = None) -> Disk:
+    """The disk to work on, from `devices` and the given layout (the one a restore just wrote) or, for
+    bootfix, the table read now. Refused when devices says it must not be written (mounted, in use...)."""
+    disk = disk_info(disk_path)
+    if disk.unsafe_reason:
+        raise UnsafeTarget(f"refusing to write to {disk.path}: {disk.unsafe_reason}")
+    if layout is None:
+        layout = read_layout(disk_path)
+        ensure_partitions(disk_path, layout)
+    return with_layout(disk, layout)
 
 
 def bootfix(disk_path: str, progress: ProgressSink = discard) -> list[StepOutcome]:
+    """Reinstall the bootloaders of the systems on `disk_path`. A disk without any is a failure here: the
+    user asked for a repair and nothing could be repaired."""
     rec = Recorder(progress)
     rec.start("detect", disk_path)
     try:
-        preflight(disk_path)
-        disk = probe.read_disk(disk_path)
-        linux, windows = detect.find_systems(disk, rec.log)
+        disk_info(disk_path)  # a missing path or a plain file is refused before anything is opened
     except LifeboatError as err:
         rec.finish("detect", FAILED, str(err))
         return rec.outcomes
-    found = [f"{s.name} on {s.root.node}" for s in linux] + [f"Windows boot manager on {w.esp.node}" for w in windows]
-    if not found:
-        rec.finish("detect", FAILED, "no GRUB-booted Linux root and no Windows boot manager found on this disk")
-        return rec.outcomes
-    rec.finish("detect", DONE, "; ".join(found))
-    for system in linux:
-        _fix_linux(disk, system, rec, windows_present=bool(windows))
-    if windows and not linux:
-        for loader in windows:
-            _fix_windows(disk, loader, rec)
-    return rec.outcomes
+    with locks.holding_disk(disk_path):  # grub-install closing the disk must not make udev drop its partitions
+        try:
+            disk = target_disk(disk_path)
+        except LifeboatError as err:
+            rec.finish("detect", FAILED, str(err))
+            return rec.outcomes
+        return _fix(disk, rec, no_system=FAILED)
 
 
-def after_restore(disk_path: str, progress: ProgressSink = discard) -> list[StepOutcome]:
-    """The restore's bootloader step: the same as bootfix, on the freshly written disk.
+def after_restore(disk_path: str, layout: DiskLayout, progress: ProgressSink = discard) -> list[StepOutcome]:
+    """The restore's bootloader step on the disk it has just written with `layout` (the caller holds the
+    disk): the same as bootfix, except that a disk with no system on it needs no bootloader (not-needed).
 
     The restore reports each returned outcome itself (as "bootloader: <step>"), so only log lines are
     passed on here; step events would be reported twice."""
-    from lifeboat.engine.events import LogLine
+    rec = Recorder(lambda event: progress(event) if isinstance(event, LogLine) else None)
+    try:
+        disk = target_disk(disk_path, layout)
+    except LifeboatError as err:
+        rec.finish("detect", FAILED, str(err))
+        return rec.outcomes
+    return _fix(disk, rec, no_system=NOT_NEEDED)
 
-    return bootfix(disk_path, lambda event: progress(event) if isinstance(event, LogLine) else None)
+
+def _fix(disk: Disk, rec: Recorder, no_system: Outcome) -> list[StepOutcome]:
+    found = detect.find_systems(disk, rec.log)
+    if found.unreadable and not (found.linux or found.windows):
+        rec.finish("detect", FAILED, "could not look into " + "; ".join(found.unreadable))
+        return rec.outcomes
+    names = ([f"{s.name} on {s.root.path}" for s in found.linux]
+             + [f"Windows boot manager on {w.esp.path}" for w in found.windows])
+    if not names:
+        rec.finish("detect", no_system, NOT_FOUND[no_system])
+        return rec.outcomes
+    rec.finish("detect", DONE, "; ".join(names))
+    for system in found.linux:
+        _fix_linux(disk, system, rec, windows_present=bool(found.windows))
+    if found.windows and not found.linux:
+        for loader in found.windows:
+            _fix_windows(disk, loader, rec)
+    return rec.outcomes
 
 
 # ---- Linux ----------------------------------------------------------------------------------------------
@@ -94,24 +99,24 @@ def _chroot_has(root: str, *rel: str) -> bool:
     return all(os.path.exists(os.path.join(root, r.lstrip("/"))) for r in rel)
 
 
-def _fix_linux(disk: probe.DiskInfo, system: LinuxSystem, rec: Recorder, windows_present: bool) -> None:
-    tag = system.root.node
-    with Mounts() as m:
+def _fix_linux(disk: Disk, system: LinuxSystem, rec: Recorder, windows_present: bool) -> None:
+    tag = system.root.path
+    with MountStack() as m:
         root = m.tempdir("lifeboat-bootfix-")
         try:
             rec.start(f"mount {tag}", system.name)
-            m.mount(system.root.node, root, fstype=system.root.fstype)
+            m.mount(system.root.path, root, fstype=system.root.fstype)
             if system.boot is not None:
-                m.mount(system.boot.node, os.path.join(root, "boot"), fstype=system.boot.fstype)
+                m.mount(system.boot.path, os.path.join(root, "boot"), fstype=system.boot.fstype)
             esp_dir = None
             if system.esp is not None:
                 esp_dir = os.path.join(root, system.esp_mountpoint.lstrip("/"))
-                m.mount(system.esp.node, esp_dir, fstype="vfat")
+                m.mount(system.esp.path, esp_dir, fstype="vfat")
             for d in ("dev", "proc", "sys", "run"):
                 if os.path.isdir(os.path.join(root, d)):
                     m.mount(f"/{d}", os.path.join(root, d), bind=True)
             rec.finish(f"mount {tag}", DONE,
-                       f"root {system.root.node}" + (f", ESP {system.esp.node} at {system.esp_mountpoint}"
+                       f"root {system.root.path}" + (f", ESP {system.esp.path} at {system.esp_mountpoint}"
                                                      if system.esp else ""))
         except LifeboatError as err:
             rec.finish(f"mount {tag}", FAILED, str(err))
@@ -146,7 +151,7 @@ def _install(system: LinuxSystem, root: str, target: str, chroot_args: list[str]
         return False, f"{why}; the live system's grub-install failed too: {err}"
 
 
-def _grub_bios(disk: probe.DiskInfo, system: LinuxSystem, root: str, rec: Recorder) -> None:
+def _grub_bios(disk: Disk, system: LinuxSystem, root: str, rec: Recorder) -> None:
     step = "GRUB for BIOS (i386-pc)"
     rec.start(step, disk.path)
     if not system.bios:
@@ -166,7 +171,7 @@ def _grub_bios(disk: probe.DiskInfo, system: LinuxSystem, root: str, rec: Record
         rec.finish(step, DONE, f"with {how}; MBR holds GRUB's boot code; {core_detail}")
 
 
-def _grub_efi(disk: probe.DiskInfo, system: LinuxSystem, root: str, esp_dir: str | None, rec: Recorder) -> None:
+def _grub_efi(disk: Disk, system: LinuxSystem, root: str, esp_dir: str | None, rec: Recorder) -> None:
     step = "GRUB for UEFI (x86_64-efi)"
     rec.start(step, disk.path)
     if not system.efi or esp_dir is None:
@@ -254,7 +259,7 @@ def _removable_fallback(system: LinuxSystem, root: str, esp_dir: str, rec: Recor
         rec.finish(step, FAILED, "\\EFI\\BOOT\\BOOTX64.EFI is not a valid loader after copying")
 
 
-def _nvram(disk: probe.DiskInfo, esp: probe.Part, label: str, loader: str, rec: Recorder) -> None:
+def _nvram(disk: Disk, esp: Partition, label: str, loader: str, rec: Recorder) -> None:
     step = "NVRAM entry"
     rec.start(step, f"{label}: {loader}")
     if not efi.booted_under_uefi():
@@ -270,10 +275,10 @@ def _nvram(disk: probe.DiskInfo, esp: probe.Part, label: str, loader: str, rec: 
     if entry is None:
         rec.finish(step, FAILED, f"efibootmgr ran but no entry for {loader} is listed")
     else:
-        rec.finish(step, DONE, f"Boot{entry.num} \"{entry.label}\" -> {loader} on {esp.node}")
+        rec.finish(step, DONE, f"Boot{entry.num} \"{entry.label}\" -> {loader} on {esp.path}")
 
 
-def _nvram_linux(disk: probe.DiskInfo, system: LinuxSystem, esp_dir: str, rec: Recorder) -> None:
+def _nvram_linux(disk: Disk, system: LinuxSystem, esp_dir: str, rec: Recorder) -> None:
     loader = _linux_loader(system, esp_dir)
     if loader is None or system.esp is None:
         rec.start("NVRAM entry")
@@ -283,15 +288,15 @@ def _nvram_linux(disk: probe.DiskInfo, system: LinuxSystem, esp_dir: str, rec: R
 
 
 # ---- Windows ------------------------------------------------------------------------------------------
-def _fix_windows(disk: probe.DiskInfo, win: WindowsLoader, rec: Recorder) -> None:
+def _fix_windows(disk: Disk, win: WindowsLoader, rec: Recorder) -> None:
     """Windows-only disk: no GRUB. Restore kept boot code, signature, GUIDs and offsets (so the BCD's
     references hold); here: the removable fallback if it is missing, and the firmware entry."""
     step = "removable fallback \\EFI\\BOOT\\BOOTX64.EFI"
     rec.start(step, "Windows")
-    with Mounts() as m:
+    with MountStack() as m:
         esp_dir = m.tempdir("lifeboat-bootfix-")
         try:
-            m.mount(win.esp.node, esp_dir, fstype="vfat")
+            m.mount(win.esp.path, esp_dir, fstype="vfat")
         except LifeboatError as err:
             rec.finish(step, FAILED, f"cannot mount the ESP: {err}")
             return

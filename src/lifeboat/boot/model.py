@@ -4,16 +4,17 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
 
-from lifeboat.boot.probe import FstabEntry, Part
-from lifeboat.engine.events import LogLine, ProgressSink, StepFinished, StepStarted
+from lifeboat.boot.probe import FstabEntry
+from lifeboat.devices import Partition
+from lifeboat.events import LogLine, Outcome, ProgressSink, StepFinished, StepStarted, summarize
 
-DONE, NOT_NEEDED, FAILED = "done", "not-needed", "failed"
+DONE, NOT_NEEDED, FAILED = Outcome.DONE, Outcome.NOT_NEEDED, Outcome.FAILED
 
 
 @dataclass(frozen=True)
 class StepOutcome:
     step: str
-    outcome: str  # done | not-needed | failed
+    outcome: Outcome
     detail: str = ""
 
     def to_dict(self) -> dict:
@@ -23,14 +24,19 @@ class StepOutcome:
         return f"{self.step}: {self.outcome}{' — ' + self.detail if self.detail else ''}"
 
 
+def overall(outcomes: list[StepOutcome]) -> Outcome:
+    """One word for a run of steps: failed if any failed (or none ran), not-needed if none was needed."""
+    return summarize(o.outcome for o in outcomes)
+
+
 @dataclass
 class LinuxSystem:
-    root: Part
+    root: Partition
     name: str  # PRETTY_NAME from os-release, or the root's node
     efi_id: str  # directory under \EFI (Debian's grub-install --bootloader-id)
     fstab: list[FstabEntry] = field(default_factory=list)
-    boot: Part | None = None  # a separate /boot
-    esp: Part | None = None
+    boot: Partition | None = None  # a separate /boot
+    esp: Partition | None = None
     esp_mountpoint: str = "/boot/efi"
     bios: bool = False  # set up for BIOS (i386-pc)
     efi: bool = False  # set up for UEFI (x86_64-efi)
@@ -39,7 +45,7 @@ class LinuxSystem:
 
 @dataclass
 class WindowsLoader:
-    esp: Part
+    esp: Partition
     path: str = r"\EFI\Microsoft\Boot\bootmgfw.efi"
 
 
@@ -56,7 +62,7 @@ class Recorder:
     def log(self, message: str, level: str = "info") -> None:
         self.progress(LogLine(message, level))
 
-    def finish(self, step: str, outcome: str, detail: str = "") -> StepOutcome:
+    def finish(self, step: str, outcome: Outcome, detail: str = "") -> StepOutcome:
         result = StepOutcome(step, outcome, detail)
         self.outcomes.append(result)
         self.progress(StepFinished(step, outcome, detail))

@@ -1,122 +1,24 @@
-"""Looking at a disk the way a bootloader reinstall needs to: its table, its partitions' filesystems, the boot
-code in place, and the fstab of an installed system. Reading only; nothing here writes."""
+"""Looking at a disk the way a bootloader reinstall needs to: the boot code in place, files on an ESP, and the
+fstab of an installed system. The disk itself (table, partitions, filesystems) is a devices.Disk built from
+the layout the restore wrote or lifeboat.layout read; nothing here reads a table or writes."""
 
 from __future__ import annotations
 
-import json
 import os
 import re
-import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
-from lifeboat.run import run, which
+from lifeboat.devices import Disk, Partition
 
-ESP_GUID = "c12a7328-f81f-11d2-ba4b-00a0c93ec93b"
-BIOS_BOOT_GUID = "21686148-6449-6e6f-744e-656564454649"  # "Hah!IdontNeedEFI"
-MBR_ESP_TYPES = {"ef"}
 LINUX_FS = {"ext2", "ext3", "ext4", "xfs", "btrfs"}
 SECTOR = 512
 
 
-@dataclass(frozen=True)
-class Part:
-    number: int
-    node: str
-    start: int  # sectors
-    size: int  # sectors
-    type: str  # GPT type GUID (lower case) or MBR type id ("83", "ef")
-    fstype: str | None = None
-    uuid: str | None = None
-    partuuid: str | None = None
-    label: str | None = None
-    partlabel: str | None = None
-
-    @property
-    def is_esp(self) -> bool:
-        return self.type in (ESP_GUID, *MBR_ESP_TYPES) or (
-            self.fstype == "vfat" and self.partlabel is not None and self.partlabel.lower() in ("esp", "efi")
-        )
-
-    @property
-    def is_bios_boot(self) -> bool:
-        return self.type == BIOS_BOOT_GUID
-
-
-@dataclass(frozen=True)
-class DiskInfo:
-    path: str
-    label: str  # "gpt" or "dos"
-    parts: tuple[Part, ...] = field(default_factory=tuple)
-
-    @property
-    def esps(self) -> list[Part]:
-        return [p for p in self.parts if p.is_esp]
-
-    @property
-    def bios_boot(self) -> Part | None:
-        return next((p for p in self.parts if p.is_bios_boot), None)
-
-    def part(self, number: int) -> Part | None:
-        return next((p for p in self.parts if p.number == number), None)
-
-    @property
-    def mbr_gap_sectors(self) -> int:
-        """Sectors between the MBR and the first partition (where GRUB's core.img lives on MBR disks)."""
-        if not self.parts:
-            return 0
-        return min(p.start for p in self.parts) - 1
-
-
-def parse_sfdisk_json(text: str) -> tuple[str, list[dict]]:
-    table = json.loads(text)["partitiontable"]
-    return table["label"], table.get("partitions", [])
-
-
-def _part_number(disk: str, node: str) -> int:
-    m = re.search(r"(\d+)$", node[len(disk):] if node.startswith(disk) else node)
-    if not m:
-        raise ValueError(f"cannot tell the partition number of {node}")
-    return int(m.group(1))
-
-
-def parse_blkid_export(text: str) -> dict[str, str]:
-    out = {}
-    for line in text.splitlines():
-        if "=" in line:
-            key, _, value = line.partition("=")
-            out[key.strip()] = value.strip()
-    return out
-
-
-def ensure_partition_nodes(disk: str, numbers: list[int], nodes: list[str]) -> None:
-    """On kernels that parse no tables (or after udev dropped them), add partition nodes with partx."""
-    if all(os.path.exists(n) for n in nodes):
-        return
-    for tool_argv in (["udevadm", "settle", "--timeout=10"], ["partx", "-u", disk], ["partx", "-a", disk]):
-        if which(tool_argv[0]):
-            run(tool_argv, check=False)
-    for _ in range(20):
-        if all(os.path.exists(n) for n in nodes):
-            return
-        time.sleep(0.25)
-
-
-def read_disk(disk: str) -> DiskInfo:
-    label, rows = parse_sfdisk_json(run(["sfdisk", "--json", disk]).stdout)
-    nodes = [r["node"] for r in rows]
-    ensure_partition_nodes(disk, [_part_number(disk, n) for n in nodes], nodes)
-    parts = []
-    for r in rows:
-        node = r["node"]
-        probe = parse_blkid_export(run(["blkid", "-p", "-o", "export", node], check=False).stdout)
-        parts.append(Part(
-            number=_part_number(disk, node), node=node, start=int(r["start"]), size=int(r["size"]),
-            type=str(r.get("type", "")).lower(),
-            fstype=probe.get("TYPE"), uuid=probe.get("UUID"),
-            partuuid=(r.get("uuid") or probe.get("PART_ENTRY_UUID") or "").lower() or None,
-            label=probe.get("LABEL"), partlabel=r.get("name") or probe.get("PART_ENTRY_NAME"),
-        ))
-    return DiskInfo(path=disk, label=label, parts=tuple(parts))
+def mbr_gap_sectors(disk: Disk) -> int:
+    """Sectors between the MBR and the first partition (where GRUB's core.img lives on MBR disks)."""
+    if not disk.partitions:
+        return 0
+    return min(p.start for p in disk.partitions) // SECTOR - 1
 
 
 # ---- fstab ----------------------------------------------------------------------------------------
@@ -143,7 +45,7 @@ def parse_fstab(text: str) -> list[FstabEntry]:
     return entries
 
 
-def resolve_spec(spec: str, disk: DiskInfo) -> Part | None:
+def resolve_spec(spec: str, disk: Disk) -> Partition | None:
     """The partition of `disk` an fstab spec names (UUID=, PARTUUID=, LABEL=, PARTLABEL=, by-* links)."""
     spec = spec.strip('"')
     by = {"/dev/disk/by-uuid/": "UUID=", "/dev/disk/by-partuuid/": "PARTUUID=",
@@ -155,9 +57,9 @@ def resolve_spec(spec: str, disk: DiskInfo) -> Part | None:
     if not value:
         # A kernel device name from the old machine: trust only the partition number.
         m = re.search(r"(\d+)$", spec)
-        return disk.part(int(m.group(1))) if m else None
+        return disk.partition(int(m.group(1))) if m else None
     value_l = value.lower()
-    for p in disk.parts:
+    for p in disk.partitions:
         if key == "UUID" and p.uuid and p.uuid.lower() == value_l:
             return p
         if key == "PARTUUID" and p.partuuid and p.partuuid.lower() == value_l:
@@ -184,15 +86,15 @@ def mbr_boot_code_state(mbr: bytes) -> str:
     return "grub" if b"GRUB" in code else "other"
 
 
-def bios_core_present(disk: DiskInfo) -> tuple[bool, str]:
+def bios_core_present(disk: Disk) -> tuple[bool, str]:
     """Is something (GRUB's core.img) where boot.img will look for it?"""
     bb = disk.bios_boot
-    if disk.label == "gpt":
+    if disk.table == "gpt":
         if bb is None:
             return False, "no BIOS boot partition on this GPT disk"
-        first = read_sectors(disk.path, bb.start)
-        return any(first), f"BIOS boot partition {bb.node} {'holds' if any(first) else 'is empty: no'} core.img"
-    gap = read_sectors(disk.path, 1, min(disk.mbr_gap_sectors, 64))
+        first = read_sectors(disk.path, bb.start // SECTOR)
+        return any(first), f"BIOS boot partition {bb.path} {'holds' if any(first) else 'is empty: no'} core.img"
+    gap = read_sectors(disk.path, 1, min(mbr_gap_sectors(disk), 64))
     return any(gap), f"MBR gap {'holds' if any(gap) else 'is empty: no'} core.img"
 
 

@@ -15,15 +15,31 @@ from dataclasses import dataclass, field
 
 from lifeboat import __version__, locks
 from lifeboat.devices import disk_info, human_size, writable_mounts
-from lifeboat.engine.events import LogLine, Progress, ProgressSink, StepFinished, StepStarted, discard
-from lifeboat.engine.manifest import CHUNK_SIZE, SCHEMA, SCHEMA_VERSION
+from lifeboat.events import LogLine, Outcome, Progress, ProgressSink, StepFinished, StepStarted, discard
 from lifeboat.engine.pipeline import BufferRing, OrderedPool, direct_io_ok
 from lifeboat.errors import Cancelled, LifeboatError, RepositoryError
-from lifeboat.fs.registry import FsKind, kind_for
+from lifeboat.fs.registry import CaptureMode, FsKind, kind_for
 from lifeboat.fs.usedmap import Runs, encode_runs, runs_in_window, used_runs, with_edges
 from lifeboat.layout.model import DiskLayout, PartitionEntry
 from lifeboat.layout.read import read_layout
 from lifeboat.layout.write import ensure_partitions, partition_node
+from lifeboat.repo.manifest import (
+    CHUNK_SIZE,
+    BlockMapRef,
+    BootRegion,
+    CaptureStats,
+    ChunkRef,
+    Compression,
+    Content,
+    DataStream,
+    FilesystemContent,
+    ImageManifest,
+    PartitionImage,
+    RawContent,
+    SourceDisk,
+    SwapContent,
+    write_manifest,
+)
 from lifeboat.repo.store import Repository, check_image_name, is_disk_full
 from lifeboat.run import TOOLS, missing_tools, run
 from lifeboat.timing import StageTimes
@@ -48,9 +64,9 @@ class SourcePartition:
 
     @property
     def to_read(self) -> int:
-        if self.kind.mode == "used-blocks":
+        if self.kind.mode is CaptureMode.USED_BLOCKS:
             return sum(n for _, n in self.runs)
-        return self.size if self.kind.mode == "raw" else 0
+        return self.size if self.kind.mode is CaptureMode.RAW else 0
 
     @property
     def title(self) -> str:
@@ -115,10 +131,10 @@ def _inspect(source: str, disk, progress: ProgressSink) -> SourceInfo:
     if missing:
         raise LifeboatError(f"missing tools: {_named(missing)}; nothing was written")
     for part in parts:
-        if part.kind.mode == "used-blocks":
+        if part.kind.mode is CaptureMode.USED_BLOCKS:
             part.runs = with_edges(used_runs(part.kind.partclone, part.node, part.size), part.size)
     info = SourceInfo(source, disk.size, disk.model, disk.serial, layout, parts)
-    progress(StepFinished("inspect source", "done", f"{len(parts)} partitions, {human_size(info.to_read)} to read"))
+    progress(StepFinished("inspect source", Outcome.DONE, f"{len(parts)} partitions, {human_size(info.to_read)} to read"))
     return info
 
 
@@ -154,7 +170,7 @@ class _Writer:
         self.item = ""
         self.item_done = 0
         self.item_total = 0
-        self.refs: list[list] = []
+        self.refs: list[ChunkRef] = []
         self.times = StageTimes()
         self.workers = 0
 
@@ -173,7 +189,7 @@ class _Writer:
     def on_result(self, tag: tuple[int, int, int], value: tuple[str, int]) -> None:
         index, length, counted = tag
         digest, written = value
-        self.refs.append([index, digest, length])
+        self.refs.append(ChunkRef(index, digest, length))
         self.stored += written
         self.new_chunks += 1 if written else 0
         self.done += counted
@@ -306,7 +322,7 @@ def capture(
     cancel: threading.Event | None = None,
     info: SourceInfo | None = None,
     workers: int | None = None,
-) -> dict:
+) -> ImageManifest:
     """Capture `source` as image `name`. Returns the manifest. Raises LifeboatError; leaves no image on failure."""
     check_image_name(name)
     cancel = cancel or threading.Event()
@@ -331,65 +347,62 @@ def capture(
 
 
 def _capture_partition(part: SourcePartition, repo: Repository, writer: _Writer, cancel: threading.Event,
-                       workers: int | None) -> dict:
+                       workers: int | None) -> PartitionImage:
     """Store one partition's data and block map; returns its manifest record."""
-    writer.progress(StepStarted(part.title, f"{part.kind.mode}, {human_size(part.to_read)}"))
+    mode = part.kind.mode
+    writer.progress(StepStarted(part.title, f"{mode}, {human_size(part.to_read)}"))
     writer.start_item(part.title, part.to_read)
-    record = {
-        "number": part.entry.number,
-        "fstype": part.fstype,
-        "mode": part.kind.mode,
-        "size": part.size,
-        "uuid": part.uuid,
-        "label": part.label,
-    }
-    if part.kind.mode in ("used-blocks", "raw"):
+    content: Content = SwapContent(part.uuid, part.label)
+    if mode in (CaptureMode.USED_BLOCKS, CaptureMode.RAW):
         source = _SourceFds(part.node)
         try:
             with OrderedPool(writer.on_result, workers=workers, cancel=cancel) as pool:
-                stream = _stream_used if part.kind.mode == "used-blocks" else _stream_raw
+                stream = _stream_used if mode is CaptureMode.USED_BLOCKS else _stream_raw
                 runs = stream(source, part, pool, writer, cancel)
         finally:
             source.close()
         blob = encode_runs(runs)
         map_digest, written = repo.put_chunk(blob, writer.level)
         writer.stored += written
-        record.update(
-            used_bytes=sum(n for _, n in runs),
-            map={"chunk": map_digest, "length": len(blob), "runs": len(runs)},
-            chunks=sorted(writer.refs),
-        )
-    writer.progress(StepFinished(part.title, "done", human_size(record.get("used_bytes", 0))))
+        data = DataStream(BlockMapRef(map_digest, len(blob), len(runs)), tuple(sorted(writer.refs, key=_window)),
+                          sum(n for _, n in runs))
+        if mode is CaptureMode.USED_BLOCKS:
+            content = FilesystemContent(part.fstype, part.uuid, part.label, data)
+        else:
+            reason = f"no used-block map for {part.fstype}" if part.fstype else "content not recognised"
+            content = RawContent(data, part.fstype, part.uuid, part.label, reason)
+    record = PartitionImage(part.entry.number, part.size, content)
+    writer.progress(StepFinished(part.title, Outcome.DONE, human_size(record.used_bytes)))
     return record
 
 
+def _window(ref: ChunkRef) -> int:
+    return ref.window
+
+
 def _capture(info: SourceInfo, name: str, repo: Repository, writer: _Writer, cancel: threading.Event,
-             workers: int | None) -> dict:
+             workers: int | None) -> ImageManifest:
     started = dt.datetime.now(dt.timezone.utc)
     level, progress = writer.level, writer.progress
     regions = []
     for region, offset, data in _boot_regions(info.path, info.layout):
         digest, written = repo.put_chunk(data, level)
         writer.stored += written
-        regions.append({"name": region, "offset": offset, "length": len(data), "chunk": digest})
-    partitions = [_capture_partition(part, repo, writer, cancel, workers) for part in info.partitions]
-    manifest = {
-        "schema": SCHEMA,
-        "version": SCHEMA_VERSION,
-        "name": name,
-        "created": started.isoformat(timespec="seconds"),
-        "finished": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
-        "lifeboat": __version__,
-        "chunk_size": CHUNK_SIZE,
-        "hash": "sha256",
-        "compression": {"algorithm": "zstd", "level": level},
-        "source": {"path": info.path, "size": info.size, "model": info.model, "serial": info.serial},
-        "layout": info.layout.to_json(),
-        "boot_regions": regions,
-        "partitions": partitions,
-        "stats": {"read_bytes": writer.done, "new_chunk_bytes": writer.stored, "new_chunks": writer.new_chunks},
-    }
+        regions.append(BootRegion(region, offset, len(data), digest))
+    partitions = tuple(_capture_partition(part, repo, writer, cancel, workers) for part in info.partitions)
+    manifest = ImageManifest(
+        name=name,
+        created=started.isoformat(timespec="seconds"),
+        finished=dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        lifeboat_version=__version__,
+        source=SourceDisk(info.path, info.size, info.model, info.serial, info.layout.sector_size),
+        layout=info.layout,
+        boot_regions=tuple(regions),
+        partitions=partitions,
+        compression=Compression("zstd", level),
+        stats=CaptureStats(read_bytes=writer.done, new_chunk_bytes=writer.stored, new_chunks=writer.new_chunks),
+    )
     progress(StepStarted("manifest", "syncing chunks, writing the manifest"))
-    repo.write_manifest(name, manifest)
-    progress(StepFinished("manifest", "done", name))
+    write_manifest(repo, manifest)
+    progress(StepFinished("manifest", Outcome.DONE, name))
     return manifest

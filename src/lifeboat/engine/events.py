@@ -1,64 +1,8 @@
-"""Typed progress events. The engine emits them through a `progress` callable; front ends render them.
+"""Moved to lifeboat.events (below engine and boot, so that neither package imports the other's insides).
 
-The engine never waits on a front end: a progress sink must return quickly (the TUI posts a message,
-the CLI redraws a line).
-"""
+Kept only so that engine modules being changed on other branches still import; import lifeboat.events."""
 
-from __future__ import annotations
+from lifeboat.events import *  # noqa: F403
+from lifeboat.events import Event, LogLine, Outcome, Progress, ProgressSink, StepFinished, StepStarted, discard
 
-import time
-from collections.abc import Callable
-from dataclasses import dataclass, field
-from enum import StrEnum
-from typing import Union
-
-
-class Outcome(StrEnum):
-    """How a step ended, in the same words everywhere: CLI, TUI, unattended result, JSON."""
-
-    DONE = "done"
-    NOT_NEEDED = "not-needed"  # nothing to do (a data disk needs no bootloader), with a note saying why
-    SKIPPED = "skipped"  # the user asked not to (--no-bootloader)
-    FAILED = "failed"
-
-
-@dataclass(frozen=True)
-class StepStarted:
-    """A named stage begins: 'layout', 'boot-regions', 'partition 2 (ext4)', 'grow p2', 'bootloader'..."""
-
-    step: str
-    detail: str = ""
-
-
-@dataclass(frozen=True)
-class StepFinished:
-    step: str
-    outcome: Outcome = Outcome.DONE
-    detail: str = ""
-
-
-@dataclass(frozen=True)
-class Progress:
-    """Byte counts. `item` names the partition being worked on; the totals cover the whole job."""
-
-    phase: str  # capture | restore | verify
-    item: str
-    item_done: int
-    item_total: int
-    done: int
-    total: int
-    at: float = field(default_factory=time.monotonic)
-
-
-@dataclass(frozen=True)
-class LogLine:
-    message: str
-    level: str = "info"  # info | warning | error
-
-
-Event = Union[StepStarted, StepFinished, Progress, LogLine]
-ProgressSink = Callable[[Event], None]
-
-
-def discard(event: Event) -> None:
-    """A progress sink that ignores everything."""
+__all__ = ["Event", "LogLine", "Outcome", "Progress", "ProgressSink", "StepFinished", "StepStarted", "discard"]

@@ -10,11 +10,11 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from lifeboat.devices import Disk, disk_info, human_size
-from lifeboat.engine.manifest import CHUNK_SIZE, load_manifest
 from lifeboat.errors import ImageCorrupt, LifeboatError, ToolMissing, UnsafeTarget
-from lifeboat.fs.registry import kind_for
+from lifeboat.fs.registry import CaptureMode, kind_for
 from lifeboat.layout.fit import fit_layout
 from lifeboat.layout.model import DiskLayout, PartitionEntry
+from lifeboat.repo.manifest import RESTORABLE, ImageManifest, PartitionImage, load_manifest
 from lifeboat.repo.store import Repository
 from lifeboat.run import TOOLS, missing_tools
 
@@ -25,7 +25,7 @@ BASE_TOOLS = ["sfdisk", "partx", "udevadm", "blkid"]
 class PartitionAction:
     number: int
     fstype: str
-    mode: str  # used-blocks | raw | swap | none
+    mode: CaptureMode
     source: PartitionEntry
     target: PartitionEntry
     write_bytes: int
@@ -47,7 +47,7 @@ class RestorePlan:
     repo_root: str
     target: str
     target_disk: Disk
-    manifest: dict = field(repr=False, hash=False, compare=False)
+    manifest: ImageManifest = field(repr=False, hash=False, compare=False)
     source_layout: DiskLayout = field(repr=False)
     target_layout: DiskLayout = field(repr=False)
     current_layout: DiskLayout | None = field(repr=False, default=None)
@@ -59,10 +59,10 @@ class RestorePlan:
 
     def describe(self) -> list[str]:
         d = self.target_disk
-        src = self.manifest["source"]
+        src = self.manifest.source
         lines = [
-            f"Restore image {self.image!r} (from {src.get('model') or src['path']}, {human_size(src['size'])}, "
-            f"captured {self.manifest['created']})",
+            f"Restore image {self.image!r} (from {src.model or src.path}, {human_size(src.size)}, "
+            f"captured {self.manifest.created})",
             f"onto {d.path} ({d.model or d.transport}{' ' + d.serial if d.serial else ''}, {human_size(d.size)}).",
             f"EVERYTHING on {d.path} will be replaced.",
             "",
@@ -75,10 +75,11 @@ class RestorePlan:
             grow = ""
             if a.grows:
                 grow = f"  grows from {human_size(a.source.size * 512)}" + f" ({a.grow or a.note})"
-            what = {"used-blocks": f"{human_size(a.write_bytes)} of data", "raw": f"{human_size(a.write_bytes)} raw",
-                    "swap": "new swap, same UUID", "none": "empty"}[a.mode]
+            what = {CaptureMode.USED_BLOCKS: f"{human_size(a.write_bytes)} of data",
+                    CaptureMode.RAW: f"{human_size(a.write_bytes)} raw",
+                    CaptureMode.SWAP: "new swap, same UUID", CaptureMode.NONE: "empty"}[a.mode]
             lines.append(f"  {a.number:>2}  start {a.target.start:>10}  {size:>10}  {a.fstype or a.mode:<8} {what}{grow}")
-        lines += ["", f"Boot regions: {', '.join(r['name'] for r in self.manifest['boot_regions'])}.",
+        lines += ["", f"Boot regions: {', '.join(r.name for r in self.manifest.boot_regions)}.",
                   f"Total to write: {human_size(self.total_bytes)}."]
         return lines
 
@@ -91,7 +92,7 @@ class RestorePlan:
             "current_layout": self.current_layout.to_json() if self.current_layout else None,
             "target_layout": self.target_layout.to_json(),
             "actions": [
-                {"number": a.number, "fstype": a.fstype, "mode": a.mode, "start": a.target.start, "size": a.target.size,
+                {"number": a.number, "fstype": a.fstype, "mode": str(a.mode), "start": a.target.start, "size": a.target.size,
                  "source_size": a.source.size, "write_bytes": a.write_bytes, "grows": a.grows, "grow_tool": a.grow}
                 for a in self.actions
             ],
@@ -120,52 +121,73 @@ def check_target_safe(disk: Disk) -> None:
         raise UnsafeTarget(f"refusing to write to {disk.path}: {disk.unsafe_reason}")
 
 
-def check_chunks(repo: Repository, manifest: dict) -> None:
+def check_chunks(repo: Repository, manifest: ImageManifest) -> None:
     """Every chunk present and plausibly whole (a stat each, no reads). Raises ImageCorrupt naming where."""
     problems = []
-    for region in manifest["boot_regions"]:
-        problem = repo.chunk_problem(region["chunk"])
+    for region in manifest.boot_regions:
+        problem = repo.chunk_problem(region.digest)
         if problem:
-            problems.append(f"boot region {region['name']}: chunk {region['chunk'][:16]} {problem}")
-    for part in manifest["partitions"]:
-        title = f"partition {part['number']} ({part['fstype'] or part['mode']})"
-        map_problem = repo.chunk_problem(part["map"]["chunk"]) if "map" in part else None
+            problems.append(f"boot region {region.name}: chunk {region.digest[:16]} {problem}")
+    for part in manifest.partitions:
+        stream = part.stream
+        if stream is None:
+            continue
+        map_problem = repo.chunk_problem(stream.map.digest)
         if map_problem:
-            problems.append(f"{title}: block map chunk {map_problem}")
-        for window, digest, _length in part.get("chunks", ()):
-            problem = repo.chunk_problem(digest)
+            problems.append(f"{part.title}: block map chunk {map_problem}")
+        for ref in stream.chunks:
+            problem = repo.chunk_problem(ref.digest)
             if problem:
-                problems.append(f"{title} at offset {window * CHUNK_SIZE}: chunk {digest[:16]} {problem}")
+                problems.append(f"{part.title} at offset {ref.offset}: chunk {ref.digest[:16]} {problem}")
     if problems:
         more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
-        raise ImageCorrupt(f"image {manifest['name']!r} is damaged: {problems[0]}{more}; nothing was written")
+        raise ImageCorrupt(f"image {manifest.name!r} is damaged: {problems[0]}{more}; nothing was written")
+
+
+def _check_restorable(manifest: ImageManifest) -> None:
+    for part in manifest.partitions:
+        if part.content.kind not in RESTORABLE:
+            raise LifeboatError(f"image {manifest.name!r}: {part.title} holds {part.content.kind} content, "
+                                "which this Lifeboat cannot restore yet; nothing was written")
+    if manifest.volume_groups:
+        raise LifeboatError(f"image {manifest.name!r} holds LVM volume groups, which this Lifeboat cannot restore yet; "
+                            "nothing was written")
+
+
+def _action(fitted, part: PartitionImage | None) -> tuple[PartitionAction, list[str]]:
+    """What happens to one partition of the fitted table, and the tools that needs."""
+    fstype = part.fstype if part else ""
+    mode = part.mode if part else CaptureMode.NONE
+    kind = kind_for(fstype)
+    grows = fitted.grows and mode is CaptureMode.USED_BLOCKS and bool(kind.grow)
+    note = ""
+    if fitted.grows and not grows:
+        note = "content copied as is, its size unchanged" if kind.mode is CaptureMode.RAW else "filesystem cannot be grown; it keeps its size"
+    action = PartitionAction(
+        number=fitted.entry.number, fstype=fstype, mode=mode, source=fitted.source, target=fitted.entry,
+        write_bytes=part.used_bytes if part else 0, grow=kind.grow if grows else "", note=note,
+    )
+    return action, kind.restore_tools(grows)
 
 
 def plan_restore(repo: Repository, name: str, target: str) -> RestorePlan:
     manifest = load_manifest(repo, name)
+    _check_restorable(manifest)
     disk = disk_info(target)
     check_target_safe(disk)
-    source_layout = DiskLayout.from_json(manifest["layout"])
-    by_number = {p["number"]: p for p in manifest["partitions"]}
+    source_layout = manifest.layout
     # a filesystem Lifeboat cannot grow keeps its partition's size: the room goes where it is usable
-    keep_size = frozenset(n for n, p in by_number.items() if p["mode"] != "raw" and not kind_for(p["fstype"]).grow)
+    keep_size = frozenset(p.number for p in manifest.partitions
+                          if p.mode is not CaptureMode.RAW and not kind_for(p.fstype).grow)
     target_layout, fitted = fit_layout(source_layout, disk.size, keep_size)
     actions = []
     tools = list(BASE_TOOLS)
     for f in fitted:
         if f.entry.is_extended:
             continue
-        record = by_number.get(f.entry.number, {"fstype": "", "mode": "none"})
-        kind = kind_for(record["fstype"])
-        grows = f.grows and kind.mode == "used-blocks" and bool(kind.grow)
-        tools += kind.restore_tools(grows)
-        note = ""
-        if f.grows and not grows:
-            note = "content copied as is, its size unchanged" if kind.mode == "raw" else "filesystem cannot be grown; it keeps its size"
-        actions.append(PartitionAction(
-            number=f.entry.number, fstype=record["fstype"], mode=record["mode"], source=f.source, target=f.entry,
-            write_bytes=record.get("used_bytes", 0), grow=kind.grow if grows else "", note=note,
-        ))
+        action, needed = _action(f, manifest.partition(f.entry.number))
+        actions.append(action)
+        tools += needed
     missing = missing_tools(tools)
     if missing:
         tool = missing[0]

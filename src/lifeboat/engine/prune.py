@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from lifeboat.engine.manifest import list_images, load_manifest, referenced_chunks
 from lifeboat.errors import ImageNotFound, RepositoryError
+from lifeboat.repo.manifest import list_images, load_manifest
 from lifeboat.repo.store import Repository
 
 
@@ -27,11 +27,12 @@ def prune(repo: Repository, dry_run: bool = False) -> PruneReport:
     report = PruneReport()
     with repo.shared_use(exclusive=True):
         keep: set[str] = set()
-        for name, summary, problem in list_images(repo):
-            if summary is None:
+        for image in list_images(repo):
+            if image.summary is None:
                 # an unreadable manifest might reference anything: removing chunks could destroy it
-                raise RepositoryError(f"image {name!r} cannot be read ({problem}); fix or delete it before pruning")
-            keep.update(referenced_chunks(load_manifest(repo, name)))
+                raise RepositoryError(f"image {image.name!r} cannot be read ({image.problem}); "
+                                      "fix or delete it before pruning")
+            keep.update(load_manifest(repo, image.name).referenced_chunks())
         for path in repo.all_chunks():
             if path.name[:-4] in keep:
                 report.kept_chunks += 1

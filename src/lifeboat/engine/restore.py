@@ -16,20 +16,31 @@ import time
 from dataclasses import dataclass, field
 
 from lifeboat import locks
+from lifeboat.boot import after_restore
+from lifeboat.boot.model import overall
 from lifeboat.devices import disk_info, human_size
-from lifeboat.engine.events import LogLine, Progress, ProgressSink, StepFinished, StepStarted, discard
-from lifeboat.engine.manifest import CHUNK_SIZE
 from lifeboat.engine.pipeline import OrderedPool, direct_io_ok
 from lifeboat.engine.plan import PartitionAction, RestorePlan, check_target_safe
 from lifeboat.errors import Cancelled, ImageCorrupt, LifeboatError
+from lifeboat.events import LogLine, Outcome, Progress, ProgressSink, StepFinished, StepStarted, discard, summarize
 from lifeboat.fs.grow import grow_filesystem, make_swap
+from lifeboat.fs.registry import CaptureMode
 from lifeboat.fs.usedmap import Runs, decode_runs, runs_in_window
+from lifeboat.layout.model import DiskLayout
 from lifeboat.layout.write import apply_layout, partition_node, refresh_partitions
+from lifeboat.repo.manifest import CHUNK_SIZE, ChunkRef, DataStream, ImageManifest
 from lifeboat.repo.store import Repository
 from lifeboat.timing import StageTimes
 
 BLKZEROOUT = 0x127F  # _IO(0x12, 127): zero a byte range, offloaded where the device can
 MBR_BOOT_CODE = 440  # bytes of boot code before the disk signature and the table
+
+
+@dataclass(frozen=True)
+class StepRecord:
+    step: str
+    outcome: Outcome
+    detail: str = ""
 
 
 @dataclass
@@ -38,12 +49,12 @@ class RestoreResult:
     target: str
     bytes_written: int = 0
     seconds: float = 0.0
-    steps: list[tuple[str, str, str]] = field(default_factory=list)  # (step, outcome, detail)
+    steps: list[StepRecord] = field(default_factory=list)
 
-    def failed_steps(self) -> list[tuple[str, str, str]]:
+    def failed_steps(self) -> list[StepRecord]:
         """Steps that failed without stopping the restore (a bootloader step): the data is in place, but
         the result is not a success."""
-        return [s for s in self.steps if s[1] == "failed"]
+        return [s for s in self.steps if s.outcome is Outcome.FAILED]
 
     def to_json(self) -> dict:
         return {
@@ -51,7 +62,7 @@ class RestoreResult:
             "target": self.target,
             "bytes_written": self.bytes_written,
             "seconds": round(self.seconds, 2),
-            "steps": [{"step": s, "outcome": o, "detail": d} for s, o, d in self.steps],
+            "steps": [{"step": s.step, "outcome": str(s.outcome), "detail": s.detail} for s in self.steps],
         }
 
 
@@ -122,14 +133,15 @@ class _PartitionWriter:
         self.times = repo.stage_times = StageTimes()
         self.workers = 0
 
-    def write_window(self, window: int, digest: str, length: int, runs: Runs) -> int:
+    def write_window(self, ref: ChunkRef, runs: Runs) -> int:
+        length = ref.length
         if sum(n for _, n in runs) != length or length > CHUNK_SIZE:
-            raise ImageCorrupt(f"{self.action.title} at offset {window * CHUNK_SIZE}: chunk length does not match the block map")
+            raise ImageCorrupt(f"{self.action.title} at offset {ref.offset}: chunk length does not match the block map")
         view = _aligned_buffer(length)  # decompressed into directly: no copy, no new 4 MiB object per chunk
         try:
-            self.repo.get_chunk_into(digest, view)
+            self.repo.get_chunk_into(ref.digest, view)
         except ImageCorrupt as exc:
-            raise ImageCorrupt(f"{self.action.title} at offset {window * CHUNK_SIZE}: {exc}") from None
+            raise ImageCorrupt(f"{self.action.title} at offset {ref.offset}: {exc}") from None
         started, pos = time.perf_counter(), 0
         for start, n in runs:
             fd, written = self.fds.for_run(self.base + start, n, pos), 0
@@ -147,30 +159,30 @@ class _PartitionWriter:
             self.progress(LogLine(f"{self.action.title}: {self.times.summary(self.workers)}"))
 
 
-def _write_partition(repo: Repository, fds: _TargetFds, action: PartitionAction, record: dict,
+def _write_partition(repo: Repository, fds: _TargetFds, action: PartitionAction, stream: DataStream,
                      progress: ProgressSink, cancel: threading.Event, totals: list[int], total: int,
                      workers: int | None) -> None:
     base, size = action.target.start * 512, action.source.size * 512
-    runs = decode_runs(repo.get_chunk(record["map"]["chunk"], record["map"]["length"]))
-    if action.mode == "raw":
+    runs = decode_runs(repo.get_chunk(stream.map.digest, stream.map.length))
+    if action.mode is CaptureMode.RAW:
         for start, n in _complement(runs, size):
             _zero(fds.buffered, base + start, n)
     writer = _PartitionWriter(repo, fds, action, progress, totals, total)
     index = 0
     with OrderedPool(writer.on_result, workers=workers, cancel=cancel) as pool:
         writer.workers = pool.workers
-        for window, digest, length in record["chunks"]:
-            inside, index = runs_in_window(runs, index, window * CHUNK_SIZE, (window + 1) * CHUNK_SIZE)
-            pool.submit(window, writer.write_window, window, digest, length, inside)
+        for ref in stream.chunks:
+            inside, index = runs_in_window(runs, index, ref.offset, ref.offset + CHUNK_SIZE)
+            pool.submit(ref.window, writer.write_window, ref, inside)
 
 
-def _write_boot_regions(repo: Repository, fd: int, manifest: dict) -> None:
-    for region in manifest["boot_regions"]:
-        data = repo.get_chunk(region["chunk"], region["length"])
-        if region["name"] == "mbr":
+def _write_boot_regions(repo: Repository, fd: int, manifest: ImageManifest) -> None:
+    for region in manifest.boot_regions:
+        data = repo.get_chunk(region.digest, region.length)
+        if region.name == "mbr":
             os.pwrite(fd, data[:MBR_BOOT_CODE], 0)  # the table and signature were written by sfdisk
         else:
-            os.pwrite(fd, data, region["offset"])
+            os.pwrite(fd, data, region.offset)
 
 
 def restore(plan: RestorePlan, *, progress: ProgressSink = discard, cancel: threading.Event | None = None,
@@ -194,27 +206,27 @@ def _restore(plan: RestorePlan, progress: ProgressSink, cancel: threading.Event,
     def step(name: str, detail: str = "") -> None:
         progress(StepStarted(name, detail))
 
-    def done(name: str, outcome: str = "done", detail: str = "") -> None:
-        result.steps.append((name, outcome, detail))
-        progress(StepFinished(name, outcome, detail))
+    def done(name: str, outcome: str = Outcome.DONE, detail: str = "") -> None:
+        record = StepRecord(name, Outcome(outcome), detail)
+        result.steps.append(record)
+        progress(StepFinished(name, record.outcome, detail))
 
     step("partition table", f"{plan.target_layout.label} with {len(plan.target_layout.partitions)} partitions")
     apply_layout(plan.target, plan.target_layout)
-    done("partition table", "done", f"{plan.target_layout.label}, disk id {plan.target_layout.disk_id}")
-    records = {p["number"]: p for p in plan.manifest["partitions"]}
+    done("partition table", Outcome.DONE, f"{plan.target_layout.label}, disk id {plan.target_layout.disk_id}")
     totals = [0]
     fds = _TargetFds(plan.target)
     try:
         step("boot regions")
         _write_boot_regions(repo, fds.buffered, plan.manifest)
-        done("boot regions", "done", ", ".join(r["name"] for r in plan.manifest["boot_regions"]))
+        done("boot regions", Outcome.DONE, ", ".join(r.name for r in plan.manifest.boot_regions))
         for action in plan.actions:
-            if action.mode not in ("used-blocks", "raw"):
+            stream = _stream_of(plan.manifest, action)
+            if stream is None:
                 continue
             step(action.title, human_size(action.write_bytes))
-            _write_partition(repo, fds, action, records[action.number], progress, cancel, totals, plan.total_bytes,
-                             workers)
-            done(action.title, "done", f"{human_size(action.write_bytes)} written")
+            _write_partition(repo, fds, action, stream, progress, cancel, totals, plan.total_bytes, workers)
+            done(action.title, Outcome.DONE, f"{human_size(action.write_bytes)} written")
         step("flush", "waiting for the disk to store everything")
         fds.sync_and_close()
     except Cancelled:
@@ -228,37 +240,55 @@ def _restore(plan: RestorePlan, progress: ProgressSink, cancel: threading.Event,
     done("flush")
     # closing the written disk makes udev re-read it; wait for that, then make sure the partitions are there
     refresh_partitions(plan.target, plan.target_layout)
-    _finish_partitions(plan, records, step, done)
+    _finish_partitions(plan, step, done)
     if bootloader:
-        _bootloader(plan.target, progress, done)
+        _bootloader(plan.target, plan.target_layout, progress, done)
     else:
-        done("bootloader", "skipped", "--no-bootloader")
+        done("bootloader", Outcome.SKIPPED, "--no-bootloader")
     result.seconds = time.monotonic() - started
     return result
 
 
-def _finish_partitions(plan: RestorePlan, records: dict, step, done) -> None:
+def _stream_of(manifest: ImageManifest, action: PartitionAction) -> DataStream | None:
+    """The stored data an action writes (None for swap and empty partitions)."""
+    if action.mode not in (CaptureMode.USED_BLOCKS, CaptureMode.RAW):
+        return None
+    part = manifest.partition(action.number)
+    return part.stream if part else None
+
+
+def _finish_partitions(plan: RestorePlan, step, done) -> None:
     for action in plan.actions:
         node = partition_node(plan.target, action.target.number)
-        if action.mode == "swap":
-            record = records[action.number]
+        if action.mode is CaptureMode.SWAP:
+            part = plan.manifest.partition(action.number)
+            uuid, label = (part.uuid, part.label) if part else ("", "")
             step(f"swap {action.number}")
-            make_swap(node, record.get("uuid", ""), record.get("label", ""))
-            done(f"swap {action.number}", "done", f"UUID {record.get('uuid', '')}")
+            make_swap(node, uuid, label)
+            done(f"swap {action.number}", Outcome.DONE, f"UUID {uuid}")
         elif action.grow:
             name = f"grow {action.title}"
             step(name, action.grow)
-            done(name, "done", grow_filesystem(action.grow, action.fstype, node))
+            done(name, Outcome.DONE, grow_filesystem(action.grow, action.fstype, node))
         elif action.note:
-            done(f"grow {action.title}", "not-needed", action.note)
+            done(f"grow {action.title}", Outcome.NOT_NEEDED, action.note)
 
 
-def _bootloader(target: str, progress: ProgressSink, done) -> None:
-    try:
-        from lifeboat.boot import after_restore  # type: ignore[attr-defined]
-    except ImportError:
-        done("bootloader", "skipped", "bootloader support is not part of this build; boot regions were restored as captured")
-        return
+def _bootloader(target: str, layout: DiskLayout, progress: ProgressSink, done) -> None:
+    """Reinstall the bootloader of the systems on the disk just written with `layout`. Each of boot's steps is
+    recorded as "bootloader: <step>"; the "bootloader" step itself ends with their one-word summary
+    (done / not-needed / failed), so a data disk ends "bootloader: not-needed" with boot's note."""
     progress(StepStarted("bootloader"))
-    for outcome in after_restore(target, progress):
+    outcomes = after_restore(target, layout, progress)
+    for outcome in outcomes:
         done(f"bootloader: {outcome.step}", outcome.outcome, outcome.detail)
+    summary = overall(outcomes)
+    notes = [o.detail for o in outcomes if o.outcome == summary and o.detail]
+    progress(StepFinished("bootloader", summary, notes[0] if summary == Outcome.NOT_NEEDED and notes else ""))
+
+
+def bootloader_outcome(result: RestoreResult) -> Outcome | None:
+    """The bootloader step's one word (done, not-needed, skipped, failed), the same for the CLI, the TUI and
+    the unattended result line; None when the restore did not get that far."""
+    steps = [s.outcome for s in result.steps if s.step == "bootloader" or s.step.startswith("bootloader: ")]
+    return summarize(steps) if steps else None

@@ -5,11 +5,11 @@ from __future__ import annotations
 import threading
 from dataclasses import dataclass, field
 
-from lifeboat.engine.events import Progress, ProgressSink, discard
-from lifeboat.engine.manifest import CHUNK_SIZE, load_manifest
+from lifeboat.events import Progress, ProgressSink, discard
 from lifeboat.engine.pipeline import OrderedPool
 from lifeboat.errors import ImageCorrupt
 from lifeboat.fs.usedmap import decode_runs
+from lifeboat.repo.manifest import ImageManifest, load_manifest
 from lifeboat.repo.store import Repository
 
 
@@ -33,16 +33,17 @@ def _check(repo: Repository, digest: str, length: int) -> str:
     return ""
 
 
-def _work_list(manifest: dict) -> list[tuple[str, str, str, int]]:
+def _work_list(manifest: ImageManifest) -> list[tuple[str, str, str, int]]:
     """(item, where, digest, length) for every chunk the image needs; item names the progress bar."""
-    items = [("boot regions", f"boot region {r['name']} (offset {r['offset']})", r["chunk"], r["length"])
-             for r in manifest["boot_regions"]]
-    for part in manifest["partitions"]:
-        title = f"partition {part['number']} ({part['fstype'] or part['mode']})"
-        if "map" in part:
-            items.append((title, f"{title} block map", part["map"]["chunk"], part["map"]["length"]))
-        for window, digest, length in part.get("chunks", ()):
-            items.append((title, f"{title} at offset {window * CHUNK_SIZE}", digest, length))
+    items = [("boot regions", f"boot region {r.name} (offset {r.offset})", r.digest, r.length)
+             for r in manifest.boot_regions]
+    for part in manifest.partitions:
+        stream = part.stream
+        if stream is None:
+            continue
+        items.append((part.title, f"{part.title} block map", stream.map.digest, stream.map.length))
+        for ref in stream.chunks:
+            items.append((part.title, f"{part.title} at offset {ref.offset}", ref.digest, ref.length))
     return items
 
 
@@ -69,13 +70,14 @@ def verify(repo: Repository, name: str, *, progress: ProgressSink = discard, can
     with OrderedPool(on_result, workers=workers, cancel=cancel) as pool:
         for item, where, digest, length in items:
             pool.submit((item, where, length), _check, repo, digest, length)
-    for part in manifest["partitions"]:
-        if "map" in part and not any(p.startswith(f"partition {part['number']} ") for p in report.problems):
-            runs = decode_runs(repo.get_chunk(part["map"]["chunk"], part["map"]["length"]))
+    for part in manifest.partitions:
+        stream = part.stream
+        if stream and not any(p.startswith(f"partition {part.number} ") for p in report.problems):
+            runs = decode_runs(repo.get_chunk(stream.map.digest, stream.map.length))
             mapped = sum(n for _, n in runs)
-            stored = sum(length for _, _, length in part["chunks"])
-            if mapped != stored or mapped != part.get("used_bytes", mapped):
+            stored = sum(ref.length for ref in stream.chunks)
+            if mapped != stored or mapped != stream.used_bytes:
                 report.problems.append(
-                    f"partition {part['number']}: block map covers {mapped} bytes but chunks hold {stored}"
+                    f"partition {part.number}: block map covers {mapped} bytes but chunks hold {stored}"
                 )
     return report

@@ -2,23 +2,13 @@
 
 from __future__ import annotations
 
-import contextlib
-import tempfile
-from collections.abc import Iterator
-
 from lifeboat.errors import CommandFailed
+from lifeboat.mounts import mounted
 from lifeboat.run import run
 
 
-@contextlib.contextmanager
-def _mounted(node: str, fstype: str) -> Iterator[str]:
-    with tempfile.TemporaryDirectory(prefix="lifeboat-grow-") as mnt:
-        options = "nouuid" if fstype == "xfs" else "defaults"
-        run(["mount", "-t", fstype, "-o", options, node, mnt])
-        try:
-            yield mnt
-        finally:
-            run(["umount", mnt], check=False)
+def _mounted(node: str, fstype: str):
+    return mounted(node, fstype=fstype, options="nouuid" if fstype == "xfs" else "defaults", prefix="lifeboat-grow-")
 
 
 def grow_filesystem(tool: str, fstype: str, node: str) -> str:

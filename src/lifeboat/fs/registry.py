@@ -9,22 +9,31 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from enum import StrEnum
+
+
+class CaptureMode(StrEnum):
+    """How a partition's content is captured and restored (the words plans and progress show)."""
+
+    USED_BLOCKS = "used-blocks"
+    RAW = "raw"
+    SWAP = "swap"
+    NONE = "none"  # nothing stored (an empty partition, one outside the image)
 
 
 @dataclass(frozen=True)
 class FsKind:
     name: str
-    mode: str  # used-blocks | swap | raw
+    mode: CaptureMode
     partclone: str = ""  # binary that maps used blocks
     grow: str = ""  # how to grow: resize2fs | xfs_growfs | btrfs | ntfsresize | "" (cannot)
-    check: tuple[str, ...] = ()  # read-only consistency check, device appended
 
     def capture_tools(self) -> list[str]:
         return [self.partclone] if self.partclone else []
 
     def restore_tools(self, grows: bool) -> list[str]:
         tools: list[str] = []
-        if self.mode == "swap":
+        if self.mode is CaptureMode.SWAP:
             tools.append("mkswap")
         if grows:
             tools += {
@@ -39,21 +48,21 @@ class FsKind:
 KINDS = {
     k.name: k
     for k in (
-        FsKind("ext2", "used-blocks", "partclone.extfs", "resize2fs", ("e2fsck", "-f", "-n")),
-        FsKind("ext3", "used-blocks", "partclone.extfs", "resize2fs", ("e2fsck", "-f", "-n")),
-        FsKind("ext4", "used-blocks", "partclone.extfs", "resize2fs", ("e2fsck", "-f", "-n")),
-        FsKind("xfs", "used-blocks", "partclone.xfs", "xfs_growfs", ("xfs_repair", "-n")),
-        FsKind("btrfs", "used-blocks", "partclone.btrfs", "btrfs", ("btrfs", "check", "--readonly")),
-        FsKind("vfat", "used-blocks", "partclone.fat", "", ("fsck.vfat", "-n")),
-        FsKind("ntfs", "used-blocks", "partclone.ntfs", "ntfsresize", ("ntfsfix", "--no-action")),
-        FsKind("exfat", "used-blocks", "partclone.exfat", "", ("fsck.exfat", "-n")),
-        FsKind("f2fs", "used-blocks", "partclone.f2fs"),
-        FsKind("hfsplus", "used-blocks", "partclone.hfsplus"),
-        FsKind("swap", "swap"),
+        FsKind("ext2", CaptureMode.USED_BLOCKS, "partclone.extfs", "resize2fs"),
+        FsKind("ext3", CaptureMode.USED_BLOCKS, "partclone.extfs", "resize2fs"),
+        FsKind("ext4", CaptureMode.USED_BLOCKS, "partclone.extfs", "resize2fs"),
+        FsKind("xfs", CaptureMode.USED_BLOCKS, "partclone.xfs", "xfs_growfs"),
+        FsKind("btrfs", CaptureMode.USED_BLOCKS, "partclone.btrfs", "btrfs"),
+        FsKind("vfat", CaptureMode.USED_BLOCKS, "partclone.fat", ""),
+        FsKind("ntfs", CaptureMode.USED_BLOCKS, "partclone.ntfs", "ntfsresize"),
+        FsKind("exfat", CaptureMode.USED_BLOCKS, "partclone.exfat", ""),
+        FsKind("f2fs", CaptureMode.USED_BLOCKS, "partclone.f2fs"),
+        FsKind("hfsplus", CaptureMode.USED_BLOCKS, "partclone.hfsplus"),
+        FsKind("swap", CaptureMode.SWAP),
     )
 }
 
-RAW = FsKind("raw", "raw")
+RAW = FsKind("raw", CaptureMode.RAW)
 
 
 def kind_for(fstype: str) -> FsKind:

@@ -1,40 +1,50 @@
 """An image repository: content-addressed, zstd-compressed chunks shared by every image, and one
-manifest per image.
+manifest per image, as objects on a backend (backend.py: a local directory, SFTP, S3, or HTTP read-only).
 
-    REPO/lifeboat-repo.json          format marker
-    REPO/chunks/ab/<sha256>.zst       one chunk; the name is the hash of its *uncompressed* content
-    REPO/images/<name>/manifest.json  written last and atomically: no manifest, no image
-    REPO/tmp/                         partial writes; anything here is garbage after a crash
+    lifeboat-repo.json              format marker (and, when encrypted, the wrapped key slots)
+    chunks/ab/<id>.zst               one chunk; the id is the hash of its *uncompressed* content
+                                     (SHA-256, or HMAC-SHA256 under the repository's key when encrypted)
+    images/<name>/manifest.json      written last: no manifest, no image
+    images/<name>/manifest.sha256    unencrypted repositories: the manifest's checksum, written just before it
+    images/index.json                the image names, for web servers that cannot list directories
+    tmp/, locks/                     partial writes and lock objects
 
-A chunk is written to tmp/ and renamed into place, so a chunk file that exists is whole. The repo
-knows nothing about disks.
+Compression, chunk ids, encryption and integrity checks happen here, once, whatever the backend. Every
+chunk read is checked against its id (and, encrypted, authenticated); every manifest read is checked against
+its checksum (or authenticated). The repo knows nothing about disks.
 """
 
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import errno
-import fcntl
 import hashlib
 import json
 import os
 import re
 import threading
-import uuid
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import zstandard
 
 from lifeboat.errors import ImageCorrupt, ImageNotFound, InvalidName, RepositoryError
+from lifeboat.repo import crypto
+from lifeboat.repo.backend import Backend, Locked, ObjectMissing
+from lifeboat.repo.local import LocalBackend
 from lifeboat.timing import StageTimes
 
 REPO_FORMAT = "lifeboat-repo"
-REPO_VERSION = 1
+REPO_VERSION = 1  # unencrypted; encrypted repositories are version 2 so that older Lifeboats refuse them
+ENCRYPTED_VERSION = 2
 HASH_NAME = "sha256"
-_libc = ctypes.CDLL(None, use_errno=True)  # syncfs(2): Python has no wrapper before 3.12
+MARKER = "lifeboat-repo.json"
+LISTING_AGE = 30.0  # seconds a remote chunk listing serves has_chunk/chunk_problem outside a capture
+INDEX = "images/index.json"
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+-]{0,127}$")
+PassphraseSource = Callable[[str], str]  # (what the passphrase is for) -> passphrase
 
 
 def check_image_name(name: str) -> str:
@@ -85,84 +95,242 @@ def chunk_parameters(level: int) -> zstandard.ZstdCompressionParameters:
 
 
 _codecs = _ThreadCodecs()
+_unlocked: dict[tuple[str, str], crypto.MasterKey] = {}  # (url, marker's hash) -> key
+
+
+@dataclass(frozen=True)
+class StoredChunk:
+    """A chunk object as prune sees it: the same surface as the Path a local repository yields."""
+
+    name: str
+    st_size: int
+    _object: str
+    _repo: Repository
+
+    def stat(self) -> StoredChunk:
+        return self
+
+    def unlink(self) -> None:
+        self._repo.backend.delete(self._object)
+        self._repo._forget_listing(0)
 
 
 class Repository:
-    def __init__(self, root: Path):
-        self.root = root
-        self.chunks_dir = root / "chunks"
-        self.images_dir = root / "images"
-        self.tmp_dir = root / "tmp"
-        self.stage_times = StageTimes()  # hash, compress, write, decompress: a pipeline replaces it per partition
+    def __init__(self, backend: Backend, key: crypto.MasterKey | None = None, meta: dict | None = None):
+        self.backend = backend
+        self.key = key
+        self.meta = meta or {}
+        local = isinstance(backend, LocalBackend)
+        self.root: Path | str = backend.root if local else backend.url
+        # Remote stores answer "which chunks exist" with one listing instead of a request per chunk:
+        # loaded once per shared_use() (a prune cannot run meanwhile) and, for the cheap checks, reused for
+        # LISTING_AGE seconds. None: ask the backend for each chunk.
+        self._listed = not local and backend.can_list
+        self._in_use = 0
+        self._sizes: dict[str, int] | None = None
+        self._sizes_at = 0.0
+        self._sizes_lock = threading.Lock()
+        self.stage_times = StageTimes()  # hash, compress, write, decompress...: a pipeline replaces it per partition
+        if local:
+            self.chunks_dir, self.images_dir, self.tmp_dir = backend.root / "chunks", backend.root / "images", backend.tmp_dir
+
+    @property
+    def encrypted(self) -> bool:
+        return self.key is not None
 
     # ------------------------------------------------------------ opening
 
     @classmethod
-    def open(cls, path: str | os.PathLike, create: bool = False) -> Repository:
-        root = Path(path).absolute()
-        marker = root / "lifeboat-repo.json"
-        if not marker.exists():
-            if not create:
-                raise RepositoryError(f"{root} is not a Lifeboat repository (no lifeboat-repo.json)")
-            # a fresh filesystem's lost+found, and the unattended job file on the stick's data partition
-            if root.exists() and any(p.name not in ("lost+found", "lifeboat-job.conf") for p in root.iterdir()):
-                raise RepositoryError(f"{root} is not empty and not a Lifeboat repository; refusing to create one there")
-            root.mkdir(parents=True, exist_ok=True)
-            repo = cls(root)
-            for d in (repo.chunks_dir, repo.images_dir, repo.tmp_dir):
-                d.mkdir(exist_ok=True)
-            _atomic_write(marker, json.dumps({"format": REPO_FORMAT, "version": REPO_VERSION, "hash": HASH_NAME}).encode(), repo.tmp_dir)
-            return repo
+    def open(cls, path: str | os.PathLike, create: bool = False, *, passphrase: PassphraseSource | None = None,
+             credentials=None) -> Repository:
+        """Open the repository at a directory or URL (location.py); with `create`, an empty place gets a new
+        unencrypted repository. An encrypted one asks `passphrase` (default: credentials.passphrase)."""
+        from lifeboat.repo.location import open_backend
+
+        backend = open_backend(str(path), credentials=credentials)
+        return cls.open_backend(backend, create=create, passphrase=passphrase)
+
+    @classmethod
+    def open_backend(cls, backend: Backend, create: bool = False, passphrase: PassphraseSource | None = None) -> Repository:
         try:
-            meta = json.loads(marker.read_text())
-        except (OSError, ValueError) as exc:
-            raise RepositoryError(f"{marker}: unreadable ({exc})") from None
-        if meta.get("format") != REPO_FORMAT or meta.get("version") != REPO_VERSION:
-            raise RepositoryError(f"{root}: repository format {meta.get('format')} v{meta.get('version')} is not supported")
-        repo = cls(root)
-        for d in (repo.chunks_dir, repo.images_dir, repo.tmp_dir):
-            d.mkdir(exist_ok=True)
-        return repo
+            raw = backend.read(MARKER)
+        except ObjectMissing:
+            if not create:
+                raise RepositoryError(f"{backend.url} is not a Lifeboat repository (no {MARKER})") from None
+            return cls.initialize(backend)
+        try:
+            meta = json.loads(raw)
+        except ValueError as exc:
+            raise RepositoryError(f"{backend.url}/{MARKER}: unreadable ({exc})") from None
+        version = meta.get("version")
+        if meta.get("format") != REPO_FORMAT or version not in (REPO_VERSION, ENCRYPTED_VERSION):
+            raise RepositoryError(f"{backend.url}: repository format {meta.get('format')} v{version} is not supported")
+        if isinstance(backend, LocalBackend):
+            backend.prepare()
+        if version == REPO_VERSION:
+            return cls(backend, None, meta)
+        slots = [crypto.KeySlot.from_json(d) for d in meta.get("keys", [])]
+        if not slots:
+            raise RepositoryError(f"{backend.url} is encrypted but holds no key slot")
+        cache = (backend.url, hashlib.sha256(raw).hexdigest())
+        key = _unlocked.get(cache)
+        if key is None:
+            from lifeboat.repo.credentials import ask_passphrase
+
+            phrase = (passphrase or ask_passphrase)(f"passphrase for {backend.url}")
+            key, _slot = crypto.unwrap(slots, phrase, backend.url)
+            _unlocked[cache] = key  # a restore reopening its plan's repository asks nothing again
+        return cls(backend, key, meta)
+
+    @classmethod
+    def initialize(cls, backend: Backend, passphrase: str | None = None, kdf_log_n: int = crypto.KDF_LOG_N) -> Repository:
+        """A new repository on an empty place; encrypted when a passphrase is given."""
+        if backend.read_only:
+            raise RepositoryError(f"{backend.url} is read-only: a repository cannot be created there")
+        if backend.exists(MARKER):
+            raise RepositoryError(f"{backend.url} is already a Lifeboat repository")
+        # a fresh filesystem's lost+found, and the unattended job file on the stick's data partition
+        others = [n for n, _ in backend.list("") if n != "lifeboat-job.conf"
+                  and not n.startswith(("lost+found/", "tmp/", "locks/"))]
+        if others:
+            raise RepositoryError(f"{backend.url} is not empty and not a Lifeboat repository; refusing to create one there")
+        if isinstance(backend, LocalBackend):
+            backend.prepare()
+        meta: dict = {"format": REPO_FORMAT, "version": REPO_VERSION, "hash": HASH_NAME}
+        key = None
+        if passphrase is not None:
+            key = crypto.MasterKey.new()
+            meta = {"format": REPO_FORMAT, "version": ENCRYPTED_VERSION, "hash": crypto.ID_HASH,
+                    "encryption": crypto.CIPHER, "keys": [crypto.wrap(key, passphrase, kdf_log_n).to_json()]}
+        backend.write(MARKER, json.dumps(meta, indent=1).encode(), durable=True)
+        backend.write(INDEX, b'{"images": []}\n', durable=True)
+        return cls(backend, key, meta)
+
+    # ------------------------------------------------------------ key slots
+
+    def key_slots(self) -> list[crypto.KeySlot]:
+        return [crypto.KeySlot.from_json(d) for d in self.meta.get("keys", [])]
+
+    def add_key(self, passphrase: str, kdf_log_n: int = crypto.KDF_LOG_N) -> crypto.KeySlot:
+        if self.key is None:
+            raise RepositoryError(f"{self.root} is not encrypted: it has no key slots")
+        slot = crypto.wrap(self.key, passphrase, kdf_log_n)
+        self._write_slots([*self.key_slots(), slot])
+        return slot
+
+    def remove_key(self, slot_id: str) -> None:
+        slots = self.key_slots()
+        keep = [s for s in slots if s.id != slot_id]
+        if len(keep) == len(slots):
+            raise RepositoryError(f"{self.root} has no key slot {slot_id!r} (it has {', '.join(s.id for s in slots)})")
+        if not keep:
+            raise RepositoryError(f"key slot {slot_id} is the last one: removing it would lock everyone out")
+        self._write_slots(keep)
+
+    def _write_slots(self, slots: list[crypto.KeySlot]) -> None:
+        meta = {**self.meta, "keys": [s.to_json() for s in slots]}
+        self.backend.write(MARKER, json.dumps(meta, indent=1).encode(), durable=True)
+        self.meta = meta
 
     # ------------------------------------------------------------ chunks
 
+    def chunk_object(self, digest: str) -> str:
+        return f"chunks/{digest[:2]}/{digest}.zst"
+
     def chunk_path(self, digest: str) -> Path:
-        return self.chunks_dir / digest[:2] / f"{digest}.zst"
+        """The chunk's file (local repositories only)."""
+        return self.backend.path(self.chunk_object(digest))
+
+    def chunk_id(self, data) -> str:
+        return self.key.chunk_id(data) if self.key else chunk_hash(data)
 
     def has_chunk(self, digest: str) -> bool:
-        return self.chunk_path(digest).exists()
+        return self._size(digest, for_write=False) is not None
+
+    def _chunk_sizes(self, max_age: float) -> dict[str, int]:
+        with self._sizes_lock:
+            if self._sizes is None or time.monotonic() - self._sizes_at > max_age:
+                self._sizes = {n: size for n, size in self.backend.list("chunks/") if n.endswith(".zst")}
+                self._sizes_at = time.monotonic()
+            return self._sizes
+
+    def _size(self, digest: str, for_write: bool) -> int | None:
+        name = self.chunk_object(digest)
+        if self._listed and (self._in_use or not for_write):
+            return self._chunk_sizes(float("inf") if self._in_use else LISTING_AGE).get(name)
+        return self.backend.size(name)
 
     def put_chunk(self, data, level: int, digest: str | None = None) -> tuple[str, int]:
-        """Store `data` (bytes-like) unless a chunk with its hash exists. Returns (hash, bytes written).
+        """Store `data` (bytes-like) unless a chunk with its id exists. Returns (id, bytes written).
 
         Hash first, compress only a chunk the repository lacks: a second capture of an unchanged
         disk reads and hashes, nothing more."""
         times = self.stage_times
         if digest is None:
             with times.measure("hash", len(data)):
-                digest = chunk_hash(data)
-        final = self.chunk_path(digest)
-        if final.exists():
+                digest = self.chunk_id(data)
+        if self._size(digest, for_write=True) is not None:
             return digest, 0
         with times.measure("compress", len(data)):
-            compressed = _codecs.compressor(level).compress(data)
-        with times.measure("write", len(compressed)):
-            final.parent.mkdir(exist_ok=True)
-            _atomic_write(final, compressed, self.tmp_dir, sync=False)
-        return digest, len(compressed)
+            blob = _codecs.compressor(level).compress(data)
+        if self.key:
+            with times.measure("encrypt", len(blob)):
+                blob = self.key.seal(blob, digest.encode())
+        with times.measure("write", len(blob)):
+            self.backend.write(self.chunk_object(digest), blob)
+        sizes = self._sizes
+        if sizes is not None:
+            sizes[self.chunk_object(digest)] = len(blob)
+        return digest, len(blob)
 
     def get_chunk(self, digest: str, length: int) -> bytes:
-        """The chunk's content, checked against its hash and length. Raises ImageCorrupt."""
-        compressed = self._compressed(digest)
+        """The chunk's content, checked against its id and length (and authenticated). Raises ImageCorrupt."""
+        what = f"chunk {digest[:16]}"
+        blob = self._blob(digest, what)
         try:
             with self.stage_times.measure("decompress", length):
-                data = _codecs.decompressor.decompress(compressed, max_output_size=length)
+                data = _codecs.decompressor.decompress(blob, max_output_size=length)
         except zstandard.ZstdError as exc:
-            raise ImageCorrupt(f"chunk {digest[:16]} cannot be decompressed ({exc})") from None
+            raise ImageCorrupt(f"{what} cannot be decompressed ({exc})") from None
         if len(data) != length:
-            raise ImageCorrupt(f"chunk {digest[:16]} holds {len(data)} bytes, expected {length}")
-        self._check_hash(digest, data)
+            raise ImageCorrupt(f"{what} holds {len(data)} bytes, expected {length}")
+        self._check_id(digest, data, what)
         return data
+
+    def get_chunk_into(self, digest: str, buffer: memoryview) -> None:
+        """Decompress the chunk straight into `buffer` (as long as the chunk), checked against its id and
+        length (and authenticated): no new 4 MiB object and no copy into an aligned buffer. Raises ImageCorrupt."""
+        what = f"chunk {digest[:16]}"
+        blob = self._blob(digest, what)
+        got, extra = 0, b""
+        try:
+            with self.stage_times.measure("decompress", len(buffer)), _codecs.decompressor.stream_reader(blob) as reader:
+                while got < len(buffer) and (n := reader.readinto(buffer[got:])):
+                    got += n
+                extra = reader.read(1)
+        except zstandard.ZstdError as exc:
+            raise ImageCorrupt(f"{what} cannot be decompressed ({exc})") from None
+        if got != len(buffer) or extra:
+            raise ImageCorrupt(f"{what} holds {'more than ' if extra else ''}{got} bytes, expected {len(buffer)}")
+        self._check_id(digest, buffer, what)
+
+    def _blob(self, digest: str, what: str) -> bytes:
+        """The chunk's stored bytes, read and (encrypted) authenticated and opened."""
+        try:
+            with self.stage_times.measure("read chunk"):
+                blob = self.backend.read(self.chunk_object(digest))
+        except ObjectMissing:
+            raise ImageCorrupt(f"{what} is missing") from None
+        if self.key:
+            with self.stage_times.measure("decrypt", len(blob)):
+                blob = self.key.open(blob, digest.encode(), what)
+        return blob
+
+    def _check_id(self, digest: str, data, what: str) -> None:
+        with self.stage_times.measure("hash", len(data)):
+            matches = self.chunk_id(data) == digest
+        if not matches:
+            raise ImageCorrupt(f"{what} does not match its hash")
 
     def get_chunk_into(self, digest: str, buffer: memoryview) -> None:
         """Decompress the chunk straight into `buffer` (as long as the chunk), checked against its hash and
@@ -195,139 +363,128 @@ class Repository:
 
     def chunk_problem(self, digest: str) -> str | None:
         """A cheap check (no read): why this chunk cannot be used, or None."""
-        try:
-            size = self.chunk_path(digest).stat().st_size
-        except FileNotFoundError:
+        size = self._size(digest, for_write=False)
+        if size is None:
             return "missing"
-        if size < 9:  # smaller than any zstd frame with a content size
+        if size < 9 + (crypto.OVERHEAD if self.key else 0):  # smaller than any zstd frame with a content size
             return f"truncated ({size} bytes)"
         return None
+
+    def all_chunks(self) -> Iterator[Path | StoredChunk]:
+        if isinstance(self.backend, LocalBackend):
+            yield from self.chunks_dir.glob("??/*.zst")
+            return
+        for name, size in self.backend.list("chunks/"):
+            if name.endswith(".zst"):
+                yield StoredChunk(name.rsplit("/", 1)[-1], size, name, self)
+
+    def stored_bytes(self, digests) -> int:
+        return sum(self._size(d, for_write=False) or 0 for d in set(digests))
 
     # ------------------------------------------------------------ images
 
     def image_dir(self, name: str) -> Path:
         return self.images_dir / check_image_name(name)
 
+    def _manifest_object(self, name: str, suffix: str = "json") -> str:
+        return f"images/{check_image_name(name)}/manifest.{suffix}"
+
     def image_names(self) -> list[str]:
-        if not self.images_dir.exists():
-            return []
-        return sorted(p.name for p in self.images_dir.iterdir() if (p / "manifest.json").exists())
+        if not self.backend.can_list:
+            try:
+                return sorted(json.loads(self.backend.read(INDEX)).get("images", []))
+            except (ObjectMissing, ValueError, AttributeError):
+                return []
+        return sorted({n.split("/")[1] for n, _ in self.backend.list("images/") if n.endswith("/manifest.json")})
 
     def has_image(self, name: str) -> bool:
-        return (self.image_dir(name) / "manifest.json").exists()
+        return self.backend.exists(self._manifest_object(name))
 
     def read_manifest(self, name: str) -> dict:
-        path = self.image_dir(name) / "manifest.json"
+        obj = self._manifest_object(name)
         try:
-            return json.loads(path.read_text())
-        except FileNotFoundError:
+            raw = self.backend.read(obj)
+        except ObjectMissing:
             raise ImageNotFound(f"no image named {name!r} in {self.root} (it may be incomplete)") from None
+        if self.key:
+            raw = self.key.open(raw, f"manifest/{name}".encode(), f"the manifest of image {name!r}")
+        else:
+            self._check_manifest_sum(name, raw)
+        try:
+            return json.loads(raw)
         except ValueError as exc:
-            raise ImageCorrupt(f"{path}: manifest is not valid JSON ({exc})") from None
+            raise ImageCorrupt(f"{self.backend.url}/{obj}: manifest is not valid JSON ({exc})") from None
+
+    def _check_manifest_sum(self, name: str, raw: bytes) -> None:
+        try:
+            expected = self.backend.read(self._manifest_object(name, "sha256")).decode().split()[0]
+        except (ObjectMissing, UnicodeDecodeError, IndexError):
+            return  # written by a Lifeboat before checksums
+        if hashlib.sha256(raw).hexdigest() != expected:
+            raise ImageCorrupt(f"the manifest of image {name!r} does not match its checksum: it was damaged")
 
     def write_manifest(self, name: str, manifest: dict) -> None:
-        """Make an image complete: every chunk is synced first, then the manifest appears atomically."""
-        image_dir = self.image_dir(name)
-        image_dir.mkdir(parents=True, exist_ok=True)
-        _syncfs(self.root)
-        _atomic_write(image_dir / "manifest.json", json.dumps(manifest, indent=1).encode(), self.tmp_dir)
-        _fsync_dir(image_dir)
+        """Make an image complete: every chunk is made durable first, then the manifest appears atomically."""
+        raw = json.dumps(manifest, indent=1).encode()
+        self.backend.sync()
+        if self.key:
+            raw = self.key.seal(raw, f"manifest/{name}".encode())
+        else:
+            self.backend.write(self._manifest_object(name, "sha256"), f"{hashlib.sha256(raw).hexdigest()}\n".encode(),
+                               durable=True)
+        self.backend.write(self._manifest_object(name), raw, durable=True)
+        if isinstance(self.backend, LocalBackend):
+            self.backend.sync_dir(self._manifest_object(name))
+        self._write_index()
+
+    def _write_index(self) -> None:
+        """images/index.json from a fresh listing: the later of two writers lists both images."""
+        with contextlib.suppress(OSError, RepositoryError):
+            names = self.image_names()
+            self.backend.write(INDEX, (json.dumps({"images": names}) + "\n").encode(), durable=True)
 
     def delete_image(self, name: str) -> None:
         """Remove an image's manifest (its chunks stay until garbage collection)."""
-        path = self.image_dir(name) / "manifest.json"
-        path.unlink(missing_ok=True)
-        with contextlib.suppress(OSError):
-            path.parent.rmdir()
+        self.backend.delete(self._manifest_object(name))
+        self.backend.delete(self._manifest_object(name, "sha256"))
+        self._write_index()
 
     def clean_tmp(self) -> None:
-        """Remove partial files left by this process, or by processes that no longer exist.
-
-        Another Lifeboat may be capturing into this repository right now: its files stay.
-        """
-        for p in self.tmp_dir.glob("*.part"):
-            pid = p.name.split(".")[-3] if p.name.count(".") >= 3 else ""
-            if pid.isdigit() and int(pid) != os.getpid() and os.path.exists(f"/proc/{pid}"):
-                continue
-            with contextlib.suppress(OSError):
-                p.unlink()
+        """Remove partial writes left by this process, or by processes that no longer exist."""
+        self.backend.clean_partial()
 
     @contextlib.contextmanager
     def shared_use(self, exclusive: bool = False) -> Iterator[None]:
         """Captures hold this shared; prune holds it exclusive, so it never removes a chunk that a
         capture still in progress has written but not yet listed in a manifest."""
-        fd = os.open(self.tmp_dir / "repository.lock", os.O_RDWR | os.O_CREAT, 0o644)
-        try:
+        with contextlib.ExitStack() as stack:
             try:
-                fcntl.flock(fd, (fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH) | fcntl.LOCK_NB)
-            except BlockingIOError:
+                stack.enter_context(self.backend.lock("repository", exclusive))
+            except Locked as exc:
                 what = "a capture is writing to it" if exclusive else "it is being pruned"
-                raise RepositoryError(f"{self.root} is busy: {what}; try again when it has finished") from None
+                raise RepositoryError(f"{self.root} is busy: {what}; try again when it has finished ({exc})") from None
+            self._forget_listing(+1)
+            stack.callback(self._forget_listing, -1)
             yield
-        finally:
-            os.close(fd)
 
-    def all_chunks(self) -> Iterator[Path]:
-        yield from self.chunks_dir.glob("??/*.zst")
-
-    def stored_bytes(self, digests) -> int:
-        total = 0
-        for d in set(digests):
-            with contextlib.suppress(OSError):
-                total += self.chunk_path(d).stat().st_size
-        return total
+    def _forget_listing(self, use: int) -> None:
+        with self._sizes_lock:
+            self._in_use += use
+            self._sizes = None
 
     def free_bytes(self) -> int:
-        st = os.statvfs(self.root)
-        return st.f_bavail * st.f_frsize
+        free = self.backend.free_bytes()
+        return free if free is not None else 2 ** 62
 
     @contextlib.contextmanager
     def writer_lock(self, name: str) -> Iterator[None]:
         """One writer per image name at a time (two captures to one name would mix manifests)."""
-        lock_path = self.tmp_dir / f"{check_image_name(name)}.lock"
-        fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o644)
-        try:
+        with contextlib.ExitStack() as stack:
             try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
+                stack.enter_context(self.backend.lock(f"image-{check_image_name(name)}", True))
+            except Locked:
                 raise RepositoryError(f"image {name!r} is being written by another Lifeboat process") from None
             yield
-        finally:
-            os.close(fd)
-            with contextlib.suppress(OSError):
-                lock_path.unlink()
-
-
-def _atomic_write(final: Path, data: bytes, tmp_dir: Path, sync: bool = True) -> None:
-    tmp = tmp_dir / f"{final.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.part"
-    try:
-        with open(tmp, "wb") as f:
-            f.write(data)
-            if sync:
-                f.flush()
-                os.fsync(f.fileno())
-        os.replace(tmp, final)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            tmp.unlink()
-        raise
-
-
-def _syncfs(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        if _libc.syncfs(fd) != 0:
-            os.sync()
-    finally:
-        os.close(fd)
-
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def is_disk_full(exc: BaseException) -> bool:

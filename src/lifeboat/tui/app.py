@@ -9,7 +9,6 @@ from __future__ import annotations
 import argparse
 import logging
 import os
-import subprocess
 from collections.abc import Callable
 from datetime import date
 
@@ -17,9 +16,12 @@ from textual import work
 from textual.app import App
 from textual.binding import Binding
 
+from lifeboat.config import default_repo
 from lifeboat.devices import Disk
-from lifeboat.engine.events import Event
+from lifeboat.events import Event
 from lifeboat.errors import LifeboatError
+from lifeboat.options import repo_option
+from lifeboat.run import interactive
 from lifeboat.tui.backend import Backend, ImageInfo
 from lifeboat.tui.dialogs.confirm import ConfirmDialog
 from lifeboat.tui.dialogs.error import ErrorDialog
@@ -36,7 +38,7 @@ UDEV_SETTLE_SECONDS = 1.0  # udev fills in a new disk's properties shortly after
 def run_shell() -> None:
     shell = os.environ.get("SHELL") or "/bin/bash"
     print("Type 'exit' to return to Lifeboat.", flush=True)
-    subprocess.call([shell])
+    interactive([shell])
 
 
 class LifeboatApp(App):
@@ -229,8 +231,8 @@ def create_app(backend: Backend, repo_path: str | None = None, **options) -> Lif
 
 def main(argv: list[str] | None = None) -> int:
     """`lifeboat tui [--repo DIR] [--demo]` (and `lifeboat` with no arguments)."""
-    parser = argparse.ArgumentParser(prog="lifeboat tui", description="The Lifeboat text user interface")
-    parser.add_argument("--repo", help="image repository to open (default: $LIFEBOAT_REPO)")
+    parser = argparse.ArgumentParser(prog="lifeboat tui", description="The Lifeboat text user interface",
+                                     parents=[repo_option()])
     parser.add_argument("--demo", action="store_true", help="made-up disks and images; nothing is touched")
     args = parser.parse_args(argv)
     if args.demo:
@@ -241,7 +243,7 @@ def main(argv: list[str] | None = None) -> int:
     else:
         from lifeboat.tui.engine_backend import EngineBackend
 
-        backend, repo = EngineBackend(), args.repo or os.environ.get("LIFEBOAT_REPO") or None
+        backend, repo = EngineBackend(), default_repo(args.repo)
     app = create_app(backend, repo_path=repo)
     app.run()
     return app.return_code or 0

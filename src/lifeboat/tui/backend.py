@@ -2,7 +2,7 @@
 
 The app is built against this interface, so tests and `--demo` inject a FakeBackend and the real
 program injects an EngineBackend. Every `run_*` call is synchronous and is made from a worker thread:
-it reports through `progress` (a sink for `lifeboat.engine.events`), stops when `cancel` is set by
+it reports through `progress` (a sink for `lifeboat.events`), stops when `cancel` is set by
 raising `lifeboat.errors.Cancelled`, and raises `LifeboatError` for anything a user should read.
 """
 
@@ -15,7 +15,7 @@ from datetime import datetime
 from typing import Protocol
 
 from lifeboat.devices import Disk
-from lifeboat.engine.events import ProgressSink
+from lifeboat.events import ProgressSink
 
 
 @dataclass(frozen=True)

@@ -1,8 +1,4 @@
-"""The Backend the real program uses: disks from udev, images from a repository, jobs from the engine.
-
-Engine modules are imported inside each method, so the TUI starts (and shows a clear error for the
-one action concerned) even when a piece of the engine is missing from a build.
-"""
+"""The Backend the real program uses: disks from udev, images from a repository, jobs from the engine."""
 
 from __future__ import annotations
 
@@ -13,7 +9,7 @@ from collections.abc import Callable
 from datetime import datetime
 
 from lifeboat.devices import Disk, human_size
-from lifeboat.engine.events import LogLine, ProgressSink, StepStarted
+from lifeboat.events import LogLine, Outcome, ProgressSink, StepStarted
 from lifeboat.errors import Cancelled, ImageCorrupt, LifeboatError
 from lifeboat.tui import repo_locations as locations
 from lifeboat.tui.backend import ImageInfo, JobOutcome, LayoutRow, RepoLocation, RestorePlanView
@@ -32,10 +28,6 @@ def default_log_path() -> str:
         if os.access(directory, os.W_OK):
             return os.path.join(directory, "lifeboat.log")
     return "/tmp/lifeboat.log"
-
-
-def _engine_missing(what: str, error: ImportError) -> LifeboatError:
-    return LifeboatError(f"{what} is not available in this build of Lifeboat ({error.name or error})")
 
 
 class EngineBackend:
@@ -89,21 +81,22 @@ class EngineBackend:
             self._mounted.discard(path)
 
     def list_images(self, repo_path: str) -> list[ImageInfo]:
-        from lifeboat.engine.manifest import list_images
+        from lifeboat.repo.manifest import list_images
         from lifeboat.repo.store import Repository
 
         images = []
-        for name, summary, problem in list_images(Repository.open(self._ready(repo_path), create=False)):
+        for image in list_images(Repository.open(self._ready(repo_path), create=False)):
+            summary = image.summary
             if summary is None:
-                log.warning("image %s is unreadable: %s", name, problem)
+                log.warning("image %s is unreadable: %s", image.name, image.problem)
                 continue
             images.append(
                 ImageInfo(
-                    name=name,
+                    name=image.name,
                     created=_parse_time(summary.created),
                     source_model=summary.source_model,
                     source_size=summary.source_size,
-                    partitions=tuple(f"p{n} {fs} {human_size(size)}" for n, fs, size, _ in summary.partitions),
+                    partitions=tuple(f"p{p.number} {p.fstype} {human_size(p.size)}" for p in summary.partitions),
                     stored_bytes=summary.data_bytes,
                 )
             )
@@ -112,11 +105,9 @@ class EngineBackend:
     # ---- restore
 
     def plan_restore(self, repo_path: str, image: str, target: Disk) -> RestorePlanView:
-        try:
-            from lifeboat.engine.plan import plan_restore
-            from lifeboat.repo.store import Repository
-        except ImportError as error:
-            raise _engine_missing("restore", error) from None
+        from lifeboat.engine.plan import plan_restore
+        from lifeboat.repo.store import Repository
+
         plan = plan_restore(Repository.open(self._ready(repo_path)), image, target.path)
         return RestorePlanView(
             image=image,
@@ -128,41 +119,36 @@ class EngineBackend:
         )
 
     def run_restore(self, plan: RestorePlanView, progress: ProgressSink, cancel: threading.Event) -> JobOutcome:
-        try:
-            from lifeboat.engine.restore import restore
-        except ImportError as error:
-            raise _engine_missing("restore", error) from None
+        from lifeboat.engine.restore import bootloader_outcome, restore
+
         result = restore(plan.plan, progress=progress, cancel=cancel, bootloader=True)
         lines = [
             f"Wrote {human_size(result.bytes_written)} to {plan.target.path}; every chunk's hash was checked first.",
+            f"Bootloader: {bootloader_outcome(result)}",
         ]
-        lines += [f"{step}: {outcome}" + (f" ({detail})" if detail else "") for step, outcome, detail in result.steps
-                  if step.startswith(("bootloader", "grow", "swap")) and outcome != "failed"]
-        warnings = tuple(f"{step}: {detail or outcome}" for step, outcome, detail in result.failed_steps())
+        lines += [f"{s.step}: {s.outcome}" + (f" ({s.detail})" if s.detail else "") for s in result.steps
+                  if s.step.startswith(("bootloader", "grow", "swap")) and s.outcome is not Outcome.FAILED]
+        warnings = tuple(f"{s.step}: {s.detail or s.outcome}" for s in result.failed_steps())
         return JobOutcome(tuple(lines), warnings)
 
     # ---- capture, verify, bootfix
 
     def run_capture(self, source: Disk, name: str, repo_path: str, level: int, progress, cancel) -> JobOutcome:
-        try:
-            from lifeboat.engine.capture import capture
-            from lifeboat.repo.store import Repository
-        except ImportError as error:
-            raise _engine_missing("capture", error) from None
+        from lifeboat.engine.capture import capture
+        from lifeboat.repo.store import Repository
+
         repo = Repository.open(self._ready(repo_path), create=True)
         # the engine reads the table and the used-block maps before its first event: say so meanwhile
         progress(StepStarted("reading the source", f"{source.path}: partition table and used blocks"))
         manifest = capture(source.path, name, repo, level=level, progress=progress, cancel=cancel)
-        used = sum(p.get("used_bytes", 0) for p in manifest.get("partitions", ()))
+        used = manifest.data_bytes
         return JobOutcome((f"Image {name} of {source.name} stored in {repo_path} ({human_size(used)} of data, "
                            f"zstd level {level}).",))
 
     def run_verify(self, repo_path: str, image: str, progress, cancel) -> JobOutcome:
-        try:
-            from lifeboat.engine.verify import verify
-            from lifeboat.repo.store import Repository
-        except ImportError as error:
-            raise _engine_missing("verify", error) from None
+        from lifeboat.engine.verify import verify
+        from lifeboat.repo.store import Repository
+
         report = verify(Repository.open(self._ready(repo_path)), image, progress=progress, cancel=cancel)
         if cancel.is_set():
             raise Cancelled()
@@ -174,14 +160,12 @@ class EngineBackend:
         return JobOutcome((f"Verified: all {report.chunks} chunks ({human_size(report.bytes)}) of {image} are intact.",))
 
     def run_bootfix(self, disk: Disk, progress: ProgressSink, cancel: threading.Event) -> JobOutcome:
-        try:
-            from lifeboat.boot import bootfix
-        except ImportError as error:
-            raise _engine_missing("Repair boot", error) from None
+        from lifeboat.boot import bootfix
+
         if cancel.is_set():
             raise Cancelled()
         outcomes = bootfix(disk.path, progress)
-        failed = [o for o in outcomes if o.outcome == "failed"]
+        failed = [o for o in outcomes if o.outcome == Outcome.FAILED]
         if failed or not outcomes:
             raise LifeboatError(str(failed[0]) if failed else f"nothing could be repaired on {disk.path}")
         return JobOutcome(tuple(str(o) for o in outcomes))

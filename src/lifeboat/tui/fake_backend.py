@@ -13,7 +13,7 @@ from dataclasses import replace
 from datetime import datetime
 
 from lifeboat.devices import Disk, Partition
-from lifeboat.engine.events import LogLine, Progress, ProgressSink, StepFinished, StepStarted
+from lifeboat.events import LogLine, Progress, ProgressSink, StepFinished, StepStarted
 from lifeboat.errors import Cancelled, LifeboatError, TargetTooSmall, UnsafeTarget
 from lifeboat.tui.backend import ImageInfo, JobOutcome, LayoutRow, RepoLocation, RestorePlanView
 

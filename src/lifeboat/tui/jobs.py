@@ -7,7 +7,7 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from lifeboat.engine.events import ProgressSink
+from lifeboat.events import ProgressSink
 from lifeboat.tui.backend import JobOutcome
 
 

@@ -11,7 +11,7 @@ import time
 from collections import deque
 from collections.abc import Callable
 
-from lifeboat.engine.events import Event, LogLine, StepFinished, StepStarted
+from lifeboat.events import Event, LogLine, StepFinished, StepStarted
 
 MAX_LINES = 5000
 LEVELS = {"info": logging.INFO, "warning": logging.WARNING, "error": logging.ERROR}

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from textual.message import Message
 
-from lifeboat.engine.events import Event, Progress
+from lifeboat.events import Event, Progress
 from lifeboat.errors import LifeboatError
 from lifeboat.tui.backend import JobOutcome
 

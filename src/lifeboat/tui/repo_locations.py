@@ -6,13 +6,13 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 from lifeboat.devices import Disk, Partition
 from lifeboat.errors import LifeboatError
+from lifeboat.mounts import mount, mount_table, mounted, unmount
 from lifeboat.tui.backend import RepoLocation
 
 log = logging.getLogger("lifeboat.tui")
@@ -49,16 +49,7 @@ def image_count(path: str) -> int:
 
 def block_mounts() -> list[tuple[str, str]]:
     """(mount point, device) of every mounted block-device filesystem."""
-    mounts = []
-    try:
-        with open("/proc/self/mounts") as f:
-            for line in f:
-                device, mount = line.split()[:2]
-                if device.startswith("/dev/"):
-                    mounts.append((mount.replace("\\040", " "), device))
-    except OSError:
-        pass
-    return mounts
+    return [(m.point, m.source) for m in mount_table() if m.source.startswith("/dev/")]
 
 
 def mounted_repositories() -> list[RepoLocation]:
@@ -72,23 +63,10 @@ def mounted_repositories() -> list[RepoLocation]:
     return found
 
 
-@contextlib.contextmanager
-def peeking(part: Partition) -> Iterator[str]:
+def peeking(part: Partition) -> contextlib.AbstractContextManager[str]:
     """Mount a partition read-only in a private directory for a moment."""
-    from lifeboat.run import run
-
-    os.makedirs(PEEK_DIR, exist_ok=True)
-    where = tempfile.mkdtemp(prefix=os.path.basename(part.path) + "-", dir=PEEK_DIR)
-    options = READ_ONLY_OPTIONS.get(part.fstype, "ro")
-    try:
-        run(["mount", "-o", options, part.path, where])
-        try:
-            yield where
-        finally:
-            run(["umount", where], check=False)
-    finally:
-        with contextlib.suppress(OSError):
-            os.rmdir(where)
+    return mounted(part.path, options=READ_ONLY_OPTIONS.get(part.fstype, "ro"),
+                   prefix=os.path.basename(part.path) + "-", base=PEEK_DIR)
 
 
 def unmounted_repositories(disks: list[Disk]) -> tuple[list[RepoLocation], dict[str, UnmountedRepo]]:
@@ -115,18 +93,13 @@ def unmounted_repositories(disks: list[Disk]) -> tuple[list[RepoLocation], dict[
 
 
 def mount_repository(repo: UnmountedRepo) -> None:
-    from lifeboat.run import run
-
     if os.path.ismount(repo.mount_point):
         return
-    os.makedirs(repo.mount_point, exist_ok=True)
-    run(["mount", repo.device, repo.mount_point])
+    mount(repo.device, repo.mount_point)
     log.info("mounted %s at %s", repo.device, repo.mount_point)
 
 
 def unmount_repository(repo: UnmountedRepo) -> None:
-    from lifeboat.run import run
-
     if os.path.ismount(repo.mount_point):
-        run(["umount", repo.mount_point], check=False)
+        unmount(repo.mount_point)
         log.info("unmounted %s", repo.mount_point)

@@ -6,6 +6,8 @@ import re
 from datetime import date
 
 from lifeboat.devices import Disk
+from lifeboat.errors import InvalidName
+from lifeboat.repo.store import check_image_name
 from lifeboat.tui.backend import JobOutcome
 from lifeboat.tui.dialogs.repo_picker import RepoPickerScreen
 from lifeboat.tui.jobs import JobSpec
@@ -18,7 +20,6 @@ LEVELS = [
     ("9", "Level 9: smaller, slower"),
     ("19", "Level 19: smallest, much slower"),
 ]
-NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
 
 
 def suggest_name(disk: Disk, today: date) -> str:
@@ -27,8 +28,13 @@ def suggest_name(disk: Disk, today: date) -> str:
 
 
 def name_problem(name: str, existing: set[str]) -> str:
-    if not NAME_PATTERN.match(name):
-        return "Use letters, digits, '.', '_' and '-' only (no spaces or '/'), starting with a letter or digit."
+    """What is wrong with `name` for a new image here: the repository's own rule (check_image_name), then
+    whether the name is taken."""
+    try:
+        check_image_name(name)
+    except InvalidName:
+        return ("Use letters, digits, '.', '_', '+' and '-' only (no spaces or '/'), starting with a letter or digit, "
+                "at most 128 characters.")
     if name in existing:
         return f"An image called {name} already exists here; choose another name."
     return ""

@@ -68,8 +68,14 @@ class HomeScreen(Screen):
         event.stop()
         getattr(self.app, f"action_{event.option.id}")()
 
+    def _table(self, selector: str) -> DataTable | None:
+        """The table, or None while the app closes: a list read in a worker may arrive after the widgets went."""
+        return next(iter(self.query(selector).results(DataTable)), None)
+
     def show_disks(self, disks: Sequence[Disk]) -> None:
-        table = self.query_one("#disks", DataTable)
+        table = self._table("#disks")
+        if table is None:
+            return
         table.clear()
         for disk in disks:
             style = UNSAFE_STYLE if disk.unsafe_reason else ""
@@ -79,7 +85,9 @@ class HomeScreen(Screen):
         self.query_one("#disks-title", Label).update(f"Disks ({len(disks)})")
 
     def show_repository(self, repo_path: str | None, images: Sequence[ImageInfo], error: str = "") -> None:
-        table = self.query_one("#images", DataTable)
+        table = self._table("#images")
+        if table is None:
+            return
         table.clear()
         for image in images:
             date = image.created.strftime("%Y-%m-%d") if image.created else "?"

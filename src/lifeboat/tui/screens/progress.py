@@ -12,7 +12,7 @@ from textual.binding import Binding
 from textual.screen import Screen
 from textual.widgets import Footer, Header, RichLog, Static
 
-from lifeboat.engine.events import Event, LogLine, Progress, StepFinished, StepStarted
+from lifeboat.events import Event, LogLine, Progress, StepFinished, StepStarted
 from lifeboat.errors import Cancelled, LifeboatError
 from lifeboat.tui.dialogs.confirm import ConfirmDialog
 from lifeboat.tui.jobs import JobSpec

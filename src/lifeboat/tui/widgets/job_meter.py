@@ -11,7 +11,7 @@ from textual.widget import Widget
 from textual.widgets import Label, ProgressBar, Sparkline, Static
 
 from lifeboat.devices import human_size
-from lifeboat.engine.events import Progress
+from lifeboat.events import Progress
 from lifeboat.tui.widgets.text import duration, rate
 
 RATE_WINDOW = 5.0  # seconds of samples the rate is averaged over

@@ -1,0 +1,58 @@
+"""bench.py's network and encryption lines, on the same benchmark disk as the local ones.
+
+  encrypted capture   lifeboat init --encrypt, then capture into it       (target: <= 1.10 x the local capture)
+  s3 capture          capture into s3:// on `rclone serve s3` (127.0.0.1)  (target: >= 0.80 of local speed)
+  s3 restore          restore from that s3:// repository                   (target: >= 0.80 of local speed)
+  https restore       restore from nginx serving the local repository      (target: >= 0.80 of local speed)
+
+The servers are the ones the integration tests start (tests/integration/netservers.py), bound to 127.0.0.1,
+stopped by pid.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests" / "integration"))
+
+from netservers import nginx_https, rclone_s3  # noqa: E402
+
+
+def run(work: Path, src: str, dst: str, repo: Path, lifeboat: list[str], timed: Callable, sh: Callable,
+        figures: dict) -> None:
+    """Adds enc_capture_s, s3_capture_s, s3_restore_s, https_restore_s to `figures` (needs lb_* already)."""
+    phrase = work / "passphrase"
+    phrase.write_text("benchmark passphrase\n")
+    phrase.chmod(0o600)
+    os.environ["LIFEBOAT_PASSPHRASE_FILE"] = str(phrase)
+    enc = work / "repo-encrypted"
+    sh(*lifeboat, "init", "--repo", str(enc), "--encrypt")
+    figures["enc_capture_s"], _ = timed(lifeboat + ["capture", src, "bench", "--repo", str(enc)])
+    s3 = rclone_s3(work / "s3").start()
+    web = nginx_https(work / "nginx", repo).start()
+    saved = dict(os.environ)
+    try:
+        os.environ.update(s3.extra["env"], SSL_CERT_FILE=str(web.extra["cert"]))
+        figures["s3_capture_s"], _ = timed(lifeboat + ["capture", src, "bench", "--repo", "s3://lifeboat/bench"])
+        for kind, url in (("s3", "s3://lifeboat/bench"), ("https", f"https://127.0.0.1:{web.port}/")):
+            sh("wipefs", "-a", dst)
+            figures[f"{kind}_restore_s"], _ = timed(
+                lifeboat + ["restore", "bench", dst, "--repo", url, "--yes", "--no-bootloader"])
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
+        web.stop()
+        s3.stop()
+
+
+def report(f: dict) -> None:
+    enc = f["enc_capture_s"] / f["lb_capture_s"]
+    print(f"encrypted capture {f['enc_capture_s']:.1f}s vs {f['lb_capture_s']:.1f}s: {enc:.2f} x  "
+          f"<= 1.10 {'OK' if enc <= 1.10 else 'MISSED'}")
+    for kind, local in (("s3_capture", "lb_capture_s"), ("s3_restore", "lb_restore_s"), ("https_restore", "lb_restore_s")):
+        speed = f[local] / f[f"{kind}_s"]
+        print(f"{kind.replace('_', ' '):<17} {f[f'{kind}_s']:.1f}s vs local {f[local]:.1f}s: {speed:.2f} of local speed  "
+              f">= 0.80 {'OK' if speed >= 0.8 else 'MISSED'}")

