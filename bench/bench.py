@@ -17,6 +17,11 @@ reference's capture, restore <= 0.30, image <= 1.00 x), Lifeboat's peak memory (
 (user+sys, the process and its children) per GB of used data, which drift less than wall time on a shared
 machine, the machine's load, and where Lifeboat's time went: per pipeline stage (thread-seconds summed over
 the workers, from Lifeboat's log) and per step (from the time each step's line appeared).
+
+Clonezilla images (issue 12): the reference image is what Clonezilla's `partclone | zstdmt -3` writes;
+it is laid out as a Clonezilla image directory (disk, parts, -pt.sf, -pt.parted, -mbr) and
+  lifeboat restore    from that directory                  vs the reference restore (target <= 0.6)
+  lifeboat import     of that directory into a fresh repository vs lifeboat capture (target <= 1.0)
 """
 
 from __future__ import annotations
@@ -122,6 +127,23 @@ def used_bytes(part: str) -> int:
     return sum(n for _, n in used_runs("partclone.ext4", part, 8 * 1024**3))
 
 
+def clonezilla_dir(root: Path, disk: str, ref_image: Path) -> str:
+    """The reference image as one image of a Clonezilla image directory (what `ocs-sr savedisk` writes
+    for this disk with -z9p, minus the logs); returns the image's name."""
+    name, dev = "bench-clonezilla", os.path.basename(disk)
+    image = root / name
+    image.mkdir(parents=True)
+    (image / "disk").write_text(f"{dev}\n")
+    (image / "parts").write_text(f"{dev}p1\n")
+    (image / "clonezilla-img").write_text(f"This image was saved by Clonezilla at {time.strftime('%Y-%m-%d %H:%M:%S')} UTC.\n")
+    (image / f"{dev}-pt.sf").write_text(sh("sfdisk", "-d", disk).stdout)
+    (image / f"{dev}-pt.parted").write_text(sh("parted", "-s", disk, "unit", "s", "print").stdout)
+    with open(disk, "rb") as f:
+        (image / f"{dev}-mbr").write_bytes(f.read(512))
+    os.link(ref_image, image / f"{dev}p1.ext4-ptcl-img.zst")
+    return name
+
+
 def dir_size(path: Path) -> int:
     return sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
 
@@ -171,6 +193,16 @@ def main() -> int:
         figures["restored_fsck_ok"] = check.returncode == 0
         figures["load_after"] = os.getloadavg()[0]
         figures["lb_capture_s"], figures["lb_restore_s"] = runs["lb_capture"].seconds, runs["lb_restore"].seconds
+        if not args.lifeboat_only:
+            partimag = WORK / "partimag"
+            cz = clonezilla_dir(partimag, src, ref_image)
+            sh("wipefs", "-a", dst)
+            figures["cz_restore_s"] = timed(LIFEBOAT + ["restore", cz, dst, "--repo", str(partimag), "--yes",
+                                                        "--no-bootloader"]).seconds
+            check = subprocess.run(["e2fsck", "-f", "-n", settle_partitions(dst)], capture_output=True, text=True)
+            figures["cz_restored_fsck_ok"] = check.returncode == 0
+            figures["cz_import_s"] = timed(LIFEBOAT + ["import", str(partimag / cz), "cz", "--repo",
+                                                       str(WORK / "repo-import")]).seconds
         if not args.no_network:
             import netbench
 
@@ -224,6 +256,15 @@ def report(runs: dict[str, Run], f: dict) -> None:
               + ", ".join(f"{name.split(':')[0]} {sec:.1f} s" for name, sec in run.steps))
         for stage in run.stages:
             print(f"    {stage}")
+    if "cz_restore_s" in f:
+        ref_restore = runs["ref_restore"].seconds
+        czr = f["cz_restore_s"] / ref_restore
+        czi = f["cz_import_s"] / f["lb_capture_s"]
+        print(f"{'cz restore':<10} {ref_restore:>10.1f}s {f['cz_restore_s']:>9.1f}s {czr:>7.2f}  <= 0.60 "
+              f"{'OK' if czr <= 0.6 else 'MISSED'}  (Clonezilla image vs Clonezilla's restore pipeline)")
+        print(f"{'cz import':<10} {f['lb_capture_s']:>10.1f}s {f['cz_import_s']:>9.1f}s {czi:>7.2f}  <= 1.00 "
+              f"{'OK' if czi <= 1.0 else 'MISSED'}  (import vs a native capture of the same disk)")
+        print(f"restored from the Clonezilla image, fsck clean: {f['cz_restored_fsck_ok']}")
 
 
 if __name__ == "__main__":

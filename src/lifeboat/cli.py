@@ -7,6 +7,7 @@ No disk I/O of its own: every command calls the engine. Exit codes: 0 success, 1
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import logging
 import os
@@ -18,6 +19,7 @@ from lifeboat.boot import command as boot_command
 from lifeboat.config import default_level, default_repo
 from lifeboat.devices import human_size
 from lifeboat.errors import Cancelled, LifeboatError
+from lifeboat.foreign import command as foreign_command
 from lifeboat.options import json_option, repo_option
 from lifeboat.repo import command as repo_command
 
@@ -44,13 +46,21 @@ def _print_json(data) -> None:
 def cmd_disks(args) -> int:
     from lifeboat.devices import list_disks
 
-    disks = list_disks(include_loop=args.loop)
+    from lifeboat.engine.restore_marker import read_marker
+    from lifeboat.health import read_health
+
+    disks = [dataclasses.replace(d, health=read_health(d.path)) for d in list_disks(include_loop=args.loop)]
+    markers = {d.path: read_marker(d.path) for d in disks}
     if args.json:
-        _print_json([d.to_json() for d in disks])
+        _print_json([{**d.to_json(), "incomplete_restore": markers[d.path].describe() if markers[d.path] else ""}
+                     for d in disks])
         return EXIT_OK
     for d in disks:
         flag = f"  [not a target: {d.unsafe_reason}]" if d.unsafe_reason else ""
         print(f"{d.path:<16} {human_size(d.size):>10}  {d.transport:<6} {d.model} {d.serial}{flag}")
+        print(f"  {d.health.describe()}")
+        if markers[d.path]:
+            print(f"  INCOMPLETE: {markers[d.path].describe()}")
         for p in d.partitions:
             where = f" on {', '.join(p.mountpoints)}" if p.mountpoints else ""
             print(f"  {p.path:<14} {human_size(p.size):>10}  {p.fstype or '-':<6} {p.label}{where}")
@@ -72,9 +82,19 @@ def cmd_images(args) -> int:
             print(f"{image.name:<24} UNREADABLE: {image.problem}")
             continue
         parts = ", ".join(f"{p.number}:{p.fstype}" for p in summary.partitions)
+        origin = f"  ({summary.origin.capitalize()} image)" if summary.origin else ""
         print(f"{image.name:<24} {summary.created}  {summary.source_model or '-'} {human_size(summary.source_size)}  "
-              f"{summary.table}  [{parts}]  {human_size(summary.data_bytes)} of data")
+              f"{summary.table}  [{parts}]  {human_size(summary.data_bytes)} of data{origin}")
+        for line in _incomplete(args, image.name):
+            print(f"  INCOMPLETE: {line}")
     return EXIT_OK
+
+
+def _incomplete(args, name: str) -> list[str]:
+    from lifeboat.engine.rescue import unreadable_lines
+    from lifeboat.repo.manifest import load_manifest
+
+    return unreadable_lines(load_manifest(_repo(args), name))
 
 
 def cmd_capture(args) -> int:
@@ -84,7 +104,9 @@ def cmd_capture(args) -> int:
 
     check_image_name(args.name)
     repo = _repo(args, create=True)
-    info = inspect_source(args.source, ConsoleProgress())
+    if not args.rescue:
+        _suggest_rescue(args.source)
+    info = inspect_source(args.source, ConsoleProgress(), rescue=args.rescue)
     print(f"Capture {args.source} ({info.model or 'disk'}, {human_size(info.size)}) as {args.name!r} into {repo.root}")
     for p in info.partitions:
         print(f"  partition {p.entry.number}: {p.fstype or 'unknown'} {human_size(p.size)}, {p.kind.mode}, "
@@ -92,13 +114,41 @@ def cmd_capture(args) -> int:
     sink = ConsoleProgress()
     try:
         manifest = capture(args.source, args.name, repo, level=args.level, progress=sink, cancel=_cancel_on_signal(),
-                           info=info)
+                           info=info, rescue=_rescue_options(args))
     finally:
         sink.close()
     stats = manifest.stats
     print(f"Image {args.name!r} complete: {human_size(stats.read_bytes)} read, "
           f"{stats.new_chunks} new chunks, {human_size(stats.new_chunk_bytes)} added to the repository")
+    _print_unreadable(manifest)
     return EXIT_OK
+
+
+def _suggest_rescue(source: str) -> None:
+    from lifeboat.health import read_health
+
+    health = read_health(source)
+    if health.needs_rescue:
+        print(f"lifeboat: warning: {source}: {health.describe()}. Capture it with --rescue: it reads the good areas "
+              "first, works around damage and records what could not be read.", file=sys.stderr)
+
+
+def _rescue_options(args):
+    from lifeboat.engine.rescue import RescueOptions
+
+    if not args.rescue:
+        return None
+    return RescueOptions(timeout=args.rescue_timeout, retries=args.rescue_retries)
+
+
+def _print_unreadable(manifest) -> None:
+    from lifeboat.engine.rescue import unreadable_lines
+
+    lines = unreadable_lines(manifest)
+    if lines:
+        print("INCOMPLETE: some sectors could not be read and are stored as zeros:")
+        for line in lines:
+            print(f"  {line}")
 
 
 def cmd_verify(args) -> int:
@@ -110,8 +160,11 @@ def cmd_verify(args) -> int:
         report = verify(_repo(args), args.name, progress=sink, cancel=_cancel_on_signal())
     finally:
         sink.close()
+    for line in report.incomplete:
+        print(f"INCOMPLETE (unreadable at capture, restored as zeros): {line}")
     if report.ok:
-        print(f"Image {args.name!r} is intact: {report.chunks} chunks, {human_size(report.bytes)} checked")
+        print(f"Image {args.name!r} is intact{' but incomplete' if report.incomplete else ''}: {report.chunks} chunks, "
+              f"{human_size(report.bytes)} checked")
         return EXIT_OK
     for problem in report.problems:
         print(f"DAMAGED: {problem}", file=sys.stderr)
@@ -133,17 +186,57 @@ def cmd_prune(args) -> int:
     report = prune(_repo(args), dry_run=args.dry_run)
     verb = "would remove" if args.dry_run else "removed"
     print(f"{verb} {report.removed_chunks} unused chunks ({human_size(report.removed_bytes)}); "
-          f"{report.kept_chunks} chunks are still used")
+          f"{report.kept_chunks} chunks are still used"
+          + (f"; removed {report.removed_leftovers} leftovers of interrupted jobs" if report.removed_leftovers else ""))
     return EXIT_OK
 
 
+def cmd_check(args) -> int:
+    from lifeboat.engine.check import check_repository
+    from lifeboat.terminal import ConsoleProgress
+
+    sink = ConsoleProgress()
+    try:
+        report = check_repository(_repo(args), read_data=args.read_data, progress=sink, cancel=_cancel_on_signal())
+    finally:
+        sink.close()
+    if args.json:
+        _print_json(report.to_json())
+        return EXIT_OK if report.healthy else EXIT_FAILED
+    lo = report.leftovers
+    print(f"{report.images} images, {report.chunks_referenced} chunks referenced, {report.chunks_stored} stored"
+          + (f", {human_size(report.bytes_read)} read and hashed" if args.read_data else ""))
+    if lo.any:
+        print(f"leftovers of interrupted jobs (prune removes them): {lo.unreferenced_chunks} unreferenced chunks "
+              f"({human_size(lo.unreferenced_bytes)}), {lo.tmp_files} partial files in tmp/ "
+              f"({human_size(lo.tmp_bytes)}), {lo.stale_locks} stale locks, "
+              f"{len(lo.empty_image_dirs)} image directories without a manifest")
+    for problem in report.problems:
+        print(f"DAMAGED: {problem}", file=sys.stderr)
+    if report.healthy:
+        print(f"Repository {report.root} is healthy")
+        return EXIT_OK
+    print(f"Repository {report.root} is damaged: {len(report.problems)} problem(s)", file=sys.stderr)
+    return EXIT_FAILED
+
+
 def _confirm(plan, args) -> bool:
+    failing = plan.target_disk.health is not None and plan.target_disk.health.status == "failing"
+    if failing and args.yes and not args.allow_failing_target:
+        print(f"refusing to restore onto {plan.target}: {plan.target_disk.health.describe()}; "
+              "pass --allow-failing-target as well to write to it anyway", file=sys.stderr)
+        return False
     if args.yes:
         return True
     if not sys.stdin.isatty():
         print("refusing to restore without confirmation: no terminal to ask on; pass --yes", file=sys.stderr)
         return False
     name = os.path.basename(plan.target)
+    if failing:
+        print(f"WARNING: {plan.target} is failing ({plan.target_disk.health.describe()}): "
+              "what is restored onto it may not stay readable.")
+        if input("Type 'failing' to restore onto it anyway: ").strip() != "failing":
+            return False
     answer = input(f"Type the target's name ({name}) to erase it and restore: ").strip()
     return answer in (name, plan.target)
 
@@ -241,6 +334,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("source", metavar="SOURCE_DISK")
     p.add_argument("name", metavar="NAME")
     p.add_argument("--level", type=_level, default=None, help="zstd level 1-22 (default 3)")
+    p.add_argument("--rescue", action="store_true",
+                   help="a failing disk: read around errors, retry them later, store unreadable bytes as zeros")
+    p.add_argument("--rescue-timeout", type=float, default=None, metavar="SECONDS",
+                   help="with --rescue: stop retrying after this many seconds (default: no limit)")
+    p.add_argument("--rescue-retries", type=int, default=1, metavar="N",
+                   help="with --rescue: extra attempts per unreadable sector (default 1)")
     p.set_defaults(func=cmd_capture)
 
     p = sub.add_parser("verify", help="check every chunk of an image", parents=[repo])
@@ -253,6 +352,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dry-run", action="store_true", help="print the plan and write nothing (as JSON with --json)")
     p.add_argument("--yes", action="store_true", help="do not ask for confirmation (scripts)")
     p.add_argument("--no-bootloader", action="store_true", help="skip the bootloader reinstall step")
+    p.add_argument("--allow-failing-target", action="store_true",
+                   help="with --yes: restore even onto a disk whose SMART health is failing")
     p.set_defaults(func=cmd_restore)
 
     p = sub.add_parser("delete", help="delete an image (its chunks stay until prune)", parents=[repo])
@@ -263,7 +364,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dry-run", action="store_true")
     p.set_defaults(func=cmd_prune)
 
-    p = sub.add_parser("tui", help="the full-screen wizard (the default)", parents=[repo])
+    p = sub.add_parser("check", help="check a whole repository: manifests, chunks, leftovers", parents=[repo, as_json])
+    p.add_argument("--read-data", action="store_true", help="also decompress and hash every chunk")
+    p.set_defaults(func=cmd_check)
+
+    p = sub.add_parser("tui", help="the full-screen wizard (the default)", parents=[repo_option(secrets=False)])
     p.add_argument("--demo", action="store_true", help="fake disks and images, nothing is touched")
     p.set_defaults(func=cmd_tui)
 
@@ -272,12 +377,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--round-trip", action="store_true", help="no TUI: capture and restore a demo disk and report")
     p.set_defaults(func=cmd_sandbox)
 
-    for name in ("images", "capture", "verify", "restore", "delete", "prune"):
-        repo_command.add_secret_arguments(sub.choices[name])
     # commands other modules own, each registered by its add_subcommand(); one that fails to import fails here
     boot_command.add_subcommand(sub)
     unattended.add_subcommand(sub)
     repo_command.add_subcommand(sub)
+    foreign_command.add_subcommand(sub)
     return parser
 
 

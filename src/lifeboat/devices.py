@@ -16,6 +16,7 @@ import pyudev
 
 from lifeboat import locks
 from lifeboat.errors import LifeboatError
+from lifeboat.health import DiskHealth
 from lifeboat.layout.model import GPT_BIOS_BOOT, GPT_ESP, MBR_ESP, DiskLayout
 from lifeboat.layout.write import partition_node
 from lifeboat.mounts import mount_table, swap_devices
@@ -79,6 +80,7 @@ class Disk:
     mountpoints: tuple[str, ...] = ()  # of the whole disk and its partitions
     backing_file: str = ""  # loop devices only
     unsafe_reason: str = ""  # why this disk must not be written ("" when it may be)
+    health: DiskHealth | None = None  # SMART, when asked for (lifeboat.health.read_health); None: not asked
 
     @property
     def esps(self) -> list[Partition]:
@@ -109,6 +111,7 @@ class Disk:
             "table": self.table,
             "boot_medium": self.is_boot_medium,
             "unsafe_reason": self.unsafe_reason,
+            "health": self.health.to_json() if self.health else None,
             "backing_file": self.backing_file,
             "partitions": [
                 {
@@ -255,13 +258,18 @@ def _backing_file(dev: pyudev.Device) -> str:
 
 def filesystem_facts(node: str) -> FsFacts:
     """Ask the filesystem itself (blkid's low-level probe, no cache): the one reader of a partition's type,
-    UUID and label when udev has no record of them (udevd not running, or not done with the device yet)."""
+    UUID and label when udev's copy will not do (capture, boot, a partition udev has no record of).
+    Raises LifeboatError naming the partition when it is gone or cannot be probed."""
+    if not os.path.exists(node):
+        raise LifeboatError(f"{node} disappeared while it was being inspected (was the disk removed?)")
     proc = run(["blkid", "-p", "-o", "export", node], check=False)
+    if proc.returncode not in (0, 2):  # 2: nothing recognised, which is an answer too
+        raise LifeboatError(f"{node}: blkid could not probe it ({proc.stderr.strip() or proc.returncode})")
     found = {}
     for line in proc.stdout.splitlines():
         key, sep, value = line.partition("=")
         if sep:
-            found[key.strip()] = value.strip()
+            found[key] = value
     return FsFacts(fstype=found.get("TYPE", ""), uuid=found.get("UUID", ""), label=found.get("LABEL", ""))
 
 
@@ -271,7 +279,10 @@ def _udev_fs_facts(dev: pyudev.Device, node: str) -> FsFacts:
     facts = FsFacts(_prop(dev, "ID_FS_TYPE"), _prop(dev, "ID_FS_UUID"), _prop(dev, "ID_FS_LABEL"))
     if facts.fstype or not os.path.exists(node):
         return facts
-    return filesystem_facts(node)
+    try:
+        return filesystem_facts(node)
+    except LifeboatError:  # a listing shows what it can; the job that uses the partition reports the error
+        return facts
 
 
 def _partition_from_udev(child: pyudev.Device, mounts: dict[int, list[str]]) -> Partition:

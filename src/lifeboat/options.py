@@ -5,10 +5,19 @@ from __future__ import annotations
 import argparse
 
 
-def repo_option() -> argparse.ArgumentParser:
+def repo_option(*, required: bool = False, secrets: bool = True) -> argparse.ArgumentParser:
+    """--repo, and (unless secrets=False) how to open a network or encrypted one: --credentials, --passphrase-file."""
     parent = argparse.ArgumentParser(add_help=False)
-    parent.add_argument("--repo", metavar="DIR",
-                        help="the image repository (default: $LIFEBOAT_REPO, then `repo` in the config file)")
+    parent.add_argument("--repo", metavar="DIR|URL", required=required,
+                        help="the image repository: a directory or ssh://, s3://, https://, smb://, nfs:// "
+                             "(default: $LIFEBOAT_REPO, then `repo` in the config file)")
+    if secrets:
+        parent.add_argument("--credentials", metavar="FILE",
+                            help="network credentials: key = value lines (username, password, domain, "
+                                 "aws_access_key_id, aws_secret_access_key); mode 0600")
+        parent.add_argument("--passphrase-file", metavar="FILE",
+                            help="the encrypted repository's passphrase on the first line; mode 0600 "
+                                 "(else LIFEBOAT_PASSPHRASE_FILE, else asked)")
     return parent
 
 

@@ -56,6 +56,11 @@ TOOLS: dict[str, str] = {
     "efibootmgr": "efibootmgr",
     "mount": "mount",
     "umount": "mount",
+    "addpart": "util-linux",
+    "debugfs": "e2fsprogs",
+    "xfs_db": "xfsprogs",
+    "ntfscluster": "ntfs-3g",
+    "smartctl": "smartmontools",
     "mount.cifs": "cifs-utils",
     "mount.nfs": "nfs-common",
 }

@@ -59,6 +59,9 @@ class Job:
     level: int = 3  # capture: zstd level
     verify: bool = True  # capture: verify the image afterwards
     bootloader: bool = True  # restore: reinstall/repair the bootloader
+    rescue: bool = False  # capture: read around unreadable sectors (lifeboat capture --rescue)
+    rescue_timeout: int = 0  # capture with rescue: seconds of retrying at most (0: no limit)
+    allow_failing_target: bool = False  # restore: write even to a disk whose SMART health is failing
 
 
 _FIELDS = {
@@ -73,6 +76,9 @@ _FIELDS = {
     "level",
     "verify",
     "bootloader",
+    "rescue",
+    "rescue_timeout",
+    "allow_failing_target",
 }
 
 
@@ -151,9 +157,13 @@ def job_from_params(params: dict[str, str]) -> Job:
         if not 1 <= level <= 22:
             raise UnattendedError(f"lifeboat.level={params['level']}: must be a number from 1 to 22")
         values["level"] = level
-    for key in ("verify", "bootloader"):
+    for key in ("verify", "bootloader", "rescue", "allow_failing_target"):
         if key in params:
             values[key] = _flag(key, params[key])
+    if "rescue_timeout" in params:
+        if not params["rescue_timeout"].isdigit():
+            raise UnattendedError(f"lifeboat.rescue_timeout={params['rescue_timeout']}: must be a number of seconds")
+        values["rescue_timeout"] = int(params["rescue_timeout"])
     job = replace(job, **values)
     if kind == "file":
         return job
@@ -296,6 +306,12 @@ def _check_not_boot_medium(node: str) -> None:
         raise UnattendedError(f"{node} is the disk Lifeboat runs from")
 
 
+def _rescue(job: Job):
+    from lifeboat.engine.rescue import RescueOptions
+
+    return RescueOptions(timeout=job.rescue_timeout or None) if job.rescue else None
+
+
 def run_job(job: Job, repo_path: str, cancel: threading.Event) -> tuple[str, ...]:
     """Run a complete job against a mounted repository. Raises LifeboatError on failure; returns the key=value
     facts the result line carries (a restore's bootloader outcome)."""
@@ -303,13 +319,15 @@ def run_job(job: Job, repo_path: str, cancel: threading.Event) -> tuple[str, ...
 
     sink = ConsoleProgress(sys.stdout, interval=PROGRESS_INTERVAL, prefix="lifeboat: ")
     if job.job == "capture":
-        from lifeboat.engine.capture import capture
+        from lifeboat.engine.capture import capture, inspect_source
 
         source = find_device(job.source, "source disk")
         _check_not_boot_medium(source)
         repo = Repository.open(repo_path, create=True)
-        say(f"capturing {source} as {job.image} into {repo_path} (zstd level {job.level})")
-        capture(source, job.image, repo, level=job.level, progress=sink, cancel=cancel)
+        say(f"capturing {source} as {job.image} into {repo_path} (zstd level {job.level}"
+            f"{', rescue' if job.rescue else ''})")
+        capture(source, job.image, repo, level=job.level, progress=sink, cancel=cancel,
+                info=inspect_source(source, sink, rescue=job.rescue), rescue=_rescue(job))
         if job.verify:
             from lifeboat.engine.verify import verify
 
@@ -318,10 +336,15 @@ def run_job(job: Job, repo_path: str, cancel: threading.Event) -> tuple[str, ...
     elif job.job == "restore":
         from lifeboat.engine.plan import plan_restore
         from lifeboat.engine.restore import bootloader_outcome, restore
+        from lifeboat.health import HealthStatus, read_health
 
         target = find_device(job.target, "target disk")
         repo = Repository.open(repo_path)
         plan = plan_restore(repo, job.image, target)
+        health = read_health(target)
+        if health.status is HealthStatus.FAILING and not job.allow_failing_target:
+            raise UnattendedError(f"{target}: {health.describe()}; set lifeboat.allow_failing_target=yes to "
+                                  "restore onto it anyway")
         say(f"restoring {job.image} onto {target}")
         say(f"plan: {plan}")
         result = restore(plan, progress=sink, cancel=cancel, bootloader=job.bootloader)

@@ -41,3 +41,21 @@ def test_restore_of_a_data_disk_needs_no_bootloader(workdir, lifeboat_env):
         target.refresh()
         with mounted(target.node(1), "ext4", readonly=True) as mnt:
             assert tree_hashes(mnt) == built.hashes[1]
+
+
+def test_bootfix_reads_the_disk_through_devices_and_refuses_a_mounted_one(workdir, lifeboat_env):
+    """bootfix's real path on the host: the table from lifeboat.layout, the filesystems from devices' blkid
+    helper, a read-only look into the ext4 partition; and devices' one in-use check refusing a mounted disk."""
+    with loop_disk(workdir, "data", 80 * MiB) as disk:
+        build_disk(disk, "gpt", [PartSpec(0, "ext4", name="data")], workdir)
+        proc = lifeboat("bootfix", disk.path, "--yes", "--json")
+        assert proc.returncode == 1, proc.stdout + proc.stderr
+        lines = proc.stdout.splitlines()
+        start = lines.index("{")
+        steps = json.loads("\n".join(lines[start:lines.index("}", start) + 1]))["steps"]
+        assert [(s["step"], s["outcome"]) for s in steps] == [("detect", "failed")]
+        assert "no GRUB-booted Linux root and no Windows boot manager" in steps[0]["detail"]
+        with mounted(disk.node(1), "ext4", readonly=True) as mnt:
+            proc = lifeboat("bootfix", disk.path, "--yes")
+            assert proc.returncode == 1
+            assert f"refusing to write to {disk.path}: mounted at {mnt}" in proc.stderr, proc.stderr

@@ -104,3 +104,21 @@ def test_boot_sees_the_layout_the_restore_wrote(monkeypatch):
     assert esp.is_esp and disk.esps == [esp] and disk.table == "gpt" and probed == ["/dev/loop9p1"]
     mbr = DiskLayout("dos", "0x5d8a4b3c", 512, 131072, (PartitionEntry(2, 2048, 4096, "83"),))
     assert with_layout(Disk("/dev/sdb", "sdb", 64 << 20), mbr).partitions[0].partuuid == "5d8a4b3c-02"
+
+
+def test_the_unattended_result_line_says_not_needed_for_a_data_disk(tmp_path, monkeypatch, capsys):
+    """The job as the live system runs it, the engine's restore replaced by a result with the data disk's steps."""
+    from lifeboat import unattended
+    from lifeboat.engine import plan as plan_module
+    from lifeboat.repo.store import Repository
+
+    Repository.open(tmp_path / "repo", create=True)
+    steps = [StepRecord("partition table", Outcome.DONE),
+             StepRecord("bootloader: detect", Outcome.NOT_NEEDED, "a data disk needs no bootloader")]
+    monkeypatch.setattr(unattended, "find_device", lambda spec, what: "/dev/fake-target")
+    monkeypatch.setattr(plan_module, "plan_restore", lambda repo, image, target: "a plan")
+    monkeypatch.setattr(restore_module, "restore", lambda plan, **kw: RestoreResult("data", "/dev/fake-target", steps=steps))
+    cmdline = (f"lifeboat.job=restore lifeboat.image=data lifeboat.target=/dev/vdb lifeboat.repo={tmp_path / 'repo'}")
+    assert unattended.run(cmdline, act=False) == 0
+    line = next(l for l in capsys.readouterr().out.splitlines() if l.startswith("LIFEBOAT-RESULT:"))
+    assert line.startswith("LIFEBOAT-RESULT: OK job=restore image=data seconds=") and line.endswith(" bootloader=not-needed")

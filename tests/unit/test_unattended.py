@@ -202,3 +202,12 @@ def test_restore_with_a_failed_bootloader_step_is_not_ok(tmp_path, monkeypatch):
 
     steps[1] = StepRecord("bootloader: GRUB for BIOS (i386-pc)", Outcome.DONE)
     unattended.run_job(job, str(repo), unattended.threading.Event())  # all done: no error
+
+
+def test_rescue_and_failing_target_parameters():
+    job = unattended.job_from_params(unattended.lifeboat_params(
+        "lifeboat.job=capture lifeboat.image=a lifeboat.source=/dev/sdb lifeboat.rescue=yes lifeboat.rescue_timeout=600"))
+    assert (job.rescue, job.rescue_timeout, job.allow_failing_target) == (True, 600, False)
+    with pytest.raises(UnattendedError, match="rescue_timeout=soon"):
+        unattended.job_from_params(unattended.lifeboat_params(
+            "lifeboat.job=capture lifeboat.image=a lifeboat.source=/dev/sdb lifeboat.rescue_timeout=soon"))

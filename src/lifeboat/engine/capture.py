@@ -14,11 +14,14 @@ import time
 from dataclasses import dataclass, field
 
 from lifeboat import __version__, locks
-from lifeboat.devices import disk_info, human_size, writable_mounts
+from lifeboat.devices import disk_info, filesystem_facts, human_size, writable_mounts
+from lifeboat.crashpoint import crashpoint
+from lifeboat.engine.ioerrors import repository_failure
 from lifeboat.events import LogLine, Outcome, Progress, ProgressSink, StepFinished, StepStarted, discard
 from lifeboat.engine.pipeline import BufferRing, OrderedPool, direct_io_ok
+from lifeboat.engine.rescue import Reader, RescueOptions, read_error, rescue_owners, stream_rescue
 from lifeboat.errors import Cancelled, LifeboatError, RepositoryError
-from lifeboat.fs.registry import CaptureMode, FsKind, kind_for
+from lifeboat.fs.registry import RAW, CaptureMode, FsKind, kind_for
 from lifeboat.fs.usedmap import Runs, encode_runs, runs_in_window, used_runs, with_edges
 from lifeboat.layout.model import DiskLayout, PartitionEntry
 from lifeboat.layout.read import read_layout
@@ -87,20 +90,7 @@ class SourceInfo:
         return sum(p.to_read for p in self.partitions)
 
 
-def _blkid(node: str) -> dict[str, str]:
-    if not os.path.exists(node):
-        raise LifeboatError(f"{node} disappeared while it was being inspected (was the disk removed?)")
-    proc = run(["blkid", "-p", "-o", "export", node], check=False)
-    if proc.returncode not in (0, 2):  # 2: nothing recognised, which is an answer too
-        raise LifeboatError(f"{node}: blkid could not probe it ({proc.stderr.strip() or proc.returncode})")
-    values = {}
-    for line in proc.stdout.splitlines():
-        key, _, value = line.partition("=")
-        values[key] = value
-    return values
-
-
-def inspect_source(source: str, progress: ProgressSink = discard) -> SourceInfo:
+def inspect_source(source: str, progress: ProgressSink = discard, rescue: bool = False) -> SourceInfo:
     """Read the table and every partition's filesystem. Raises before anything is written."""
     progress(StepStarted("inspect source", f"reading the partition table and block maps of {source}"))
     missing = missing_tools(["sfdisk", "blkid", "partx", "udevadm"])
@@ -110,10 +100,10 @@ def inspect_source(source: str, progress: ProgressSink = discard) -> SourceInfo:
     if disk.is_boot_medium:
         raise LifeboatError(f"{source} is the disk Lifeboat runs from; capture another disk")
     with locks.holding_disk(source):
-        return _inspect(source, disk, progress)
+        return _inspect(source, disk, progress, rescue)
 
 
-def _inspect(source: str, disk, progress: ProgressSink) -> SourceInfo:
+def _inspect(source: str, disk, progress: ProgressSink, rescue: bool = False) -> SourceInfo:
     run(["udevadm", "settle", "--timeout=10"], check=False)  # let a re-read already under way finish first
     layout = read_layout(source)
     if layout.sector_size != 512:
@@ -123,16 +113,22 @@ def _inspect(source: str, disk, progress: ProgressSink) -> SourceInfo:
     parts = []
     for entry in layout.data_partitions():
         node = partition_node(source, entry.number)
-        probe = _blkid(node)
-        fstype = probe.get("TYPE", "")
-        parts.append(SourcePartition(entry, node, fstype, kind_for(fstype), probe.get("UUID", ""), probe.get("LABEL", "")))
+        facts = filesystem_facts(node)
+        parts.append(SourcePartition(entry, node, facts.fstype, kind_for(facts.fstype), facts.uuid, facts.label))
     needed = [tool for p in parts for tool in p.kind.capture_tools()]
     missing = missing_tools(needed)
     if missing:
         raise LifeboatError(f"missing tools: {_named(missing)}; nothing was written")
     for part in parts:
         if part.kind.mode is CaptureMode.USED_BLOCKS:
-            part.runs = with_edges(used_runs(part.kind.partclone, part.node, part.size), part.size)
+            try:
+                part.runs = with_edges(used_runs(part.kind.partclone, part.node, part.size), part.size)
+            except LifeboatError as exc:
+                if not rescue:
+                    raise
+                # the damage is in the filesystem's own metadata: copy every sector of it instead
+                progress(LogLine(f"{part.title}: {exc}; rescue copies the whole partition", "warning"))
+                part.kind = RAW
     info = SourceInfo(source, disk.size, disk.model, disk.serial, layout, parts)
     progress(StepFinished("inspect source", Outcome.DONE, f"{len(parts)} partitions, {human_size(info.to_read)} to read"))
     return info
@@ -173,6 +169,8 @@ class _Writer:
         self.refs: list[ChunkRef] = []
         self.times = StageTimes()
         self.workers = 0
+        self.rescue: RescueOptions | None = None
+        self.deadline: float | None = None  # monotonic time when rescue retries stop
 
     def start_item(self, item: str, total: int) -> None:
         self.item, self.item_done, self.item_total, self.refs = item, 0, total, []
@@ -186,9 +184,12 @@ class _Writer:
         self.done += length
         self.item_done += length
 
-    def on_result(self, tag: tuple[int, int, int], value: tuple[str, int]) -> None:
+    def on_result(self, tag: tuple[int, int, int], value: tuple[str, int] | None) -> None:
+        if value is None:  # a rescue window, stored later after its retries
+            return
         index, length, counted = tag
         digest, written = value
+        crashpoint("capture-chunk")
         self.refs.append(ChunkRef(index, digest, length))
         self.stored += written
         self.new_chunks += 1 if written else 0
@@ -204,6 +205,7 @@ class _SourceFds:
     a cold cache stays cold for everyone else), and buffered for anything unaligned."""
 
     def __init__(self, node: str):
+        self.node = node
         try:
             self.buffered = os.open(node, os.O_RDONLY)
         except FileNotFoundError:
@@ -263,7 +265,7 @@ def _read_and_store(source: _SourceFds, runs: Runs, view: memoryview, title: str
         try:
             _read_exact(source.for_run(start, n, pos), view[pos : pos + n], start, title)
         except OSError as exc:
-            raise LifeboatError(f"{title}: read error at byte {start}: {exc.strerror}") from None
+            raise read_error(source, title, start, n, exc) from None
         pos += n
     writer.times.add("read", time.perf_counter() - started, pos)
     return writer.store(view)
@@ -281,7 +283,7 @@ def _stream_raw(source: _SourceFds, part: SourcePartition, pool: OrderedPool, wr
         try:
             _read_exact(source.buffered, memoryview(buf), base, part.title)
         except OSError as exc:
-            raise LifeboatError(f"{part.title}: read error near byte {base}: {exc.strerror}") from None
+            raise read_error(source, part.title, base, span, exc) from None
         kept = bytearray()
         for off in range(0, span, RAW_BLOCK):
             block = buf[off : off + RAW_BLOCK]
@@ -322,6 +324,7 @@ def capture(
     cancel: threading.Event | None = None,
     info: SourceInfo | None = None,
     workers: int | None = None,
+    rescue: RescueOptions | None = None,
 ) -> ImageManifest:
     """Capture `source` as image `name`. Returns the manifest. Raises LifeboatError; leaves no image on failure."""
     check_image_name(name)
@@ -332,6 +335,9 @@ def capture(
         info = info or inspect_source(source, progress)
         progress(LogLine(f"capturing {source} ({human_size(info.to_read)} to read) into {repo.root} as {name!r}"))
         writer = _Writer(repo, level, progress, info.to_read)
+        writer.rescue = rescue
+        if rescue and rescue.timeout:
+            writer.deadline = time.monotonic() + rescue.timeout
         try:
             return _capture(info, name, repo, writer, cancel, workers)
         except OSError as exc:
@@ -341,7 +347,10 @@ def capture(
                     f"at byte {writer.item_done} of it); the image was not saved, "
                     "chunks already written stay for the next capture"
                 ) from None
-            raise
+            if exc.filename and not str(exc.filename).startswith(str(repo.root)):
+                raise LifeboatError(f"{exc.filename}: {exc.strerror or exc} (was the source disk removed?)") from None
+            raise repository_failure(exc, repo.root, f"storing {writer.item or 'boot regions'} "
+                                                     f"(at byte {writer.item_done} of it)") from None
         finally:
             repo.clean_tmp()
 
@@ -357,15 +366,21 @@ def _capture_partition(part: SourcePartition, repo: Repository, writer: _Writer,
         source = _SourceFds(part.node)
         try:
             with OrderedPool(writer.on_result, workers=workers, cancel=cancel) as pool:
-                stream = _stream_used if mode is CaptureMode.USED_BLOCKS else _stream_raw
-                runs = stream(source, part, pool, writer, cancel)
+                if writer.rescue:
+                    runs = part.runs if mode is CaptureMode.USED_BLOCKS else [(0, part.size)]
+                    reader = Reader(source.for_run, part.node, part.title, writer.rescue, writer.deadline)
+                    lost = stream_rescue(reader, runs, pool, writer, cancel)
+                else:
+                    lost = []
+                    stream = _stream_used if mode is CaptureMode.USED_BLOCKS else _stream_raw
+                    runs = stream(source, part, pool, writer, cancel)
         finally:
             source.close()
         blob = encode_runs(runs)
         map_digest, written = repo.put_chunk(blob, writer.level)
         writer.stored += written
         data = DataStream(BlockMapRef(map_digest, len(blob), len(runs)), tuple(sorted(writer.refs, key=_window)),
-                          sum(n for _, n in runs))
+                          sum(n for _, n in runs), **rescue_owners(part, mode, lost, writer.progress))
         if mode is CaptureMode.USED_BLOCKS:
             content = FilesystemContent(part.fstype, part.uuid, part.label, data)
         else:
@@ -403,6 +418,7 @@ def _capture(info: SourceInfo, name: str, repo: Repository, writer: _Writer, can
         stats=CaptureStats(read_bytes=writer.done, new_chunk_bytes=writer.stored, new_chunks=writer.new_chunks),
     )
     progress(StepStarted("manifest", "syncing chunks, writing the manifest"))
+    crashpoint("capture-before-manifest")
     write_manifest(repo, manifest)
     progress(StepFinished("manifest", Outcome.DONE, name))
     return manifest

@@ -7,10 +7,12 @@ It is what the confirmation shows, what --dry-run prints and what restore() exec
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from lifeboat.devices import Disk, disk_info, human_size
+from lifeboat.engine.rescue import unreadable_lines
 from lifeboat.errors import ImageCorrupt, LifeboatError, ToolMissing, UnsafeTarget
+from lifeboat.health import read_health
 from lifeboat.fs.registry import CaptureMode, kind_for
 from lifeboat.layout.fit import fit_layout
 from lifeboat.layout.model import DiskLayout, PartitionEntry
@@ -18,7 +20,7 @@ from lifeboat.repo.manifest import RESTORABLE, ImageManifest, PartitionImage, lo
 from lifeboat.repo.store import Repository
 from lifeboat.run import TOOLS, missing_tools
 
-BASE_TOOLS = ["sfdisk", "partx", "udevadm", "blkid"]
+BASE_TOOLS = ["sfdisk", "partx", "udevadm", "blkid", "wipefs"]
 
 
 @dataclass(frozen=True)
@@ -52,6 +54,7 @@ class RestorePlan:
     target_layout: DiskLayout = field(repr=False)
     current_layout: DiskLayout | None = field(repr=False, default=None)
     actions: tuple[PartitionAction, ...] = ()
+    target_marker: str = ""  # "incomplete restore of image X ..." when a restore into the target was cut off
 
     @property
     def total_bytes(self) -> int:
@@ -63,12 +66,18 @@ class RestorePlan:
         lines = [
             f"Restore image {self.image!r} (from {src.model or src.path}, {human_size(src.size)}, "
             f"captured {self.manifest.created})",
-            f"onto {d.path} ({d.model or d.transport}{' ' + d.serial if d.serial else ''}, {human_size(d.size)}).",
+            f"onto {d.path} ({d.model or d.transport}{' ' + d.serial if d.serial else ''}, {human_size(d.size)}"
+            f"{', ' + d.health.describe() if d.health else ''}).",
             f"EVERYTHING on {d.path} will be replaced.",
             "",
             "Now on the target:",
         ]
-        lines += _layout_lines(self.current_layout) if self.current_layout else ["  no partition table (blank)"]
+        if self.target_marker:
+            lines.append(f"  {self.target_marker}")
+        elif self.current_layout:
+            lines += _layout_lines(self.current_layout)
+        else:
+            lines.append("  no partition table (blank)")
         lines += ["", f"Will be written ({self.target_layout.label.upper()}, disk id {self.target_layout.disk_id}):"]
         for a in self.actions:
             size = human_size(a.target.size * 512)
@@ -79,6 +88,10 @@ class RestorePlan:
                     CaptureMode.RAW: f"{human_size(a.write_bytes)} raw",
                     CaptureMode.SWAP: "new swap, same UUID", CaptureMode.NONE: "empty"}[a.mode]
             lines.append(f"  {a.number:>2}  start {a.target.start:>10}  {size:>10}  {a.fstype or a.mode:<8} {what}{grow}")
+        incomplete = unreadable_lines(self.manifest)
+        if incomplete:
+            lines += ["", "INCOMPLETE IMAGE: these bytes could not be read at capture and will be written as zeros:"]
+            lines += [f"  {line}" for line in incomplete]
         lines += ["", f"Boot regions: {', '.join(r.name for r in self.manifest.boot_regions)}.",
                   f"Total to write: {human_size(self.total_bytes)}."]
         return lines
@@ -175,6 +188,7 @@ def plan_restore(repo: Repository, name: str, target: str) -> RestorePlan:
     _check_restorable(manifest)
     disk = disk_info(target)
     check_target_safe(disk)
+    disk = replace(disk, health=read_health(target))
     source_layout = manifest.layout
     # a filesystem Lifeboat cannot grow keeps its partition's size: the room goes where it is usable
     keep_size = frozenset(p.number for p in manifest.partitions
@@ -196,5 +210,12 @@ def plan_restore(repo: Repository, name: str, target: str) -> RestorePlan:
     return RestorePlan(
         image=name, repo_root=str(repo.root), target=target, target_disk=disk, manifest=manifest,
         source_layout=source_layout, target_layout=target_layout, current_layout=_current_layout(target),
-        actions=tuple(actions),
+        actions=tuple(actions), target_marker=_marker_text(target),
     )
+
+
+def _marker_text(target: str) -> str:
+    from lifeboat.engine.restore_marker import read_marker
+
+    marker = read_marker(target)
+    return marker.describe() if marker else ""

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from lifeboat.engine.check import remove_leftovers
 from lifeboat.errors import ImageNotFound, RepositoryError
 from lifeboat.repo.manifest import list_images, load_manifest
 from lifeboat.repo.store import Repository
@@ -14,6 +15,7 @@ class PruneReport:
     removed_chunks: int = 0
     removed_bytes: int = 0
     kept_chunks: int = 0
+    removed_leftovers: int = 0  # partial files, stale locks, image directories without a manifest
 
 
 def delete_image(repo: Repository, name: str) -> None:
@@ -23,7 +25,8 @@ def delete_image(repo: Repository, name: str) -> None:
 
 
 def prune(repo: Repository, dry_run: bool = False) -> PruneReport:
-    """Remove every chunk that no complete image references. Refuses while a capture is running."""
+    """Remove every chunk that no complete image references, and what killed jobs left in tmp/ and images/.
+    Refuses while a capture is running."""
     report = PruneReport()
     with repo.shared_use(exclusive=True):
         keep: set[str] = set()
@@ -41,4 +44,6 @@ def prune(repo: Repository, dry_run: bool = False) -> PruneReport:
             report.removed_bytes += path.stat().st_size
             if not dry_run:
                 path.unlink()
+        if not dry_run:
+            report.removed_leftovers = remove_leftovers(repo)
     return report

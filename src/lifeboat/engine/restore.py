@@ -7,6 +7,7 @@ it is written.
 
 from __future__ import annotations
 
+import datetime as dt
 import fcntl
 import mmap
 import os
@@ -18,16 +19,20 @@ from dataclasses import dataclass, field
 from lifeboat import locks
 from lifeboat.boot import after_restore
 from lifeboat.boot.model import overall
+from lifeboat.crashpoint import crashpoint
 from lifeboat.devices import disk_info, human_size
+from lifeboat.engine.ioerrors import io_failure
 from lifeboat.engine.pipeline import OrderedPool, direct_io_ok
 from lifeboat.engine.plan import PartitionAction, RestorePlan, check_target_safe
+from lifeboat.engine.restore_marker import (RestoreMarker, commit_table, mark_in_progress, register_partitions,
+                                             table_sectors, wipe_signatures)
 from lifeboat.errors import Cancelled, ImageCorrupt, LifeboatError
 from lifeboat.events import LogLine, Outcome, Progress, ProgressSink, StepFinished, StepStarted, discard, summarize
 from lifeboat.fs.grow import grow_filesystem, make_swap
 from lifeboat.fs.registry import CaptureMode
 from lifeboat.fs.usedmap import Runs, decode_runs, runs_in_window
 from lifeboat.layout.model import DiskLayout
-from lifeboat.layout.write import apply_layout, partition_node, refresh_partitions
+from lifeboat.layout.write import partition_node, refresh_partitions
 from lifeboat.repo.manifest import CHUNK_SIZE, ChunkRef, DataStream, ImageManifest
 from lifeboat.repo.store import Repository
 from lifeboat.timing import StageTimes
@@ -88,6 +93,7 @@ class _TargetFds:
     faster than buffered writes followed by a sync, and they keep the cache free for the chunks."""
 
     def __init__(self, path: str):
+        self.boot_code: bytes | None = None  # the MBR's first 440 bytes, written with the table at the end
         self.buffered = os.open(path, os.O_WRONLY | os.O_EXCL)
         try:
             self.direct = os.open(path, os.O_WRONLY | os.O_DIRECT)
@@ -152,6 +158,7 @@ class _PartitionWriter:
         return length
 
     def on_result(self, _tag, length: int) -> None:
+        crashpoint("restore-chunk")
         self.item_done += length
         self.totals[0] += length
         self.progress(Progress("restore", self.action.title, self.item_done, self.action.write_bytes, self.totals[0], self.total))
@@ -176,13 +183,16 @@ def _write_partition(repo: Repository, fds: _TargetFds, action: PartitionAction,
             pool.submit(ref.window, writer.write_window, ref, inside)
 
 
-def _write_boot_regions(repo: Repository, fd: int, manifest: ImageManifest) -> None:
+def _write_boot_regions(repo: Repository, fd: int, manifest: ImageManifest) -> bytes | None:
+    """Write the gap before the first partition; return the MBR's boot code, which goes in with the table."""
+    boot_code = None
     for region in manifest.boot_regions:
         data = repo.get_chunk(region.digest, region.length)
         if region.name == "mbr":
-            os.pwrite(fd, data[:MBR_BOOT_CODE], 0)  # the table and signature were written by sfdisk
+            boot_code = data[:MBR_BOOT_CODE]  # the table and signature come from sfdisk, at the commit
         else:
             os.pwrite(fd, data, region.offset)
+    return boot_code
 
 
 def restore(plan: RestorePlan, *, progress: ProgressSink = discard, cancel: threading.Event | None = None,
@@ -211,24 +221,21 @@ def _restore(plan: RestorePlan, progress: ProgressSink, cancel: threading.Event,
         result.steps.append(record)
         progress(StepFinished(name, record.outcome, detail))
 
-    step("partition table", f"{plan.target_layout.label} with {len(plan.target_layout.partitions)} partitions")
-    apply_layout(plan.target, plan.target_layout)
-    done("partition table", Outcome.DONE, f"{plan.target_layout.label}, disk id {plan.target_layout.disk_id}")
+    started_at = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
+    step("mark target", "restore-in-progress record in sector 0; the old table is wiped")
+    table = table_sectors(plan.target_layout, disk.size)  # into a scratch file: fails before any write
+    wipe_signatures(plan.target)
     totals = [0]
     fds = _TargetFds(plan.target)
     try:
-        step("boot regions")
-        _write_boot_regions(repo, fds.buffered, plan.manifest)
-        done("boot regions", Outcome.DONE, ", ".join(r.name for r in plan.manifest.boot_regions))
-        for action in plan.actions:
-            stream = _stream_of(plan.manifest, action)
-            if stream is None:
-                continue
-            step(action.title, human_size(action.write_bytes))
-            _write_partition(repo, fds, action, stream, progress, cancel, totals, plan.total_bytes, workers)
-            done(action.title, Outcome.DONE, f"{human_size(action.write_bytes)} written")
-        step("flush", "waiting for the disk to store everything")
-        fds.sync_and_close()
+        try:
+            mark_in_progress(fds.buffered, disk.size, RestoreMarker(plan.image, plan.repo_root, started_at))
+            done("mark target", Outcome.DONE, f"{plan.target} shows 'incomplete restore of {plan.image}' until the end")
+            crashpoint("restore-marked")
+            _write_data(plan, repo, fds, progress, cancel, totals, workers, step, done)
+            fds.sync_and_close()  # growing needs the partitions, which an exclusive open of the disk blocks
+        except OSError as exc:
+            raise io_failure(exc, repo.root, plan.target, f"restoring {plan.image!r}") from None
     except Cancelled:
         progress(LogLine(f"cancelled: {plan.target} is only partly restored and will not boot; restore again", "warning"))
         raise
@@ -237,16 +244,52 @@ def _restore(plan: RestorePlan, progress: ProgressSink, cancel: threading.Event,
     finally:
         fds.close()
     result.bytes_written = totals[0]
-    done("flush")
+    register_partitions(plan.target, plan.target_layout)  # by explicit ranges: the disk has no table yet
+    _finish_partitions(plan, step, done)
+    step("partition table", f"{plan.target_layout.label} with {len(plan.target_layout.partitions)} partitions")
+    crashpoint("restore-before-table")
+    _commit(plan, table, fds.boot_code, repo.root)
+    done("partition table", Outcome.DONE, f"{plan.target_layout.label}, disk id {plan.target_layout.disk_id}")
     # closing the written disk makes udev re-read it; wait for that, then make sure the partitions are there
     refresh_partitions(plan.target, plan.target_layout)
-    _finish_partitions(plan, step, done)
     if bootloader:
         _bootloader(plan.target, plan.target_layout, progress, done)
     else:
         done("bootloader", Outcome.SKIPPED, "--no-bootloader")
     result.seconds = time.monotonic() - started
     return result
+
+
+def _commit(plan: RestorePlan, table: list[tuple[int, bytes]], boot_code: bytes | None, repo_root) -> None:
+    """The table and the MBR's boot code, sector 0 last: from here on the disk is complete."""
+    try:
+        fd = os.open(plan.target, os.O_WRONLY)
+        try:
+            commit_table(fd, table, boot_code)
+        finally:
+            os.close(fd)
+    except OSError as exc:
+        raise io_failure(exc, repo_root, plan.target, f"writing the partition table of {plan.image!r}") from None
+
+
+def _write_data(plan: RestorePlan, repo: Repository, fds: _TargetFds, progress: ProgressSink,
+                cancel: threading.Event, totals: list[int], workers: int | None, step, done) -> None:
+    """The gap before the first partition and every partition's data, flushed. Keeps the MBR's boot
+    code in fds.boot_code: it goes in with the table, last."""
+    fds.boot_code = _write_boot_regions(repo, fds.buffered, plan.manifest)
+    done("boot regions", Outcome.DONE, ", ".join(r.name for r in plan.manifest.boot_regions))
+    for action in plan.actions:
+        stream = _stream_of(plan.manifest, action)
+        if stream is None:
+            continue
+        step(action.title, human_size(action.write_bytes))
+        _write_partition(repo, fds, action, stream, progress, cancel, totals, plan.total_bytes, workers)
+        done(action.title, Outcome.DONE, f"{human_size(action.write_bytes)} written")
+    step("flush", "waiting for the disk to store everything")
+    for fd in (fds.direct, fds.buffered):
+        if fd >= 0:
+            os.fsync(fd)
+    done("flush")
 
 
 def _stream_of(manifest: ImageManifest, action: PartitionAction) -> DataStream | None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import threading
 from dataclasses import dataclass, field
 
+from lifeboat.engine.rescue import unreadable_lines
 from lifeboat.events import Progress, ProgressSink, discard
 from lifeboat.engine.pipeline import OrderedPool
 from lifeboat.errors import ImageCorrupt
@@ -19,6 +20,7 @@ class VerifyReport:
     chunks: int = 0
     bytes: int = 0
     problems: list[str] = field(default_factory=list)
+    incomplete: list[str] = field(default_factory=list)  # bytes unreadable at capture (a rescue image), not damage
 
     @property
     def ok(self) -> bool:
@@ -50,7 +52,7 @@ def _work_list(manifest: ImageManifest) -> list[tuple[str, str, str, int]]:
 def verify(repo: Repository, name: str, *, progress: ProgressSink = discard, cancel: threading.Event | None = None,
            workers: int | None = None) -> VerifyReport:
     manifest = load_manifest(repo, name)
-    report = VerifyReport(name)
+    report = VerifyReport(name, incomplete=unreadable_lines(manifest))
     items = _work_list(manifest)
     total = sum(length for *_, length in items)
     item_totals: dict[str, int] = {}

@@ -3,23 +3,14 @@
 
 from __future__ import annotations
 
-import argparse
 import sys
 
 from lifeboat.errors import LifeboatError
+from lifeboat.options import repo_option
 from lifeboat.repo.credentials import ask_passphrase, read_credentials_file, read_passphrase_file
 
 LOST_PASSPHRASE = ("Keep the passphrase safe: a lost passphrase cannot be recovered, and without it nothing in "
                    "this repository can be read. `lifeboat key add` adds a second one.")
-
-
-def add_secret_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--credentials", metavar="FILE",
-                        help="network credentials: key = value lines (username, password, domain, aws_access_key_id, "
-                             "aws_secret_access_key); mode 0600")
-    parser.add_argument("--passphrase-file", metavar="FILE",
-                        help="the encrypted repository's passphrase on the first line; mode 0600 "
-                             "(else LIFEBOAT_PASSPHRASE_FILE, else asked)")
 
 
 def open_repository(location: str, args, create: bool = False):
@@ -79,16 +70,14 @@ def cmd_key(args) -> int:
 
 
 def add_subcommand(sub) -> None:
-    p = sub.add_parser("init", help="create a repository (local directory or URL), optionally encrypted")
-    p.add_argument("--repo", required=True)
+    p = sub.add_parser("init", help="create a repository (local directory or URL), optionally encrypted",
+                       parents=[repo_option(required=True)])
     p.add_argument("--encrypt", action="store_true", help="encrypt and authenticate everything under a passphrase")
-    add_secret_arguments(p)
     p.set_defaults(func=cmd_init)
 
-    p = sub.add_parser("key", help="list, add or remove an encrypted repository's passphrases (key slots)")
+    p = sub.add_parser("key", help="list, add or remove an encrypted repository's passphrases (key slots)",
+                       parents=[repo_option()])
     p.add_argument("action", choices=["list", "add", "remove"])
     p.add_argument("slot", nargs="?", help="the slot to remove")
-    p.add_argument("--repo")
     p.add_argument("--new-passphrase-file", metavar="FILE", help="the passphrase to add (mode 0600), else asked")
-    add_secret_arguments(p)
     p.set_defaults(func=cmd_key)

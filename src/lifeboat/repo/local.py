@@ -15,6 +15,7 @@ import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
+from lifeboat.crashpoint import crashpoint
 from lifeboat.repo.backend import Locked, ObjectMissing
 
 _libc = ctypes.CDLL(None, use_errno=True)  # syncfs(2): Python has no wrapper before 3.12
@@ -80,7 +81,7 @@ class LocalBackend:
     @contextlib.contextmanager
     def lock(self, scope: str, exclusive: bool) -> Iterator[None]:
         path = self.tmp_dir / f"{scope}.lock"
-        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        fd = os.open(path, os.O_RDONLY | os.O_CREAT, 0o644)  # read-only: no obstacle to a remount ro
         try:
             try:
                 fcntl.flock(fd, (fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH) | fcntl.LOCK_NB)
@@ -136,6 +137,7 @@ def atomic_write(final: Path, data: bytes, tmp_dir: Path, sync: bool = True) -> 
             if sync:
                 f.flush()
                 os.fsync(f.fileno())
+        crashpoint(f"before-replace-{final.name}")
         os.replace(tmp, final)
     except BaseException:
         with contextlib.suppress(OSError):

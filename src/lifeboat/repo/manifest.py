@@ -25,7 +25,7 @@ Nothing outside this module reads manifest JSON by key. Version 2 as JSON (image
            | {"kind": "empty"} | {"kind": "lvm-pv", "vg_name", "pv_uuid"}
            | {"kind": "luks", "version", "uuid", "label", "cipher", "header": {"chunk", "length"}, "inner": CONTENT | null}
     STREAM:  {"map": {"chunk", "length", "runs"}, "chunks": [[window, digest, length], ...], "used_bytes",
-              "unreadable": [[offset, length], ...]}
+              "unreadable": [[offset, length], ...], "unreadable_files": [path, ...], "unreadable_note"}
 """
 
 from __future__ import annotations
@@ -105,6 +105,8 @@ class DataStream:
     chunks: tuple[ChunkRef, ...]
     used_bytes: int
     unreadable: tuple[ByteRange, ...] = ()  # a rescue capture's ranges that could not be read
+    unreadable_files: tuple[str, ...] = ()  # the files that own them, as the filesystem's tools named them
+    unreadable_note: str = ""  # "filesystem metadata (3 blocks)", or why files could not be named
 
     def digests(self) -> Iterator[str]:
         yield self.map.digest
@@ -393,6 +395,7 @@ def _stream_json(s: DataStream) -> dict:
         "chunks": [[c.window, c.digest, c.length] for c in s.chunks],
         "used_bytes": s.used_bytes,
         "unreadable": [[r.offset, r.length] for r in s.unreadable],
+        **({"unreadable_files": list(s.unreadable_files), "unreadable_note": s.unreadable_note} if s.unreadable else {}),
     }
 
 
@@ -474,7 +477,8 @@ def _stream(f: Fields, size: int) -> DataStream:
         if offset + length > size:
             raise error(f"range ends at byte {offset + length}, beyond the end ({size} bytes)")
         unreadable.append(ByteRange(offset, length))
-    return DataStream(block_map, chunks, used, tuple(unreadable))
+    files = tuple(str(name) for name in f.data.get("unreadable_files", ()) if isinstance(name, str))
+    return DataStream(block_map, chunks, used, tuple(unreadable), files, f.str("unreadable_note", ""))
 
 
 def _blob(f: Fields) -> BlobRef:

@@ -147,6 +147,10 @@ class Repository:
         unencrypted repository. An encrypted one asks `passphrase` (default: credentials.passphrase)."""
         from lifeboat.repo.location import open_backend
 
+        if not create and _holds_clonezilla_images(str(path)):
+            from lifeboat.foreign.czrepo import ClonezillaRepository  # imports this module
+
+            return ClonezillaRepository(Path(path))
         backend = open_backend(str(path), credentials=credentials)
         return cls.open_backend(backend, create=create, passphrase=passphrase)
 
@@ -485,6 +489,18 @@ class Repository:
             except Locked:
                 raise RepositoryError(f"image {name!r} is being written by another Lifeboat process") from None
             yield
+
+
+def _holds_clonezilla_images(path: str) -> bool:
+    """A local Clonezilla image directory, or a directory of them (/home/partimag): read by lifeboat.foreign."""
+    if "://" in path:
+        return False
+    root = Path(path)
+    if (root / MARKER).exists() or not root.is_dir():
+        return False
+    if any((root / m).is_file() for m in ("clonezilla-img", "parts", "disk")):
+        return True
+    return any(d.is_dir() and (d / "clonezilla-img").is_file() for d in root.iterdir())
 
 
 def is_disk_full(exc: BaseException) -> bool:

@@ -232,7 +232,7 @@ def create_app(backend: Backend, repo_path: str | None = None, **options) -> Lif
 def main(argv: list[str] | None = None) -> int:
     """`lifeboat tui [--repo DIR] [--demo]` (and `lifeboat` with no arguments)."""
     parser = argparse.ArgumentParser(prog="lifeboat tui", description="The Lifeboat text user interface",
-                                     parents=[repo_option()])
+                                     parents=[repo_option(secrets=False)])
     parser.add_argument("--demo", action="store_true", help="made-up disks and images; nothing is touched")
     args = parser.parse_args(argv)
     if args.demo:

@@ -93,7 +93,8 @@ class Backend(Protocol):
     def run_restore(self, plan: RestorePlanView, progress: ProgressSink, cancel: threading.Event) -> JobOutcome: ...
 
     def run_capture(
-        self, source: Disk, name: str, repo_path: str, level: int, progress: ProgressSink, cancel: threading.Event
+        self, source: Disk, name: str, repo_path: str, level: int, progress: ProgressSink, cancel: threading.Event,
+        rescue: bool = False,
     ) -> JobOutcome: ...
 
     def run_verify(self, repo_path: str, image: str, progress: ProgressSink, cancel: threading.Event) -> JobOutcome: ...

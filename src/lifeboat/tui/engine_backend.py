@@ -133,17 +133,22 @@ class EngineBackend:
 
     # ---- capture, verify, bootfix
 
-    def run_capture(self, source: Disk, name: str, repo_path: str, level: int, progress, cancel) -> JobOutcome:
-        from lifeboat.engine.capture import capture
+    def run_capture(self, source: Disk, name: str, repo_path: str, level: int, progress, cancel,
+                    rescue: bool = False) -> JobOutcome:
+        from lifeboat.engine.capture import capture, inspect_source
+        from lifeboat.engine.rescue import RescueOptions, unreadable_lines
         from lifeboat.repo.store import Repository
 
         repo = Repository.open(self._ready(repo_path), create=True)
         # the engine reads the table and the used-block maps before its first event: say so meanwhile
         progress(StepStarted("reading the source", f"{source.path}: partition table and used blocks"))
-        manifest = capture(source.path, name, repo, level=level, progress=progress, cancel=cancel)
+        options = RescueOptions() if rescue else None
+        info = inspect_source(source.path, progress, rescue=rescue) if rescue else None
+        manifest = capture(source.path, name, repo, level=level, progress=progress, cancel=cancel, info=info,
+                           rescue=options)
         used = manifest.data_bytes
         return JobOutcome((f"Image {name} of {source.name} stored in {repo_path} ({human_size(used)} of data, "
-                           f"zstd level {level}).",))
+                           f"zstd level {level}).",), tuple(f"INCOMPLETE: {line}" for line in unreadable_lines(manifest)))
 
     def run_verify(self, repo_path: str, image: str, progress, cancel) -> JobOutcome:
         from lifeboat.engine.verify import verify

@@ -132,7 +132,8 @@ class FakeBackend:
 
     # ---- capture, verify, bootfix
 
-    def run_capture(self, source: Disk, name: str, repo_path: str, level: int, progress, cancel) -> JobOutcome:
+    def run_capture(self, source: Disk, name: str, repo_path: str, level: int, progress, cancel,
+                    rescue: bool = False) -> JobOutcome:
         self.calls.append(("capture", source.path, name, repo_path, level))
         items = [(f"partition {p.number} ({p.fstype})", p.size // 64) for p in source.partitions if p.fstype != "swap"]
         self._pretend("capture", items or [("whole disk", source.size // 64)], progress, cancel)

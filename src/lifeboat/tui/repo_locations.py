@@ -12,6 +12,7 @@ from pathlib import Path
 
 from lifeboat.devices import Disk, Partition
 from lifeboat.errors import LifeboatError
+from lifeboat.foreign.clonezilla import image_dirs
 from lifeboat.mounts import mount, mount_table, mounted, unmount
 from lifeboat.tui.backend import RepoLocation
 
@@ -19,6 +20,7 @@ log = logging.getLogger("lifeboat.tui")
 
 REPO_MARKER = "lifeboat-repo.json"
 REPO_SUBDIRS = ("", "lifeboat", "lifeboat-images")  # where on a filesystem a repository is looked for
+CLONEZILLA_SUBDIRS = ("", "partimag", "home/partimag")  # where Clonezilla images are (read by lifeboat.foreign)
 DATA_MOUNT = "/run/lifeboat/data"  # the stick's LIFEBOAT-DATA partition (see lifeboat.live)
 PEEK_DIR = "/run/lifeboat/peek"
 REPO_MOUNT_DIR = "/run/lifeboat/repos"
@@ -38,9 +40,26 @@ def repo_dirs(root: str) -> Iterator[str]:
         path = os.path.join(root, sub) if sub else root
         if os.path.isfile(os.path.join(path, REPO_MARKER)):
             yield path
+    for sub in CLONEZILLA_SUBDIRS:
+        path = os.path.join(root, sub) if sub else root
+        if not os.path.isfile(os.path.join(path, REPO_MARKER)) and is_clonezilla(path):
+            yield path
+
+
+def is_clonezilla(path: str) -> bool:
+    try:
+        return bool(image_dirs(path))
+    except OSError:
+        return False
+
+
+def _kind(path: str) -> str:
+    return " — Clonezilla images, restore or import them" if is_clonezilla(path) else ""
 
 
 def image_count(path: str) -> int:
+    if is_clonezilla(path):
+        return len(image_dirs(path))
     try:
         return len([p for p in Path(path, "images").iterdir() if (p / "manifest.json").exists()])
     except OSError:
@@ -59,7 +78,7 @@ def mounted_repositories() -> list[RepoLocation]:
             where = "the stick's data partition" if mount == DATA_MOUNT else f"{device} mounted at {mount}"
             if not os.access(path, os.W_OK):
                 where += " (read-only: restore from it, capture elsewhere)"
-            found.append(RepoLocation(path, where, image_count(path)))
+            found.append(RepoLocation(path, where + _kind(path), image_count(path)))
     return found
 
 
@@ -78,15 +97,16 @@ def unmounted_repositories(disks: list[Disk]) -> tuple[list[RepoLocation], dict[
                 continue
             try:
                 with peeking(part) as root:
-                    subs = [(os.path.relpath(p, root), image_count(p)) for p in repo_dirs(root)]
+                    subs = [(os.path.relpath(p, root), image_count(p), _kind(p)) for p in repo_dirs(root)]
             except LifeboatError as error:
                 log.info("could not look into %s: %s", part.path, error)
                 continue
-            for sub, count in subs:
+            for sub, count, kind in subs:
                 mount_point = os.path.join(REPO_MOUNT_DIR, os.path.basename(part.path))
                 path = os.path.normpath(os.path.join(mount_point, sub))
                 label = f" '{part.label}'" if part.label else ""
-                description = f"{part.path} {part.fstype}{label} on {disk.model or disk.name} (mounted when chosen)"
+                description = (f"{part.path} {part.fstype}{label} on {disk.model or disk.name} (mounted when chosen)"
+                               f"{kind}")
                 found.append(RepoLocation(path, description, count))
                 how[path] = UnmountedRepo(part.path, mount_point)
     return found, how

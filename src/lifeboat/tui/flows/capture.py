@@ -19,6 +19,7 @@ LEVELS = [
     ("1", "Level 1: fastest, a little larger"),
     ("9", "Level 9: smaller, slower"),
     ("19", "Level 19: smallest, much slower"),
+    ("3r", "Level 3, rescue: a failing disk (reads around damage, records what is lost)"),
 ]
 
 
@@ -83,7 +84,8 @@ class CaptureFlow:
         backend, source, name, repo = self.app.backend, self.source, self.name, self.repo
 
         def capture_then_verify(progress, cancel) -> JobOutcome:
-            captured = backend.run_capture(source, name, repo, int(level), progress, cancel)
+            rescue = {"rescue": True} if level.endswith("r") else {}
+            captured = backend.run_capture(source, name, repo, int(level.rstrip("r")), progress, cancel, **rescue)
             verified = backend.run_verify(repo, name, progress, cancel)
             return JobOutcome(captured.lines + verified.lines, captured.warnings + verified.warnings)
 

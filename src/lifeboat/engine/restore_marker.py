@@ -1,0 +1,152 @@
+"""A restore in progress is visible on the target until its last data byte is on the disk.
+
+Design (the safest of the options; see the commit that added it):
+
+1. Before the first data write, every whole-disk signature is wiped (`wipefs --all`: the old MBR/GPT,
+   their backups, a whole-disk filesystem), the first 34 and last 33 sectors are zeroed, and sector 0
+   gets a Lifeboat "restore in progress" record: a magic string, the image name and repository, the
+   start time, and NO 0x55AA boot signature. BIOS refuses a sector 0 without the signature, UEFI finds
+   neither a protective MBR nor a GPT header, libblkid/partx/the kernel see no partition table: the disk
+   cannot boot and no OS mounts half-written filesystems from it. `lifeboat disks` and the restore plan
+   read the record and say "incomplete restore of image X".
+2. The data goes to each partition's offset through the whole-disk device (no partition nodes needed).
+3. Filesystems are grown and swap is made while the disk still has no table: the kernel is given the
+   partitions by BLKPG with explicit ranges (addpart), not by reading a table.
+4. Then the new table is committed: sfdisk writes it into a sparse scratch file of the target's size
+   (never onto the target), and the sectors it wrote are copied to the target, every sector but the
+   first, flushed, then sector 0 last (the image's boot code in bytes 0-439, sfdisk's table and
+   signature after). Sector 0 is the commit record: before it lands the disk shows the marker, after
+   it the disk is complete.
+
+Only the bootloader step runs after the commit (grub-install needs the table); a crash there leaves
+every data byte and the table in place, as a restore whose bootloader step failed does.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+import time
+from dataclasses import dataclass
+
+from lifeboat.layout.model import DiskLayout
+from lifeboat.errors import LifeboatError
+from lifeboat.layout.write import partition_node, sfdisk_script
+from lifeboat.run import run
+
+MAGIC = b"LIFEBOAT RESTORE IN PROGRESS\n"
+SECTOR = 512
+HEAD_SECTORS = 34  # MBR + GPT header + 32 sectors of entries
+TAIL_SECTORS = 33  # backup GPT entries + header
+MBR_BOOT_CODE = 440
+
+
+@dataclass(frozen=True)
+class RestoreMarker:
+    image: str
+    repo: str
+    started: str
+
+    def describe(self) -> str:
+        return f"incomplete restore of image {self.image!r} from {self.repo} (started {self.started}): restore it again"
+
+
+def read_marker(disk: str) -> RestoreMarker | None:
+    """The in-progress record in sector 0 of `disk`, or None (also when the disk cannot be read)."""
+    try:
+        with open(disk, "rb") as f:
+            sector = f.read(SECTOR)
+    except OSError:
+        return None
+    return parse_marker(sector)
+
+
+def parse_marker(sector: bytes) -> RestoreMarker | None:
+    if not sector.startswith(MAGIC):
+        return None
+    try:
+        body = json.loads(sector[len(MAGIC):MBR_BOOT_CODE].rstrip(b"\0"))
+        return RestoreMarker(str(body["image"]), str(body["repo"]), str(body["started"]))
+    except (ValueError, KeyError, TypeError):
+        return RestoreMarker("?", "?", "?")
+
+
+def marker_sector(marker: RestoreMarker) -> bytes:
+    body = json.dumps({"image": marker.image, "repo": marker.repo, "started": marker.started}).encode()
+    record = MAGIC + body
+    if len(record) > MBR_BOOT_CODE:  # a very long repository path: keep the image name, cut the path
+        body = json.dumps({"image": marker.image, "repo": marker.repo[-120:], "started": marker.started}).encode()
+        record = MAGIC + body
+    return record.ljust(SECTOR, b"\0")  # bytes 510-511 stay zero: no boot signature
+
+
+def wipe_signatures(disk: str) -> None:
+    """Step 1a, before the target is opened exclusively: every table and whole-disk signature goes."""
+    run(["wipefs", "--all", "--force", "--quiet", disk])
+
+
+def mark_in_progress(fd: int, size: int, marker: RestoreMarker) -> None:
+    """Step 1b: zero the table areas and write the record. Flushed on return."""
+    zeros = bytes(TAIL_SECTORS * SECTOR)
+    os.pwrite(fd, zeros, size - len(zeros))
+    os.pwrite(fd, bytes(HEAD_SECTORS * SECTOR), 0)
+    os.pwrite(fd, marker_sector(marker), 0)
+    os.fsync(fd)
+
+
+def table_sectors(layout: DiskLayout, size: int) -> list[tuple[int, bytes]]:
+    """(offset, sector) for every non-zero sector sfdisk writes for `layout` on a disk of `size` bytes,
+    found by letting sfdisk write a sparse scratch file instead of the disk."""
+    with tempfile.NamedTemporaryFile(prefix="lifeboat-table-", dir="/var/tmp") as scratch:
+        scratch.truncate(size)
+        scratch.flush()
+        run(["sfdisk", "--quiet", "--no-reread", "--no-tell-kernel", scratch.name], input=sfdisk_script(layout))
+        return _written_sectors(scratch.fileno(), size)
+
+
+def _written_sectors(fd: int, size: int) -> list[tuple[int, bytes]]:
+    out, pos = [], 0
+    while pos < size:
+        try:
+            start = os.lseek(fd, pos, os.SEEK_DATA)
+        except OSError:  # ENXIO: no data after pos
+            break
+        end = os.lseek(fd, start, os.SEEK_HOLE)
+        data = os.pread(fd, end - start, start)
+        for off in range(0, len(data), SECTOR):
+            sector = data[off:off + SECTOR]
+            if sector.strip(b"\0"):
+                out.append((start + off, sector))
+        pos = end
+    return out
+
+
+def register_partitions(disk: str, layout: DiskLayout) -> None:
+    """Partition nodes for the layout's data partitions while the disk has no table (step 3)."""
+    run(["partx", "--delete", disk], check=False)  # whatever the kernel still knows of the old table
+    factor = layout.sector_size // SECTOR
+    for p in layout.data_partitions():
+        run(["addpart", disk, str(p.number), str(p.start * factor), str(p.size * factor)])
+    run(["udevadm", "settle", "--timeout=10"], check=False)
+    for _ in range(50):
+        if all(os.path.exists(partition_node(disk, p.number)) for p in layout.data_partitions()):
+            return
+        time.sleep(0.1)
+    raise LifeboatError(f"{disk}: the partition nodes did not appear after addpart")
+
+
+def commit_table(fd: int, sectors: list[tuple[int, bytes]], boot_code: bytes | None) -> None:
+    """Step 3: every table sector but the first, flush, then sector 0 (with the image's boot code), flush."""
+    first = b""
+    for offset, sector in sectors:
+        if offset == 0:
+            first = sector
+        else:
+            os.pwrite(fd, sector, offset)
+    os.fsync(fd)
+    first = first or bytes(SECTOR)
+    if boot_code is not None:
+        first = boot_code[:MBR_BOOT_CODE].ljust(MBR_BOOT_CODE, b"\0") + first[MBR_BOOT_CODE:]
+    os.pwrite(fd, first, 0)
+    os.fsync(fd)
