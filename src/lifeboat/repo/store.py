@@ -336,35 +336,6 @@ class Repository:
         if not matches:
             raise ImageCorrupt(f"{what} does not match its hash")
 
-    def get_chunk_into(self, digest: str, buffer: memoryview) -> None:
-        """Decompress the chunk straight into `buffer` (as long as the chunk), checked against its hash and
-        length: no new 4 MiB object per chunk and no copy into an aligned buffer. Raises ImageCorrupt."""
-        compressed = self._compressed(digest)
-        got, extra = 0, b""
-        try:
-            with self.stage_times.measure("decompress", len(buffer)), _codecs.decompressor.stream_reader(compressed) as reader:
-                while got < len(buffer) and (n := reader.readinto(buffer[got:])):
-                    got += n
-                extra = reader.read(1)
-        except zstandard.ZstdError as exc:
-            raise ImageCorrupt(f"chunk {digest[:16]} cannot be decompressed ({exc})") from None
-        if got != len(buffer) or extra:
-            raise ImageCorrupt(f"chunk {digest[:16]} holds {'more than ' if extra else ''}{got} bytes, expected {len(buffer)}")
-        self._check_hash(digest, buffer)
-
-    def _compressed(self, digest: str) -> bytes:
-        try:
-            with self.stage_times.measure("read chunk"):
-                return self.chunk_path(digest).read_bytes()
-        except FileNotFoundError:
-            raise ImageCorrupt(f"chunk {digest[:16]} is missing") from None
-
-    def _check_hash(self, digest: str, data) -> None:
-        with self.stage_times.measure("hash", len(data)):
-            matches = chunk_hash(data) == digest
-        if not matches:
-            raise ImageCorrupt(f"chunk {digest[:16]} does not match its hash")
-
     def chunk_problem(self, digest: str) -> str | None:
         """A cheap check (no read): why this chunk cannot be used, or None."""
         size = self._size(digest, for_write=False)
