@@ -36,6 +36,7 @@ from lifeboat.layout.model import DiskLayout
 from lifeboat.layout.write import partition_node, refresh_partitions
 from lifeboat.repo.manifest import CHUNK_SIZE, ChunkRef, DataStream, ImageManifest
 from lifeboat.repo.store import Repository
+from lifeboat.timing import StageTimes
 
 BLKZEROOUT = 0x127F  # _IO(0x12, 127): zero a byte range, offloaded where the device can
 MBR_BOOT_CODE = 440  # bytes of boot code before the disk signature and the table
@@ -121,14 +122,12 @@ class _TargetFds:
 _thread_buffers = threading.local()
 
 
-def _aligned_copy(data: bytes) -> memoryview:
-    """`data` copied into this thread's page-aligned buffer, as O_DIRECT requires."""
+def _aligned_buffer(length: int) -> memoryview:
+    """This thread's page-aligned buffer, as O_DIRECT requires; reused once its chunk is written."""
     buf = getattr(_thread_buffers, "buf", None)
     if buf is None:
         buf = _thread_buffers.buf = mmap.mmap(-1, CHUNK_SIZE)
-    view = memoryview(buf)[: len(data)]
-    view[:] = data
-    return view
+    return memoryview(buf)[:length]
 
 
 class _PartitionWriter:
@@ -138,21 +137,25 @@ class _PartitionWriter:
         self.base = action.target.start * 512
         self.totals, self.total = totals, total
         self.item_done = 0
+        self.times = repo.stage_times = StageTimes()
+        self.workers = 0
 
     def write_window(self, ref: ChunkRef, runs: Runs) -> int:
         length = ref.length
+        if sum(n for _, n in runs) != length or length > CHUNK_SIZE:
+            raise ImageCorrupt(f"{self.action.title} at offset {ref.offset}: chunk length does not match the block map")
+        view = _aligned_buffer(length)  # decompressed into directly: no copy, no new 4 MiB object per chunk
         try:
-            data = self.repo.get_chunk(ref.digest, length)
+            self.repo.get_chunk_into(ref.digest, view)
         except ImageCorrupt as exc:
             raise ImageCorrupt(f"{self.action.title} at offset {ref.offset}: {exc}") from None
-        if sum(n for _, n in runs) != length:
-            raise ImageCorrupt(f"{self.action.title} at offset {ref.offset}: chunk length does not match the block map")
-        view, pos = _aligned_copy(data), 0
+        started, pos = time.perf_counter(), 0
         for start, n in runs:
             fd, written = self.fds.for_run(self.base + start, n, pos), 0
             while written < n:
                 written += os.pwrite(fd, view[pos + written : pos + n], self.base + start + written)
             pos += n
+        self.times.add("write", time.perf_counter() - started, length)
         return length
 
     def on_result(self, _tag, length: int) -> None:
@@ -160,6 +163,8 @@ class _PartitionWriter:
         self.item_done += length
         self.totals[0] += length
         self.progress(Progress("restore", self.action.title, self.item_done, self.action.write_bytes, self.totals[0], self.total))
+        if self.item_done >= self.action.write_bytes:
+            self.progress(LogLine(f"{self.action.title}: {self.times.summary(self.workers)}"))
 
 
 def _write_partition(repo: Repository, fds: _TargetFds, action: PartitionAction, stream: DataStream,
@@ -173,6 +178,7 @@ def _write_partition(repo: Repository, fds: _TargetFds, action: PartitionAction,
     writer = _PartitionWriter(repo, fds, action, progress, totals, total)
     index = 0
     with OrderedPool(writer.on_result, workers=workers, cancel=cancel) as pool:
+        writer.workers = pool.workers
         for ref in stream.chunks:
             inside, index = runs_in_window(runs, index, ref.offset, ref.offset + CHUNK_SIZE)
             pool.submit(ref.window, writer.write_window, ref, inside)
