@@ -12,6 +12,7 @@ from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Header, Label, OptionList
 from textual.widgets.option_list import Option
 
+from lifeboat import secureboot
 from lifeboat.devices import Disk, human_size
 from lifeboat.tui.backend import ImageInfo
 from lifeboat.tui.widgets.text import UNSAFE_STYLE, disk_contents, disk_label
@@ -57,7 +58,7 @@ class HomeScreen(Screen):
         yield Footer()
 
     def on_mount(self) -> None:
-        self.sub_title = "Capture and restore whole disks"
+        self.sub_title = f"Capture and restore whole disks · {secureboot.describe(secureboot.state())}"
         disks = self.query_one("#disks", DataTable)
         for label, width in (("disk", 5), ("model", 12), ("size", 9), ("on it now", 26)):
             disks.add_column(label, width=width)
