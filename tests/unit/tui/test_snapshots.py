@@ -43,6 +43,8 @@ def test_type_the_name_to_confirm(snap_compare):
     async def to_confirm(pilot):
         await to_plan_ready(pilot)
         await pilot.press("enter")
+        # on a loaded machine one pause is not always enough for the dialog to be on screen
+        await wait_until(pilot, lambda: type(pilot.app.screen).__name__ == "TypeNameDialog", what="the confirmation")
         await pilot.pause()
 
     assert snap_compare(demo_app(), terminal_size=SIZE, run_before=to_confirm)
