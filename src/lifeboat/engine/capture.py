@@ -19,6 +19,7 @@ from lifeboat.crashpoint import crashpoint
 from lifeboat.engine.ioerrors import repository_failure
 from lifeboat.events import LogLine, Outcome, Progress, ProgressSink, StepFinished, StepStarted, discard
 from lifeboat.engine.pipeline import BufferRing, OrderedPool, direct_io_ok
+from lifeboat.engine.restore_marker import table_head_bytes
 from lifeboat.engine.rescue import Reader, RescueOptions, read_error, rescue_owners, stream_rescue
 from lifeboat.errors import Cancelled, LifeboatError, RepositoryError
 from lifeboat.fs.registry import RAW, CaptureMode, FsKind, kind_for
@@ -59,10 +60,11 @@ class SourcePartition:
     uuid: str = ""
     label: str = ""
     runs: Runs = field(default_factory=list)  # filled for used-blocks partitions
+    sector_size: int = 512  # the disk's logical sectors, which entry counts in
 
     @property
     def size(self) -> int:
-        return self.entry.size * 512
+        return self.entry.size * self.sector_size
 
     @property
     def to_read(self) -> int:
@@ -105,15 +107,14 @@ def inspect_source(source: str, progress: ProgressSink = discard, rescue: bool =
 def _inspect(source: str, disk, progress: ProgressSink, rescue: bool = False) -> SourceInfo:
     run(["udevadm", "settle", "--timeout=10"], check=False)  # let a re-read already under way finish first
     layout = read_layout(source)
-    if layout.sector_size != 512:
-        raise LifeboatError(f"{source}: {layout.sector_size}-byte sectors are not supported yet")
     ensure_partitions(source, layout)
     _refuse_writable_mounts(source, layout)
     parts = []
     for entry in layout.data_partitions():
         node = partition_node(source, entry.number)
         facts = filesystem_facts(node)
-        parts.append(SourcePartition(entry, node, facts.fstype, kind_for(facts.fstype), facts.uuid, facts.label))
+        parts.append(SourcePartition(entry, node, facts.fstype, kind_for(facts.fstype), facts.uuid, facts.label,
+                                     sector_size=layout.sector_size))
     needed = [tool for p in parts for tool in p.kind.capture_tools()]
     missing = missing_tools(needed)
     if missing:
@@ -295,9 +296,10 @@ def _stream_raw(source: _SourceFds, part: SourcePartition, pool: OrderedPool, wr
 
 def _boot_regions(source: str, layout: DiskLayout) -> list[tuple[str, int, bytes]]:
     """(name, offset, bytes): the first sector, and the gap before the first partition."""
-    # GPT: everything after the primary entries (LBA 34), even below the first usable LBA
-    gap_start = 512 if layout.label == "dos" else 34 * 512
-    gap_end = layout.first_partition_start * 512
+    # GPT: everything after the primary entries (LBA 34 at 512 bytes, LBA 6 at 4096), even below the
+    # first usable LBA
+    gap_start = table_head_bytes(layout)
+    gap_end = layout.first_partition_start * layout.sector_size
     with open(source, "rb") as f:
         regions = [("mbr", 0, f.read(512))]
         if gap_end > gap_start:

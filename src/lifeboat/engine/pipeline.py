@@ -86,5 +86,6 @@ class BufferRing:
 
 
 def direct_io_ok(offset: int, length: int, buffer_pos: int) -> bool:
-    """Whether a transfer may use O_DIRECT: device offset, length and buffer position on 512-byte bounds."""
-    return offset % 512 == 0 and length % 512 == 0 and buffer_pos % 512 == 0
+    """Whether a transfer may use O_DIRECT: device offset, length and buffer position on 4 KiB bounds (a
+    4Kn disk refuses direct I/O on anything less; on a 512-byte disk 4 KiB bounds are bounds too)."""
+    return offset % 4096 == 0 and length % 4096 == 0 and buffer_pos % 4096 == 0
