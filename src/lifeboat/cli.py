@@ -85,6 +85,9 @@ def cmd_images(args) -> int:
         origin = f"  ({summary.origin.capitalize()} image)" if summary.origin else ""
         print(f"{image.name:<24} {summary.created}  {summary.source_model or '-'} {human_size(summary.source_size)}  "
               f"{summary.table}  [{parts}]  {human_size(summary.data_bytes)} of data{origin}")
+        for p in summary.partitions:
+            if p.note:
+                print(f"  partition {p.number}: {p.note}")
         for line in _incomplete(args, image.name):
             print(f"  INCOMPLETE: {line}")
     return EXIT_OK

@@ -23,6 +23,8 @@ from lifeboat.engine.restore_marker import table_head_bytes
 from lifeboat.engine.rescue import Reader, RescueOptions, read_error, rescue_owners, stream_rescue
 from lifeboat.errors import Cancelled, LifeboatError, RepositoryError
 from lifeboat.fs.registry import RAW, CaptureMode, FsKind, kind_for
+from lifeboat.fs.volumes import VolumeInfo
+from lifeboat.fs.volumes import probe as probe_volume
 from lifeboat.fs.usedmap import Runs, encode_runs, runs_in_window, used_runs, with_edges
 from lifeboat.layout.model import DiskLayout, PartitionEntry
 from lifeboat.layout.read import read_layout
@@ -61,6 +63,7 @@ class SourcePartition:
     label: str = ""
     runs: Runs = field(default_factory=list)  # filled for used-blocks partitions
     sector_size: int = 512  # the disk's logical sectors, which entry counts in
+    volume: VolumeInfo | None = None  # a LUKS/LVM/BitLocker/MD volume, copied whole
 
     @property
     def size(self) -> int:
@@ -113,8 +116,14 @@ def _inspect(source: str, disk, progress: ProgressSink, rescue: bool = False) ->
     for entry in layout.data_partitions():
         node = partition_node(source, entry.number)
         facts = filesystem_facts(node)
-        parts.append(SourcePartition(entry, node, facts.fstype, kind_for(facts.fstype), facts.uuid, facts.label,
-                                     sector_size=layout.sector_size))
+        part = SourcePartition(entry, node, facts.fstype, kind_for(facts.fstype), facts.uuid, facts.label,
+                               sector_size=layout.sector_size)
+        part.volume = _probe_volume(part)
+        if part.volume:  # never by used blocks: an MD 1.0 member's filesystem would lose its superblock
+            part.kind = RAW
+            part.fstype = part.volume.fstype
+            progress(LogLine(f"{part.title}: {part.volume.describe}"))
+        parts.append(part)
     needed = [tool for p in parts for tool in p.kind.capture_tools()]
     missing = missing_tools(needed)
     if missing:
@@ -132,6 +141,13 @@ def _inspect(source: str, disk, progress: ProgressSink, rescue: bool = False) ->
     info = SourceInfo(source, disk.size, disk.model, disk.serial, layout, parts)
     progress(StepFinished("inspect source", Outcome.DONE, f"{len(parts)} partitions, {human_size(info.to_read)} to read"))
     return info
+
+
+def _probe_volume(part: SourcePartition) -> VolumeInfo | None:
+    try:
+        return probe_volume(part.node, part.size)
+    except OSError as exc:
+        raise LifeboatError(f"{part.node}: cannot read its first bytes ({exc.strerror or exc}); nothing was written") from None
 
 
 def _refuse_writable_mounts(source: str, layout: DiskLayout) -> None:
@@ -379,6 +395,7 @@ def _capture_partition(part: SourcePartition, repo: Repository, writer: _Writer,
             content = FilesystemContent(part.fstype, part.uuid, part.label, data)
         else:
             reason = f"no used-block map for {part.fstype}" if part.fstype else "content not recognised"
+            reason = part.volume.reason if part.volume else reason
             content = RawContent(data, part.fstype, part.uuid, part.label, reason)
     record = PartitionImage(part.entry.number, part.size, content)
     writer.progress(StepFinished(part.title, Outcome.DONE, human_size(record.used_bytes)))

@@ -19,7 +19,7 @@ from lifeboat.layout.model import DiskLayout, PartitionEntry
 from lifeboat.layout.sectors import convert_layout, logical_sector_size
 from lifeboat.fs.sectors import HEAD_BYTES, sector_limit
 from lifeboat.fs.usedmap import decode_runs, runs_in_window
-from lifeboat.repo.manifest import CHUNK_SIZE, RESTORABLE, DataStream, ImageManifest, PartitionImage, load_manifest
+from lifeboat.repo.manifest import CHUNK_SIZE, RESTORABLE, DataStream, RawContent, ImageManifest, PartitionImage, load_manifest
 from lifeboat.repo.store import Repository
 from lifeboat.run import TOOLS, missing_tools
 
@@ -37,6 +37,7 @@ class PartitionAction:
     write_bytes: int
     grow: str  # tool that grows the filesystem, "" when it keeps its size
     note: str = ""
+    reason: str = ""  # why the content is copied whole (a LUKS container, a BitLocker volume)
     source_sector_size: int = 512  # `source` counts in these
     target_sector_size: int = 512  # `target` counts in these
 
@@ -98,6 +99,8 @@ class RestorePlan:
                     CaptureMode.RAW: f"{human_size(a.write_bytes)} raw",
                     CaptureMode.SWAP: "new swap, same UUID", CaptureMode.NONE: "empty"}[a.mode]
             lines.append(f"  {a.number:>2}  start {a.target.start:>10}  {size:>10}  {a.fstype or a.mode:<8} {what}{grow}")
+            if a.reason:
+                lines.append(f"      {a.reason} ({human_size(a.source.size * src_ss)})")
         incomplete = unreadable_lines(self.manifest)
         if incomplete:
             lines += ["", "INCOMPLETE IMAGE: these bytes could not be read at capture and will be written as zeros:"]
@@ -118,7 +121,8 @@ class RestorePlan:
             "target_sector_size": self.target_layout.sector_size,
             "actions": [
                 {"number": a.number, "fstype": a.fstype, "mode": str(a.mode), "start": a.target.start, "size": a.target.size,
-                 "source_size": a.source.size, "write_bytes": a.write_bytes, "grows": a.grows, "grow_tool": a.grow}
+                 "source_size": a.source.size, "write_bytes": a.write_bytes, "grows": a.grows, "grow_tool": a.grow,
+                 "reason": a.reason}
                 for a in self.actions
             ],
             "total_bytes": self.total_bytes,
@@ -223,6 +227,7 @@ def _action(fitted, part: PartitionImage | None) -> tuple[PartitionAction, list[
     action = PartitionAction(
         number=fitted.entry.number, fstype=fstype, mode=mode, source=fitted.source, target=fitted.entry,
         write_bytes=part.used_bytes if part else 0, grow=kind.grow if grows else "", note=note,
+        reason=part.content.reason if part and isinstance(part.content, RawContent) else "",
     )
     return action, kind.restore_tools(grows)
 
