@@ -6,7 +6,10 @@ before a byte of the target is written."""
 from __future__ import annotations
 
 import hashlib
+import os
 import re
+import subprocess
+import sys
 
 import pytest
 from diskbuilder import MiB, PartSpec, build_disk, loop_disk, mounted, sh, tree_hashes
@@ -46,6 +49,9 @@ def test_4kn_disk_round_trip(workdir, lifeboat_env):
         built = build_disk(src, "gpt", [PartSpec(60, "ext4", name="root"), PartSpec(0, "xfs", name="data")], workdir)
         head, parts = table(src.path)
         assert head["sector-size"] == "4096" and parts[1]["start"] == "256"
+        disks = subprocess.run([sys.executable, "-m", "lifeboat", "disks", "--loop"], capture_output=True, text=True,
+                               env=dict(os.environ))
+        assert any(line.startswith(src.path + " ") and "4096-byte sectors" in line for line in disks.stdout.splitlines())
         repo = Repository.open(workdir / "repo", create=True)
         manifest = capture(src.path, "fourk", repo)
         assert manifest.layout.sector_size == 4096 and manifest.source.sector_size == 4096

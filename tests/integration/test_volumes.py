@@ -61,6 +61,12 @@ def test_encrypted_and_volume_partitions_copied_whole_with_reasons(workdir, life
         src.refresh()
         before = {n: partition_digest(src, n) for n in (1, 2, 3, 4)}
 
+        disks = subprocess.run([sys.executable, "-m", "lifeboat", "disks", "--loop", "--json"],
+                               capture_output=True, text=True, env=dict(os.environ))
+        shown = next(d for d in json.loads(disks.stdout) if d["path"] == src.path)
+        assert shown["sector_size"] == 512
+        assert shown["volumes"][src.node(2)].startswith(f"LUKS2 container (aes-xts-plain64, UUID {luks_uuid}")
+        assert shown["volumes"][src.node(3)].endswith(f"of volume group {vg}")
         repo = Repository.open(workdir / "repo", create=True)
         manifest = capture(src.path, "vols", repo)
         reasons = {p.number: p.content.reason for p in manifest.partitions}

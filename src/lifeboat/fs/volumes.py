@@ -21,6 +21,7 @@ LVM_TYPE = b"LVM2 001"
 LVM_MDA_MAGIC = b" LVM2 x[5A%r0N*>"
 BITLOCKER_SIGNATURE = b"-FVE-FS-"
 MD_MAGIC = 0xA92B4EFC
+VOLUME_FSTYPES = frozenset({"crypto_LUKS", "LVM2_member", "BitLocker", "linux_raid_member"})  # blkid's names
 
 
 class VolumeKind(StrEnum):
