@@ -18,7 +18,7 @@ from lifeboat.devices import disk_info, filesystem_facts, human_size, writable_m
 from lifeboat.crashpoint import crashpoint
 from lifeboat.engine.ioerrors import repository_failure
 from lifeboat.events import LogLine, Outcome, Progress, ProgressSink, StepFinished, StepStarted, discard
-from lifeboat.engine.pipeline import BufferRing, OrderedPool, direct_io_ok
+from lifeboat.engine.pipeline import logical_sector_size_of, BufferRing, OrderedPool, direct_io_ok
 from lifeboat.engine.restore_marker import table_head_bytes
 from lifeboat.engine.rescue import Reader, RescueOptions, read_error, rescue_owners, stream_rescue
 from lifeboat.errors import Cancelled, LifeboatError, RepositoryError
@@ -222,13 +222,14 @@ class _SourceFds:
         except FileNotFoundError:
             raise LifeboatError(f"{node} disappeared before it could be read (was the disk removed?)") from None
         os.posix_fadvise(self.buffered, 0, 0, os.POSIX_FADV_SEQUENTIAL)
+        self.align = logical_sector_size_of(self.buffered)
         try:
             self.direct = os.open(node, os.O_RDONLY | os.O_DIRECT)
         except OSError:
             self.direct = -1
 
     def for_run(self, offset: int, length: int, buffer_pos: int) -> int:
-        return self.direct if self.direct >= 0 and direct_io_ok(offset, length, buffer_pos) else self.buffered
+        return self.direct if self.direct >= 0 and direct_io_ok(offset, length, buffer_pos, self.align) else self.buffered
 
     def close(self) -> None:
         for fd in (self.direct, self.buffered):

@@ -22,7 +22,7 @@ from lifeboat.boot.model import overall
 from lifeboat.crashpoint import crashpoint
 from lifeboat.devices import disk_info, human_size
 from lifeboat.engine.ioerrors import io_failure
-from lifeboat.engine.pipeline import OrderedPool, direct_io_ok
+from lifeboat.engine.pipeline import logical_sector_size_of, OrderedPool, direct_io_ok
 from lifeboat.engine.plan import PartitionAction, RestorePlan, check_target_safe
 from lifeboat.engine.restore_marker import (RestoreMarker, commit_table, mark_in_progress, register_partitions,
                                              table_head_bytes, table_sectors, wipe_signatures)
@@ -94,13 +94,14 @@ class _TargetFds:
     def __init__(self, path: str):
         self.boot_code: bytes | None = None  # the MBR's first 440 bytes, written with the table at the end
         self.buffered = os.open(path, os.O_WRONLY | os.O_EXCL)
+        self.align = logical_sector_size_of(self.buffered)
         try:
             self.direct = os.open(path, os.O_WRONLY | os.O_DIRECT)
         except OSError:  # a target that cannot do direct I/O: everything goes through the cache
             self.direct = -1
 
     def for_run(self, offset: int, length: int, buffer_pos: int) -> int:
-        return self.direct if self.direct >= 0 and direct_io_ok(offset, length, buffer_pos) else self.buffered
+        return self.direct if self.direct >= 0 and direct_io_ok(offset, length, buffer_pos, self.align) else self.buffered
 
     def sync_and_close(self) -> None:
         try:
