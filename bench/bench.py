@@ -34,6 +34,7 @@ WORK = Path(os.environ.get("LIFEBOAT_BENCH_WORK", "/var/tmp/lifeboat-bench"))
 DISK_SIZE = 8 * 1024**3 + 64 * 1024**2  # an 8 GiB partition plus room for the table
 SOURCES = ("/usr/lib", "/usr/share")
 LIFEBOAT = [sys.executable, "-m", "lifeboat"]
+CPU_SECONDS: list[float] = []  # user+system seconds of each timed() step, in order
 
 
 def sh(*argv: str, **kw) -> subprocess.CompletedProcess:
@@ -86,7 +87,7 @@ def timed(argv: list[str] | str, shell: bool = False) -> tuple[float, int]:
     """Wall seconds (cold cache, synced) and the peak RSS in bytes of `argv` itself (via GNU time)."""
     drop_caches()
     if not shell:
-        argv = ["/usr/bin/time", "-f", "PEAK_KB=%M", *argv]
+        argv = ["/usr/bin/time", "-f", "PEAK_KB=%M\nCPU_S=%U %S", *argv]
     start = time.monotonic()
     proc = subprocess.run(argv, shell=shell, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                           stderr=subprocess.PIPE, text=True, executable="/bin/bash" if shell else None)
@@ -95,6 +96,8 @@ def timed(argv: list[str] | str, shell: bool = False) -> tuple[float, int]:
     os.sync()
     seconds = time.monotonic() - start
     peak = [line for line in proc.stderr.splitlines() if line.startswith("PEAK_KB=")]
+    cpu = [line for line in proc.stderr.splitlines() if line.startswith("CPU_S=")]
+    CPU_SECONDS.append(sum(map(float, cpu[-1][6:].split())) if cpu else 0.0)  # user + system, less noisy than wall
     return seconds, int(peak[-1].split("=")[1]) * 1024 if peak else 0
 
 
@@ -148,6 +151,7 @@ def main() -> int:
             figures["ref_image_bytes"] = ref_image.stat().st_size
         repo = WORK / "repo"
         figures["lb_capture_s"], figures["lb_capture_peak_rss"] = timed(LIFEBOAT + ["capture", src, "bench", "--repo", str(repo)])
+        figures["lb_capture_cpu_s"] = CPU_SECONDS[-1]
         figures["lb_image_bytes"] = dir_size(repo / "chunks")
 
         # reference restore onto the same layout: copy the table, then partclone onto the partition
@@ -173,7 +177,7 @@ def main() -> int:
         if not args.no_network:
             import netbench
 
-            netbench.run(WORK, src, dst, repo, LIFEBOAT, timed, sh, figures)
+            netbench.run(WORK, src, dst, repo, LIFEBOAT, timed, sh, figures, CPU_SECONDS)
     finally:
         for disk in (src, dst):
             subprocess.run(["udevadm", "settle"], capture_output=True)

@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 
 from lifeboat.devices import Disk, disk_info, human_size
+from lifeboat.engine.shrink_plan import ShrinkStep, plan_shrink
 from lifeboat.engine.rescue import unreadable_lines
 from lifeboat.errors import ImageCorrupt, LifeboatError, ToolMissing, UnsafeTarget
 from lifeboat.health import read_health
@@ -40,6 +41,7 @@ class PartitionAction:
     reason: str = ""  # why the content is copied whole (a LUKS container, a BitLocker volume)
     source_sector_size: int = 512  # `source` counts in these
     target_sector_size: int = 512  # `target` counts in these
+    shrink: ShrinkStep | None = None  # the partition is smaller than the captured one: how its content gets in
 
     @property
     def grows(self) -> bool:
@@ -61,6 +63,8 @@ class RestorePlan:
     target_layout: DiskLayout = field(repr=False)
     current_layout: DiskLayout | None = field(repr=False, default=None)
     actions: tuple[PartitionAction, ...] = ()
+    notes: tuple[str, ...] = ()  # what the plan had to give up (swap shrunk)
+    keep_table: bool = False  # chosen partitions only (engine/partial.py): table, boot code, the rest untouched
     target_marker: str = ""  # "incomplete restore of image X ..." when a restore into the target was cut off
 
     @property
@@ -75,7 +79,9 @@ class RestorePlan:
             f"captured {self.manifest.created})",
             f"onto {d.path} ({d.model or d.transport}{' ' + d.serial if d.serial else ''}, {human_size(d.size)}"
             f"{', ' + d.health.describe() if d.health else ''}).",
-            f"EVERYTHING on {d.path} will be replaced.",
+            f"EVERYTHING on {d.path} will be replaced." if not self.keep_table else
+            f"Only partition(s) {', '.join(str(a.target.number) for a in self.actions)} of {d.path} will be replaced; "
+            "its partition table, boot code and other partitions are kept.",
             "",
             "Now on the target:",
         ]
@@ -85,7 +91,8 @@ class RestorePlan:
             lines += _layout_lines(self.current_layout)
         else:
             lines.append("  no partition table (blank)")
-        lines += ["", f"Will be written ({self.target_layout.label.upper()}, disk id {self.target_layout.disk_id}):"]
+        lines += ["", f"Will be written ({self.target_layout.label.upper()}, disk id {self.target_layout.disk_id}"
+                  f"{', table kept' if self.keep_table else ''}):"]
         src_ss, dst_ss = self.source_layout.sector_size, self.target_layout.sector_size
         if src_ss != dst_ss:
             lines.append(f"  table converted from {src_ss}-byte to {dst_ss}-byte sectors "
@@ -95,17 +102,22 @@ class RestorePlan:
             grow = ""
             if a.grows:
                 grow = f"  grows from {human_size(a.source.size * src_ss)}" + f" ({a.grow or a.note})"
+            elif a.shrink:
+                grow = f"  {a.shrink.describe()}"
             what = {CaptureMode.USED_BLOCKS: f"{human_size(a.write_bytes)} of data",
                     CaptureMode.RAW: f"{human_size(a.write_bytes)} raw",
                     CaptureMode.SWAP: "new swap, same UUID", CaptureMode.NONE: "empty"}[a.mode]
-            lines.append(f"  {a.number:>2}  start {a.target.start:>10}  {size:>10}  {a.fstype or a.mode:<8} {what}{grow}")
+            onto = f" -> {a.target.number}" if a.target.number != a.number else ""
+            lines.append(f"  {a.number:>2}{onto}  start {a.target.start:>10}  {size:>10}  {a.fstype or a.mode:<8} {what}{grow}")
             if a.reason:
                 lines.append(f"      {a.reason} ({human_size(a.source.size * src_ss)})")
+        lines += [f"  Note: {note}" for note in self.notes]
         incomplete = unreadable_lines(self.manifest)
         if incomplete:
             lines += ["", "INCOMPLETE IMAGE: these bytes could not be read at capture and will be written as zeros:"]
             lines += [f"  {line}" for line in incomplete]
-        lines += ["", f"Boot regions: {', '.join(r.name for r in self.manifest.boot_regions)}.",
+        regions = ", ".join(r.name for r in self.manifest.boot_regions) if not self.keep_table else "kept as they are"
+        lines += ["", f"Boot regions: {regions}.",
                   f"Total to write: {human_size(self.total_bytes)}."]
         return lines
 
@@ -122,10 +134,15 @@ class RestorePlan:
             "actions": [
                 {"number": a.number, "fstype": a.fstype, "mode": str(a.mode), "start": a.target.start, "size": a.target.size,
                  "source_size": a.source.size, "write_bytes": a.write_bytes, "grows": a.grows, "grow_tool": a.grow,
-                 "reason": a.reason}
+                 "reason": a.reason,
+                 "shrink": {"method": a.shrink.method.name.lower(), "target_bytes": a.shrink.target_bytes,
+                            "beyond_bytes": a.shrink.beyond_bytes, "seconds": round(a.shrink.seconds, 1)}
+                 if a.shrink else None}
                 for a in self.actions
             ],
             "total_bytes": self.total_bytes,
+            "notes": list(self.notes),
+            "keep_table": self.keep_table,
         }
 
 
@@ -215,7 +232,8 @@ def image_head(repo: Repository, stream: DataStream, length: int) -> bytes:
     return bytes(out)
 
 
-def _action(fitted, part: PartitionImage | None) -> tuple[PartitionAction, list[str]]:
+def _action(fitted, part: PartitionImage | None, shrink: ShrinkStep | None = None
+            ) -> tuple[PartitionAction, list[str]]:
     """What happens to one partition of the fitted table, and the tools that needs."""
     fstype = part.fstype if part else ""
     mode = part.mode if part else CaptureMode.NONE
@@ -226,10 +244,10 @@ def _action(fitted, part: PartitionImage | None) -> tuple[PartitionAction, list[
         note = "content copied as is, its size unchanged" if kind.mode is CaptureMode.RAW else "filesystem cannot be grown; it keeps its size"
     action = PartitionAction(
         number=fitted.entry.number, fstype=fstype, mode=mode, source=fitted.source, target=fitted.entry,
-        write_bytes=part.used_bytes if part else 0, grow=kind.grow if grows else "", note=note,
+        write_bytes=part.used_bytes if part else 0, grow=kind.grow if grows else "", note=note, shrink=shrink,
         reason=part.content.reason if part and isinstance(part.content, RawContent) else "",
     )
-    return action, kind.restore_tools(grows)
+    return action, kind.restore_tools(grows) + list(shrink.tools if shrink else ())
 
 
 def plan_restore(repo: Repository, name: str, target: str) -> RestorePlan:
@@ -245,16 +263,24 @@ def plan_restore(repo: Repository, name: str, target: str) -> RestorePlan:
     # a filesystem Lifeboat cannot grow keeps its partition's size: the room goes where it is usable
     keep_size = frozenset(p.number for p in manifest.partitions
                           if p.mode is not CaptureMode.RAW and not kind_for(p.fstype).grow)
-    target_layout, fitted = fit_layout(converted, disk.size, keep_size)
+    shrinks: dict[int, ShrinkStep] = {}
+    notes: list[str] = []
+    if disk.size // converted.sector_size < converted.min_disk_sectors:
+        if converted.sector_size != source_layout.sector_size:
+            raise LifeboatError(f"{target} is smaller than the image's disk and has {target_ss}-byte sectors (the image "
+                                f"{source_layout.sector_size}): shrinking while converting sectors is not supported yet; "
+                                "nothing was written")
+        target_layout, fitted, shrinks, notes = plan_shrink(repo, manifest, disk.size)
+    else:
+        target_layout, fitted = fit_layout(converted, disk.size, keep_size)
     actions = []
     tools = list(BASE_TOOLS)
     for f in fitted:
         if f.entry.is_extended:
             continue
-        action, needed = _action(f, manifest.partition(f.entry.number))
-        source_entry = source_layout.partition(f.entry.number)
-        action = replace(action, source=source_entry, source_sector_size=source_layout.sector_size,
-                         target_sector_size=target_layout.sector_size)
+        action, needed = _action(f, manifest.partition(f.entry.number), shrinks.get(f.entry.number))
+        action = replace(action, source=source_layout.partition(f.source.number),
+                         source_sector_size=source_layout.sector_size, target_sector_size=target_layout.sector_size)
         actions.append(action)
         tools += needed
     missing = missing_tools(tools)
@@ -265,7 +291,7 @@ def plan_restore(repo: Repository, name: str, target: str) -> RestorePlan:
     return RestorePlan(
         image=name, repo_root=str(repo.root), target=target, target_disk=disk, manifest=manifest,
         source_layout=source_layout, target_layout=target_layout, current_layout=_current_layout(target),
-        actions=tuple(actions), target_marker=_marker_text(target),
+        actions=tuple(actions), notes=tuple(notes), target_marker=_marker_text(target),
     )
 
 

@@ -21,6 +21,7 @@ from lifeboat.boot import after_restore
 from lifeboat.boot.model import overall
 from lifeboat.crashpoint import crashpoint
 from lifeboat.devices import disk_info, human_size
+from lifeboat.engine import shrink_restore
 from lifeboat.engine.ioerrors import io_failure
 from lifeboat.engine.pipeline import logical_sector_size_of, OrderedPool, direct_io_ok
 from lifeboat.engine.plan import PartitionAction, RestorePlan, check_target_safe
@@ -200,7 +201,10 @@ def _write_boot_regions(repo: Repository, fd: int, manifest: ImageManifest, layo
 def restore(plan: RestorePlan, *, progress: ProgressSink = discard, cancel: threading.Event | None = None,
             bootloader: bool = True, workers: int | None = None) -> RestoreResult:
     with locks.holding_disk(plan.target):
-        return _restore(plan, progress, cancel or threading.Event(), bootloader, workers)
+        try:
+            return _restore(plan, progress, cancel or threading.Event(), bootloader, workers)
+        finally:  # a restore that stopped between writing and shrinking leaves no overflow file behind
+            shrink_restore.discard_overflows(plan.image, [a.number for a in plan.actions if a.shrink])
 
 
 def _restore(plan: RestorePlan, progress: ProgressSink, cancel: threading.Event, bootloader: bool,
@@ -223,6 +227,8 @@ def _restore(plan: RestorePlan, progress: ProgressSink, cancel: threading.Event,
         result.steps.append(record)
         progress(StepFinished(name, record.outcome, detail))
 
+    if plan.keep_table:
+        return _restore_partitions(plan, repo, result, progress, cancel, workers, step, done, started)
     started_at = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
     step("mark target", "restore-in-progress record in sector 0; the old table is wiped")
     table = table_sectors(plan.target_layout, disk.size)  # into a scratch file: fails before any write
@@ -263,6 +269,39 @@ def _restore(plan: RestorePlan, progress: ProgressSink, cancel: threading.Event,
     return result
 
 
+def _restore_partitions(plan: RestorePlan, repo: Repository, result: RestoreResult, progress: ProgressSink,
+                        cancel: threading.Event, workers: int | None, step, done, started: float) -> RestoreResult:
+    """Chosen partitions onto a disk whose table is kept (engine/partial.py): no marker, no table, no boot
+    code; only the chosen partitions' bytes change."""
+    done("partition table", Outcome.NOT_NEEDED, "kept: only the chosen partitions are written")
+    totals = [0]
+    fds = _TargetFds(plan.target)
+    try:
+        try:
+            _write_data(plan, repo, fds, progress, cancel, totals, workers, step, done, boot=False)
+            fds.sync_and_close()
+        except OSError as exc:
+            raise io_failure(exc, repo.root, plan.target, f"restoring {plan.image!r}") from None
+    finally:
+        fds.close()
+    result.bytes_written = totals[0]
+    refresh_partitions(plan.target, plan.target_layout)
+    _finish_partitions(plan, step, done)
+    done("bootloader", Outcome.SKIPPED, "chosen partitions only: the disk's boot code was kept")
+    result.seconds = time.monotonic() - started
+    return result
+
+
+def _shrink_progress(progress: ProgressSink, action: PartitionAction, totals: list[int], total: int):
+    item = [0]
+
+    def advance(length: int) -> None:
+        item[0] += length
+        totals[0] += length
+        progress(Progress("restore", action.title, item[0], action.write_bytes, totals[0], total))
+    return advance
+
+
 def _commit(plan: RestorePlan, table: list[tuple[int, bytes]], boot_code: bytes | None, repo_root) -> None:
     """The table and the MBR's boot code, sector 0 last: from here on the disk is complete."""
     try:
@@ -276,16 +315,22 @@ def _commit(plan: RestorePlan, table: list[tuple[int, bytes]], boot_code: bytes 
 
 
 def _write_data(plan: RestorePlan, repo: Repository, fds: _TargetFds, progress: ProgressSink,
-                cancel: threading.Event, totals: list[int], workers: int | None, step, done) -> None:
+                cancel: threading.Event, totals: list[int], workers: int | None, step, done, boot: bool = True) -> None:
     """The gap before the first partition and every partition's data, flushed. Keeps the MBR's boot
     code in fds.boot_code: it goes in with the table, last."""
-    fds.boot_code = _write_boot_regions(repo, fds.buffered, plan.manifest, plan.target_layout)
-    done("boot regions", Outcome.DONE, ", ".join(r.name for r in plan.manifest.boot_regions))
+    if boot:
+        fds.boot_code = _write_boot_regions(repo, fds.buffered, plan.manifest, plan.target_layout)
+        done("boot regions", Outcome.DONE, ", ".join(r.name for r in plan.manifest.boot_regions))
     for action in plan.actions:
         stream = _stream_of(plan.manifest, action)
         if stream is None:
             continue
         step(action.title, human_size(action.write_bytes))
+        if action.shrink is not None:  # into a smaller partition: shrink_restore says how
+            shrink_restore.write_data(repo, fds.buffered, plan.image, action, stream,
+                                      _shrink_progress(progress, action, totals, plan.total_bytes), cancel)
+            done(action.title, Outcome.DONE, f"{human_size(action.write_bytes)} to fit: {action.shrink.method}")
+            continue
         _write_partition(repo, fds, action, stream, progress, cancel, totals, plan.total_bytes, workers)
         done(action.title, Outcome.DONE, f"{human_size(action.write_bytes)} written")
     step("flush", "waiting for the disk to store everything")
@@ -312,6 +357,12 @@ def _finish_partitions(plan: RestorePlan, step, done) -> None:
             step(f"swap {action.number}")
             make_swap(node, uuid, label)
             done(f"swap {action.number}", Outcome.DONE, f"UUID {uuid}")
+        elif action.shrink is not None:
+            name = f"shrink {action.title}"
+            step(name, str(action.shrink.method))
+            part = plan.manifest.partition(action.number)
+            done(name, Outcome.DONE, shrink_restore.finish(plan.repo_root, plan.image, action.number, node,
+                                                           action.shrink, part.uuid, part.label))
         elif action.grow:
             name = f"grow {action.title}"
             step(name, action.grow)

@@ -15,6 +15,7 @@ from lifeboat.errors import TargetTooSmall
 from lifeboat.layout.model import DiskLayout, PartitionEntry, gpt_head_sectors
 
 ALIGN_BYTES = 1 << 20  # partitions grow in whole MiB
+ALIGN = ALIGN_BYTES // 512  # the same in 512-byte sectors (shrink works only on 512-byte layouts)
 
 
 @dataclass(frozen=True)

@@ -164,7 +164,12 @@ class Repository:
         if isinstance(backend, LocalBackend):
             backend.prepare()
         if version == REPO_VERSION:
-            return cls(backend, None, meta)
+            repo = cls(backend, None, meta)
+            repo._ensure_index()
+            return repo
+        if meta.get("encryption") != crypto.CIPHER or meta.get("hash") != crypto.ID_HASH:
+            raise RepositoryError(f"{backend.url} is encrypted with {meta.get('encryption')} and {meta.get('hash')} ids, "
+                                  f"which this Lifeboat does not read (it reads {crypto.CIPHER}, {crypto.ID_HASH})")
         slots = [crypto.KeySlot.from_json(d) for d in meta.get("keys", [])]
         if not slots:
             raise RepositoryError(f"{backend.url} is encrypted but holds no key slot")
@@ -176,7 +181,14 @@ class Repository:
             phrase = (passphrase or ask_passphrase)(f"passphrase for {backend.url}")
             key, _slot = crypto.unwrap(slots, phrase, backend.url)
             _unlocked[cache] = key  # a restore reopening its plan's repository asks nothing again
-        return cls(backend, key, meta)
+        repo = cls(backend, key, meta)
+        repo._ensure_index()
+        return repo
+
+    def _ensure_index(self) -> None:
+        """Repositories written before images/index.json get one, so a web server can serve them."""
+        if not self.backend.read_only and not self.backend.exists(INDEX):
+            self._write_index()
 
     @classmethod
     def initialize(cls, backend: Backend, passphrase: str | None = None, kdf_log_n: int = crypto.KDF_LOG_N) -> Repository:
@@ -321,8 +333,11 @@ class Repository:
         if not self.backend.can_list:
             try:
                 return sorted(json.loads(self.backend.read(INDEX)).get("images", []))
-            except (ObjectMissing, ValueError, AttributeError):
-                return []
+            except ObjectMissing:
+                raise RepositoryError(f"{self.root} has no images/index.json (it was written by an older Lifeboat): "
+                                      "open it once with this Lifeboat where it is stored, which writes one") from None
+            except (ValueError, AttributeError):
+                raise RepositoryError(f"{self.root}: images/index.json is damaged") from None
         return sorted({n.split("/")[1] for n, _ in self.backend.list("images/") if n.endswith("/manifest.json")})
 
     def has_image(self, name: str) -> bool:

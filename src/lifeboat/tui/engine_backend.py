@@ -12,7 +12,7 @@ from lifeboat.devices import Disk, human_size
 from lifeboat.events import LogLine, Outcome, ProgressSink, StepStarted
 from lifeboat.errors import Cancelled, ImageCorrupt, LifeboatError
 from lifeboat.tui import repo_locations as locations
-from lifeboat.tui.backend import ImageInfo, JobOutcome, LayoutRow, RepoLocation, RestorePlanView
+from lifeboat.tui.backend import BrowseView, ImageInfo, JobOutcome, LayoutRow, RepoLocation, RestorePlanView
 
 log = logging.getLogger("lifeboat.tui")
 
@@ -40,9 +40,12 @@ class EngineBackend:
     # ---- discovery
 
     def list_disks(self) -> list[Disk]:
-        from lifeboat.devices import list_disks
+        from dataclasses import replace
 
-        return list_disks(include_loop=self.include_loop)
+        from lifeboat.devices import list_disks
+        from lifeboat.health import read_health
+
+        return [replace(d, health=read_health(d.path)) for d in list_disks(include_loop=self.include_loop)]
 
     def watch_disks(self, on_change: Callable[[], None]) -> Callable[[], None]:
         from lifeboat.devices import DiskMonitor
@@ -150,6 +153,17 @@ class EngineBackend:
         return JobOutcome((f"Image {name} of {source.name} stored in {repo_path} ({human_size(used)} of data, "
                            f"zstd level {level}).",), tuple(f"INCOMPLETE: {line}" for line in unreadable_lines(manifest)))
 
+    def open_image(self, repo_path: str, image: str) -> BrowseView:
+        from lifeboat.imagefs.mount import RUN_DIR, mount_image
+
+        m = mount_image(repo_path, image, os.path.join(RUN_DIR, "browse", image))
+        return BrowseView(image, m.dir, "; ".join(f"{space} ({why})" for space, why in m.skipped))
+
+    def close_image(self, view: BrowseView) -> None:
+        from lifeboat.imagefs.mount import umount_image
+
+        umount_image(view.root)
+
     def run_verify(self, repo_path: str, image: str, progress, cancel) -> JobOutcome:
         from lifeboat.engine.verify import verify
         from lifeboat.repo.store import Repository
@@ -210,6 +224,7 @@ def _current_rows(plan, target: Disk) -> list[LayoutRow]:
 def _new_rows(plan) -> list[LayoutRow]:
     sector = plan.target_layout.sector_size
     return [
-        LayoutRow(a.number, a.target.start * sector, a.target.size * sector, a.fstype or a.mode, a.target.name, a.grows)
+        LayoutRow(a.number, a.target.start * sector, a.target.size * sector, a.fstype or a.mode, a.target.name, a.grows,
+                  a.shrink is not None)
         for a in plan.actions
     ]

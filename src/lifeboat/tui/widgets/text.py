@@ -43,6 +43,9 @@ def disk_prompt(disk: Disk, show_unsafe: bool = True) -> Text:
     head = f"{disk.name:<8} {disk_label(disk):<22} {human_size(disk.size):>10}{serial}"
     text = Text(head)
     text.append("\n         " + disk_contents(disk))
+    if disk.health and disk.health.status in ("failing", "warning"):
+        style = "bold red" if disk.health.status == "failing" else "yellow"
+        text.append(f"\n         {disk.health.describe()}: capture it with rescue", style=style)
     if show_unsafe and disk.unsafe_reason:
         text.append(f"\n         not usable: {disk.unsafe_reason}")
         text.stylize(UNSAFE_STYLE)
