@@ -49,23 +49,44 @@ def cmd_disks(args) -> int:
 
     from lifeboat.engine.restore_marker import read_marker
     from lifeboat.health import read_health
+    from lifeboat.layout.sectors import logical_sector_size
 
     disks = [dataclasses.replace(d, health=read_health(d.path)) for d in list_disks(include_loop=args.loop)]
     markers = {d.path: read_marker(d.path) for d in disks}
+    sectors = {d.path: logical_sector_size(d.path) for d in disks}
+    volumes = {p.path: _volume_of(p) for d in disks for p in d.partitions}
     if args.json:
-        _print_json([{**d.to_json(), "incomplete_restore": markers[d.path].describe() if markers[d.path] else ""}
+        _print_json([{**d.to_json(), "incomplete_restore": markers[d.path].describe() if markers[d.path] else "",
+                      "sector_size": sectors[d.path],
+                      "volumes": {p.path: volumes[p.path] for p in d.partitions if volumes[p.path]}}
                      for d in disks])
         return EXIT_OK
     for d in disks:
         flag = f"  [not a target: {d.unsafe_reason}]" if d.unsafe_reason else ""
-        print(f"{d.path:<16} {human_size(d.size):>10}  {d.transport:<6} {d.model} {d.serial}{flag}")
+        sector = f"  {sectors[d.path]}-byte sectors" if sectors[d.path] != 512 else ""
+        print(f"{d.path:<16} {human_size(d.size):>10}  {d.transport:<6} {d.model} {d.serial}{sector}{flag}")
         print(f"  {d.health.describe()}")
         if markers[d.path]:
             print(f"  INCOMPLETE: {markers[d.path].describe()}")
         for p in d.partitions:
             where = f" on {', '.join(p.mountpoints)}" if p.mountpoints else ""
             print(f"  {p.path:<14} {human_size(p.size):>10}  {p.fstype or '-':<6} {p.label}{where}")
+            if volumes[p.path]:
+                print(f"      {volumes[p.path]}")
     return EXIT_OK
+
+
+def _volume_of(partition) -> str:
+    """A LUKS/LVM/BitLocker/MD volume's description, read from its header bytes ("" for anything else)."""
+    from lifeboat.fs.volumes import VOLUME_FSTYPES, probe
+
+    if partition.fstype not in VOLUME_FSTYPES:
+        return ""
+    try:
+        found = probe(partition.path, partition.size)
+    except OSError:
+        return ""
+    return found.describe if found else ""
 
 
 def cmd_images(args) -> int:
@@ -86,6 +107,9 @@ def cmd_images(args) -> int:
         origin = f"  ({summary.origin.capitalize()} image)" if summary.origin else ""
         print(f"{image.name:<24} {summary.created}  {summary.source_model or '-'} {human_size(summary.source_size)}  "
               f"{summary.table}  [{parts}]  {human_size(summary.data_bytes)} of data{origin}")
+        for p in summary.partitions:
+            if p.note:
+                print(f"  partition {p.number}: {p.note}")
         for line in _incomplete(args, image.name):
             print(f"  INCOMPLETE: {line}")
     return EXIT_OK

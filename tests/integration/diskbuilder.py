@@ -52,11 +52,12 @@ class LoopDisk:
 
 
 @contextlib.contextmanager
-def loop_disk(directory: Path, name: str, size: int) -> Iterator[LoopDisk]:
+def loop_disk(directory: Path, name: str, size: int, sector_size: int = 512) -> Iterator[LoopDisk]:
     backing = directory / f"{name}.img"
     with open(backing, "wb") as f:
         f.truncate(size)
-    path = sh("losetup", "--find", "--show", "--partscan", str(backing)).stdout.strip()
+    path = sh("losetup", "--find", "--show", "--partscan", "--sector-size", str(sector_size),
+              str(backing)).stdout.strip()
     try:
         yield LoopDisk(path, backing)
     finally:
@@ -143,6 +144,7 @@ class PartSpec:
     mbr_type: str = "83"
     name: str = ""
     seed: int = 0
+    options: tuple[str, ...] = ()  # extra mkfs options ("-b", "4096")
 
 
 @dataclass
@@ -190,7 +192,7 @@ def build_disk(disk: LoopDisk, label: str, specs: list[PartSpec], workdir: Path)
         if spec.fstype in ("ext4", "xfs", "btrfs", "ntfs", "vfat"):
             make_tree(tree, spec.seed or number, files=30 if spec.fstype != "vfat" else 12)
         if spec.fstype == "ext4":
-            sh("mkfs.ext4", "-q", "-F", "-L", f"root{number}", node)
+            sh("mkfs.ext4", "-q", "-F", "-L", f"root{number}", *spec.options, node)
         elif spec.fstype == "xfs":
             sh("mkfs.xfs", "-q", "-f", "-L", f"xfs{number}", node)
         elif spec.fstype == "btrfs":

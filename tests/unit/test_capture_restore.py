@@ -112,7 +112,7 @@ def test_restore_writes_each_stream_back_at_its_partition(source, repo, tmp_path
     fds = rst._TargetFds(str(target))
     totals = [0]
     try:
-        boot_code = rst._write_boot_regions(repo, fds.buffered, plan.manifest)
+        boot_code = rst._write_boot_regions(repo, fds.buffered, plan.manifest, plan.target_layout)
         ext4 = plan.actions[0]
         rst._write_partition(repo, fds, ext4, rst._stream_of(plan.manifest, ext4), lambda e: None,
                              threading.Event(), totals, plan.total_bytes, 2)

@@ -18,10 +18,13 @@ from lifeboat.devices import disk_info, filesystem_facts, human_size, writable_m
 from lifeboat.crashpoint import crashpoint
 from lifeboat.engine.ioerrors import repository_failure
 from lifeboat.events import LogLine, Outcome, Progress, ProgressSink, StepFinished, StepStarted, discard
-from lifeboat.engine.pipeline import BufferRing, OrderedPool, direct_io_ok
+from lifeboat.engine.pipeline import logical_sector_size_of, BufferRing, OrderedPool, direct_io_ok
+from lifeboat.engine.restore_marker import table_head_bytes
 from lifeboat.engine.rescue import Reader, RescueOptions, read_error, rescue_owners, stream_rescue
 from lifeboat.errors import Cancelled, LifeboatError, RepositoryError
 from lifeboat.fs.registry import RAW, CaptureMode, FsKind, kind_for
+from lifeboat.fs.volumes import VolumeInfo
+from lifeboat.fs.volumes import probe as probe_volume
 from lifeboat.fs.usedmap import Runs, encode_runs, runs_in_window, used_runs, with_edges
 from lifeboat.layout.model import DiskLayout, PartitionEntry
 from lifeboat.layout.read import read_layout
@@ -60,10 +63,12 @@ class SourcePartition:
     uuid: str = ""
     label: str = ""
     runs: Runs = field(default_factory=list)  # filled for used-blocks partitions
+    sector_size: int = 512  # the disk's logical sectors, which entry counts in
+    volume: VolumeInfo | None = None  # a LUKS/LVM/BitLocker/MD volume, copied whole
 
     @property
     def size(self) -> int:
-        return self.entry.size * 512
+        return self.entry.size * self.sector_size
 
     @property
     def to_read(self) -> int:
@@ -106,15 +111,20 @@ def inspect_source(source: str, progress: ProgressSink = discard, rescue: bool =
 def _inspect(source: str, disk, progress: ProgressSink, rescue: bool = False) -> SourceInfo:
     run(["udevadm", "settle", "--timeout=10"], check=False)  # let a re-read already under way finish first
     layout = read_layout(source)
-    if layout.sector_size != 512:
-        raise LifeboatError(f"{source}: {layout.sector_size}-byte sectors are not supported yet")
     ensure_partitions(source, layout)
     _refuse_writable_mounts(source, layout)
     parts = []
     for entry in layout.data_partitions():
         node = partition_node(source, entry.number)
         facts = filesystem_facts(node)
-        parts.append(SourcePartition(entry, node, facts.fstype, kind_for(facts.fstype), facts.uuid, facts.label))
+        part = SourcePartition(entry, node, facts.fstype, kind_for(facts.fstype), facts.uuid, facts.label,
+                               sector_size=layout.sector_size)
+        part.volume = _probe_volume(part)
+        if part.volume:  # never by used blocks: an MD 1.0 member's filesystem would lose its superblock
+            part.kind = RAW
+            part.fstype = part.volume.fstype
+            progress(LogLine(f"{part.title}: {part.volume.describe}"))
+        parts.append(part)
     needed = [tool for p in parts for tool in p.kind.capture_tools()]
     missing = missing_tools(needed)
     if missing:
@@ -132,6 +142,13 @@ def _inspect(source: str, disk, progress: ProgressSink, rescue: bool = False) ->
     info = SourceInfo(source, disk.size, disk.model, disk.serial, layout, parts)
     progress(StepFinished("inspect source", Outcome.DONE, f"{len(parts)} partitions, {human_size(info.to_read)} to read"))
     return info
+
+
+def _probe_volume(part: SourcePartition) -> VolumeInfo | None:
+    try:
+        return probe_volume(part.node, part.size)
+    except OSError as exc:
+        raise LifeboatError(f"{part.node}: cannot read its first bytes ({exc.strerror or exc}); nothing was written") from None
 
 
 def _refuse_writable_mounts(source: str, layout: DiskLayout) -> None:
@@ -211,13 +228,14 @@ class _SourceFds:
         except FileNotFoundError:
             raise LifeboatError(f"{node} disappeared before it could be read (was the disk removed?)") from None
         os.posix_fadvise(self.buffered, 0, 0, os.POSIX_FADV_SEQUENTIAL)
+        self.align = logical_sector_size_of(self.buffered)
         try:
             self.direct = os.open(node, os.O_RDONLY | os.O_DIRECT)
         except OSError:
             self.direct = -1
 
     def for_run(self, offset: int, length: int, buffer_pos: int) -> int:
-        return self.direct if self.direct >= 0 and direct_io_ok(offset, length, buffer_pos) else self.buffered
+        return self.direct if self.direct >= 0 and direct_io_ok(offset, length, buffer_pos, self.align) else self.buffered
 
     def close(self) -> None:
         for fd in (self.direct, self.buffered):
@@ -303,9 +321,10 @@ def _stream_raw(source: _SourceFds, part: SourcePartition, pool: OrderedPool, wr
 
 def _boot_regions(source: str, layout: DiskLayout) -> list[tuple[str, int, bytes]]:
     """(name, offset, bytes): the first sector, and the gap before the first partition."""
-    # GPT: everything after the primary entries (LBA 34), even below the first usable LBA
-    gap_start = 512 if layout.label == "dos" else 34 * 512
-    gap_end = layout.first_partition_start * 512
+    # GPT: everything after the primary entries (LBA 34 at 512 bytes, LBA 6 at 4096), even below the
+    # first usable LBA
+    gap_start = table_head_bytes(layout)
+    gap_end = layout.first_partition_start * layout.sector_size
     with open(source, "rb") as f:
         regions = [("mbr", 0, f.read(512))]
         if gap_end > gap_start:
@@ -385,6 +404,7 @@ def _capture_partition(part: SourcePartition, repo: Repository, writer: _Writer,
             content = FilesystemContent(part.fstype, part.uuid, part.label, data)
         else:
             reason = f"no used-block map for {part.fstype}" if part.fstype else "content not recognised"
+            reason = part.volume.reason if part.volume else reason
             content = RawContent(data, part.fstype, part.uuid, part.label, reason)
     record = PartitionImage(part.entry.number, part.size, content)
     writer.progress(StepFinished(part.title, Outcome.DONE, human_size(record.used_bytes)))

@@ -7,8 +7,10 @@ items are in flight, which bounds memory to depth × chunk size.
 
 from __future__ import annotations
 
+import fcntl
 import mmap
 import os
+import struct
 import threading
 from collections import deque
 from collections.abc import Callable
@@ -89,6 +91,18 @@ class BufferRing:
         return buf
 
 
-def direct_io_ok(offset: int, length: int, buffer_pos: int) -> bool:
-    """Whether a transfer may use O_DIRECT: device offset, length and buffer position on 512-byte bounds."""
-    return offset % 512 == 0 and length % 512 == 0 and buffer_pos % 512 == 0
+def direct_io_ok(offset: int, length: int, buffer_pos: int, align: int = 512) -> bool:
+    """Whether a transfer may use O_DIRECT: device offset, length and buffer position on the device's
+    logical sector bounds (`align`: 512, or 4096 on a 4Kn disk, which refuses direct I/O on anything less)."""
+    return offset % align == 0 and length % align == 0 and buffer_pos % align == 0
+
+
+BLKSSZGET = 0x1268  # _IO(0x12, 104): a block device's logical sector size
+
+
+def logical_sector_size_of(fd: int) -> int:
+    """The logical sector size of the block device open as `fd` (a partition too); 512 for anything else."""
+    try:
+        return struct.unpack("i", fcntl.ioctl(fd, BLKSSZGET, b"\0" * 4))[0]
+    except OSError:
+        return 512

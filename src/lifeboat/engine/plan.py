@@ -17,11 +17,15 @@ from lifeboat.health import read_health
 from lifeboat.fs.registry import CaptureMode, kind_for
 from lifeboat.layout.fit import fit_layout
 from lifeboat.layout.model import DiskLayout, PartitionEntry
-from lifeboat.repo.manifest import RESTORABLE, ImageManifest, PartitionImage, load_manifest
+from lifeboat.layout.sectors import convert_layout, logical_sector_size
+from lifeboat.fs.sectors import HEAD_BYTES, sector_limit
+from lifeboat.fs.usedmap import decode_runs, runs_in_window
+from lifeboat.repo.manifest import CHUNK_SIZE, RESTORABLE, DataStream, RawContent, ImageManifest, PartitionImage, load_manifest
 from lifeboat.repo.store import Repository
 from lifeboat.run import TOOLS, missing_tools
 
 BASE_TOOLS = ["sfdisk", "partx", "udevadm", "blkid", "wipefs"]
+
 
 
 @dataclass(frozen=True)
@@ -34,11 +38,14 @@ class PartitionAction:
     write_bytes: int
     grow: str  # tool that grows the filesystem, "" when it keeps its size
     note: str = ""
+    reason: str = ""  # why the content is copied whole (a LUKS container, a BitLocker volume)
+    source_sector_size: int = 512  # `source` counts in these
+    target_sector_size: int = 512  # `target` counts in these
     shrink: ShrinkStep | None = None  # the partition is smaller than the captured one: how its content gets in
 
     @property
     def grows(self) -> bool:
-        return self.target.size > self.source.size
+        return self.target.size * self.target_sector_size > self.source.size * self.source_sector_size
 
     @property
     def title(self) -> str:
@@ -86,11 +93,15 @@ class RestorePlan:
             lines.append("  no partition table (blank)")
         lines += ["", f"Will be written ({self.target_layout.label.upper()}, disk id {self.target_layout.disk_id}"
                   f"{', table kept' if self.keep_table else ''}):"]
+        src_ss, dst_ss = self.source_layout.sector_size, self.target_layout.sector_size
+        if src_ss != dst_ss:
+            lines.append(f"  table converted from {src_ss}-byte to {dst_ss}-byte sectors "
+                         "(starts and sizes below are in the target's sectors)")
         for a in self.actions:
-            size = human_size(a.target.size * 512)
+            size = human_size(a.target.size * dst_ss)
             grow = ""
             if a.grows:
-                grow = f"  grows from {human_size(a.source.size * 512)}" + f" ({a.grow or a.note})"
+                grow = f"  grows from {human_size(a.source.size * src_ss)}" + f" ({a.grow or a.note})"
             elif a.shrink:
                 grow = f"  {a.shrink.describe()}"
             what = {CaptureMode.USED_BLOCKS: f"{human_size(a.write_bytes)} of data",
@@ -98,6 +109,8 @@ class RestorePlan:
                     CaptureMode.SWAP: "new swap, same UUID", CaptureMode.NONE: "empty"}[a.mode]
             onto = f" -> {a.target.number}" if a.target.number != a.number else ""
             lines.append(f"  {a.number:>2}{onto}  start {a.target.start:>10}  {size:>10}  {a.fstype or a.mode:<8} {what}{grow}")
+            if a.reason:
+                lines.append(f"      {a.reason} ({human_size(a.source.size * src_ss)})")
         lines += [f"  Note: {note}" for note in self.notes]
         incomplete = unreadable_lines(self.manifest)
         if incomplete:
@@ -116,9 +129,12 @@ class RestorePlan:
             "target_size": self.target_disk.size,
             "current_layout": self.current_layout.to_json() if self.current_layout else None,
             "target_layout": self.target_layout.to_json(),
+            "source_sector_size": self.source_layout.sector_size,
+            "target_sector_size": self.target_layout.sector_size,
             "actions": [
                 {"number": a.number, "fstype": a.fstype, "mode": str(a.mode), "start": a.target.start, "size": a.target.size,
                  "source_size": a.source.size, "write_bytes": a.write_bytes, "grows": a.grows, "grow_tool": a.grow,
+                 "reason": a.reason,
                  "shrink": {"method": a.shrink.method.name.lower(), "target_bytes": a.shrink.target_bytes,
                             "beyond_bytes": a.shrink.beyond_bytes, "seconds": round(a.shrink.seconds, 1)}
                  if a.shrink else None}
@@ -184,6 +200,38 @@ def _check_restorable(manifest: ImageManifest) -> None:
                             "nothing was written")
 
 
+def _check_sector_bound(repo: Repository, manifest: ImageManifest, target_ss: int) -> None:
+    """Refuse, before anything is written, a filesystem that records smaller units than the target's
+    sectors (read from its first 4 KiB in the image)."""
+    if target_ss <= manifest.layout.sector_size:
+        return
+    for part in manifest.partitions:
+        if part.stream is None:
+            continue
+        limit = sector_limit(part.fstype, image_head(repo, part.stream, HEAD_BYTES))
+        if limit and limit.largest < target_ss:
+            raise LifeboatError(
+                f"image {manifest.name!r}: {part.title}: its {limit.what} is smaller than the target's "
+                f"{target_ss}-byte sectors, so it could not be mounted there (reformat-and-copy is not supported "
+                "yet); restore onto a disk with 512-byte sectors; nothing was written")
+
+
+def image_head(repo: Repository, stream: DataStream, length: int) -> bytes:
+    """The first `length` bytes of a stored partition, zeros where nothing was stored."""
+    out = bytearray(length)
+    first = next((ref for ref in stream.chunks if ref.window == 0), None)
+    if first is None:
+        return bytes(out)
+    runs = decode_runs(repo.get_chunk(stream.map.digest, stream.map.length))
+    data, pos = repo.get_chunk(first.digest, first.length), 0
+    for start, n in runs_in_window(runs, 0, 0, CHUNK_SIZE)[0]:
+        if start < length:
+            take = min(n, length - start)
+            out[start:start + take] = data[pos:pos + take]
+        pos += n
+    return bytes(out)
+
+
 def _action(fitted, part: PartitionImage | None, shrink: ShrinkStep | None = None
             ) -> tuple[PartitionAction, list[str]]:
     """What happens to one partition of the fitted table, and the tools that needs."""
@@ -197,6 +245,7 @@ def _action(fitted, part: PartitionImage | None, shrink: ShrinkStep | None = Non
     action = PartitionAction(
         number=fitted.entry.number, fstype=fstype, mode=mode, source=fitted.source, target=fitted.entry,
         write_bytes=part.used_bytes if part else 0, grow=kind.grow if grows else "", note=note, shrink=shrink,
+        reason=part.content.reason if part and isinstance(part.content, RawContent) else "",
     )
     return action, kind.restore_tools(grows) + list(shrink.tools if shrink else ())
 
@@ -208,21 +257,30 @@ def plan_restore(repo: Repository, name: str, target: str) -> RestorePlan:
     check_target_safe(disk)
     disk = replace(disk, health=read_health(target))
     source_layout = manifest.layout
+    target_ss = logical_sector_size(target)
+    converted = convert_layout(source_layout, target_ss)  # raises for a partition off the target's sectors
+    _check_sector_bound(repo, manifest, target_ss)
     # a filesystem Lifeboat cannot grow keeps its partition's size: the room goes where it is usable
     keep_size = frozenset(p.number for p in manifest.partitions
                           if p.mode is not CaptureMode.RAW and not kind_for(p.fstype).grow)
     shrinks: dict[int, ShrinkStep] = {}
     notes: list[str] = []
-    if disk.size // source_layout.sector_size < source_layout.min_disk_sectors:
+    if disk.size // converted.sector_size < converted.min_disk_sectors:
+        if converted.sector_size != source_layout.sector_size:
+            raise LifeboatError(f"{target} is smaller than the image's disk and has {target_ss}-byte sectors (the image "
+                                f"{source_layout.sector_size}): shrinking while converting sectors is not supported yet; "
+                                "nothing was written")
         target_layout, fitted, shrinks, notes = plan_shrink(repo, manifest, disk.size)
     else:
-        target_layout, fitted = fit_layout(source_layout, disk.size, keep_size)
+        target_layout, fitted = fit_layout(converted, disk.size, keep_size)
     actions = []
     tools = list(BASE_TOOLS)
     for f in fitted:
         if f.entry.is_extended:
             continue
         action, needed = _action(f, manifest.partition(f.entry.number), shrinks.get(f.entry.number))
+        action = replace(action, source=source_layout.partition(f.source.number),
+                         source_sector_size=source_layout.sector_size, target_sector_size=target_layout.sector_size)
         actions.append(action)
         tools += needed
     missing = missing_tools(tools)

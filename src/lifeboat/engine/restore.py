@@ -23,10 +23,10 @@ from lifeboat.crashpoint import crashpoint
 from lifeboat.devices import disk_info, human_size
 from lifeboat.engine import shrink_restore
 from lifeboat.engine.ioerrors import io_failure
-from lifeboat.engine.pipeline import OrderedPool, direct_io_ok
+from lifeboat.engine.pipeline import logical_sector_size_of, OrderedPool, direct_io_ok
 from lifeboat.engine.plan import PartitionAction, RestorePlan, check_target_safe
 from lifeboat.engine.restore_marker import (RestoreMarker, commit_table, mark_in_progress, register_partitions,
-                                             table_sectors, wipe_signatures)
+                                             table_head_bytes, table_sectors, wipe_signatures)
 from lifeboat.errors import Cancelled, ImageCorrupt, LifeboatError
 from lifeboat.events import LogLine, Outcome, Progress, ProgressSink, StepFinished, StepStarted, discard, summarize
 from lifeboat.fs.grow import grow_filesystem, make_swap
@@ -96,13 +96,14 @@ class _TargetFds:
     def __init__(self, path: str):
         self.boot_code: bytes | None = None  # the MBR's first 440 bytes, written with the table at the end
         self.buffered = os.open(path, os.O_WRONLY | os.O_EXCL)
+        self.align = logical_sector_size_of(self.buffered)
         try:
             self.direct = os.open(path, os.O_WRONLY | os.O_DIRECT)
         except OSError:  # a target that cannot do direct I/O: everything goes through the cache
             self.direct = -1
 
     def for_run(self, offset: int, length: int, buffer_pos: int) -> int:
-        return self.direct if self.direct >= 0 and direct_io_ok(offset, length, buffer_pos) else self.buffered
+        return self.direct if self.direct >= 0 and direct_io_ok(offset, length, buffer_pos, self.align) else self.buffered
 
     def sync_and_close(self) -> None:
         try:
@@ -134,7 +135,7 @@ class _PartitionWriter:
     def __init__(self, repo: Repository, fds: _TargetFds, action: PartitionAction, progress: ProgressSink,
                  totals: list[int], total: int):
         self.repo, self.fds, self.action, self.progress = repo, fds, action, progress
-        self.base = action.target.start * 512
+        self.base = action.target.start * action.target_sector_size
         self.totals, self.total = totals, total
         self.item_done = 0
         self.times = repo.stage_times = StageTimes()
@@ -170,7 +171,7 @@ class _PartitionWriter:
 def _write_partition(repo: Repository, fds: _TargetFds, action: PartitionAction, stream: DataStream,
                      progress: ProgressSink, cancel: threading.Event, totals: list[int], total: int,
                      workers: int | None) -> None:
-    base, size = action.target.start * 512, action.source.size * 512
+    base, size = action.target.start * action.target_sector_size, action.source.size * action.source_sector_size
     runs = decode_runs(repo.get_chunk(stream.map.digest, stream.map.length))
     if action.mode is CaptureMode.RAW:
         for start, n in _complement(runs, size):
@@ -184,15 +185,22 @@ def _write_partition(repo: Repository, fds: _TargetFds, action: PartitionAction,
             pool.submit(ref.window, writer.write_window, ref, inside)
 
 
-def _write_boot_regions(repo: Repository, fd: int, manifest: ImageManifest) -> bytes | None:
-    """Write the gap before the first partition; return the MBR's boot code, which goes in with the table."""
+def _write_boot_regions(repo: Repository, fd: int, manifest: ImageManifest, layout: DiskLayout) -> bytes | None:
+    """Write the gap before the first partition; return the MBR's boot code, which goes in with the table.
+
+    Only the part of the gap after the target's own table area and before its first partition is written:
+    with another sector size the GPT entries end elsewhere (LBA 34 at 512 bytes, LBA 6 at 4096)."""
     boot_code = None
+    floor = table_head_bytes(layout)
+    ceiling = layout.first_partition_start * layout.sector_size
     for region in manifest.boot_regions:
         data = repo.get_chunk(region.digest, region.length)
         if region.name == "mbr":
             boot_code = data[:MBR_BOOT_CODE]  # the table and signature come from sfdisk, at the commit
-        else:
-            os.pwrite(fd, data, region.offset)
+            continue
+        start, end = max(region.offset, floor), min(region.offset + len(data), ceiling)
+        if end > start:
+            os.pwrite(fd, data[start - region.offset : end - region.offset], start)
     return boot_code
 
 
@@ -235,7 +243,8 @@ def _restore(plan: RestorePlan, progress: ProgressSink, cancel: threading.Event,
     fds = _TargetFds(plan.target)
     try:
         try:
-            mark_in_progress(fds.buffered, disk.size, RestoreMarker(plan.image, plan.repo_root, started_at))
+            mark_in_progress(fds.buffered, disk.size, RestoreMarker(plan.image, plan.repo_root, started_at),
+                             plan.target_layout.sector_size)
             done("mark target", Outcome.DONE, f"{plan.target} shows 'incomplete restore of {plan.image}' until the end")
             crashpoint("restore-marked")
             _write_data(plan, repo, fds, progress, cancel, totals, workers, step, done)
@@ -316,7 +325,7 @@ def _write_data(plan: RestorePlan, repo: Repository, fds: _TargetFds, progress: 
     """The gap before the first partition and every partition's data, flushed. Keeps the MBR's boot
     code in fds.boot_code: it goes in with the table, last."""
     if boot:
-        fds.boot_code = _write_boot_regions(repo, fds.buffered, plan.manifest)
+        fds.boot_code = _write_boot_regions(repo, fds.buffered, plan.manifest, plan.target_layout)
         done("boot regions", Outcome.DONE, ", ".join(r.name for r in plan.manifest.boot_regions))
     for action in plan.actions:
         stream = _stream_of(plan.manifest, action)

@@ -30,15 +30,13 @@ import tempfile
 import time
 from dataclasses import dataclass
 
-from lifeboat.layout.model import DiskLayout
+from lifeboat.layout.model import DiskLayout, gpt_entry_sectors, gpt_head_sectors
 from lifeboat.errors import LifeboatError
 from lifeboat.layout.write import partition_node, sfdisk_script
 from lifeboat.run import run
 
 MAGIC = b"LIFEBOAT RESTORE IN PROGRESS\n"
 SECTOR = 512
-HEAD_SECTORS = 34  # MBR + GPT header + 32 sectors of entries
-TAIL_SECTORS = 33  # backup GPT entries + header
 MBR_BOOT_CODE = 440
 
 
@@ -86,11 +84,18 @@ def wipe_signatures(disk: str) -> None:
     run(["wipefs", "--all", "--force", "--quiet", disk])
 
 
-def mark_in_progress(fd: int, size: int, marker: RestoreMarker) -> None:
-    """Step 1b: zero the table areas and write the record. Flushed on return."""
-    zeros = bytes(TAIL_SECTORS * SECTOR)
+def table_head_bytes(layout: DiskLayout) -> int:
+    """Bytes at the start of the disk that belong to the table: MBR + GPT header + entries
+    (34 sectors at 512 bytes, 6 at 4096), or the MBR's first sector."""
+    return (gpt_head_sectors(layout.sector_size) if layout.label == "gpt" else 1) * layout.sector_size
+
+
+def mark_in_progress(fd: int, size: int, marker: RestoreMarker, sector_size: int = SECTOR) -> None:
+    """Step 1b: zero the table areas (MBR + GPT header + entries, the backup entries + header) and write
+    the record. Flushed on return."""
+    zeros = bytes((1 + gpt_entry_sectors(sector_size)) * sector_size)
     os.pwrite(fd, zeros, size - len(zeros))
-    os.pwrite(fd, bytes(HEAD_SECTORS * SECTOR), 0)
+    os.pwrite(fd, bytes(gpt_head_sectors(sector_size) * sector_size), 0)
     os.pwrite(fd, marker_sector(marker), 0)
     os.fsync(fd)
 
@@ -101,8 +106,21 @@ def table_sectors(layout: DiskLayout, size: int) -> list[tuple[int, bytes]]:
     with tempfile.NamedTemporaryFile(prefix="lifeboat-table-", dir="/var/tmp") as scratch:
         scratch.truncate(size)
         scratch.flush()
-        run(["sfdisk", "--quiet", "--no-reread", "--no-tell-kernel", scratch.name], input=sfdisk_script(layout))
+        if layout.sector_size == SECTOR:
+            run(["sfdisk", "--quiet", "--no-reread", "--no-tell-kernel", scratch.name], input=sfdisk_script(layout))
+        else:
+            _sfdisk_through_loop(scratch.name, layout)
         return _written_sectors(scratch.fileno(), size)
+
+
+def _sfdisk_through_loop(path: str, layout: DiskLayout) -> None:
+    """sfdisk takes the sector size from the device (512 for a file, whatever the script says), so a table
+    in other sectors is written through a loop device of that sector size over the scratch file."""
+    loop = run(["losetup", "--find", "--show", "--sector-size", str(layout.sector_size), path]).stdout.strip()
+    try:
+        run(["sfdisk", "--quiet", "--no-reread", "--no-tell-kernel", loop], input=sfdisk_script(layout))
+    finally:
+        run(["losetup", "--detach", loop], check=False)
 
 
 def _written_sectors(fd: int, size: int) -> list[tuple[int, bytes]]:

@@ -12,9 +12,10 @@ from dataclasses import dataclass, replace
 
 from lifeboat.devices import human_size
 from lifeboat.errors import TargetTooSmall
-from lifeboat.layout.model import DiskLayout, PartitionEntry
+from lifeboat.layout.model import DiskLayout, PartitionEntry, gpt_head_sectors
 
-ALIGN = 2048  # sectors: 1 MiB at 512 bytes
+ALIGN_BYTES = 1 << 20  # partitions grow in whole MiB
+ALIGN = ALIGN_BYTES // 512  # the same in 512-byte sectors (shrink works only on 512-byte layouts)
 
 
 @dataclass(frozen=True)
@@ -29,7 +30,7 @@ class FittedPartition:
 
 def _usable_end(layout: DiskLayout, disk_sectors: int) -> int:
     """Last sector a partition may use on a disk of `disk_sectors`."""
-    return disk_sectors - 34 if layout.label == "gpt" else disk_sectors - 1
+    return disk_sectors - gpt_head_sectors(layout.sector_size) if layout.label == "gpt" else disk_sectors - 1
 
 
 def fit_layout(layout: DiskLayout, target_bytes: int, keep_size: frozenset[int] = frozenset()
@@ -44,9 +45,9 @@ def fit_layout(layout: DiskLayout, target_bytes: int, keep_size: frozenset[int] 
         )
     source_usable = _usable_end(layout, layout.disk_sectors)
     extra = _usable_end(layout, target_sectors) - source_usable
-    if extra <= ALIGN:
+    if extra <= ALIGN_BYTES // layout.sector_size:
         fitted = layout.with_partitions(list(layout.partitions), target_sectors)
-        if layout.label == "gpt" and target_sectors == layout.disk_sectors:
+        if layout.label == "gpt" and target_sectors == layout.disk_sectors and layout.last_lba:
             fitted = replace(fitted, last_lba=layout.last_lba)
         return fitted, [FittedPartition(p, p) for p in layout.partitions]
     return _grow(layout, target_sectors, extra, keep_size)
@@ -57,13 +58,14 @@ def _grow(layout: DiskLayout, target_sectors: int, extra: int, keep_size: frozen
     ordered = sorted(layout.data_partitions(), key=lambda p: p.start)
     growable = [p for p in ordered if not p.fixed_size and p.number not in keep_size]
     total = sum(p.size for p in growable) or 1
+    align = ALIGN_BYTES // layout.sector_size
     new_entries: dict[int, PartitionEntry] = {}
     shift = 0
     for p in ordered:
         start = p.start + shift
         size = p.size
         if p in growable:
-            size += (extra * p.size // total) // ALIGN * ALIGN
+            size += (extra * p.size // total) // align * align
         new_entries[p.number] = replace(p, start=start, size=size)
         shift += size - p.size
     for ext in (p for p in layout.partitions if p.is_extended):

@@ -20,6 +20,19 @@ MBR_SWAP = "82"
 FIXED_SIZE_TYPES = {GPT_ESP, GPT_BIOS_BOOT, GPT_MS_RESERVED, GPT_WINDOWS_RECOVERY, GPT_LINUX_SWAP, MBR_ESP, MBR_SWAP}
 
 
+GPT_ENTRIES_BYTES = 128 * 128  # the entry array sfdisk writes: 128 entries of 128 bytes
+
+
+def gpt_entry_sectors(sector_size: int) -> int:
+    """Sectors the GPT entry array takes: 32 at 512 bytes, 4 at 4096."""
+    return -(-GPT_ENTRIES_BYTES // sector_size)
+
+
+def gpt_head_sectors(sector_size: int) -> int:
+    """Protective MBR + GPT header + entries: the first usable LBA at the least (34 at 512, 6 at 4096)."""
+    return 2 + gpt_entry_sectors(sector_size)
+
+
 @dataclass(frozen=True)
 class PartitionEntry:
     number: int
@@ -81,11 +94,11 @@ class DiskLayout:
     def min_disk_sectors(self) -> int:
         """Smallest disk that holds every partition (plus the backup GPT)."""
         end = max((p.end for p in self.partitions), default=0) + 1
-        return end + (33 if self.label == "gpt" else 0)
+        return end + (1 + gpt_entry_sectors(self.sector_size) if self.label == "gpt" else 0)
 
     @property
     def first_partition_start(self) -> int:
-        return min((p.start for p in self.partitions), default=2048)
+        return min((p.start for p in self.partitions), default=(1 << 20) // self.sector_size)
 
     def partition(self, number: int) -> PartitionEntry:
         for p in self.partitions:
@@ -98,7 +111,7 @@ class DiskLayout:
         return [p for p in self.partitions if not p.is_extended]
 
     def with_partitions(self, partitions: list[PartitionEntry], disk_sectors: int) -> DiskLayout:
-        last = disk_sectors - 34 if self.label == "gpt" else 0
+        last = disk_sectors - gpt_head_sectors(self.sector_size) if self.label == "gpt" else 0
         return replace(self, partitions=tuple(partitions), disk_sectors=disk_sectors, last_lba=last)
 
     def to_json(self) -> dict:

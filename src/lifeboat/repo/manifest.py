@@ -340,7 +340,9 @@ class ImageManifest:
         return digests
 
     def summary(self) -> ImageSummary:
-        parts = tuple(PartitionSummary(p.number, p.fstype or p.mode, p.size, p.used_bytes) for p in self.partitions)
+        parts = tuple(PartitionSummary(p.number, p.fstype or p.mode, p.size, p.used_bytes,
+                                       p.content.reason if isinstance(p.content, RawContent) else "")
+                      for p in self.partitions)
         return ImageSummary(
             name=self.name, created=self.created, source_model=self.source.model, source_serial=self.source.serial,
             source_size=self.source.size, table=self.layout.label, partitions=parts, data_bytes=self.data_bytes,

@@ -11,6 +11,7 @@ class PartitionSummary:
     fstype: str  # the filesystem, or how it was captured when there is none
     size: int
     used_bytes: int
+    note: str = ""  # why it was copied whole ("LUKS2 container ..., copied whole: ...")
 
 
 @dataclass(frozen=True)
@@ -35,7 +36,7 @@ class ImageSummary:
             "source_size": self.source_size,
             "table": self.table,
             "partitions": [
-                {"number": p.number, "fstype": p.fstype, "size": p.size, "used_bytes": p.used_bytes}
+                {"number": p.number, "fstype": p.fstype, "size": p.size, "used_bytes": p.used_bytes, "note": p.note}
                 for p in self.partitions
             ],
             "data_bytes": self.data_bytes,
