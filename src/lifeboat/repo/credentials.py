@@ -40,6 +40,7 @@ class Credentials:
     access_key: str = ""
     secret_key: str = field(default="", repr=False)
     token: str = field(default="", repr=False)
+    key_file: str = ""  # ssh: a private key file to try before the usual ones
     source: str = ""  # where they came from, for messages ("file /root/nas.cred", "environment", "prompt")
 
 

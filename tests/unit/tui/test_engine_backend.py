@@ -38,7 +38,7 @@ def test_layout_rows_in_bytes_with_what_grows():
 def test_verify_problems_become_one_error_naming_where(monkeypatch):
     report = SimpleNamespace(ok=False, chunks=3, bytes=10, problems=["partition 2 (ext4) at offset 4194304: bad hash", "x"])
     monkeypatch.setattr("lifeboat.engine.verify.verify", lambda repo, name, progress, cancel: report)
-    monkeypatch.setattr("lifeboat.repo.store.Repository.open", classmethod(lambda cls, path, create=False: object()))
+    monkeypatch.setattr("lifeboat.repo.store.Repository.open", classmethod(lambda cls, path, create=False, **kw: object()))
     seen = []
     with pytest.raises(ImageCorrupt, match=r"partition 2 \(ext4\) at offset 4194304: bad hash \(and 1 more"):
         EngineBackend(log_path="/dev/null").run_verify("/repo", "img", seen.append, threading.Event())

@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from lifeboat.tui.app import create_app
 from lifeboat.tui.fake_backend import DEMO_REPO, FakeBackend
+from lifeboat.tui.net_location import RecentLocations
 from lifeboat.tui.screens.plan import PlanScreen
 from tui_pilot import SIZE, TODAY, started, wait_until
 
 
 def demo_app():
-    return create_app(FakeBackend(job_seconds=0.05), repo_path=DEMO_REPO, today=lambda: TODAY, shell=lambda: None)
+    return create_app(FakeBackend(job_seconds=0.05), repo_path=DEMO_REPO, today=lambda: TODAY, shell=lambda: None,
+                      recent_locations=RecentLocations(Path("/nonexistent/lifeboat-recent.json")))
 
 
 async def at_home(pilot) -> None:
