@@ -63,3 +63,25 @@ def test_power_actions_never_touch_the_host_in_the_sandbox(monkeypatch):
     monkeypatch.delenv("LIFEBOAT_SANDBOX")
     EngineBackend(log_path="/dev/null").power("reboot")
     assert ran == [["systemctl", "reboot"]]
+
+
+def test_engine_backend_probes_creates_and_unlocks_an_encrypted_directory(tmp_path):
+    """The real Repository on a local directory (a network location is the same code after open_backend)."""
+    import pytest
+
+    from lifeboat.repo import store
+    from lifeboat.repo.crypto import WrongPassphrase
+    from lifeboat.tui.backend import Login, NeedsPassphrase, ProbeState
+
+    backend, url = EngineBackend(log_path="/dev/null"), f"file://{tmp_path}"
+    assert backend.probe_location(url, Login()).state is ProbeState.EMPTY
+    backend.create_encrypted(url, "a passphrase")
+    assert backend.probe_location(url, Login()).state is ProbeState.READY  # known for this session
+    store._unlocked.clear()  # as a new session would
+    assert backend.probe_location(url, Login()).state is ProbeState.LOCKED
+    with pytest.raises(NeedsPassphrase):
+        backend.list_images(str(tmp_path))
+    with pytest.raises(WrongPassphrase):
+        backend.unlock(url, "not it")
+    assert backend.unlock(url, "a passphrase") == []
+    assert b"a passphrase" not in (tmp_path / "lifeboat-repo.json").read_bytes()

@@ -66,3 +66,43 @@ async def to_plan_ready(pilot):
     await started(pilot)
     await pilot.press("r", "enter", "down", "enter")
     await wait_until(pilot, lambda: isinstance(pilot.app.screen, PlanScreen) and pilot.app.screen.plan)
+
+
+def test_network_location_form(snap_compare):
+    from textual.widgets import Input
+
+    from lifeboat.tui.dialogs.network_location import NetworkLocationScreen
+    from lifeboat.tui.dialogs.repo_picker import RepoPickerScreen
+
+    async def to_form(pilot):
+        await started(pilot)
+        await pilot.press("o")
+        await wait_until(pilot, lambda: isinstance(pilot.app.screen, RepoPickerScreen) and pilot.app.screen.named)
+        await pilot.press("1")  # office-nas from lifeboat-repos.toml
+        await wait_until(pilot, lambda: isinstance(pilot.app.screen, NetworkLocationScreen))
+        pilot.app.screen.query_one("#password", Input).value = "nas-secret-pw"
+        await pilot.press("ctrl+t")
+        await wait_until(pilot, lambda: "Connected" in str(pilot.app.screen.query_one("#net-result").render()))
+        await pilot.pause()
+
+    assert snap_compare(demo_app(), terminal_size=(80, 30), run_before=to_form)
+
+
+def test_capture_read_error_offers_rescue(snap_compare):
+    from lifeboat.tui.screens.result import ResultScreen
+
+    app = demo_app()
+    app.backend.fail_at = 0.3
+
+    async def to_result(pilot):
+        await started(pilot)
+        await pilot.press("c", "enter", "enter")
+        await wait_until(pilot, lambda: type(pilot.app.screen).__name__ == "RepoPickerScreen"
+                         and pilot.app.screen.query_one("#choices").option_count > 2)
+        await pilot.press("down", "enter", "enter")
+        await wait_until(pilot, lambda: type(pilot.app.screen).__name__ == "ErrorDialog")
+        await pilot.press("enter")
+        await wait_until(pilot, lambda: isinstance(pilot.app.screen, ResultScreen))
+        await pilot.pause()
+
+    assert snap_compare(app, terminal_size=SIZE, run_before=to_result)

@@ -11,7 +11,7 @@ from lifeboat.errors import Cancelled, LifeboatError
 from lifeboat.tui.backend import JobOutcome
 from lifeboat.tui.jobs import JobSpec, is_read_error
 
-RESCUE_OFFER = "R = Capture again with rescue (reads around bad areas)"
+RESCUE_OFFER = "r = Capture again with rescue (reads around bad areas)"
 from lifeboat.tui.widgets.text import duration
 
 
