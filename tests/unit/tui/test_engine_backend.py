@@ -85,3 +85,17 @@ def test_engine_backend_probes_creates_and_unlocks_an_encrypted_directory(tmp_pa
         backend.unlock(url, "not it")
     assert backend.unlock(url, "a passphrase") == []
     assert b"a passphrase" not in (tmp_path / "lifeboat-repo.json").read_bytes()
+
+
+def test_no_terminal_prompt_under_the_tui(monkeypatch):
+    import pytest
+
+    from lifeboat.repo import credentials
+
+    monkeypatch.setattr(credentials, "_no_prompt", "")
+    monkeypatch.setattr("sys.stdin.isatty", lambda: True)
+    monkeypatch.setattr("getpass.getpass", lambda prompt: pytest.fail("asked the terminal"))
+    credentials.forbid_prompts("give it in the form")
+    with pytest.raises(credentials.CredentialsError, match="password for x is needed: give it in the form"):
+        credentials.prompt_password("password for x")
+    assert credentials.confirm_host_key("host", "SHA256:abc") is False
