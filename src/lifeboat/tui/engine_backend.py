@@ -121,6 +121,9 @@ class EngineBackend:
                                    accept_host_key=lambda _host, fp: bool(trust_host_key) and fp == trust_host_key)
             root = getattr(backend, "root", None)  # a mounted share is a local directory
             if not backend.exists(MARKER) and not (root is not None and locations.is_clonezilla(str(root))):
+                if backend.read_only:
+                    raise LifeboatError(f"{url} holds no Lifeboat repository (no {MARKER}), and {location.scheme}:// "
+                                        "is read-only: nothing can be captured there")
                 return Probe(ProbeState.EMPTY)
         elif not os.path.exists(os.path.join(location.path, MARKER)) and not locations.is_clonezilla(location.path):
             return Probe(ProbeState.EMPTY)

@@ -99,3 +99,41 @@ def test_no_terminal_prompt_under_the_tui(monkeypatch):
     with pytest.raises(credentials.CredentialsError, match="password for x is needed: give it in the form"):
         credentials.prompt_password("password for x")
     assert credentials.confirm_host_key("host", "SHA256:abc") is False
+
+
+def test_engine_backend_probes_a_real_http_server(tmp_path):
+    """A real static web server on loopback (Python's http.server): locked, wrong passphrase, unlocked, nothing."""
+    import functools
+    import http.server
+
+    import pytest
+
+    from lifeboat.errors import LifeboatError
+    from lifeboat.repo import store
+    from lifeboat.repo.crypto import WrongPassphrase
+    from lifeboat.repo.location import open_backend
+    from lifeboat.tui.backend import Login, ProbeState
+
+    (tmp_path / "repo").mkdir()
+    store.Repository.initialize(open_backend(str(tmp_path / "repo")), passphrase="pp", kdf_log_n=14)
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(tmp_path))
+    handler.log_message = lambda *a: None
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        url = f"http://127.0.0.1:{server.server_address[1]}"
+        store._unlocked.clear()
+        backend = EngineBackend(log_path="/dev/null")
+        assert backend.probe_location(f"{url}/repo", Login()).state is ProbeState.LOCKED
+        with pytest.raises(WrongPassphrase):
+            backend.unlock(f"{url}/repo", "bad")
+        assert backend.unlock(f"{url}/repo", "pp") == []
+        with pytest.raises(LifeboatError, match="read-only"):
+            backend.probe_location(f"{url}/nothing", Login())
+    finally:
+        from lifeboat.repo.location import forget_backends
+
+        forget_backends()
+        server.shutdown()
+        server.server_close()
