@@ -46,7 +46,8 @@ class PassphraseDialog(ModalScreen[bool]):
             if self.create:
                 yield Input(password=True, placeholder="the same again", id="again")
             yield Static("", id="phrase-problem", classes="problem", markup=False)
-            yield Static("Enter = open    Esc = cancel", classes="dialog-keys")
+            verb = "next field, then create" if self.create else "open"
+            yield Static(f"Enter = {verb}    Esc = cancel", classes="dialog-keys")
         yield Footer()
 
     def on_input_submitted(self, event: Input.Submitted) -> None:
