@@ -17,6 +17,14 @@ def demo_app():
                       recent_locations=RecentLocations(Path("/nonexistent/lifeboat-recent.json")))
 
 
+def steady(screen) -> None:
+    """A blinking cursor would make the picture depend on when it is taken."""
+    from textual.widgets import Input
+
+    for field in screen.query(Input):
+        field.cursor_blink = False
+
+
 async def at_home(pilot) -> None:
     await started(pilot)
 
@@ -84,6 +92,7 @@ def test_network_location_form(snap_compare):
         pilot.app.screen.query_one("#password", Input).value = "nas-secret-pw"
         await pilot.press("ctrl+t")
         await wait_until(pilot, lambda: "Connected" in str(pilot.app.screen.query_one("#net-result").render()))
+        steady(pilot.app.screen)
         await pilot.pause()
 
     assert snap_compare(demo_app(), terminal_size=(80, 30), run_before=to_form)
@@ -121,6 +130,7 @@ def test_new_encrypted_repository_passphrase(snap_compare):
         await wait_until(pilot, lambda: isinstance(pilot.app.screen, PassphraseDialog))
         await pilot.pause()
         pilot.app.screen.query_one("#phrase").value = "typed but masked"
+        steady(pilot.app.screen)
         await pilot.pause()
 
     assert snap_compare(demo_app(), terminal_size=SIZE, run_before=to_dialog)
