@@ -21,6 +21,7 @@ from lifeboat.devices import human_size
 from lifeboat.errors import Cancelled, LifeboatError
 from lifeboat.foreign import command as foreign_command
 from lifeboat.options import json_option, repo_option
+from lifeboat.imagefs import command as imagefs_command
 from lifeboat.repo import command as repo_command
 
 EXIT_OK, EXIT_FAILED, EXIT_REFUSED = 0, 1, 2
@@ -241,15 +242,35 @@ def _confirm(plan, args) -> bool:
     return answer in (name, plan.target)
 
 
+def _print_bars(plan) -> None:
+    """Today's disk and the restored one as proportional bars (colours only on a terminal)."""
+    from rich.console import Console
+
+    from lifeboat.engine.plan_picture import plan_bars
+
+    console = Console(width=min(80, os.get_terminal_size().columns) if sys.stdout.isatty() else 80, highlight=False)
+    for bar in plan_bars(plan):
+        console.print(bar)
+    console.print()
+
+
 def cmd_restore(args) -> int:
     from lifeboat.engine.plan import plan_restore
     from lifeboat.engine.restore import bootloader_outcome, restore
     from lifeboat.terminal import ConsoleProgress
 
-    plan = plan_restore(_repo(args), args.name, args.target)
+    if args.partitions:
+        from lifeboat.engine.partial import parse_selection, plan_partitions
+
+        plan = plan_partitions(_repo(args), args.name, args.target, parse_selection(args.partitions, args.map))
+    elif args.map:
+        raise LifeboatError("--map needs --partitions (which image partitions to restore)")
+    else:
+        plan = plan_restore(_repo(args), args.name, args.target)
     if args.json and args.dry_run:
         _print_json(plan.to_json())
         return EXIT_OK
+    _print_bars(plan)
     print("\n".join(plan.describe()))
     if args.dry_run:
         print("\nDry run: nothing was written.")
@@ -352,6 +373,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dry-run", action="store_true", help="print the plan and write nothing (as JSON with --json)")
     p.add_argument("--yes", action="store_true", help="do not ask for confirmation (scripts)")
     p.add_argument("--no-bootloader", action="store_true", help="skip the bootloader reinstall step")
+    p.add_argument("--partitions", metavar="N,N", help="restore only these image partitions; the disk's table is kept")
+    p.add_argument("--map", action="append", metavar="N=M", help="put image partition N onto target partition M")
     p.add_argument("--allow-failing-target", action="store_true",
                    help="with --yes: restore even onto a disk whose SMART health is failing")
     p.set_defaults(func=cmd_restore)
@@ -381,6 +404,7 @@ def build_parser() -> argparse.ArgumentParser:
     boot_command.add_subcommand(sub)
     unattended.add_subcommand(sub)
     repo_command.add_subcommand(sub)
+    imagefs_command.add_subcommand(sub)
     foreign_command.add_subcommand(sub)
     return parser
 

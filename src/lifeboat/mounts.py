@@ -15,7 +15,7 @@ import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-from lifeboat.errors import CommandFailed
+from lifeboat.errors import CommandFailed, CommandTimedOut
 from lifeboat.run import run
 
 log = logging.getLogger("lifeboat.mounts")
@@ -90,26 +90,26 @@ def swap_devices(path: str = SWAPS) -> set[int]:
 
 
 def mount(source: str, target: str, *, fstype: str | None = None, options: str | None = None,
-          bind: bool = False) -> None:
+          bind: bool = False, timeout: float | None = None) -> None:
     """Mount `source` on `target` (made if missing). A bind mount is recursive and made a slave, so
     unmounting the tree below it never propagates back to the live system's /dev, /sys..."""
     os.makedirs(target, exist_ok=True)
     argv = ["mount"] + (["--rbind"] if bind else [])
     argv += ["-t", fstype] if fstype else []
     argv += ["-o", options] if options else []
-    run(argv + [source, target])
+    run(argv + [source, target], timeout=timeout)
     if bind:
         run(["mount", "--make-rslave", target], check=False)
 
 
-def unmount(target: str, *, recursive: bool = False) -> None:
+def unmount(target: str, *, recursive: bool = False, timeout: float | None = None) -> None:
     """Unmount `target`; when it is busy, detach it lazily (and say so in the log)."""
     flags = ["-R"] if recursive else []
     try:
-        run(["umount", *flags, target])
-    except CommandFailed as err:
+        run(["umount", *flags, target], timeout=timeout)
+    except (CommandFailed, CommandTimedOut) as err:
         log.warning("umount %s failed (%s); detaching lazily", target, err)
-        run(["umount", *flags, "-l", target], check=False)
+        run(["umount", *flags, "-l", target], check=False, timeout=timeout)
 
 
 def temp_dir(prefix: str, base: str | None = None) -> str:
@@ -123,16 +123,18 @@ def temp_dir(prefix: str, base: str | None = None) -> str:
 
 @contextlib.contextmanager
 def mounted(source: str, target: str | None = None, *, fstype: str | None = None, options: str | None = None,
-            bind: bool = False, prefix: str = "lifeboat-", base: str | None = None) -> Iterator[str]:
-    """Mount for the duration of the block and yield the mount point; a directory made here is removed."""
+            bind: bool = False, prefix: str = "lifeboat-", base: str | None = None,
+            timeout: float | None = None) -> Iterator[str]:
+    """Mount for the duration of the block and yield the mount point; a directory made here is removed.
+    `timeout` bounds each mount and umount (a damaged filesystem can make them hang)."""
     made = target is None
     point = temp_dir(prefix, base) if target is None else target
     try:
-        mount(source, point, fstype=fstype, options=options, bind=bind)
+        mount(source, point, fstype=fstype, options=options, bind=bind, timeout=timeout)
         try:
             yield point
         finally:
-            unmount(point, recursive=bind)
+            unmount(point, recursive=bind, timeout=timeout)
     finally:
         if made:
             with contextlib.suppress(OSError):

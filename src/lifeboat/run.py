@@ -56,6 +56,18 @@ TOOLS: dict[str, str] = {
     "efibootmgr": "efibootmgr",
     "mount": "mount",
     "umount": "mount",
+    "fusermount": "fuse3",
+    "ntfs-3g": "ntfs-3g",
+    "rsync": "rsync",
+    "mkfs.xfs": "xfsprogs",
+    "mkfs.ext4": "e2fsprogs",
+    "mkfs.vfat": "dosfstools",
+    "mkfs.exfat": "exfatprogs",
+    "tune.exfat": "exfatprogs",
+    "mcopy": "mtools",
+    "mdir": "mtools",
+    "xfs_info": "xfsprogs",
+    "dumpe2fs": "e2fsprogs",
     "addpart": "util-linux",
     "debugfs": "e2fsprogs",
     "xfs_db": "xfsprogs",
@@ -154,3 +166,14 @@ def spawn(argv: Sequence[str], **popen_kwargs) -> Iterator[subprocess.Popen]:
         if proc.poll() is None:
             proc.kill()
         proc.wait()
+
+
+def start_detached(argv: Sequence[str], log_path: str) -> int:
+    """Start a daemon that outlives this process (its own session, output appended to `log_path`).
+    Returns its pid; the caller records it and stops it by that pid."""
+    argv = _resolve([str(a) for a in argv])
+    log.debug("+ %s &> %s", " ".join(argv), log_path)
+    with open(log_path, "ab") as out:
+        proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=out, stderr=out, env=_env(None),
+                                start_new_session=True)
+    return proc.pid

@@ -5,6 +5,7 @@ wheel) and nginx (HTTPS with a self-signed certificate the tests trust through S
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import os
 import shutil
 import signal
@@ -47,7 +48,7 @@ class Server:
 
     def start(self) -> Server:
         self.proc = subprocess.Popen(self.argv, stdout=open(self.log, "ab"), stderr=subprocess.STDOUT,
-                                     stdin=subprocess.DEVNULL, start_new_session=True)
+                                     stdin=subprocess.DEVNULL, start_new_session=True, preexec_fn=_die_with_parent)
         wait_port(self.port, self.proc, self.what, self.log)
         return self
 
@@ -64,6 +65,11 @@ class Server:
 
     def stop(self) -> None:
         self.kill()
+
+
+def _die_with_parent() -> None:
+    """In the child: SIGKILL when the test process dies (a pytest killed by a timeout runs no teardown)."""
+    ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
 
 
 def _descendants(pid: int) -> list[int]:

@@ -16,7 +16,7 @@ from diskbuilder import MiB, PartSpec, build_disk, loop_disk, mounted, partition
 from netservers import nginx_https, rclone_s3, sshd
 
 from lifeboat.engine.capture import capture
-from lifeboat.engine.events import Progress
+from lifeboat.events import Progress
 from lifeboat.engine.plan import plan_restore
 from lifeboat.engine.restore import restore
 from lifeboat.engine.verify import verify
@@ -168,13 +168,14 @@ def test_server_killed_mid_capture(net, source, kind, tmp_path):
     assert_restored(src, built, table, raw)
 
 
-def test_two_captures_into_one_s3_repository_at_once(net, workdir):
+@pytest.mark.parametrize("kind", ["s3", "ssh"])
+def test_two_captures_into_one_network_repository_at_once(net, workdir, kind):
     (workdir / "a").mkdir()
     (workdir / "b").mkdir()
     with loop_disk(workdir, "one", DISK) as one, loop_disk(workdir, "two", DISK) as two:
         build_disk(one, "gpt", SPECS, workdir / "a")
         build_disk(two, "gpt", [PartSpec(48, "ext4", name="root", seed=7), PartSpec(64, "raw", name="x")], workdir / "b")
-        repo = Repository.open("s3://lifeboat/together", create=True)
+        repo = Repository.open("s3://lifeboat/together" if kind == "s3" else ssh_url(net, "together"), create=True)
         errors: list[BaseException] = []
 
         def run(disk, name):
@@ -248,3 +249,38 @@ def test_prune_over_the_network(net, kind):
     assert (report.removed_chunks, report.kept_chunks) == (1, 1) and not repo.has_chunk(a) and repo.has_chunk(b)
     with repo.shared_use():
         assert repo.put_chunk(b"a" * 10, 3)[1] > 0  # stored again: the listing forgot the pruned chunk
+
+
+def _cli(*argv: str, check: bool = True):
+    import subprocess
+    import sys
+
+    proc = subprocess.run([sys.executable, "-m", "lifeboat", "-v", *argv], capture_output=True, text=True,
+                          stdin=subprocess.DEVNULL, timeout=120)
+    assert not check or proc.returncode == 0, proc.stderr
+    return proc
+
+
+def test_cli_init_keys_and_credentials_file(net, tmp_path, monkeypatch):
+    first, second, cred = tmp_path / "first", tmp_path / "second", tmp_path / "s3.cred"
+    for path, text in ((first, "first passphrase\n"), (second, "second passphrase\n"),
+                       (cred, "aws_access_key_id = testkey\naws_secret_access_key = testsecret\n")):
+        path.write_text(text)
+        path.chmod(0o600)
+    url = ssh_url(net, "cli-vault")
+    out = _cli("init", "--repo", url, "--encrypt", "--passphrase-file", str(first)).stdout
+    assert "encrypted" in out and "cannot be recovered" in out
+    _cli("key", "add", "--repo", url, "--passphrase-file", str(first), "--new-passphrase-file", str(second))
+    assert len(_cli("key", "list", "--repo", url, "--passphrase-file", str(second)).stdout.splitlines()) == 2
+    wrong = _cli("images", "--repo", url, "--passphrase-file", str(cred), check=False)
+    assert wrong.returncode == 2 and "wrong passphrase" in wrong.stderr
+
+    # S3 keys from the credentials file only; -v logs our commands, never the secret
+    monkeypatch.delenv("AWS_ACCESS_KEY_ID")
+    monkeypatch.delenv("AWS_SECRET_ACCESS_KEY")
+    assert "no S3 credentials" in _cli("images", "--repo", "s3://lifeboat/cli", check=False).stderr
+    _cli("init", "--repo", "s3://lifeboat/cli", "--credentials", str(cred))
+    proc = _cli("images", "--repo", "s3://lifeboat/cli", "--credentials", str(cred))
+    assert "no images" in proc.stdout and "testsecret" not in proc.stdout + proc.stderr
+    cred.chmod(0o644)
+    assert "chmod 600" in _cli("images", "--repo", "s3://lifeboat/cli", "--credentials", str(cred), check=False).stderr

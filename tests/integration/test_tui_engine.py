@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import os
 import re
 import shutil
@@ -132,3 +133,41 @@ def _mounted(device: str) -> bool:
     real = os.path.realpath(device)
     with open("/proc/self/mounts") as f:
         return any(os.path.realpath(line.split()[0]) == real for line in f if line.startswith("/dev/"))
+
+
+@pytest.mark.skipif(shutil.which("tmux") is None, reason="no tmux")
+def test_browse_an_image_and_copy_a_file_out_in_a_real_terminal(sandbox: Path):
+    from lifeboat.engine.capture import capture
+    from lifeboat.imagefs.mount import RUN_DIR, mounted_at
+    from lifeboat.repo.store import Repository
+
+    repo = sandbox / "repo"
+    out = sandbox / "out"
+    out.mkdir()
+    with loop_disk(sandbox, "source", 100 * MiB) as source:
+        built = build_disk(source, "gpt", [PartSpec(0, "ext4", seed=3)], sandbox)
+        capture(source.path, "office", Repository.open(repo, create=True))
+    env = {k: os.environ[k] for k in ("LIFEBOAT_SANDBOX", "LIFEBOAT_LOCK_DIR", "PATH") if k in os.environ}
+    terminal = TmuxTerminal(python_command(LAUNCH) + [str(sandbox / "lifeboat.log"), str(repo)],
+                            {**env, "TERM": "linux"})
+    try:
+        terminal.wait_for("Browse image")
+        terminal.keys("i")
+        terminal.wait_for("Browse: choose an image")
+        terminal.keys("Enter")
+        terminal.wait_for("p1-ext4", timeout=30)
+        # the tree: the mount directory, p1-ext4; inside it dir0..dir4 and lost+found, then README.TXT
+        terminal.keys("Down", "Enter")
+        terminal.wait_for("README.TXT")
+        terminal.keys(*["Down"] * 7, "Enter")
+        terminal.wait_for("selected ")
+        terminal.keys("Tab")
+        terminal.type(str(out))
+        terminal.keys("C-y")
+        terminal.wait_for("copied")
+        assert hashlib.sha256((out / "README.TXT").read_bytes()).hexdigest() == built.hashes[1]["README.TXT"]
+        terminal.keys("Escape")
+        terminal.wait_for("Disks (")
+    finally:
+        terminal.close()
+    assert mounted_at(os.path.join(RUN_DIR, "browse", "office")) is None  # closing the image unmounted it

@@ -120,3 +120,23 @@ def test_index_lists_complete_images(tmp_path):
     assert json.loads((tmp_path / "r" / "images" / "index.json").read_text()) == {"images": ["a", "b"]}
     repo.delete_image("b")
     assert json.loads((tmp_path / "r" / "images" / "index.json").read_text()) == {"images": ["a"]}
+
+
+def test_a_plain_repository_where_an_encrypted_one_was_expected_is_refused(tmp_path, monkeypatch, capsys):
+    from lifeboat.cli import main
+
+    Repository.open(tmp_path / "r", create=True)
+    phrase = tmp_path / "pass"
+    phrase.write_text("x\n")
+    phrase.chmod(0o600)
+    assert main(["images", "--repo", str(tmp_path / "r"), "--passphrase-file", str(phrase)]) == 1
+    assert "not encrypted, yet a passphrase was given" in capsys.readouterr().err
+    assert main(["images", "--repo", str(tmp_path / "r")]) == 0
+
+
+def test_older_repositories_get_an_index_when_opened(tmp_path):
+    repo = Repository.open(tmp_path / "r", create=True)
+    repo.write_manifest("old", {})
+    (tmp_path / "r" / "images" / "index.json").unlink()
+    Repository.open(tmp_path / "r")
+    assert json.loads((tmp_path / "r" / "images" / "index.json").read_text()) == {"images": ["old"]}

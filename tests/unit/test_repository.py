@@ -7,6 +7,7 @@ import pytest
 from lifeboat.repo.manifest import load_manifest
 from lifeboat.errors import ImageCorrupt, ImageNotFound, InvalidName, RepositoryError
 from lifeboat.repo.store import Repository, check_image_name
+from lifeboat.timing import StageTimes
 
 
 def test_chunks_are_content_addressed_and_stored_once(tmp_path):
@@ -17,6 +18,36 @@ def test_chunks_are_content_addressed_and_stored_once(tmp_path):
     again, written_again = repo.put_chunk(data, 3)
     assert again == digest and written_again == 0
     assert repo.get_chunk(digest, len(data)) == data
+
+
+def test_a_chunk_already_stored_is_hashed_but_not_compressed_again(tmp_path):
+    """A second capture of an unchanged disk costs a read and a hash per chunk, nothing more."""
+    repo = Repository.open(tmp_path / "r", create=True)
+    data = os.urandom(50_000) * 20
+    repo.put_chunk(data, 3)
+    assert set(repo.stage_times.seconds) == {"hash", "compress", "write"}
+    repo.stage_times = StageTimes()
+    repo.put_chunk(bytearray(data), 3)
+    assert set(repo.stage_times.seconds) == {"hash"}
+    assert repo.stage_times.bytes["hash"] == len(data)
+    assert "hash" in repo.stage_times.summary(workers=1)
+
+
+def test_a_chunk_decompresses_into_a_buffer_checked_for_length_and_hash(tmp_path):
+    repo = Repository.open(tmp_path / "r", create=True)
+    data = os.urandom(70_000) * 30
+    digest, _ = repo.put_chunk(data, 3)
+    buf = memoryview(bytearray(len(data) + 10))
+    repo.get_chunk_into(digest, buf[: len(data)])
+    assert buf[: len(data)] == data
+    with pytest.raises(ImageCorrupt, match="more than"):
+        repo.get_chunk_into(digest, buf[: len(data) - 1])
+    with pytest.raises(ImageCorrupt, match="expected"):
+        repo.get_chunk_into(digest, buf)
+    other, _ = repo.put_chunk(data[:-1] + b"?", 3)
+    os.replace(repo.chunk_path(other), repo.chunk_path(digest))
+    with pytest.raises(ImageCorrupt, match="does not match its hash"):
+        repo.get_chunk_into(digest, buf[: len(data)])
 
 
 def test_damaged_chunks_are_detected(tmp_path):

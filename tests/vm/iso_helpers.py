@@ -111,3 +111,31 @@ def ext4_whole_disk(path: Path, size_mib: int, label: str) -> Path:
     blank_disk(path, size_mib)
     run(["mkfs.ext4", "-q", "-F", "-L", label, str(path)])
     return path
+
+
+# OVMF with Microsoft's keys enrolled (Debian's ovmf package): Secure Boot is enforced from the first boot.
+OVMF_CODE_SECURE = Path("/usr/share/OVMF/OVMF_CODE_4M.ms.fd")
+OVMF_VARS_MS = Path("/usr/share/OVMF/OVMF_VARS_4M.ms.fd")
+SECURE_BOOT_GUID = "8be4df61-93ca-11d2-aa0d-00e098032b8c"
+
+
+def secure_boot_available() -> bool:
+    return OVMF_CODE_SECURE.exists() and OVMF_VARS_MS.exists()
+
+
+def secure_boot_machine(workdir: Path, name: str) -> dict:
+    """Keyword arguments of qemu.Machine for OVMF with Secure Boot enforced: q35 with SMM, the secure
+    flash, the firmware with Microsoft's keys and a fresh copy of its variable store (empty NVRAM
+    otherwise). The flash drives are given here, so Machine runs with firmware='bios' (no OVMF of its own)."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    variables = workdir / f"{name}-OVMF_VARS.ms.fd"
+    variables.write_bytes(OVMF_VARS_MS.read_bytes())
+    return {
+        "firmware": "bios",
+        "machine": "q35,smm=on",
+        "extra_args": [
+            "-global", "driver=cfi.pflash01,property=secure,value=on",
+            "-drive", f"if=pflash,format=raw,unit=0,readonly=on,file={OVMF_CODE_SECURE}",
+            "-drive", f"if=pflash,format=raw,unit=1,file={variables}",
+        ],
+    }

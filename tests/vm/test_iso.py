@@ -24,6 +24,8 @@ from iso_helpers import (
     ext4_whole_disk,
     guest_disks,
     ready_pattern,
+    secure_boot_available,
+    secure_boot_machine,
     shell,
     wait_for_all,
 )
@@ -85,6 +87,28 @@ def test_uefi_cd_boots_to_lifeboat(live_iso, lifeboat_version, tmp_path):
         vm.wait_for("UEFI firmware settings", 300)
         vm.wait_for(ready_pattern(lifeboat_version, "tty1", "tui"), BOOT_TIMEOUT)
         _report("OVMF CD", vm.elapsed())
+
+
+@pytest.mark.skipif(not secure_boot_available(), reason="OVMF with Microsoft's keys is not installed (Debian package ovmf)")
+@pytest.mark.parametrize("medium", ["cd", "usb"])
+def test_secure_boot_enforced_boots_through_the_signed_chain(medium, request, lifeboat_version, tmp_path):
+    """OVMF with Microsoft's keys, Secure Boot enforced: shim (signed by Microsoft), Debian's signed GRUB and
+    Debian's signed kernel bring Lifeboat up, from the CD and from the USB stick's EFI partition; the guest
+    kernel and Lifeboat both say Secure Boot is on."""
+    if medium == "cd":
+        drive = Drive(request.getfixturevalue("live_iso"), "sata", media="cdrom", bootindex=0)
+    else:
+        drive = Drive(request.getfixturevalue("live_usb_image"), "usb", serial="LB-STICK", bootindex=0, snapshot=True)
+    name = f"secure-boot-{medium}"
+    with Machine([drive], workdir=tmp_path, memory=1536, name=name, **secure_boot_machine(tmp_path, name)) as vm:
+        seconds = _boot_and_check_consoles(vm, lifeboat_version)
+        _report(f"OVMF Secure Boot {medium}", seconds)
+        rc, out = shell(vm, "dmesg | grep -i -e 'secure boot' -e 'lockdown'; mokutil --sb-state; "
+                            "python3 -c 'from lifeboat import secureboot; print(\"lifeboat:\", secureboot.state())'")
+        assert rc == 0, out
+        assert re.search(r"secure ?boot enabled", out, re.I), f"the guest kernel does not report Secure Boot:\n{out}"
+        assert "SecureBoot enabled" in out, out  # mokutil, from the firmware's variable
+        assert "lifeboat: on" in out, out
 
 
 def test_usb_stick_boots_and_uses_its_data_partition(live_usb_image, lifeboat_version, tmp_path):

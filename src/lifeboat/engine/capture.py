@@ -45,6 +45,7 @@ from lifeboat.repo.manifest import (
 )
 from lifeboat.repo.store import Repository, check_image_name, is_disk_full
 from lifeboat.run import TOOLS, missing_tools, run
+from lifeboat.timing import StageTimes
 
 RAW_BLOCK = 64 * 1024  # granularity of zero-skipping for raw partitions
 _ZERO_BLOCK = bytes(RAW_BLOCK)
@@ -166,11 +167,14 @@ class _Writer:
         self.item_done = 0
         self.item_total = 0
         self.refs: list[ChunkRef] = []
+        self.times = StageTimes()
+        self.workers = 0
         self.rescue: RescueOptions | None = None
         self.deadline: float | None = None  # monotonic time when rescue retries stop
 
     def start_item(self, item: str, total: int) -> None:
         self.item, self.item_done, self.item_total, self.refs = item, 0, total, []
+        self.times = self.repo.stage_times = StageTimes()
 
     def store(self, data: bytearray) -> tuple[str, int]:
         return self.repo.put_chunk(data, self.level)
@@ -192,6 +196,8 @@ class _Writer:
         self.done += counted
         self.item_done += counted
         self.progress(Progress("capture", self.item, self.item_done, self.item_total, self.done, self.total))
+        if self.item_done >= self.item_total:
+            self.progress(LogLine(f"{self.item}: {self.times.summary(self.workers)}"))
 
 
 class _SourceFds:
@@ -239,6 +245,7 @@ def _stream_used(source: _SourceFds, part: SourcePartition, pool: OrderedPool, w
     # Reused read buffers: allocating (and zero-filling) 4 MiB per chunk cost a quarter of the
     # reading thread's time. A buffer is refilled only after its chunk has been stored (see BufferRing).
     ring = BufferRing(pool.depth, CHUNK_SIZE)
+    writer.workers = pool.workers
     while index < len(runs):
         if cancel.is_set():
             raise Cancelled()
@@ -253,13 +260,14 @@ def _stream_used(source: _SourceFds, part: SourcePartition, pool: OrderedPool, w
 
 
 def _read_and_store(source: _SourceFds, runs: Runs, view: memoryview, title: str, writer: _Writer) -> tuple[str, int]:
-    pos = 0
+    pos, started = 0, time.perf_counter()
     for start, n in runs:
         try:
             _read_exact(source.for_run(start, n, pos), view[pos : pos + n], start, title)
         except OSError as exc:
             raise read_error(source, title, start, n, exc) from None
         pos += n
+    writer.times.add("read", time.perf_counter() - started, pos)
     return writer.store(view)
 
 

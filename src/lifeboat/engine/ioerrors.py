@@ -12,6 +12,7 @@ import os
 from pathlib import Path
 
 from lifeboat.errors import LifeboatError, RepositoryError
+from lifeboat.mounts import mount_table
 
 GONE_ERRNOS = (errno.EIO, errno.ENODEV, errno.ENXIO, errno.ENOTCONN, errno.ESHUTDOWN, errno.ENOMEDIUM, errno.ESTALE)
 READ_ONLY_ERRNOS = (errno.EROFS,)
@@ -21,24 +22,19 @@ def device_of(path: str | os.PathLike) -> tuple[str, str]:
     """(/dev/NAME, mount point) of the filesystem holding `path`; ("", "") when unknown. Reads only
     /proc/self/mountinfo and sysfs: the filesystem itself may no longer answer a stat."""
     best, dev = "", ""
-    try:
-        with open("/proc/self/mountinfo") as f:
-            for line in f:
-                fields = line.split()
-                point = fields[4].replace("\\040", " ")
-                inside = str(path) == point or str(path).startswith(point.rstrip("/") + "/")
-                if inside and len(point) >= len(best):
-                    best, devnum = point, fields[2]
-                    source = fields[fields.index("-") + 2] if "-" in fields else ""
-                    dev = _dev_name(devnum) or (source if source.startswith("/dev/") else "")
-    except (OSError, ValueError, IndexError):
-        pass
+    for m in mount_table():
+        inside = str(path) == m.point or str(path).startswith(m.point.rstrip("/") + "/")
+        if inside and len(m.point) >= len(best):
+            best = m.point
+            dev = _dev_name(m.devnum) or (m.source if m.source.startswith("/dev/") else "")
     return dev, best
 
 
-def _dev_name(devnum: str) -> str:
+def _dev_name(devnum: int) -> str:
+    if not devnum:
+        return ""
     try:
-        return "/dev/" + os.path.basename(os.readlink(f"/sys/dev/block/{devnum}"))
+        return "/dev/" + os.path.basename(os.readlink(f"/sys/dev/block/{os.major(devnum)}:{os.minor(devnum)}"))
     except OSError:
         return ""
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 
 from lifeboat.devices import Disk, disk_info, human_size
+from lifeboat.engine.shrink_plan import ShrinkStep, plan_shrink
 from lifeboat.engine.rescue import unreadable_lines
 from lifeboat.errors import ImageCorrupt, LifeboatError, ToolMissing, UnsafeTarget
 from lifeboat.health import read_health
@@ -33,6 +34,7 @@ class PartitionAction:
     write_bytes: int
     grow: str  # tool that grows the filesystem, "" when it keeps its size
     note: str = ""
+    shrink: ShrinkStep | None = None  # the partition is smaller than the captured one: how its content gets in
 
     @property
     def grows(self) -> bool:
@@ -54,6 +56,8 @@ class RestorePlan:
     target_layout: DiskLayout = field(repr=False)
     current_layout: DiskLayout | None = field(repr=False, default=None)
     actions: tuple[PartitionAction, ...] = ()
+    notes: tuple[str, ...] = ()  # what the plan had to give up (swap shrunk)
+    keep_table: bool = False  # chosen partitions only (engine/partial.py): table, boot code, the rest untouched
     target_marker: str = ""  # "incomplete restore of image X ..." when a restore into the target was cut off
 
     @property
@@ -68,7 +72,9 @@ class RestorePlan:
             f"captured {self.manifest.created})",
             f"onto {d.path} ({d.model or d.transport}{' ' + d.serial if d.serial else ''}, {human_size(d.size)}"
             f"{', ' + d.health.describe() if d.health else ''}).",
-            f"EVERYTHING on {d.path} will be replaced.",
+            f"EVERYTHING on {d.path} will be replaced." if not self.keep_table else
+            f"Only partition(s) {', '.join(str(a.target.number) for a in self.actions)} of {d.path} will be replaced; "
+            "its partition table, boot code and other partitions are kept.",
             "",
             "Now on the target:",
         ]
@@ -78,21 +84,27 @@ class RestorePlan:
             lines += _layout_lines(self.current_layout)
         else:
             lines.append("  no partition table (blank)")
-        lines += ["", f"Will be written ({self.target_layout.label.upper()}, disk id {self.target_layout.disk_id}):"]
+        lines += ["", f"Will be written ({self.target_layout.label.upper()}, disk id {self.target_layout.disk_id}"
+                  f"{', table kept' if self.keep_table else ''}):"]
         for a in self.actions:
             size = human_size(a.target.size * 512)
             grow = ""
             if a.grows:
                 grow = f"  grows from {human_size(a.source.size * 512)}" + f" ({a.grow or a.note})"
+            elif a.shrink:
+                grow = f"  {a.shrink.describe()}"
             what = {CaptureMode.USED_BLOCKS: f"{human_size(a.write_bytes)} of data",
                     CaptureMode.RAW: f"{human_size(a.write_bytes)} raw",
                     CaptureMode.SWAP: "new swap, same UUID", CaptureMode.NONE: "empty"}[a.mode]
-            lines.append(f"  {a.number:>2}  start {a.target.start:>10}  {size:>10}  {a.fstype or a.mode:<8} {what}{grow}")
+            onto = f" -> {a.target.number}" if a.target.number != a.number else ""
+            lines.append(f"  {a.number:>2}{onto}  start {a.target.start:>10}  {size:>10}  {a.fstype or a.mode:<8} {what}{grow}")
+        lines += [f"  Note: {note}" for note in self.notes]
         incomplete = unreadable_lines(self.manifest)
         if incomplete:
             lines += ["", "INCOMPLETE IMAGE: these bytes could not be read at capture and will be written as zeros:"]
             lines += [f"  {line}" for line in incomplete]
-        lines += ["", f"Boot regions: {', '.join(r.name for r in self.manifest.boot_regions)}.",
+        regions = ", ".join(r.name for r in self.manifest.boot_regions) if not self.keep_table else "kept as they are"
+        lines += ["", f"Boot regions: {regions}.",
                   f"Total to write: {human_size(self.total_bytes)}."]
         return lines
 
@@ -106,10 +118,15 @@ class RestorePlan:
             "target_layout": self.target_layout.to_json(),
             "actions": [
                 {"number": a.number, "fstype": a.fstype, "mode": str(a.mode), "start": a.target.start, "size": a.target.size,
-                 "source_size": a.source.size, "write_bytes": a.write_bytes, "grows": a.grows, "grow_tool": a.grow}
+                 "source_size": a.source.size, "write_bytes": a.write_bytes, "grows": a.grows, "grow_tool": a.grow,
+                 "shrink": {"method": a.shrink.method.name.lower(), "target_bytes": a.shrink.target_bytes,
+                            "beyond_bytes": a.shrink.beyond_bytes, "seconds": round(a.shrink.seconds, 1)}
+                 if a.shrink else None}
                 for a in self.actions
             ],
             "total_bytes": self.total_bytes,
+            "notes": list(self.notes),
+            "keep_table": self.keep_table,
         }
 
 
@@ -167,7 +184,8 @@ def _check_restorable(manifest: ImageManifest) -> None:
                             "nothing was written")
 
 
-def _action(fitted, part: PartitionImage | None) -> tuple[PartitionAction, list[str]]:
+def _action(fitted, part: PartitionImage | None, shrink: ShrinkStep | None = None
+            ) -> tuple[PartitionAction, list[str]]:
     """What happens to one partition of the fitted table, and the tools that needs."""
     fstype = part.fstype if part else ""
     mode = part.mode if part else CaptureMode.NONE
@@ -178,9 +196,9 @@ def _action(fitted, part: PartitionImage | None) -> tuple[PartitionAction, list[
         note = "content copied as is, its size unchanged" if kind.mode is CaptureMode.RAW else "filesystem cannot be grown; it keeps its size"
     action = PartitionAction(
         number=fitted.entry.number, fstype=fstype, mode=mode, source=fitted.source, target=fitted.entry,
-        write_bytes=part.used_bytes if part else 0, grow=kind.grow if grows else "", note=note,
+        write_bytes=part.used_bytes if part else 0, grow=kind.grow if grows else "", note=note, shrink=shrink,
     )
-    return action, kind.restore_tools(grows)
+    return action, kind.restore_tools(grows) + list(shrink.tools if shrink else ())
 
 
 def plan_restore(repo: Repository, name: str, target: str) -> RestorePlan:
@@ -193,13 +211,18 @@ def plan_restore(repo: Repository, name: str, target: str) -> RestorePlan:
     # a filesystem Lifeboat cannot grow keeps its partition's size: the room goes where it is usable
     keep_size = frozenset(p.number for p in manifest.partitions
                           if p.mode is not CaptureMode.RAW and not kind_for(p.fstype).grow)
-    target_layout, fitted = fit_layout(source_layout, disk.size, keep_size)
+    shrinks: dict[int, ShrinkStep] = {}
+    notes: list[str] = []
+    if disk.size // source_layout.sector_size < source_layout.min_disk_sectors:
+        target_layout, fitted, shrinks, notes = plan_shrink(repo, manifest, disk.size)
+    else:
+        target_layout, fitted = fit_layout(source_layout, disk.size, keep_size)
     actions = []
     tools = list(BASE_TOOLS)
     for f in fitted:
         if f.entry.is_extended:
             continue
-        action, needed = _action(f, manifest.partition(f.entry.number))
+        action, needed = _action(f, manifest.partition(f.entry.number), shrinks.get(f.entry.number))
         actions.append(action)
         tools += needed
     missing = missing_tools(tools)
@@ -210,7 +233,7 @@ def plan_restore(repo: Repository, name: str, target: str) -> RestorePlan:
     return RestorePlan(
         image=name, repo_root=str(repo.root), target=target, target_disk=disk, manifest=manifest,
         source_layout=source_layout, target_layout=target_layout, current_layout=_current_layout(target),
-        actions=tuple(actions), target_marker=_marker_text(target),
+        actions=tuple(actions), notes=tuple(notes), target_marker=_marker_text(target),
     )
 
 

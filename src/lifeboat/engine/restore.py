@@ -21,6 +21,7 @@ from lifeboat.boot import after_restore
 from lifeboat.boot.model import overall
 from lifeboat.crashpoint import crashpoint
 from lifeboat.devices import disk_info, human_size
+from lifeboat.engine import shrink_restore
 from lifeboat.engine.ioerrors import io_failure
 from lifeboat.engine.pipeline import OrderedPool, direct_io_ok
 from lifeboat.engine.plan import PartitionAction, RestorePlan, check_target_safe
@@ -35,6 +36,7 @@ from lifeboat.layout.model import DiskLayout
 from lifeboat.layout.write import partition_node, refresh_partitions
 from lifeboat.repo.manifest import CHUNK_SIZE, ChunkRef, DataStream, ImageManifest
 from lifeboat.repo.store import Repository
+from lifeboat.timing import StageTimes
 
 BLKZEROOUT = 0x127F  # _IO(0x12, 127): zero a byte range, offloaded where the device can
 MBR_BOOT_CODE = 440  # bytes of boot code before the disk signature and the table
@@ -120,14 +122,12 @@ class _TargetFds:
 _thread_buffers = threading.local()
 
 
-def _aligned_copy(data: bytes) -> memoryview:
-    """`data` copied into this thread's page-aligned buffer, as O_DIRECT requires."""
+def _aligned_buffer(length: int) -> memoryview:
+    """This thread's page-aligned buffer, as O_DIRECT requires; reused once its chunk is written."""
     buf = getattr(_thread_buffers, "buf", None)
     if buf is None:
         buf = _thread_buffers.buf = mmap.mmap(-1, CHUNK_SIZE)
-    view = memoryview(buf)[: len(data)]
-    view[:] = data
-    return view
+    return memoryview(buf)[:length]
 
 
 class _PartitionWriter:
@@ -137,21 +137,25 @@ class _PartitionWriter:
         self.base = action.target.start * 512
         self.totals, self.total = totals, total
         self.item_done = 0
+        self.times = repo.stage_times = StageTimes()
+        self.workers = 0
 
     def write_window(self, ref: ChunkRef, runs: Runs) -> int:
         length = ref.length
+        if sum(n for _, n in runs) != length or length > CHUNK_SIZE:
+            raise ImageCorrupt(f"{self.action.title} at offset {ref.offset}: chunk length does not match the block map")
+        view = _aligned_buffer(length)  # decompressed into directly: no copy, no new 4 MiB object per chunk
         try:
-            data = self.repo.get_chunk(ref.digest, length)
+            self.repo.get_chunk_into(ref.digest, view)
         except ImageCorrupt as exc:
             raise ImageCorrupt(f"{self.action.title} at offset {ref.offset}: {exc}") from None
-        if sum(n for _, n in runs) != length:
-            raise ImageCorrupt(f"{self.action.title} at offset {ref.offset}: chunk length does not match the block map")
-        view, pos = _aligned_copy(data), 0
+        started, pos = time.perf_counter(), 0
         for start, n in runs:
             fd, written = self.fds.for_run(self.base + start, n, pos), 0
             while written < n:
                 written += os.pwrite(fd, view[pos + written : pos + n], self.base + start + written)
             pos += n
+        self.times.add("write", time.perf_counter() - started, length)
         return length
 
     def on_result(self, _tag, length: int) -> None:
@@ -159,6 +163,8 @@ class _PartitionWriter:
         self.item_done += length
         self.totals[0] += length
         self.progress(Progress("restore", self.action.title, self.item_done, self.action.write_bytes, self.totals[0], self.total))
+        if self.item_done >= self.action.write_bytes:
+            self.progress(LogLine(f"{self.action.title}: {self.times.summary(self.workers)}"))
 
 
 def _write_partition(repo: Repository, fds: _TargetFds, action: PartitionAction, stream: DataStream,
@@ -172,6 +178,7 @@ def _write_partition(repo: Repository, fds: _TargetFds, action: PartitionAction,
     writer = _PartitionWriter(repo, fds, action, progress, totals, total)
     index = 0
     with OrderedPool(writer.on_result, workers=workers, cancel=cancel) as pool:
+        writer.workers = pool.workers
         for ref in stream.chunks:
             inside, index = runs_in_window(runs, index, ref.offset, ref.offset + CHUNK_SIZE)
             pool.submit(ref.window, writer.write_window, ref, inside)
@@ -192,7 +199,10 @@ def _write_boot_regions(repo: Repository, fd: int, manifest: ImageManifest) -> b
 def restore(plan: RestorePlan, *, progress: ProgressSink = discard, cancel: threading.Event | None = None,
             bootloader: bool = True, workers: int | None = None) -> RestoreResult:
     with locks.holding_disk(plan.target):
-        return _restore(plan, progress, cancel or threading.Event(), bootloader, workers)
+        try:
+            return _restore(plan, progress, cancel or threading.Event(), bootloader, workers)
+        finally:  # a restore that stopped between writing and shrinking leaves no overflow file behind
+            shrink_restore.discard_overflows(plan.image, [a.number for a in plan.actions if a.shrink])
 
 
 def _restore(plan: RestorePlan, progress: ProgressSink, cancel: threading.Event, bootloader: bool,
@@ -215,6 +225,8 @@ def _restore(plan: RestorePlan, progress: ProgressSink, cancel: threading.Event,
         result.steps.append(record)
         progress(StepFinished(name, record.outcome, detail))
 
+    if plan.keep_table:
+        return _restore_partitions(plan, repo, result, progress, cancel, workers, step, done, started)
     started_at = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
     step("mark target", "restore-in-progress record in sector 0; the old table is wiped")
     table = table_sectors(plan.target_layout, disk.size)  # into a scratch file: fails before any write
@@ -254,6 +266,39 @@ def _restore(plan: RestorePlan, progress: ProgressSink, cancel: threading.Event,
     return result
 
 
+def _restore_partitions(plan: RestorePlan, repo: Repository, result: RestoreResult, progress: ProgressSink,
+                        cancel: threading.Event, workers: int | None, step, done, started: float) -> RestoreResult:
+    """Chosen partitions onto a disk whose table is kept (engine/partial.py): no marker, no table, no boot
+    code; only the chosen partitions' bytes change."""
+    done("partition table", Outcome.NOT_NEEDED, "kept: only the chosen partitions are written")
+    totals = [0]
+    fds = _TargetFds(plan.target)
+    try:
+        try:
+            _write_data(plan, repo, fds, progress, cancel, totals, workers, step, done, boot=False)
+            fds.sync_and_close()
+        except OSError as exc:
+            raise io_failure(exc, repo.root, plan.target, f"restoring {plan.image!r}") from None
+    finally:
+        fds.close()
+    result.bytes_written = totals[0]
+    refresh_partitions(plan.target, plan.target_layout)
+    _finish_partitions(plan, step, done)
+    done("bootloader", Outcome.SKIPPED, "chosen partitions only: the disk's boot code was kept")
+    result.seconds = time.monotonic() - started
+    return result
+
+
+def _shrink_progress(progress: ProgressSink, action: PartitionAction, totals: list[int], total: int):
+    item = [0]
+
+    def advance(length: int) -> None:
+        item[0] += length
+        totals[0] += length
+        progress(Progress("restore", action.title, item[0], action.write_bytes, totals[0], total))
+    return advance
+
+
 def _commit(plan: RestorePlan, table: list[tuple[int, bytes]], boot_code: bytes | None, repo_root) -> None:
     """The table and the MBR's boot code, sector 0 last: from here on the disk is complete."""
     try:
@@ -267,16 +312,22 @@ def _commit(plan: RestorePlan, table: list[tuple[int, bytes]], boot_code: bytes 
 
 
 def _write_data(plan: RestorePlan, repo: Repository, fds: _TargetFds, progress: ProgressSink,
-                cancel: threading.Event, totals: list[int], workers: int | None, step, done) -> None:
+                cancel: threading.Event, totals: list[int], workers: int | None, step, done, boot: bool = True) -> None:
     """The gap before the first partition and every partition's data, flushed. Keeps the MBR's boot
     code in fds.boot_code: it goes in with the table, last."""
-    fds.boot_code = _write_boot_regions(repo, fds.buffered, plan.manifest)
-    done("boot regions", Outcome.DONE, ", ".join(r.name for r in plan.manifest.boot_regions))
+    if boot:
+        fds.boot_code = _write_boot_regions(repo, fds.buffered, plan.manifest)
+        done("boot regions", Outcome.DONE, ", ".join(r.name for r in plan.manifest.boot_regions))
     for action in plan.actions:
         stream = _stream_of(plan.manifest, action)
         if stream is None:
             continue
         step(action.title, human_size(action.write_bytes))
+        if action.shrink is not None:  # into a smaller partition: shrink_restore says how
+            shrink_restore.write_data(repo, fds.buffered, plan.image, action, stream,
+                                      _shrink_progress(progress, action, totals, plan.total_bytes), cancel)
+            done(action.title, Outcome.DONE, f"{human_size(action.write_bytes)} to fit: {action.shrink.method}")
+            continue
         _write_partition(repo, fds, action, stream, progress, cancel, totals, plan.total_bytes, workers)
         done(action.title, Outcome.DONE, f"{human_size(action.write_bytes)} written")
     step("flush", "waiting for the disk to store everything")
@@ -303,6 +354,12 @@ def _finish_partitions(plan: RestorePlan, step, done) -> None:
             step(f"swap {action.number}")
             make_swap(node, uuid, label)
             done(f"swap {action.number}", Outcome.DONE, f"UUID {uuid}")
+        elif action.shrink is not None:
+            name = f"shrink {action.title}"
+            step(name, str(action.shrink.method))
+            part = plan.manifest.partition(action.number)
+            done(name, Outcome.DONE, shrink_restore.finish(plan.repo_root, plan.image, action.number, node,
+                                                           action.shrink, part.uuid, part.label))
         elif action.grow:
             name = f"grow {action.title}"
             step(name, action.grow)

@@ -276,6 +276,10 @@ class ClonezillaRepository(Repository):
             raise ImageCorrupt(f"chunk {digest[:16]} holds {len(data)} bytes, expected {length}")
         return data
 
+    def get_chunk_into(self, digest: str, buffer: memoryview) -> None:
+        """What restore calls: the chunk copied into the caller's aligned buffer."""
+        buffer[:] = self.get_chunk(digest, len(buffer))
+
     def chunk_problem(self, digest: str) -> str | None:
         return None if self._reader(digest) is not None else "missing"
 

@@ -11,10 +11,10 @@ from __future__ import annotations
 import contextlib
 import re
 import tempfile
-from collections.abc import Iterator
 from dataclasses import dataclass
 
 from lifeboat.errors import LifeboatError
+from lifeboat.mounts import mounted
 from lifeboat.run import missing_tools, run
 
 Ranges = list[tuple[int, int]]
@@ -149,13 +149,7 @@ def _btrfs_chunks(node: str) -> list[tuple[int, int, int, str]]:
     return chunks
 
 
-@contextlib.contextmanager
-def _mounted_ro(node: str) -> Iterator[str]:
+def _mounted_ro(node: str) -> contextlib.AbstractContextManager[str]:
     if missing_tools(["mount", "umount"]):
         raise LifeboatError("mount is not installed")
-    with tempfile.TemporaryDirectory(prefix="lifeboat-owners-") as mnt:
-        run(["mount", "-t", "btrfs", "-o", "ro,norecovery", node, mnt], timeout=120)
-        try:
-            yield mnt
-        finally:
-            run(["umount", mnt], check=False, timeout=120)
+    return mounted(node, fstype="btrfs", options="ro,norecovery", prefix="lifeboat-owners-", timeout=120)

@@ -13,9 +13,11 @@ Semantics every backend keeps:
 Locks on stores without file locking (SFTP, S3) are lock objects, as restic does: ``locks/<scope>~<owner>.json``
 holding host, pid, time and whether it is exclusive. To take a lock, write one's own lock object, then list
 the scope's others: a conflicting lock that is not stale makes us delete ours and refuse. A holder rewrites
-its object every REFRESH seconds; an object older than STALE seconds belongs to a process that died without
-removing it, and is ignored (and removed). Two processes that write their objects at the same moment both see
-each other and both refuse: never both win.
+its object every LOCK_REFRESH (5 min) seconds; an object older than LOCK_STALE (30 min) belongs to a process that
+died without removing it, and is ignored (and removed), as is at once one whose process ran on this machine and
+is gone. A lock object we could not remove (the server was gone) is removed at our next lock. Two processes that
+write their objects at the same moment both see each other and both refuse: never both win. A process frozen
+for longer than LOCK_STALE can lose its lock unknowingly; captures never take that long between refreshes.
 """
 
 from __future__ import annotations

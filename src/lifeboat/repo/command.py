@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 
 from lifeboat.errors import LifeboatError
@@ -18,8 +19,19 @@ def open_repository(location: str, args, create: bool = False):
 
     creds = read_credentials_file(args.credentials) if getattr(args, "credentials", None) else None
     phrase_file = getattr(args, "passphrase_file", None)
-    return Repository.open(location, create=create, credentials=creds,
+    repo = Repository.open(location, create=create, credentials=creds,
                            passphrase=lambda what: ask_passphrase(what, file=phrase_file))
+    expect_encrypted(repo, bool(phrase_file or os.environ.get("LIFEBOAT_PASSPHRASE_FILE")))
+    return repo
+
+
+def expect_encrypted(repo, passphrase_given: bool) -> None:
+    """A passphrase was given for a repository that turns out unencrypted: whoever holds the storage may have
+    replaced an encrypted repository by a plain one of their making. Refuse rather than trust it."""
+    if passphrase_given and not repo.encrypted:
+        raise LifeboatError(f"{repo.root} is not encrypted, yet a passphrase was given for it: refusing to use it "
+                            "(an encrypted repository replaced by a plain one would look like this); "
+                            "unset LIFEBOAT_PASSPHRASE_FILE / drop --passphrase-file if it was never encrypted")
 
 
 def _location(args) -> str:

@@ -5,8 +5,12 @@
 - The master key is stored only wrapped, once per key slot: scrypt (n=2^17, r=8, p=1: 128 MiB of memory,
   about 0.4 s here) turns a passphrase and the slot's random salt into a key that AES-256-GCM-encrypts the
   master key. Any slot's passphrase opens the repository; a lost passphrase cannot be recovered.
-- A sealed object is nonce (12 random bytes) + AES-256-GCM ciphertext and tag. The associated data names
-  the object (the chunk id, or the image name), so an object moved to another name fails authentication.
+- A sealed object is nonce (12 random bytes) + AES-256-GCM ciphertext and tag. AES-256-GCM rather than
+  ChaCha20-Poly1305: on compressed disk data here GCM took 0.078 s per 124 MB against ChaCha's 0.092 s, and
+  capturing the bench disk encrypted cost +9.4 % / +10.1 % CPU with GCM against +23 % with ChaCha (load 20,
+  noisy) — the 10 % budget decides. (CPUs without AES instructions would favour ChaCha.)
+  The associated data names the object (the chunk id, or the image name), so an object moved to another name
+  fails authentication.
   Random 96-bit nonces stay safe for 2^32 objects per key (16 PiB of 4 MiB chunks).
 """
 
@@ -44,7 +48,7 @@ class KeySlot:
     r: int
     p: int
     salt: bytes
-    wrapped: bytes  # nonce + AES-GCM(master key)
+    wrapped: bytes  # nonce + AES-256-GCM(master key)
 
     def to_json(self) -> dict:
         return {"id": self.id, "kdf": KDF, "log_n": self.log_n, "r": self.r, "p": self.p,

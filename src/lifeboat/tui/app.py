@@ -195,6 +195,11 @@ class LifeboatApp(App):
 
         self._with_repository(lambda: start_verify(self))
 
+    def action_browse(self) -> None:
+        from lifeboat.tui.flows.others import start_browse
+
+        self._with_repository(lambda: start_browse(self))
+
     def action_bootfix(self) -> None:
         from lifeboat.tui.flows.others import start_bootfix
 

@@ -52,6 +52,7 @@ class LayoutRow:
     fstype: str = ""
     label: str = ""
     grows: bool = False
+    shrinks: bool = False
 
 
 @dataclass(frozen=True)
@@ -67,6 +68,15 @@ class RestorePlanView:
 
     def describe(self) -> list[str]:
         return list(self.lines)
+
+
+@dataclass(frozen=True)
+class BrowseView:
+    """An image opened for browsing: its filesystems mounted read-only under `root`."""
+
+    image: str
+    root: str
+    note: str = ""  # what could not be shown, and why
 
 
 @dataclass(frozen=True)
@@ -152,6 +162,10 @@ class Backend(Protocol):
     ) -> JobOutcome: ...
 
     def run_verify(self, repo_path: str, image: str, progress: ProgressSink, cancel: threading.Event) -> JobOutcome: ...
+
+    def open_image(self, repo_path: str, image: str) -> BrowseView: ...
+
+    def close_image(self, view: BrowseView) -> None: ...
 
     def run_bootfix(self, disk: Disk, progress: ProgressSink, cancel: threading.Event) -> JobOutcome: ...
 

@@ -12,8 +12,8 @@ from lifeboat.devices import Disk, human_size
 from lifeboat.events import LogLine, Outcome, ProgressSink, StepStarted
 from lifeboat.errors import Cancelled, ImageCorrupt, LifeboatError
 from lifeboat.tui import repo_locations as locations
-from lifeboat.tui.backend import (ImageInfo, JobOutcome, LayoutRow, Login, NamedLocation, NeedsPassphrase, Probe,
-                                  ProbeState, RepoLocation, RestorePlanView)
+from lifeboat.tui.backend import (BrowseView, ImageInfo, JobOutcome, LayoutRow, Login, NamedLocation, NeedsPassphrase,
+                                  Probe, ProbeState, RepoLocation, RestorePlanView)
 
 log = logging.getLogger("lifeboat.tui")
 
@@ -213,6 +213,17 @@ class EngineBackend:
         return JobOutcome((f"Image {name} of {source.name} stored in {repo_path} ({human_size(used)} of data, "
                            f"zstd level {level}).",), tuple(f"INCOMPLETE: {line}" for line in unreadable_lines(manifest)))
 
+    def open_image(self, repo_path: str, image: str) -> BrowseView:
+        from lifeboat.imagefs.mount import RUN_DIR, mount_image
+
+        m = mount_image(repo_path, image, os.path.join(RUN_DIR, "browse", image))
+        return BrowseView(image, m.dir, "; ".join(f"{space} ({why})" for space, why in m.skipped))
+
+    def close_image(self, view: BrowseView) -> None:
+        from lifeboat.imagefs.mount import umount_image
+
+        umount_image(view.root)
+
     def run_verify(self, repo_path: str, image: str, progress, cancel) -> JobOutcome:
         from lifeboat.engine.verify import verify
 
@@ -272,6 +283,7 @@ def _current_rows(plan, target: Disk) -> list[LayoutRow]:
 def _new_rows(plan) -> list[LayoutRow]:
     sector = plan.target_layout.sector_size
     return [
-        LayoutRow(a.number, a.target.start * sector, a.target.size * sector, a.fstype or a.mode, a.target.name, a.grows)
+        LayoutRow(a.number, a.target.start * sector, a.target.size * sector, a.fstype or a.mode, a.target.name, a.grows,
+                  a.shrink is not None)
         for a in plan.actions
     ]

@@ -6,6 +6,9 @@ part-way (`fail_at`) or to wait at a gate (`gate`) so tests can act while a job 
 
 from __future__ import annotations
 
+import os
+import shutil
+import tempfile
 import threading
 import time
 from collections.abc import Callable
@@ -17,8 +20,8 @@ from lifeboat.events import LogLine, Progress, ProgressSink, StepFinished, StepS
 from lifeboat.errors import Cancelled, LifeboatError, TargetTooSmall, UnsafeTarget
 from lifeboat.repo.crypto import WrongPassphrase
 from lifeboat.repo.location import parse_location
-from lifeboat.tui.backend import (ImageInfo, JobOutcome, LayoutRow, Login, NamedLocation, NeedsPassphrase, Probe,
-                                  ProbeState, RepoLocation, RestorePlanView)
+from lifeboat.tui.backend import (BrowseView, ImageInfo, JobOutcome, LayoutRow, Login, NamedLocation, NeedsPassphrase,
+                                  Probe, ProbeState, RepoLocation, RestorePlanView)
 
 GiB = 1024**3
 MiB = 1024**2
@@ -187,6 +190,21 @@ class FakeBackend:
             ImageInfo(name, datetime.now(), source.model, source.size, parts, stored)
         )
         return JobOutcome((f"Image {name} written to {repo_path}", f"Stored {_gib(stored)} (zstd level {level})"))
+
+    def open_image(self, repo_path: str, image: str) -> BrowseView:
+        """A made-up tree standing in for the image's mounted filesystems."""
+        self.calls.append(("open", repo_path, image))
+        root = tempfile.mkdtemp(prefix="lifeboat-demo-browse-")
+        docs = os.path.join(root, "p2-ext4", "home", "ana", "Documents")
+        os.makedirs(docs)
+        with open(os.path.join(docs, "thesis.txt"), "w") as f:
+            f.write("chapter 1\n" * 1000)
+        os.makedirs(os.path.join(root, "p3-ntfs", "Users"))
+        return BrowseView(image, root, "p1 (the running kernel has no vfat driver)")
+
+    def close_image(self, view: BrowseView) -> None:
+        self.calls.append(("close", view.image))
+        shutil.rmtree(view.root, ignore_errors=True)
 
     def run_verify(self, repo_path: str, image: str, progress, cancel) -> JobOutcome:
         self.calls.append(("verify", repo_path, image))

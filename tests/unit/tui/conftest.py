@@ -4,10 +4,18 @@ from __future__ import annotations
 
 import pytest
 
+from lifeboat import secureboot
 from lifeboat.tui.app import create_app
 from lifeboat.tui.fake_backend import DEMO_REPO, FakeBackend
 from lifeboat.tui.net_location import RecentLocations
 from tui_pilot import TODAY
+
+
+@pytest.fixture(autouse=True)
+def bios_machine(tmp_path, monkeypatch):
+    """The home screen shows how this machine booted: every TUI test (and snapshot) sees a BIOS boot,
+    whatever the machine running the tests booted with."""
+    monkeypatch.setattr(secureboot, "EFI_DIR", tmp_path / "no-efi")
 
 
 @pytest.fixture

@@ -25,8 +25,8 @@ def test_layout_rows_in_bytes_with_what_grows():
     current = DiskLayout("dos", "0x1", 512, 400 * 2048, (entry(1, 1, 100, "7"),))
     new = DiskLayout("gpt", "G", 512, 400 * 2048, (entry(1, 1, 32), entry(2, 33, 366)))
     actions = (
-        SimpleNamespace(number=1, fstype="vfat", mode="used-blocks", target=new.partitions[0], grows=False),
-        SimpleNamespace(number=2, fstype="ext4", mode="used-blocks", target=new.partitions[1], grows=True),
+        SimpleNamespace(number=1, fstype="vfat", mode="used-blocks", target=new.partitions[0], grows=False, shrink=None),
+        SimpleNamespace(number=2, fstype="ext4", mode="used-blocks", target=new.partitions[1], grows=True, shrink=None),
     )
     plan = SimpleNamespace(current_layout=current, target_layout=new, actions=actions)
     [now] = engine_backend._current_rows(plan, target)

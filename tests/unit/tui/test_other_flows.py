@@ -188,3 +188,19 @@ async def test_power_off_asks_then_exits(make_app, backend):
         await wait_for_screen(pilot, ConfirmDialog)
         await pilot.press("y")
         await wait_until(pilot, lambda: backend.calls == [("power", "poweroff")], what="power off")
+
+
+@drive
+async def test_home_header_says_whether_secure_boot_is_on(make_app, tmp_path, monkeypatch):
+    from lifeboat import secureboot
+
+    efivars = tmp_path / "efi" / "efivars"
+    efivars.mkdir(parents=True)
+    (efivars / f"SecureBoot-{secureboot.GLOBAL_GUID}").write_bytes(b"\x06\x00\x00\x00\x01")
+    (efivars / f"SetupMode-{secureboot.GLOBAL_GUID}").write_bytes(b"\x06\x00\x00\x00\x00")
+    monkeypatch.setattr(secureboot, "EFI_DIR", tmp_path / "efi")
+    app = make_app()
+    async with app.run_test(size=SIZE) as pilot:
+        await started(pilot)
+        home = await wait_for_screen(pilot, HomeScreen)
+        assert home.sub_title.endswith("Secure Boot on"), home.sub_title

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from lifeboat.errors import LifeboatError
 from lifeboat.tui.dialogs.confirm import ConfirmDialog
 from lifeboat.tui.flows.restore import image_pick_screen
 from lifeboat.tui.jobs import JobSpec
@@ -23,6 +24,22 @@ def start_verify(app) -> None:
         app.push_screen(ProgressScreen(spec))
 
     app.push_screen(image_pick_screen(app, "Verify: choose an image", chosen))
+
+
+def start_browse(app) -> None:
+    """Pick an image, mount it read-only, walk its tree and copy files out; closing unmounts it."""
+    from lifeboat.tui.screens.browse import BrowseScreen
+
+    def chosen(name: str) -> None:
+        repo, backend = app.repo_path, app.backend
+        try:
+            view = backend.open_image(repo, name)
+        except LifeboatError as error:
+            app.show_error("This image cannot be opened", str(error))
+            return
+        app.push_screen(BrowseScreen(view, lambda: backend.close_image(view)))
+
+    app.push_screen(image_pick_screen(app, "Browse: choose an image", chosen))
 
 
 def start_bootfix(app) -> None:

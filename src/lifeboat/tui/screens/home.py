@@ -12,6 +12,7 @@ from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Header, Label, OptionList
 from textual.widgets.option_list import Option
 
+from lifeboat import secureboot
 from lifeboat.devices import Disk, human_size
 from lifeboat.tui.backend import ImageInfo
 from lifeboat.tui.widgets.text import UNSAFE_STYLE, disk_contents, disk_label
@@ -21,6 +22,7 @@ ACTIONS = [
     ("capture", "Capture disk", "c"),
     ("restore", "Restore image", "r"),
     ("verify", "Verify image", "v"),
+    ("browse", "Browse image", "i"),
     ("bootfix", "Repair boot", "b"),
     ("repository", "Repository…", "o"),
     ("show_log", "Log", "l"),
@@ -35,6 +37,7 @@ class HomeScreen(Screen):
         Binding("c", "app.capture", "Capture"),
         Binding("r", "app.restore", "Restore"),
         Binding("v", "app.verify", "Verify"),
+        Binding("i", "app.browse", "Browse", show=False),
         Binding("b", "app.bootfix", "Boot fix"),
         Binding("o", "app.repository", "Repo"),
         Binding("s", "app.shell", "Shell", show=False),
@@ -55,7 +58,7 @@ class HomeScreen(Screen):
         yield Footer()
 
     def on_mount(self) -> None:
-        self.sub_title = "Capture and restore whole disks"
+        self.sub_title = f"Capture and restore whole disks · {secureboot.describe(secureboot.state())}"
         disks = self.query_one("#disks", DataTable)
         for label, width in (("disk", 5), ("model", 12), ("size", 9), ("on it now", 26)):
             disks.add_column(label, width=width)

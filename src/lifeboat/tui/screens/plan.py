@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from rich.console import Group
 from textual import work
 from textual.app import ComposeResult
 from textual.binding import Binding
@@ -14,7 +15,7 @@ from lifeboat.errors import LifeboatError
 from lifeboat.tui.backend import RestorePlanView
 from lifeboat.tui.messages import PlanReady
 from lifeboat.tui.screens.pick import WizardStep
-from lifeboat.tui.widgets.layout_view import layout_table
+from lifeboat.tui.widgets.layout_view import layout_bar, layout_table
 
 
 class PlanScreen(WizardStep):
@@ -28,6 +29,7 @@ class PlanScreen(WizardStep):
 
     def compose(self) -> ComposeResult:
         yield from self.compose_header()
+        yield Static("", id="bars")
         with Horizontal(id="layouts"):
             yield Static("", id="layout-now", classes="layout")
             yield Static("", id="layout-new", classes="layout")
@@ -63,6 +65,9 @@ class PlanScreen(WizardStep):
             f"Image {plan.image} onto {target.name} ({target.model}). Everything now on {target.name} will be "
             "replaced. Enter to go on, Esc to choose again."
         )
+        self.query_one("#bars", Static).update(Group(
+            layout_bar(f"{target.name} today", plan.current, target.size),
+            layout_bar(f"{target.name} after the restore", plan.new, target.size)))
         self.query_one("#layout-now", Static).update(layout_table(f"{target.name} today", plan.current, target.size))
         self.query_one("#layout-new", Static).update(layout_table("after the restore", plan.new, target.size))
         self.query_one("#plan-text", Static).update("\n".join(plan.describe()))

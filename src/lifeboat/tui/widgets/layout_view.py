@@ -1,4 +1,4 @@
-"""A partition layout as a small table, for 'today' beside 'after the restore'."""
+"""A partition layout as a proportional bar and as a small table, for 'today' beside 'after the restore'."""
 
 from __future__ import annotations
 
@@ -8,7 +8,15 @@ from rich.table import Table
 from rich.text import Text
 
 from lifeboat.devices import human_size
+from lifeboat.layout.bars import BarSegment, DiskBar
 from lifeboat.tui.backend import LayoutRow
+
+
+def layout_bar(title: str, rows: Sequence[LayoutRow], disk_size: int) -> DiskBar:
+    """The disk as one bar of its partitions, in proportion, at the widget's width."""
+    return DiskBar(title, [BarSegment(r.number, r.start, r.size, r.fstype,
+                                      "grows" if r.grows else "shrinks" if r.shrinks else "") for r in rows],
+                   disk_size)
 
 
 def layout_table(title: str, rows: Sequence[LayoutRow], disk_size: int) -> Table:
@@ -21,7 +29,7 @@ def layout_table(title: str, rows: Sequence[LayoutRow], disk_size: int) -> Table
         table.add_row("", Text("(empty)", style="italic"), "", "")
     for row in rows:
         kind = row.fstype or "unknown"
-        grows = Text("grows", style="bold") if row.grows else ""
+        grows = Text("grows", style="bold") if row.grows else Text("shrinks", style="bold") if row.shrinks else ""
         table.add_row(str(row.number), kind[:8], human_size(row.size), grows)
     used = sum(r.size for r in rows)
     if disk_size > used:
