@@ -40,6 +40,7 @@ class Credentials:
     access_key: str = ""
     secret_key: str = field(default="", repr=False)
     token: str = field(default="", repr=False)
+    key_file: str = ""  # ssh: a private key file to try before the usual ones
     source: str = ""  # where they came from, for messages ("file /root/nas.cred", "environment", "prompt")
 
 
@@ -90,8 +91,19 @@ def credentials_for(location, file: str | os.PathLike | None = None) -> Credenti
     return Credentials(user=location.user)
 
 
+_no_prompt = ""  # why the terminal must not be asked (the TUI owns it), "" when it may
+
+
+def forbid_prompts(reason: str) -> None:
+    """From now on prompt_password raises and confirm_host_key says no: `reason` names where to give them."""
+    global _no_prompt
+    _no_prompt = reason
+
+
 def prompt_password(what: str) -> str:
     """A password typed at the terminal (not echoed), or CredentialsError when there is none."""
+    if _no_prompt:
+        raise CredentialsError(f"{what} is needed: {_no_prompt}")
     if not sys.stdin.isatty():
         raise CredentialsError(f"{what} is needed and there is no terminal to ask on: use a credentials file "
                                "(LIFEBOAT_CREDENTIALS_FILE, mode 0600) or the standard environment variables")
@@ -120,7 +132,7 @@ def ask_passphrase(what: str, *, file: str | os.PathLike | None = None, confirm:
 
 def confirm_host_key(host: str, fingerprint: str) -> bool:
     """Ask at the terminal whether to trust an SSH host key seen for the first time (no terminal: no)."""
-    if not sys.stdin.isatty():
+    if _no_prompt or not sys.stdin.isatty():
         return False
     print(f"The host key of {host} is not known yet. Its fingerprint is {fingerprint}.\n"
           "Compare it with the one the server's owner gives you.", file=sys.stderr)

@@ -139,9 +139,10 @@ _open_lock = threading.Lock()
 _backends: dict[str, object] = {}
 
 
-def open_backend(text: str, credentials=None):
+def open_backend(text: str, credentials=None, accept_host_key=None):
     """The backend for `text`. Network backends stay open for the process and are shared: a restore that
-    reopens the repository its plan named reuses the connection (and asks for nothing again)."""
+    reopens the repository its plan named reuses the connection (and asks for nothing again).
+    `accept_host_key(host, fingerprint)`: decides on an unknown SSH host key (default: ask at the terminal)."""
     location = parse_location(text)
     if location.scheme is Scheme.LOCAL:
         from lifeboat.repo.local import LocalBackend
@@ -150,11 +151,11 @@ def open_backend(text: str, credentials=None):
     key = location.display()
     with _open_lock:
         if key not in _backends:
-            _backends[key] = _connect(location, credentials)
+            _backends[key] = _connect(location, credentials, accept_host_key)
         return _backends[key]
 
 
-def _connect(location: Location, credentials):
+def _connect(location: Location, credentials, accept_host_key=None):
     from lifeboat.repo.credentials import credentials_for
 
     creds = credentials if credentials is not None else credentials_for(location)
@@ -163,7 +164,7 @@ def _connect(location: Location, credentials):
 
         from lifeboat.repo.credentials import confirm_host_key
 
-        return SftpBackend(location, creds, accept=confirm_host_key)
+        return SftpBackend(location, creds, accept=accept_host_key or confirm_host_key)
     if location.scheme is Scheme.S3:
         from lifeboat.repo.s3 import S3Backend
 

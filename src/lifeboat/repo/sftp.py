@@ -94,7 +94,7 @@ class SftpBackend:
         client.set_missing_host_key_policy(_HostKeyPolicy(self.accept))
         kwargs = dict(hostname=cfg.get("hostname", loc.host), port=loc.port or int(cfg.get("port", 22)),
                       username=loc.user or self.creds.user or cfg.get("user") or os.environ.get("USER", "root"),
-                      key_filename=cfg.get("identityfile"), timeout=TIMEOUT, banner_timeout=TIMEOUT,
+                      key_filename=self.creds.key_file or cfg.get("identityfile"), timeout=TIMEOUT, banner_timeout=TIMEOUT,
                       auth_timeout=TIMEOUT, allow_agent=True, look_for_keys=True)
         try:
             try:

@@ -22,12 +22,14 @@ from lifeboat.events import Event
 from lifeboat.errors import LifeboatError
 from lifeboat.options import repo_option
 from lifeboat.run import interactive
-from lifeboat.tui.backend import Backend, ImageInfo
+from lifeboat.tui.backend import Backend, ImageInfo, NeedsPassphrase
 from lifeboat.tui.dialogs.confirm import ConfirmDialog
 from lifeboat.tui.dialogs.error import ErrorDialog
+from lifeboat.tui.dialogs.passphrase import PassphraseDialog
 from lifeboat.tui.dialogs.repo_picker import RepoPickerScreen
 from lifeboat.tui.logbook import LogBook, attach_logging, log_event
-from lifeboat.tui.messages import DisksChanged, ListReady
+from lifeboat.tui.messages import DisksChanged, ListReady, PassphraseWanted
+from lifeboat.tui.net_location import RecentLocations
 from lifeboat.tui.screens.home import HomeScreen
 from lifeboat.tui.screens.log import LogScreen
 
@@ -57,6 +59,7 @@ class LifeboatApp(App):
         shell: Callable[[], None] = run_shell,
         today: Callable[[], date] = date.today,
         watch_disks: bool = True,
+        recent_locations: RecentLocations | None = None,
     ) -> None:
         super().__init__()
         self.backend = backend
@@ -67,6 +70,7 @@ class LifeboatApp(App):
         self.disks: list[Disk] = []
         self.images: list[ImageInfo] = []
         self.log_book = LogBook()
+        self.recent_locations = recent_locations if recent_locations is not None else RecentLocations()
         self._stop_watching: Callable[[], None] | None = None
         self._detach_logging: Callable[[], None] | None = None
 
@@ -107,6 +111,9 @@ class LifeboatApp(App):
             return
         try:
             self.post_message(ListReady("images", self.backend.list_images(self.repo_path)))
+        except NeedsPassphrase as error:
+            self.post_message(ListReady("images", [], str(error)))
+            self.post_message(PassphraseWanted(self.repo_path))
         except LifeboatError as error:
             self.post_message(ListReady("images", [], str(error)))
 
@@ -127,6 +134,10 @@ class LifeboatApp(App):
                     screen.show_repository(self.repo_path, self.images, message.error)
                 elif hasattr(screen, "show_images"):
                     screen.show_images(self.images)
+
+    def on_passphrase_wanted(self, message: PassphraseWanted) -> None:
+        if message.url == self.repo_path and not isinstance(self.screen, PassphraseDialog):
+            self.push_screen(PassphraseDialog(message.url), lambda ok: ok and self.refresh_images())
 
     def disk_by_path(self, path: str) -> Disk | None:
         return next((d for d in self.disks if d.path == path), None)
@@ -246,7 +257,11 @@ def main(argv: list[str] | None = None) -> int:
         seconds = float(os.environ.get("LIFEBOAT_DEMO_JOB_SECONDS", "12"))
         backend, repo = FakeBackend(job_seconds=seconds), args.repo or DEMO_REPO
     else:
+        from lifeboat.repo.credentials import forbid_prompts
         from lifeboat.tui.engine_backend import EngineBackend
+
+        # the TUI owns the terminal: a getpass() under it would hang the screen
+        forbid_prompts("give it in the repository picker's Network location form (o, then n)")
 
         backend, repo = EngineBackend(), default_repo(args.repo)
     app = create_app(backend, repo_path=repo)

@@ -12,9 +12,11 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
+from enum import StrEnum
 from typing import Protocol
 
 from lifeboat.devices import Disk
+from lifeboat.errors import LifeboatError
 from lifeboat.events import ProgressSink
 
 
@@ -85,6 +87,41 @@ class JobOutcome:
     warnings: tuple[str, ...] = field(default=())
 
 
+@dataclass(frozen=True)
+class NamedLocation:
+    """A location a technician named in lifeboat-repos.toml on the stick's data partition."""
+
+    name: str
+    url: str
+    description: str = ""
+
+
+@dataclass(frozen=True)
+class Login:
+    """What the network form collected. Held in memory only: never logged, never saved, never in a URL."""
+
+    user: str = ""
+    password: str = field(default="", repr=False)  # also the S3 secret key; user is then the access key id
+    key_file: str = ""  # ssh: a private key file
+
+
+class ProbeState(StrEnum):
+    READY = "ready"  # a repository, its images listed
+    LOCKED = "locked"  # an encrypted repository: unlock() with its passphrase
+    EMPTY = "empty"  # reachable, no repository yet: a capture (or create_encrypted) makes one
+
+
+@dataclass(frozen=True)
+class Probe:
+    state: ProbeState
+    images: tuple[ImageInfo, ...] = ()
+    detail: str = ""  # "SMB 3.1.1", "Clonezilla images"...
+
+
+class NeedsPassphrase(LifeboatError):
+    """The repository is encrypted and not unlocked yet in this session."""
+
+
 class Backend(Protocol):
     log_path: str  # where the full log is written, shown in error dialogs
 
@@ -96,7 +133,24 @@ class Backend(Protocol):
 
     def find_repositories(self) -> list[RepoLocation]: ...
 
-    def list_images(self, repo_path: str) -> list[ImageInfo]: ...
+    def list_images(self, repo_path: str) -> list[ImageInfo]:
+        """NeedsPassphrase when the repository is encrypted and unlock() was not called yet."""
+        ...
+
+    def named_locations(self) -> list[NamedLocation]:
+        """The stick's lifeboat-repos.toml, [] when there is none."""
+        ...
+
+    def probe_location(self, url: str, login: Login, trust_host_key: str = "") -> Probe:
+        """Connect to `url` with `login` (kept for this session's later opens of `url`) and look what is there.
+        `trust_host_key`: an SSH host key fingerprint the user accepted."""
+        ...
+
+    def unlock(self, url: str, passphrase: str) -> list[ImageInfo]:
+        """Open an encrypted repository for this session; WrongPassphrase (a LifeboatError) when it does not fit."""
+        ...
+
+    def create_encrypted(self, url: str, passphrase: str) -> None: ...
 
     def plan_restore(self, repo_path: str, image: str, target: Disk) -> RestorePlanView: ...
 

@@ -12,7 +12,8 @@ from lifeboat.devices import Disk, human_size
 from lifeboat.events import LogLine, Outcome, ProgressSink, StepStarted
 from lifeboat.errors import Cancelled, ImageCorrupt, LifeboatError
 from lifeboat.tui import repo_locations as locations
-from lifeboat.tui.backend import BrowseView, ImageInfo, JobOutcome, LayoutRow, RepoLocation, RestorePlanView
+from lifeboat.tui.backend import (BrowseView, ImageInfo, JobOutcome, LayoutRow, Login, NamedLocation, NeedsPassphrase,
+                                  Probe, ProbeState, RepoLocation, RestorePlanView)
 
 log = logging.getLogger("lifeboat.tui")
 
@@ -83,12 +84,73 @@ class EngineBackend:
             locations.unmount_repository(self._unmounted[path])
             self._mounted.discard(path)
 
-    def list_images(self, repo_path: str) -> list[ImageInfo]:
-        from lifeboat.repo.manifest import list_images
+    def _open(self, repo_path: str, create: bool = False):
+        """The repository, never asking at the terminal (the TUI owns it): a locked encrypted one raises
+        NeedsPassphrase until unlock() opened it once (the store keeps its key for the process)."""
         from lifeboat.repo.store import Repository
 
+        def locked(what: str) -> str:
+            raise NeedsPassphrase(f"{what.removeprefix('passphrase for ')} is encrypted: its passphrase is needed")
+
+        return Repository.open(self._ready(repo_path), create=create, passphrase=locked)
+
+    # ---- network and encrypted repositories
+
+    def named_locations(self) -> list[NamedLocation]:
+        from pathlib import Path
+
+        from lifeboat.tui.net_location import REPOS_TOML, read_named_locations
+
+        return read_named_locations(Path(locations.DATA_MOUNT, REPOS_TOML))
+
+    def probe_location(self, url: str, login: Login, trust_host_key: str = "") -> Probe:
+        from lifeboat.repo.credentials import Credentials
+        from lifeboat.repo.location import Scheme, open_backend, parse_location
+        from lifeboat.repo.store import MARKER
+
+        location = parse_location(url)
+        if location.scheme is Scheme.S3:
+            creds = Credentials(access_key=login.user, secret_key=login.password, source="the TUI's form")
+        elif login.user or login.password or login.key_file:
+            creds = Credentials(user=login.user, password=login.password, key_file=login.key_file,
+                                source="the TUI's form")
+        else:
+            creds = None  # keys, agent, credentials file or environment, as the CLI
+        if location.is_network:
+            backend = open_backend(url, credentials=creds,
+                                   accept_host_key=lambda _host, fp: bool(trust_host_key) and fp == trust_host_key)
+            root = getattr(backend, "root", None)  # a mounted share is a local directory
+            if not backend.exists(MARKER) and not (root is not None and locations.is_clonezilla(str(root))):
+                if backend.read_only:
+                    raise LifeboatError(f"{url} holds no Lifeboat repository (no {MARKER}), and {location.scheme}:// "
+                                        "is read-only: nothing can be captured there")
+                return Probe(ProbeState.EMPTY)
+        elif not os.path.exists(os.path.join(location.path, MARKER)) and not locations.is_clonezilla(location.path):
+            return Probe(ProbeState.EMPTY)
+        try:
+            return Probe(ProbeState.READY, tuple(self.list_images(url)))
+        except NeedsPassphrase:
+            return Probe(ProbeState.LOCKED)
+
+    def unlock(self, url: str, passphrase: str) -> list[ImageInfo]:
+        from lifeboat.repo.store import Repository
+
+        Repository.open(self._ready(url), passphrase=lambda _what: passphrase)
+        return self.list_images(url)
+
+    def create_encrypted(self, url: str, passphrase: str) -> None:
+        from lifeboat.repo.location import open_backend
+        from lifeboat.repo.store import Repository
+
+        Repository.initialize(open_backend(self._ready(url)), passphrase=passphrase)
+        Repository.open(url, passphrase=lambda _what: passphrase)  # the key stays known for this session
+        log.info("created an encrypted repository at %s", url)
+
+    def list_images(self, repo_path: str) -> list[ImageInfo]:
+        from lifeboat.repo.manifest import list_images
+
         images = []
-        for image in list_images(Repository.open(self._ready(repo_path), create=False)):
+        for image in list_images(self._open(repo_path)):
             summary = image.summary
             if summary is None:
                 log.warning("image %s is unreadable: %s", image.name, image.problem)
@@ -109,9 +171,8 @@ class EngineBackend:
 
     def plan_restore(self, repo_path: str, image: str, target: Disk) -> RestorePlanView:
         from lifeboat.engine.plan import plan_restore
-        from lifeboat.repo.store import Repository
 
-        plan = plan_restore(Repository.open(self._ready(repo_path)), image, target.path)
+        plan = plan_restore(self._open(repo_path), image, target.path)
         return RestorePlanView(
             image=image,
             target=plan.target_disk,
@@ -140,9 +201,8 @@ class EngineBackend:
                     rescue: bool = False) -> JobOutcome:
         from lifeboat.engine.capture import capture, inspect_source
         from lifeboat.engine.rescue import RescueOptions, unreadable_lines
-        from lifeboat.repo.store import Repository
 
-        repo = Repository.open(self._ready(repo_path), create=True)
+        repo = self._open(repo_path, create=True)
         # the engine reads the table and the used-block maps before its first event: say so meanwhile
         progress(StepStarted("reading the source", f"{source.path}: partition table and used blocks"))
         options = RescueOptions() if rescue else None
@@ -166,9 +226,8 @@ class EngineBackend:
 
     def run_verify(self, repo_path: str, image: str, progress, cancel) -> JobOutcome:
         from lifeboat.engine.verify import verify
-        from lifeboat.repo.store import Repository
 
-        report = verify(Repository.open(self._ready(repo_path)), image, progress=progress, cancel=cancel)
+        report = verify(self._open(repo_path), image, progress=progress, cancel=cancel)
         if cancel.is_set():
             raise Cancelled()
         if not report.ok:

@@ -18,11 +18,18 @@ from datetime import datetime
 from lifeboat.devices import Disk, Partition
 from lifeboat.events import LogLine, Progress, ProgressSink, StepFinished, StepStarted
 from lifeboat.errors import Cancelled, LifeboatError, TargetTooSmall, UnsafeTarget
-from lifeboat.tui.backend import BrowseView, ImageInfo, JobOutcome, LayoutRow, RepoLocation, RestorePlanView
+from lifeboat.repo.crypto import WrongPassphrase
+from lifeboat.repo.location import parse_location
+from lifeboat.tui.backend import (BrowseView, ImageInfo, JobOutcome, LayoutRow, Login, NamedLocation, NeedsPassphrase,
+                                  Probe, ProbeState, RepoLocation, RestorePlanView)
 
 GiB = 1024**3
 MiB = 1024**2
 DEMO_REPO = "/srv/lifeboat-demo"
+DEMO_NAS = "smb://tech@nas.local/backups/lifeboat"
+DEMO_VAULT = "ssh://lifeboat@vault.example/srv/images"  # encrypted; passphrase DEMO_PASSPHRASE
+DEMO_PASSWORD = "nas-secret-pw"
+DEMO_PASSPHRASE = "correct horse battery staple"
 
 
 def _part(disk: str, number: int, start: int, size: int, fstype: str, label: str = "", mounts=()) -> Partition:
@@ -67,7 +74,12 @@ class FakeBackend:
         self.log_path = "/tmp/lifeboat-demo.log"
         self.job_seconds = job_seconds
         self.disks = list(disks if disks is not None else demo_disks())
-        self.repos: dict[str, list[ImageInfo]] = {DEMO_REPO: demo_images(), "/media/usb-backup": []}
+        self.repos: dict[str, list[ImageInfo]] = {DEMO_REPO: demo_images(), "/media/usb-backup": [],
+                                                  DEMO_NAS: demo_images()[1:], DEMO_VAULT: demo_images()[:1]}
+        self.passwords = {DEMO_NAS: DEMO_PASSWORD}  # network locations that refuse other passwords
+        self.passphrases = {DEMO_VAULT: DEMO_PASSPHRASE}  # encrypted repositories, locked until unlock()
+        self.unlocked: set[str] = set()
+        self.logins: list[tuple[str, Login]] = []
         self.fail_at: float | None = None  # fraction of a job at which to raise `failure`
         self.failure: LifeboatError = LifeboatError("read error on /dev/sda at offset 12884901888")
         self.gate: threading.Event | None = None  # when set, jobs wait for it after their first step
@@ -106,7 +118,39 @@ class FakeBackend:
     def list_images(self, repo_path: str) -> list[ImageInfo]:
         if repo_path not in self.repos:
             raise LifeboatError(f"{repo_path} is not an image repository")
+        if repo_path in self.passphrases and repo_path not in self.unlocked:
+            raise NeedsPassphrase(f"{repo_path} is encrypted: its passphrase is needed")
         return list(self.repos[repo_path])
+
+    # ---- network and encrypted repositories
+
+    def named_locations(self) -> list[NamedLocation]:
+        return [NamedLocation("office-nas", DEMO_NAS, "the office NAS"), NamedLocation("vault", DEMO_VAULT)]
+
+    def probe_location(self, url: str, login: Login, trust_host_key: str = "") -> Probe:
+        parse_location(url)
+        self.logins.append((url, login))
+        self.calls.append(("probe", url))
+        if url in self.passwords and login.password != self.passwords[url]:
+            raise LifeboatError(f"{url}: the server refused the user name or password")
+        if url in self.passphrases and url not in self.unlocked:
+            return Probe(ProbeState.LOCKED)
+        if url not in self.repos:
+            return Probe(ProbeState.EMPTY)
+        return Probe(ProbeState.READY, tuple(self.repos[url]), "SMB 3.1.1" if url.startswith("smb:") else "")
+
+    def unlock(self, url: str, passphrase: str) -> list[ImageInfo]:
+        self.calls.append(("unlock", url))
+        if self.passphrases.get(url) != passphrase:
+            raise WrongPassphrase(f"wrong passphrase for the encrypted repository {url}")
+        self.unlocked.add(url)
+        return list(self.repos[url])
+
+    def create_encrypted(self, url: str, passphrase: str) -> None:
+        self.calls.append(("create_encrypted", url))
+        self.repos[url] = []
+        self.passphrases[url] = passphrase
+        self.unlocked.add(url)
 
     # ---- restore
 
@@ -137,7 +181,7 @@ class FakeBackend:
 
     def run_capture(self, source: Disk, name: str, repo_path: str, level: int, progress, cancel,
                     rescue: bool = False) -> JobOutcome:
-        self.calls.append(("capture", source.path, name, repo_path, level))
+        self.calls.append(("capture", source.path, name, repo_path, level, rescue))
         items = [(f"partition {p.number} ({p.fstype})", p.size // 64) for p in source.partitions if p.fstype != "swap"]
         self._pretend("capture", items or [("whole disk", source.size // 64)], progress, cancel)
         stored = sum(size for _, size in items) // 3

@@ -23,3 +23,11 @@ class JobSpec:
     offer_power: bool = False  # the result screen offers reboot / power off
     phases: dict[str, str] = field(default_factory=dict)  # engine phase -> heading ("verify": "Verifying")
     on_success: Callable[[], None] | None = None  # e.g. refresh the image list
+    # a capture that stopped on a read error: start the same capture again with rescue on
+    rescue_retry: Callable[[], None] | None = None
+
+
+def is_read_error(error: BaseException | None) -> bool:
+    """A capture stopped by an unreadable source (the engine says so and suggests --rescue)."""
+    text = str(error or "").lower()
+    return "read error" in text or "--rescue" in text

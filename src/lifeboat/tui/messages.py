@@ -60,3 +60,11 @@ class ListReady(Message):
         self.kind = kind
         self.items = items
         self.error = error
+
+
+class PassphraseWanted(Message):
+    """The repository in use is encrypted and locked: ask its passphrase."""
+
+    def __init__(self, url: str) -> None:
+        super().__init__()
+        self.url = url

@@ -7,6 +7,7 @@ import pytest
 from lifeboat import secureboot
 from lifeboat.tui.app import create_app
 from lifeboat.tui.fake_backend import DEMO_REPO, FakeBackend
+from lifeboat.tui.net_location import RecentLocations
 from tui_pilot import TODAY
 
 
@@ -25,8 +26,9 @@ def backend(tmp_path) -> FakeBackend:
 
 
 @pytest.fixture
-def make_app(backend):
+def make_app(backend, tmp_path):
     def make(**options):
+        options.setdefault("recent_locations", RecentLocations(tmp_path / "config" / "recent-locations.json"))
         options.setdefault("repo_path", DEMO_REPO)
         options.setdefault("today", lambda: TODAY)
         options.setdefault("shell", lambda: None)

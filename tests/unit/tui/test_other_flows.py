@@ -40,7 +40,7 @@ async def test_capture_suggests_a_name_then_verifies(make_app, backend):
         result = await wait_for_screen(pilot, ResultScreen)
         assert result.verdict == "Done"
         assert backend.calls == [
-            ("capture", "/dev/sda", "samsung-ssd-860-2026-11-24", "/media/usb-backup", 1),
+            ("capture", "/dev/sda", "samsung-ssd-860-2026-11-24", "/media/usb-backup", 1, False),
             ("verify", "/media/usb-backup", "samsung-ssd-860-2026-11-24"),
         ]
         assert "every chunk and the manifest check out" in screen_text(result)

@@ -81,24 +81,27 @@ class CaptureFlow:
         self.app.push_screen(PickScreen("Capture: compression", intro, options, self.level_chosen))
 
     def level_chosen(self, level: str) -> None:
+        self.app.push_screen(self.job(int(level.rstrip("r")), level.endswith("r")))
+
+    def job(self, level: int, rescue: bool) -> ProgressScreen:
         backend, source, name, repo = self.app.backend, self.source, self.name, self.repo
 
         def capture_then_verify(progress, cancel) -> JobOutcome:
-            rescue = {"rescue": True} if level.endswith("r") else {}
-            captured = backend.run_capture(source, name, repo, int(level.rstrip("r")), progress, cancel, **rescue)
+            captured = backend.run_capture(source, name, repo, level, progress, cancel, rescue=rescue)
             verified = backend.run_verify(repo, name, progress, cancel)
             return JobOutcome(captured.lines + verified.lines, captured.warnings + verified.warnings)
 
         spec = JobSpec(
-            title=f"Capturing {source.name} as {name}",
+            title=f"Capturing {source.name} as {name}" + (" (rescue)" if rescue else ""),
             run=capture_then_verify,
             stop_question="Stop the capture?",
             stop_warning=f"{source.name} is only read and stays as it is. The unfinished image will not be kept.",
             state_after_stop=lambda reached: _capture_state(source.name, name, reached),
             phases={"capture": "Copying", "verify": "Verifying"},
             on_success=lambda: self.app.use_repository(repo),
+            rescue_retry=None if rescue else lambda: self.app.switch_screen(self.job(level, rescue=True)),
         )
-        self.app.push_screen(ProgressScreen(spec))
+        return ProgressScreen(spec)
 
 
 def _capture_state(disk: str, image: str, reached: str) -> str:

@@ -9,7 +9,9 @@ from textual.widgets import Footer, Header, Static
 
 from lifeboat.errors import Cancelled, LifeboatError
 from lifeboat.tui.backend import JobOutcome
-from lifeboat.tui.jobs import JobSpec
+from lifeboat.tui.jobs import JobSpec, is_read_error
+
+RESCUE_OFFER = "r = Capture again with rescue (reads around bad areas)"
 from lifeboat.tui.widgets.text import duration
 
 
@@ -19,6 +21,7 @@ class ResultScreen(Screen):
         Binding("l", "app.show_log", "Log"),
         Binding("ctrl+r", "reboot", "Reboot"),
         Binding("ctrl+p", "power_off", "Power off"),
+        Binding("r", "rescue", "Capture again with rescue"),
     ]
 
     def __init__(
@@ -50,6 +53,8 @@ class ResultScreen(Screen):
             lines.append(self.state)
         lines.append(f"Time taken: {duration(self.elapsed)}")
         yield Static("\n".join(lines), id="result-lines", classes="result-body", markup=False)
+        if self.offers_rescue:
+            yield Static(RESCUE_OFFER, id="rescue-offer", classes="step-title")
         keys = "Enter = back to the start    l = log"
         if self.spec.offer_power:
             keys += "    Ctrl+R = reboot    Ctrl+P = power off"
@@ -59,9 +64,20 @@ class ResultScreen(Screen):
     def on_mount(self) -> None:
         self.sub_title = self.verdict
 
+    @property
+    def offers_rescue(self) -> bool:
+        return (self.spec.rescue_retry is not None and self.error is not None
+                and not isinstance(self.error, Cancelled) and is_read_error(self.error))
+
+    def action_rescue(self) -> None:
+        if self.offers_rescue:
+            self.spec.rescue_retry()
+
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         if action in ("reboot", "power_off"):
             return self.spec.offer_power
+        if action == "rescue":
+            return self.offers_rescue
         return True
 
     def action_reboot(self) -> None:
