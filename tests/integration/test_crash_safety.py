@@ -252,8 +252,12 @@ def test_repository_goes_read_only_mid_capture(source, repo_disk, lifeboat_env):
 def test_source_disk_vanishes_mid_capture(tmp_path, lifeboat_env, rescue):
     """The disk being captured is pulled: a clear error naming it, with or without --rescue (no retrying
     of a disk that is gone), and no image."""
-    with loop_disk(tmp_path, "doomed", 64 * MiB) as src:
-        build_disk(src, "gpt", [PartSpec(40, "ext4", seed=9)], tmp_path)
+    with loop_disk(tmp_path, "doomed", 256 * MiB) as src:
+        build_disk(src, "gpt", [PartSpec(200, "ext4", seed=9)], tmp_path)
+        # far more chunks than the capture keeps in flight (2 x cores + 4 workers read ahead), so the
+        # disk is pulled while most of it is still unread
+        with mounted(src.node(1), "ext4") as where:
+            (Path(where) / "ballast.bin").write_bytes(os.urandom(160 * MiB))
         child = lifeboat("capture", src.path, "img", "--repo", str(tmp_path / "repo"), *(["--rescue"] if rescue else []),
                          wait=False, env={"LIFEBOAT_TEST_STOP_AT": "capture-chunk:1"})
         _wait_stopped(child.pid, child)
