@@ -18,7 +18,7 @@ import stat
 import sys
 import time
 
-from fuse import FUSE, FuseOSError, Operations
+from lifeboat.imagefs.fusebinding import FUSE, FuseOSError, Operations
 
 from lifeboat.imagefs.view import SpaceReader, WindowCache, address_spaces
 from lifeboat.repo.manifest import load_manifest

@@ -16,7 +16,7 @@ import stat
 import sys
 import time
 
-from fuse import FUSE, FuseOSError, Operations
+from lifeboat.imagefs.fusebinding import FUSE, FuseOSError, Operations
 
 NAME = "fs"
 
