@@ -68,7 +68,6 @@ TOOLS: dict[str, str] = {
     "mdir": "mtools",
     "xfs_info": "xfsprogs",
     "dumpe2fs": "e2fsprogs",
-    "addpart": "util-linux",
     "debugfs": "e2fsprogs",
     "xfs_db": "xfsprogs",
     "ntfscluster": "ntfs-3g",

@@ -11,7 +11,8 @@ Design (the safest of the options; see the commit that added it):
    read the record and say "incomplete restore of image X".
 2. The data goes to each partition's offset through the whole-disk device (no partition nodes needed).
 3. Filesystems are grown and swap is made while the disk still has no table: the kernel is given the
-   partitions by BLKPG with explicit ranges (addpart), not by reading a table.
+   partitions by the BLKPG ioctl with explicit ranges, not by reading a table (no tool needed:
+   Debian trixie moved `addpart` out of util-linux).
 4. Then the new table is committed: sfdisk writes it into a sparse scratch file of the target's size
    (never onto the target), and the sectors it wrote are copied to the target, every sector but the
    first, flushed, then sector 0 last (the image's boot code in bytes 0-439, sfdisk's table and
@@ -24,6 +25,8 @@ every data byte and the table in place, as a restore whose bootloader step faile
 
 from __future__ import annotations
 
+import ctypes
+import fcntl
 import json
 import os
 import tempfile
@@ -144,14 +147,43 @@ def register_partitions(disk: str, layout: DiskLayout) -> None:
     """Partition nodes for the layout's data partitions while the disk has no table (step 3)."""
     run(["partx", "--delete", disk], check=False)  # whatever the kernel still knows of the old table
     factor = layout.sector_size // SECTOR
-    for p in layout.data_partitions():
-        run(["addpart", disk, str(p.number), str(p.start * factor), str(p.size * factor)])
+    fd = os.open(disk, os.O_RDONLY)
+    try:
+        for p in layout.data_partitions():
+            _blkpg_add(fd, disk, p.number, p.start * factor * SECTOR, p.size * factor * SECTOR)
+    finally:
+        os.close(fd)
     run(["udevadm", "settle", "--timeout=10"], check=False)
     for _ in range(50):
         if all(os.path.exists(partition_node(disk, p.number)) for p in layout.data_partitions()):
             return
         time.sleep(0.1)
-    raise LifeboatError(f"{disk}: the partition nodes did not appear after addpart")
+    raise LifeboatError(f"{disk}: the partition nodes did not appear after BLKPG_ADD_PARTITION")
+
+
+_BLKPG = 0x1269  # linux/fs.h: _IO(0x12, 105)
+_BLKPG_ADD_PARTITION = 1
+
+
+class _BlkpgPartition(ctypes.Structure):  # linux/blkpg.h
+    _fields_ = [("start", ctypes.c_longlong), ("length", ctypes.c_longlong), ("pno", ctypes.c_int),
+                ("devname", ctypes.c_char * 64), ("volname", ctypes.c_char * 64)]
+
+
+class _BlkpgIoctlArg(ctypes.Structure):
+    _fields_ = [("op", ctypes.c_int), ("flags", ctypes.c_int), ("datalen", ctypes.c_int), ("data", ctypes.c_void_p)]
+
+
+def _blkpg_add(fd: int, disk: str, number: int, start: int, length: int) -> None:
+    """Tell the kernel about partition `number` at byte `start`, `length` bytes long (what addpart does)."""
+    part = _BlkpgPartition(start=start, length=length, pno=number)
+    arg = _BlkpgIoctlArg(op=_BLKPG_ADD_PARTITION, flags=0, datalen=ctypes.sizeof(part),
+                         data=ctypes.cast(ctypes.pointer(part), ctypes.c_void_p))
+    try:
+        fcntl.ioctl(fd, _BLKPG, arg)
+    except OSError as exc:
+        raise LifeboatError(f"{disk}: could not register partition {number} (bytes {start}+{length}): "
+                            f"{exc.strerror}") from None
 
 
 def commit_table(fd: int, sectors: list[tuple[int, bytes]], boot_code: bytes | None) -> None:
