@@ -42,3 +42,15 @@ def test_edges_are_added_and_merged():
 def test_run_encoding_round_trips():
     runs = [(0, 4096), (1 << 40, 123)]
     assert decode_runs(encode_runs(runs)) == runs
+
+
+def test_data_windows_skip_empty_windows_and_split_runs_at_window_edges():
+    from lifeboat.fs.usedmap import data_windows
+
+    runs = [(10, 5), (90, 20), (350, 10)]  # the second run crosses the edge at 100; windows 2 hold nothing
+    assert list(data_windows(runs, 100)) == [
+        (0, [(10, 5), (90, 10)], 15),
+        (1, [(100, 10)], 10),
+        (3, [(350, 10)], 10),
+    ]
+    assert list(data_windows([], 100)) == []

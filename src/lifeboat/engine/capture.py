@@ -25,7 +25,7 @@ from lifeboat.errors import Cancelled, LifeboatError, RepositoryError
 from lifeboat.fs.registry import RAW, CaptureMode, FsKind, kind_for
 from lifeboat.fs.volumes import VolumeInfo
 from lifeboat.fs.volumes import probe as probe_volume
-from lifeboat.fs.usedmap import Runs, encode_runs, runs_in_window, used_runs, with_edges
+from lifeboat.fs.usedmap import Runs, data_windows, encode_runs, used_runs, with_edges
 from lifeboat.layout.model import DiskLayout, PartitionEntry
 from lifeboat.layout.read import read_layout
 from lifeboat.layout.write import ensure_partitions, partition_node
@@ -259,22 +259,15 @@ def _stream_used(source: _SourceFds, part: SourcePartition, pool: OrderedPool, w
     Reading in the workers keeps several reads in flight (direct I/O has no readahead) and lets
     one worker compress while another waits for the disk.
     """
-    runs, index, window = part.runs, 0, 0
     # Reused read buffers: allocating (and zero-filling) 4 MiB per chunk cost a quarter of the
     # reading thread's time. A buffer is refilled only after its chunk has been stored (see BufferRing).
     ring = BufferRing(pool.depth, CHUNK_SIZE)
     writer.workers = pool.workers
-    while index < len(runs):
+    for window, inside, length in data_windows(part.runs, CHUNK_SIZE):
         if cancel.is_set():
             raise Cancelled()
-        # the next window holding data: where the current run starts, or continues from the last window
-        window = max(window, runs[index][0] // CHUNK_SIZE)
-        base = window * CHUNK_SIZE
-        inside, index = runs_in_window(runs, index, base, base + CHUNK_SIZE)
-        length = sum(n for _, n in inside)
         pool.submit((window, length, length), _read_and_store, source, inside, ring.next()[:length], part.title, writer)
-        window += 1
-    return runs
+    return part.runs
 
 
 def _read_and_store(source: _SourceFds, runs: Runs, view: memoryview, title: str, writer: _Writer) -> tuple[str, int]:

@@ -27,7 +27,7 @@ from lifeboat.engine.ioerrors import device_state
 from lifeboat.engine.pipeline import BufferRing
 from lifeboat.errors import Cancelled, LifeboatError
 from lifeboat.fs.registry import CaptureMode
-from lifeboat.fs.usedmap import Runs, merge_runs, runs_in_window
+from lifeboat.fs.usedmap import Runs, data_windows, merge_runs
 from lifeboat.repo.manifest import CHUNK_SIZE, ByteRange, ImageManifest
 
 SECTOR = 512
@@ -248,17 +248,11 @@ def stream_rescue(reader: Reader, runs: Runs, pool, writer, cancel: threading.Ev
     the windows that did not, in order. Returns the unreadable ranges (bytes from the partition's start)."""
     ring = BufferRing(pool.depth, CHUNK_SIZE)
     deferred: list[tuple[int, Runs, Runs]] = []
-    index, window = 0, 0
-    while index < len(runs):
+    for window, inside, length in data_windows(runs, CHUNK_SIZE):
         if cancel.is_set():
             raise Cancelled()
-        window = max(window, runs[index][0] // CHUNK_SIZE)
-        base = window * CHUNK_SIZE
-        inside, index = runs_in_window(runs, index, base, base + CHUNK_SIZE)
-        length = sum(n for _, n in inside)
         pool.submit((window, length, length), _first_pass, reader, window, inside, ring.next()[:length], writer,
                     deferred)
-        window += 1
     pool.drain()
     return _retry_windows(reader, sorted(deferred), writer, cancel)
 

@@ -7,6 +7,8 @@ A map is a sorted list of (offset, length) runs in bytes from the partition's st
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import os
 import struct
 import tempfile
@@ -102,3 +104,15 @@ def runs_in_window(runs: Runs, start_index: int, window_start: int, window_end: 
             break  # this run continues into the next window
         i += 1
     return out, i
+
+
+def data_windows(runs: Runs, window_size: int) -> Iterator[tuple[int, Runs, int]]:
+    """(window number, the runs inside it, their total length) for each window that holds data, in order."""
+    index, window = 0, 0
+    while index < len(runs):
+        # the next window holding data: where the current run starts, or continues from the last window
+        window = max(window, runs[index][0] // window_size)
+        base = window * window_size
+        inside, index = runs_in_window(runs, index, base, base + window_size)
+        yield window, inside, sum(n for _, n in inside)
+        window += 1
