@@ -256,13 +256,16 @@ def _backing_file(dev: pyudev.Device) -> str:
         return ""
 
 
-def filesystem_facts(node: str) -> FsFacts:
+def filesystem_facts(node: str, *, offset: int | None = None, size: int | None = None) -> FsFacts:
     """Ask the filesystem itself (blkid's low-level probe, no cache): the one reader of a partition's type,
     UUID and label when udev's copy will not do (capture, boot, a partition udev has no record of).
+    With `offset`/`size` (bytes), `node` is the whole disk and the partition is probed where the table puts
+    it: the kernel here drops partition nodes whenever udev re-reads a disk.
     Raises LifeboatError naming the partition when it is gone or cannot be probed."""
     if not os.path.exists(node):
         raise LifeboatError(f"{node} disappeared while it was being inspected (was the disk removed?)")
-    proc = run(["blkid", "-p", "-o", "export", node], check=False)
+    window = ["--offset", str(offset), "--size", str(size)] if offset is not None and size is not None else []
+    proc = run(["blkid", "-p", "-o", "export", *window, node], check=False)
     if proc.returncode not in (0, 2):  # 2: nothing recognised, which is an answer too
         raise LifeboatError(f"{node}: blkid could not probe it ({proc.stderr.strip() or proc.returncode})")
     found = {}
@@ -410,7 +413,8 @@ def with_layout(disk: Disk, layout: DiskLayout) -> Disk:
     partitions = []
     for entry in layout.data_partitions():
         node = partition_node(disk.path, entry.number)
-        facts = filesystem_facts(node)
+        facts = (filesystem_facts(node) if os.path.exists(node) else  # dropped by a udev re-read: probe in place
+                 filesystem_facts(disk.path, offset=entry.start * factor, size=entry.size * factor))
         partitions.append(Partition(
             path=node, number=entry.number, start=entry.start * factor, size=entry.size * factor,
             fstype=facts.fstype, label=facts.label, uuid=facts.uuid, partuuid=_partuuid(layout, entry.number, entry.uuid),

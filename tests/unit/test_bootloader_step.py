@@ -93,15 +93,21 @@ def test_bootloader_outcome_words():
 
 
 def test_boot_sees_the_layout_the_restore_wrote(monkeypatch):
-    """devices.with_layout: partitions (and their boot identities) from the layout, filesystems probed once."""
-    probed = []
-    monkeypatch.setattr("lifeboat.devices.filesystem_facts", lambda node: probed.append(node) or FsFacts("vfat", "AB-CD", "EFI"))
+    """devices.with_layout: partitions (and their boot identities) from the layout, filesystems probed once:
+    on the partition's node, or where the table puts it on the whole disk when udev dropped the node."""
+    probed, nodes = [], {"/dev/loop9p1"}
+    monkeypatch.setattr("lifeboat.devices.filesystem_facts",
+                        lambda node, **window: probed.append((node, window)) or FsFacts("vfat", "AB-CD", "EFI"))
+    monkeypatch.setattr("lifeboat.devices.os.path.exists", lambda path: path in nodes)
     gpt = DiskLayout("gpt", "D1", 512, 131072, (PartitionEntry(1, 2048, 4096, GPT_ESP, uuid="4C1F-A2", name="esp"),))
     disk = with_layout(Disk("/dev/loop9", "loop9", 64 << 20), gpt)
     (esp,) = disk.partitions
     assert (esp.path, esp.start, esp.size, esp.fstype, esp.uuid, esp.partuuid, esp.partlabel) == (
         "/dev/loop9p1", 2048 * 512, 4096 * 512, "vfat", "AB-CD", "4c1f-a2", "esp")
-    assert esp.is_esp and disk.esps == [esp] and disk.table == "gpt" and probed == ["/dev/loop9p1"]
+    assert esp.is_esp and disk.esps == [esp] and disk.table == "gpt" and probed == [("/dev/loop9p1", {})]
+    nodes.clear()
+    assert with_layout(Disk("/dev/loop9", "loop9", 64 << 20), gpt).partitions[0].fstype == "vfat"
+    assert probed[-1] == ("/dev/loop9", {"offset": 2048 * 512, "size": 4096 * 512})
     mbr = DiskLayout("dos", "0x5d8a4b3c", 512, 131072, (PartitionEntry(2, 2048, 4096, "83"),))
     assert with_layout(Disk("/dev/sdb", "sdb", 64 << 20), mbr).partitions[0].partuuid == "5d8a4b3c-02"
 
