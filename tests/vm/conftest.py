@@ -176,6 +176,7 @@ FIRST_GUESS = {
     "test_iso.py::test_bios_cd_lists_attached_disks_but_not_the_boot_medium": 300,
     "test_iso.py::test_uefi_cd_boots_to_lifeboat": 280,
     "test_boot_repair.py::test_bootfix_repairs_fixture_with_live_grub": 150,
+    "test_boot_restore.py::test_debian_restored_onto_a_smaller_disk_boots_to_login": 90,
     "test_boot_restore.py::test_restored_debian_boots_to_login": 50,
     "test_boot_restore.py::test_restored_fixture_boots[mbr-2-nvme]": 45,
     "test_boot_restore.py::test_restored_fixture_boots[gpt-2-virtio]": 37,
