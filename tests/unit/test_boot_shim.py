@@ -250,3 +250,20 @@ def test_an_unsigned_grub_on_a_secure_boot_machine_says_it_will_not_boot(tmp_pat
     assert shim.Chain.UNSIGNED in last(rec).detail and "Secure Boot on" in last(rec).detail
     monkeypatch.setattr(secureboot, "state", lambda: secureboot.SecureBoot.OFF)
     assert fix.unsigned_warning() == ""
+
+
+def test_a_release_that_ships_a_dual_signed_shim_is_checked_against_that_file(installed, monkeypatch):
+    root, esp, live, system = installed
+    dual = root / "usr/lib/shim/shimx64.efi.dualsigned"
+    (root / shim.SHIM_FILE).rename(dual)
+    assert shim.signed_set(str(root), "x").shim == str(dual)
+    fake = debian_grub_install(root)
+
+    def grub_install(argv, **kw):
+        (root / shim.SHIM_FILE).write_bytes(dual.read_bytes())  # what the fake copies from
+        fake(argv, **kw)
+        (root / shim.SHIM_FILE).unlink()
+    monkeypatch.setattr(signed, "run", grub_install)
+    rec = Recorder(lambda e: None)
+    signed.install(system, str(root), str(esp), rec, live_base=str(live))
+    assert last(rec).outcome is Outcome.DONE and "(chroot)" in last(rec).detail, last(rec)

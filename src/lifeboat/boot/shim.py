@@ -33,6 +33,8 @@ class Chain(StrEnum):
 
 SHIM_PACKAGES = ("shim-signed", "grub-efi-amd64-signed")
 SHIM_FILE = "usr/lib/shim/shimx64.efi.signed"
+# the same shim under the names other releases give it (trixie's dual-signed one, Ubuntu's .latest)
+SHIM_VARIANTS = (SHIM_FILE, "usr/lib/shim/shimx64.efi.dualsigned", "usr/lib/shim/shimx64.efi.signed.latest")
 MM_FILE = "usr/lib/shim/mmx64.efi.signed"
 GRUB_FILE = "usr/lib/grub/x86_64-efi-signed/grubx64.efi.signed"
 SHIM, GRUB, MM = "shimx64.efi", "grubx64.efi", "mmx64.efi"
@@ -94,6 +96,7 @@ class SignedSet:
     shim: str
     grub: str
     mm: str | None  # MokManager: optional (shim starts without it)
+    shims: tuple[str, ...] = ()  # every shim file the packages ship (grub-install may copy any of them)
 
     def files(self) -> dict[str, str]:
         """{name on the ESP: source path}"""
@@ -105,10 +108,11 @@ class SignedSet:
 
 def signed_set(base: str, where: str) -> SignedSet | None:
     """The signed binaries under `base` ("/" for the live system), None when shim or signed GRUB is missing."""
-    shim, grub, mm = (os.path.join(base, f) for f in (SHIM_FILE, GRUB_FILE, MM_FILE))
-    if not (os.path.isfile(shim) and os.path.isfile(grub)):
+    shims = [os.path.join(base, f) for f in SHIM_VARIANTS if os.path.isfile(os.path.join(base, f))]
+    grub, mm = (os.path.join(base, f) for f in (GRUB_FILE, MM_FILE))
+    if not (shims and os.path.isfile(grub)):
         return None
-    return SignedSet(where, shim, grub, mm if os.path.isfile(mm) else None)
+    return SignedSet(where, shims[0], grub, mm if os.path.isfile(mm) else None, tuple(shims))
 
 
 def authenticode_signed(path: str) -> bool:
@@ -146,22 +150,23 @@ def sha256(path: str) -> str:
     return h.hexdigest()
 
 
-def check_signed(path: str | None, expected: str | None = None) -> str:
-    """"" when `path` is a signed loader (and the same file as `expected`, when given), else why not."""
+def check_signed(path: str | None, expected: str | tuple[str, ...] | None = None) -> str:
+    """"" when `path` is a signed loader (and the same file as one of `expected`, when given), else why not."""
     if not path or not os.path.isfile(path):
         return "missing"
     if not probe.is_pe_file(path):
         return "not an EFI program"
     if not authenticode_signed(path):
         return "carries no Authenticode signature (an unsigned loader)"
-    if expected and os.path.isfile(expected) and sha256(path) != sha256(expected):
-        return f"is signed but not the same file as {expected}"
+    wanted = [e for e in ((expected,) if isinstance(expected, str) else expected or ()) if os.path.isfile(e)]
+    if wanted and sha256(path) not in {sha256(e) for e in wanted}:
+        return f"is signed but not the same file as {' or '.join(wanted)}"
     return ""
 
 
 def check_dir(esp_dir: str, rel_dir: str, expected: SignedSet | None) -> list[str]:
     """Problems with shim and GRUB in `rel_dir` of the ESP (EFI/debian), each "\\EFI\\debian\\grubx64.efi: why"."""
-    wanted = {SHIM: expected.shim if expected else None, GRUB: expected.grub if expected else None}
+    wanted = {SHIM: (expected.shims or expected.shim) if expected else None, GRUB: expected.grub if expected else None}
     problems = []
     for name, source in wanted.items():
         why = check_signed(probe.find_ci(esp_dir, f"{rel_dir}/{name}"), source)
