@@ -36,7 +36,8 @@ SB_LINE = "secureboot: Secure boot enabled"
 BREAK = (
     "dd if=/dev/zero of=/dev/nvme0n1 bs=440 count=1 conv=notrunc,fsync status=none"
     " && mkdir -p /mnt/esp && mount -t vfat /dev/nvme0n1p1 /mnt/esp"
-    " && rm /mnt/esp/EFI/BOOT/*.EFI /mnt/esp/EFI/BOOT/*.efi /mnt/esp/EFI/debian/*.efi && umount /mnt/esp"
+    " && rm -f /mnt/esp/EFI/BOOT/*.EFI /mnt/esp/EFI/BOOT/*.efi /mnt/esp/EFI/debian/*.efi"
+    " && ! ls /mnt/esp/EFI/BOOT /mnt/esp/EFI/debian | grep -qi '[.]efi$' && umount /mnt/esp"
     " && for n in $(efibootmgr | sed -n 's/^Boot\\([0-9A-F]\\{4\\}\\).*debian.*/\\1/p'); do efibootmgr -q -b $n -B; done"
     " && ! efibootmgr | grep -q debian"
 )
