@@ -169,6 +169,7 @@ def _known_durations() -> dict[str, float]:
 # for a machine that has no durations of its own yet. Only the order they give matters.
 FIRST_GUESS = {
     "test_boot_live.py::test_live_restore_with_bootloader_step_then_bootfix_boots_debian": 560,
+    "test_boot_secure.py::test_secure_boot_debian_restored_and_bootfixed_boots_with_secure_boot": 570,
     "test_tui_serial.py::test_restore_through_the_tui_on_the_serial_console_then_boots": 420,
     "test_unattended_restore.py::test_unattended_restore_of_a_broken_image_boots_under_both_firmwares": 400,
     "test_iso.py::test_unattended_capture_then_host_verifies": 330,

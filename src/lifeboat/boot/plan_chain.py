@@ -80,7 +80,7 @@ def planned_chain(repo: Repository, manifest: ImageManifest) -> PlannedChain:
             continue
         try:
             found = esp_chain(esp_listing(repo, part))
-        except (LifeboatError, OSError):
+        except (LifeboatError, OSError, ValueError):  # an unreadable ESP: the plan says nothing about it
             continue
         if found is Chain.SHIM:
             chain = found
