@@ -111,7 +111,10 @@ def _update_grub(img: Path) -> None:
         mounted = []
         try:
             for part, where in ((f"{dev}p3", mnt), (f"{dev}p2", f"{mnt}/boot")):
-                sh("mount", "-t", "ext4", part, where)
+                if sh("mount", "-t", "ext4", part, where, check=False).returncode != 0:
+                    # seen once: the node gone after the first mount (a udev re-read); put it back, once
+                    sh("partx", "-u", dev, check=False)
+                    sh("mount", "-t", "ext4", part, where)
                 mounted.append(where)
             for d in ("dev", "proc", "sys"):
                 sh("mount", "--bind", f"/{d}", f"{mnt}/{d}")
