@@ -169,7 +169,6 @@ def _known_durations() -> dict[str, float]:
 # for a machine that has no durations of its own yet. Only the order they give matters.
 FIRST_GUESS = {
     "test_boot_live.py::test_live_restore_with_bootloader_step_then_bootfix_boots_debian": 560,
-    "test_boot_secure.py::test_secure_boot_debian_restored_and_bootfixed_boots_with_secure_boot": 570,
     "test_tui_serial.py::test_restore_through_the_tui_on_the_serial_console_then_boots": 420,
     "test_unattended_restore.py::test_unattended_restore_of_a_broken_image_boots_under_both_firmwares": 400,
     "test_iso.py::test_unattended_capture_then_host_verifies": 330,
@@ -185,6 +184,7 @@ FIRST_GUESS = {
     "test_boot_fixture.py::test_fixture_boots[mbr-usb-bios]": 25,
     "test_boot_windows.py::test_bootfix_recreates_windows_boot_manager_entry": 25,
     "test_boot_fixture.py::test_blank_disk_does_not_boot": 20,
+    "test_boot_secure.py::test_secure_boot_debian_restored_and_bootfixed_boots_with_secure_boot": 600,
 }
 
 
