@@ -135,7 +135,13 @@ def cmd_capture(args) -> int:
     print(f"Capture {args.source} ({info.model or 'disk'}, {human_size(info.size)}) as {args.name!r} into {repo.root}")
     for p in info.partitions:
         print(f"  partition {p.entry.number}: {p.fstype or 'unknown'} {human_size(p.size)}, {p.kind.mode}, "
-              f"{human_size(p.to_read)} to read")
+              f"{human_size(p.to_read)} to read" + (f" ({p.reason})" if p.reason else ""))
+        for group in info.groups:
+            if p.entry.number in group.partitions.values() and p.entry.number == min(group.partitions.values()):
+                print(f"    LVM volume group {group.group.name}, UUID {group.group.uuid}:")
+                for v in group.volumes:
+                    print(f"      {v.name}: {v.fstype or 'unknown'} {human_size(v.size)}, {v.kind.mode}, "
+                          f"{human_size(v.to_read)} to read")
     sink = ConsoleProgress()
     try:
         manifest = capture(args.source, args.name, repo, level=args.level, progress=sink, cancel=_cancel_on_signal(),

@@ -518,7 +518,7 @@ def _chunk_refs(f: Fields, size: int) -> tuple[ChunkRef, ...]:
 
 def _stream(f: Fields, size: int) -> DataStream:
     m = f.obj("map")
-    block_map = BlockMapRef(m.digest("chunk"), m.int("length", minimum=1), m.int("runs"))
+    block_map = BlockMapRef(m.digest("chunk"), m.int("length"), m.int("runs"))  # 0: nothing stored (an all-zero partition)
     chunks = _chunk_refs(f, size)
     used = f.int("used_bytes")
     if used != sum(c.length for c in chunks):
