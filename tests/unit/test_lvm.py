@@ -153,3 +153,25 @@ def test_a_group_name_taken_on_another_disk_is_refused():
     with pytest.raises(LifeboatError, match="already exists on /dev/sdb3, another disk.*nothing was written"):
         lvm_plan.check_names((group,), "/dev/sdt", {"lbvg": ["/dev/sdb3"]})
     lvm_plan.check_names((group,), "/dev/sdt", {"othervg": ["/dev/sdb3"]})
+
+
+def test_rename_takes_a_free_valid_name_of_a_group_in_the_image():
+    group = lvm_plan.GroupAction("lbvg", "u", (2,), 4 * MiB, 10, 10)
+    (renamed,) = lvm_plan.renamed_groups((group,), {"lbvg": "lbvg_copy"})
+    assert renamed.new_name == "lbvg_copy" and "restored as lbvg_copy" in renamed.lines()[0]
+    lvm_plan.check_names((renamed,), "/dev/sdt", {"lbvg": ["/dev/sdb3"]})  # the old name may stay taken
+    with pytest.raises(LifeboatError, match="lbvg_copy already exists on /dev/sdc1; choose another name"):
+        lvm_plan.check_names((renamed,), "/dev/sdt", {"lbvg_copy": ["/dev/sdc1"]})
+    with pytest.raises(LifeboatError, match="the image has no volume group vg0 \\(it has lbvg\\)"):
+        lvm_plan.renamed_groups((group,), {"vg0": "x"})
+    with pytest.raises(LifeboatError, match="'a/b' is not a volume group name"):
+        lvm_plan.renamed_groups((group,), {"lbvg": "a/b"})
+
+
+def test_an_all_zero_raw_partition_keeps_an_empty_block_map(tmp_path):
+    repo = Repository.open(tmp_path / "repo", create=True)
+    manifest = _lvm_manifest(repo)
+    data = manifest.to_json()
+    stream = data["partitions"][0]["content"]["stream"]
+    stream.update(map={"chunk": stream["map"]["chunk"], "length": 0, "runs": 0}, chunks=[], used_bytes=0)
+    assert ImageManifest.from_json(data, "lvm").partitions[0].used_bytes == 0

@@ -7,7 +7,8 @@ apart from `check_names`, which asks the machine's lvm2 which group names are ta
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+import re
+from dataclasses import dataclass, replace
 
 from lifeboat.devices import human_size
 from lifeboat.errors import LifeboatError
@@ -17,6 +18,7 @@ from lifeboat.repo.manifest import ContentKind, ImageManifest, LogicalVolumeImag
 from lifeboat.volumes.lvm_model import LvRole, grow_extents, pv_extents
 
 LVM_TOOLS = ["lvm"]
+VG_NAME = re.compile(r"[A-Za-z0-9+_.][A-Za-z0-9+_.-]{0,126}")
 
 
 @dataclass(frozen=True)
@@ -45,6 +47,11 @@ class GroupAction:
     extents: int  # today
     new_extents: int  # tomorrow (an estimate until pvresize says: the data volumes take what it gives)
     volumes: tuple[VolumeAction, ...] = ()
+    rename: str = ""  # restored under this name, with new PV and VG UUIDs (vgimportclone)
+
+    @property
+    def new_name(self) -> str:
+        return self.rename or self.name
 
     @property
     def write_bytes(self) -> int:
@@ -55,6 +62,9 @@ class GroupAction:
         size, new = self.extents * self.extent_size, self.new_extents * self.extent_size
         grows = f", grows to {human_size(new)}" if new > size else ""
         out = [f"      LVM volume group {self.name} ({human_size(size)}{grows}), UUID {self.uuid}"]
+        if self.rename:
+            out = [f"      LVM volume group {self.name} restored as {self.rename} ({human_size(size)}{grows}), "
+                   "new PV and VG UUIDs (as vgimportclone makes them; the LV UUIDs are kept)"]
         for v in self.volumes:
             what = {CaptureMode.USED_BLOCKS: f"{human_size(v.write_bytes)} of data",
                     CaptureMode.RAW: f"{human_size(v.write_bytes)} raw",
@@ -65,7 +75,7 @@ class GroupAction:
 
     def to_json(self) -> dict:
         return {"name": self.name, "uuid": self.uuid, "partitions": list(self.partitions),
-                "extent_size": self.extent_size, "extents": self.extents, "new_extents": self.new_extents,
+                "rename": self.rename, "extent_size": self.extent_size, "extents": self.extents, "new_extents": self.new_extents,
                 "lvs": [{"name": v.name, "uuid": v.uuid, "role": str(v.role), "fstype": v.fstype, "mode": str(v.mode),
                          "size": v.size, "new_size": v.new_size, "write_bytes": v.write_bytes, "grows": v.grows,
                          "grow_tool": v.grow} for v in self.volumes]}
@@ -119,12 +129,28 @@ def check_names(groups: tuple[GroupAction, ...], target: str, elsewhere: dict[st
     """Refuse a group whose name another disk of this machine already uses (`elsewhere`: name -> PVs, from
     lvm.groups_elsewhere): two groups of one name confuse the booted system."""
     for group in groups:
-        if group.name in elsewhere:
+        if group.rename and group.rename in elsewhere:
+            raise LifeboatError(f"--rename-vg: a volume group named {group.rename} already exists on "
+                                f"{', '.join(elsewhere[group.rename])}; choose another name; nothing was written")
+        if group.name in elsewhere and not group.rename:
             raise LifeboatError(
                 f"a volume group named {group.name} already exists on {', '.join(elsewhere[group.name])}, another "
                 f"disk of this machine: restoring the image's {group.name} onto {target} would give this machine "
-                "two groups of that name; remove or rename that group (vgrename), or detach that disk; "
-                "nothing was written")
+                f"two groups of that name; restore it under another name (--rename-vg {group.name}=NEW), rename "
+                "that group (vgrename) or detach that disk; nothing was written")
+
+
+def renamed_groups(groups: tuple[GroupAction, ...], renames: dict[str, str]) -> tuple[GroupAction, ...]:
+    """The groups with the user's new names (OLD -> NEW). Raises for a name not in the image or not valid."""
+    known = {g.name for g in groups}
+    for old, new in renames.items():
+        if old not in known:
+            raise LifeboatError(f"--rename-vg {old}={new}: the image has no volume group {old} "
+                                f"(it has {', '.join(sorted(known)) or 'none'}); nothing was written")
+        if not VG_NAME.fullmatch(new) or new in (".", "..") or new.startswith("-"):
+            raise LifeboatError(f"--rename-vg {old}={new}: {new!r} is not a volume group name lvm2 accepts "
+                                "(letters, digits and + _ . -); nothing was written")
+    return tuple(replace(g, rename=renames.get(g.name, "")) for g in groups)
 
 
 def target_nodes(target: str) -> list[str]:

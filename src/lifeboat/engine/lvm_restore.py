@@ -33,14 +33,19 @@ def restore_groups(groups: tuple[GroupAction, ...], manifest: ImageManifest, rep
         vg = _group(manifest, action.name)
         devices = [partition_node(target, n) for n in action.partitions]
         _recreate(vg, repo, devices, step, done)
+        if action.rename:
+            step(f"LVM {vg.name} as {action.rename}", "vgimportclone: new name, new PV and VG UUIDs")
+            lvm.import_clone(devices, action.rename)
+            done(f"LVM {vg.name} as {action.rename}", Outcome.DONE, "LV UUIDs kept")
+        name = action.new_name
         try:
-            lvm.activate(vg.name, devices, read_only=False)
-            sizes = _extents(vg, action, devices)
+            lvm.activate(name, devices, read_only=False)
+            sizes = _extents(vg, name, action, devices)
             for lv, volume in zip(vg.lvs, action.volumes):
-                _restore_volume(vg, lv, volume, sizes[lv.name], devices, write, step, done)
+                _restore_volume(name, vg, lv, volume, sizes[lv.name], devices, write, step, done)
         finally:
-            lvm.deactivate(vg.name, devices)
-        done(f"LVM {vg.name} deactivated", Outcome.DONE, ", ".join(devices))
+            lvm.deactivate(name, devices)
+        done(f"LVM {name} deactivated", Outcome.DONE, ", ".join(devices))
 
 
 def _recreate(vg: VolumeGroupImage, repo: Repository, devices: list[str], step, done) -> None:
@@ -59,25 +64,25 @@ def _recreate(vg: VolumeGroupImage, repo: Repository, devices: list[str], step, 
     done(title, Outcome.DONE, f"PVs {', '.join(pv.uuid for pv in vg.pvs)} on {', '.join(devices)}, VG UUID {vg.uuid}")
 
 
-def _extents(vg: VolumeGroupImage, action: GroupAction, devices: list[str]) -> dict[str, int]:
+def _extents(vg: VolumeGroupImage, name: str, action: GroupAction, devices: list[str]) -> dict[str, int]:
     """The volumes' extents now that the PVs have their size: what pvresize added, shared as planned."""
-    added = lvm.free_extents(vg.name, devices) - vg.free
+    added = lvm.free_extents(name, devices) - vg.free
     roles = {v.name: v.role for v in action.volumes}
     return grow_extents({lv.name: lv.size // vg.extent_size for lv in vg.lvs}, roles, added)
 
 
-def _restore_volume(vg: VolumeGroupImage, lv: LogicalVolumeImage, volume: VolumeAction, extents: int,
+def _restore_volume(name: str, vg: VolumeGroupImage, lv: LogicalVolumeImage, volume: VolumeAction, extents: int,
                     devices: list[str], write: WriteVolume, step, done) -> None:
-    node = lvm.node(vg.name, lv.name)
-    title = f"logical volume {vg.name}/{lv.name} ({volume.fstype or volume.mode})"
+    node = lvm.node(name, lv.name)
+    title = f"logical volume {name}/{lv.name} ({volume.fstype or volume.mode})"
     if volume.mode in (CaptureMode.USED_BLOCKS, CaptureMode.RAW):
         write(node, volume, lv)
     if extents * vg.extent_size > lv.size:
-        lvm.extend_lv(vg.name, lv.name, extents, devices)
+        lvm.extend_lv(name, lv.name, extents, devices)
     if volume.role is LvRole.SWAP:
-        step(f"swap {vg.name}/{lv.name}")
+        step(f"swap {name}/{lv.name}")
         make_swap(node, getattr(lv.content, "uuid", ""), getattr(lv.content, "label", ""))
-        done(f"swap {vg.name}/{lv.name}", Outcome.DONE, f"UUID {getattr(lv.content, 'uuid', '')}")
+        done(f"swap {name}/{lv.name}", Outcome.DONE, f"UUID {getattr(lv.content, 'uuid', '')}")
     elif extents * vg.extent_size > lv.size and volume.grow:
         step(f"grow {title}", volume.grow)
         done(f"grow {title}", Outcome.DONE, grow_filesystem(volume.grow, volume.fstype, node)

@@ -11,7 +11,8 @@ from dataclasses import dataclass, field, replace
 
 from lifeboat.devices import Disk, disk_info, human_size
 from lifeboat.engine.shrink_plan import ShrinkStep, plan_shrink
-from lifeboat.engine.lvm_plan import GroupAction, check_names, plan_group, pv_partitions, restore_tools, target_nodes
+from lifeboat.engine.lvm_plan import (GroupAction, check_names, plan_group, pv_partitions, renamed_groups, restore_tools,
+                                      target_nodes)
 from lifeboat.engine.rescue import unreadable_lines
 from lifeboat.errors import ImageCorrupt, LifeboatError, ToolMissing, UnsafeTarget
 from lifeboat.health import read_health
@@ -272,7 +273,7 @@ def _action(fitted, part: PartitionImage | None, shrink: ShrinkStep | None = Non
     return action, kind.restore_tools(grows) + list(shrink.tools if shrink else ())
 
 
-def plan_restore(repo: Repository, name: str, target: str) -> RestorePlan:
+def plan_restore(repo: Repository, name: str, target: str, vg_renames: dict[str, str] | None = None) -> RestorePlan:
     manifest = load_manifest(repo, name)
     _check_restorable(manifest)
     disk = disk_info(target)
@@ -307,7 +308,8 @@ def plan_restore(repo: Repository, name: str, target: str) -> RestorePlan:
         actions.append(action)
         tools += needed
     targets = {f.source.number: f.entry for f in fitted if not f.entry.is_extended}
-    groups = tuple(plan_group(vg, targets, target_layout.sector_size) for vg in manifest.volume_groups)
+    groups = renamed_groups(tuple(plan_group(vg, targets, target_layout.sector_size) for vg in manifest.volume_groups),
+                            vg_renames or {})
     tools += restore_tools(groups)
     missing = missing_tools(tools)
     if missing:

@@ -388,7 +388,7 @@ def _volume_writer(plan: RestorePlan, repo: Repository, progress: ProgressSink, 
     def write(node: str, volume: VolumeAction, lv: LogicalVolumeImage) -> None:
         entry = PartitionEntry(0, 0, lv.size // 512, "")
         action = PartitionAction(0, volume.fstype, volume.mode, entry, entry, volume.write_bytes, "",
-                                 name=f"{lv.name}")
+                                 name=os.path.basename(node))
         stream = lv.stream
         if stream is None:
             return

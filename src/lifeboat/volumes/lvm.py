@@ -99,6 +99,11 @@ def restore_metadata(vg: str, devices: Sequence[str], metadata_file: str) -> Non
     _lvm("vgcfgrestore", devices, "-f", metadata_file, vg)
 
 
+def import_clone(devices: Sequence[str], name: str) -> None:
+    """Rename the group on `devices` to `name` with new PV and VG UUIDs (the LVs keep theirs)."""
+    _lvm("vgimportclone", devices, "--basevgname", name, *devices)
+
+
 def resize_pv(device: str) -> None:
     """Let the PV use its whole (larger) partition."""
     _lvm("pvresize", [device], device)
