@@ -175,3 +175,19 @@ def test_an_all_zero_raw_partition_keeps_an_empty_block_map(tmp_path):
     stream = data["partitions"][0]["content"]["stream"]
     stream.update(map={"chunk": stream["map"]["chunk"], "length": 0, "runs": 0}, chunks=[], used_bytes=0)
     assert ImageManifest.from_json(data, "lvm").partitions[0].used_bytes == 0
+
+
+def test_verify_reads_the_group_metadata_and_every_volume(tmp_path):
+    from lifeboat.engine.verify import verify
+    from lifeboat.repo.manifest import write_manifest
+
+    repo = Repository.open(tmp_path / "repo", create=True)
+    manifest = _lvm_manifest(repo)
+    write_manifest(repo, manifest)
+    report = verify(repo, "lvm")
+    assert report.problems == [] and report.chunks == 2 + 3 + 2 + 1  # partition 1, root, data, the metadata
+    lv_chunk = manifest.volume_groups[0].lvs[0].stream.chunks[1].digest
+    path = next(p for p in (tmp_path / "repo").rglob(lv_chunk + "*"))
+    path.write_bytes(b"damaged")
+    problems = verify(repo, "lvm").problems
+    assert len(problems) == 1 and problems[0].startswith("logical volume lbvg/root (ext4) at offset 4194304"), problems
