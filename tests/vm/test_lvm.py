@@ -37,8 +37,7 @@ FILL = (
 )
 SUMS = "(cd /mnt/r && sha256sum a.bin etc/hostname; cd /mnt/d && sha256sum b.bin hello.txt)"
 FSIZE = "df -B1 --output=size /mnt/r /mnt/d | tail -2 | tr '\\n' ' '"
-REPORT = ("--reportformat json --units b --nosuffix -o vg_name,vg_uuid,vg_tags,pv_name,pv_uuid,lv_name,lv_uuid,lv_tags,"
-          "lv_size,lv_active")
+REPORT = "--reportformat json --units b --nosuffix -o vg_name,vg_uuid,vg_tags,lv_name,lv_uuid,lv_tags,lv_size,lv_active"
 
 
 def _ok(vm: Machine, command: str, timeout: float = 300) -> str:
@@ -48,10 +47,11 @@ def _ok(vm: Machine, command: str, timeout: float = 300) -> str:
 
 
 def _volumes(vm: Machine, pv: str) -> dict[str, dict]:
-    """lvs of the group on `pv` (every PV/VG/LV field in each row), by LV name."""
+    """lvs of the group on `pv` (the VG's and the PV's fields in each LV's row), by LV name."""
     out = _ok(vm, f"lvs --devices {pv} {REPORT}")
     rows = json.loads(out[out.index("{"):])["report"][0]["lv"]
-    return {row["lv_name"]: row for row in rows}
+    pv_uuid = _ok(vm, f"pvs --devices {pv} --noheadings -o pv_uuid").strip()
+    return {row["lv_name"]: {**row, "pv_uuid": pv_uuid} for row in rows}
 
 
 def _nothing_active(vm: Machine, pv: str, when: str) -> None:
@@ -89,6 +89,13 @@ def _scenario(vm: Machine) -> None:
         print(f"capture in the guest: {time.monotonic() - started:.0f} s\n{out}")
         assert "LVM volume group lbvg" in out and "lbvg/data: xfs" in out, out
         _nothing_active(vm, f"{S}-part2", "the capture")
+        # the activation capture uses: read-only in the kernel, undone on leaving
+        out = _ok(vm, "python3 -c 'from lifeboat.volumes import lvm; from lifeboat.run import run; "
+                      f"cm = lvm.activated(\"lbvg\", [\"{S}-part2\"], read_only=True); cm.__enter__(); "
+                      "print(\"RO\", *(run([\"blockdev\", \"--getro\", lvm.node(\"lbvg\", n)]).stdout.strip() "
+                      "for n in (\"root\", \"data\", \"swap\"))); cm.__exit__(None, None, None)'")
+        assert "RO 1 1 1" in out, out
+        _nothing_active(vm, f"{S}-part2", "a read-only activation")
         listing = json.loads((lambda o: o[o.index("["):])(_ok(vm, f"lifeboat images --repo {REPO} --json")))
         (group,) = listing[0]["volume_groups"]
         stored = {lv["name"]: lv for lv in group["lvs"]}

@@ -22,7 +22,7 @@ from lifeboat.boot.model import overall
 from lifeboat.crashpoint import crashpoint
 from lifeboat.devices import disk_info, human_size
 from lifeboat.engine import lvm_restore, shrink_restore
-from lifeboat.engine.lvm_plan import VolumeAction
+from lifeboat.engine.lvm_plan import VolumeAction, pv_partitions
 from lifeboat.engine.ioerrors import io_failure
 from lifeboat.engine.pipeline import logical_sector_size_of, OrderedPool, direct_io_ok
 from lifeboat.engine.plan import PartitionAction, RestorePlan, check_target_safe
@@ -378,7 +378,7 @@ def _finish_partitions(plan: RestorePlan, step, done) -> None:
             name = f"grow {action.title}"
             step(name, action.grow)
             done(name, Outcome.DONE, grow_filesystem(action.grow, action.fstype, node))
-        elif action.note:
+        elif action.note and action.number not in pv_partitions(plan.manifest):  # a PV: its LVM step says it
             done(f"grow {action.title}", Outcome.NOT_NEEDED, action.note)
 
 

@@ -59,22 +59,29 @@ def deactivate(vg: str, devices: Sequence[str]) -> None:
         _lvm("vgchange", devices, "-an", vg)
 
 
-def active_lvs(vg: str, devices: Sequence[str]) -> list[str]:
-    return [lv.name for g in read_groups(devices) if g.name == vg for lv in g.lvs if lv.active]
+def _lv_states(vg: str, devices: Sequence[str]) -> dict[str, bool]:
+    """Visible LV name -> active."""
+    return {lv.name: lv.active for g in read_groups(devices) if g.name == vg for lv in g.visible_lvs}
 
 
 @contextlib.contextmanager
 def activated(vg: str, devices: Sequence[str], *, read_only: bool) -> Iterator[bool]:
-    """`vg` active for the block; deactivated afterwards, on error too, unless something had activated it
-    before (then it is left as it was). Yields whether it was already active."""
-    before = bool(active_lvs(vg, devices))
-    if not before:
+    """Every LV of `vg` active for the block; afterwards, on error too, the ones this activated are
+    deactivated again (what something else had activated is left as it was). Yields whether any LV was
+    already active."""
+    states = _lv_states(vg, devices)
+    before = {name for name, active in states.items() if active}
+    if len(before) < len(states):
         activate(vg, devices, read_only=read_only)
     try:
-        yield before
+        yield bool(before)
     finally:
         if not before:
             deactivate(vg, devices)
+        else:
+            run(["udevadm", "settle", "--timeout=30"], check=False)
+            for name in sorted(set(states) - before):
+                _lvm("lvchange", devices, "-an", f"{vg}/{name}")
 
 
 def groups_elsewhere(exclude: Sequence[str]) -> dict[str, list[str]]:
