@@ -46,9 +46,12 @@ def inspect_groups(parts: list, progress: ProgressSink, measure: Callable[[objec
     pvs = _pv_partitions(parts)
     if not pvs:
         return []
-    if missing_tools(["lvm"]):
+    missing = "lvm2 is not installed on this system" if missing_tools(["lvm"]) else ""
+    if not missing and not lvm.device_mapper():
+        missing = "this system's kernel has no device-mapper, so its logical volumes cannot be read one by one"
+    if missing:
         for part in pvs.values():
-            part.reason = f"{part.volume.describe}, copied whole: lvm2 is not installed on this system"
+            part.reason = f"{part.volume.describe}, copied whole: {missing}"
         return []
     found = []
     for group in lvm.read_groups(sorted(pvs)):

@@ -25,7 +25,7 @@ from lifeboat.fs.usedmap import decode_runs, runs_in_window
 from lifeboat.repo.manifest import CHUNK_SIZE, RESTORABLE, DataStream, RawContent, ImageManifest, PartitionImage, load_manifest
 from lifeboat.repo.store import Repository
 from lifeboat.run import TOOLS, missing_tools
-from lifeboat.volumes.lvm import groups_elsewhere
+from lifeboat.volumes.lvm import device_mapper, groups_elsewhere
 
 BASE_TOOLS = ["sfdisk", "partx", "udevadm", "blkid", "wipefs"]
 
@@ -317,6 +317,9 @@ def plan_restore(repo: Repository, name: str, target: str, vg_renames: dict[str,
         raise ToolMissing(tool, TOOLS.get(tool))
     check_chunks(repo, manifest)
     if groups:
+        if not device_mapper():
+            raise LifeboatError(f"image {name!r} holds LVM volume groups, and this system's kernel has no "
+                                "device-mapper to write them; restore it from the Lifeboat live system; nothing was written")
         check_names(groups, target, groups_elsewhere(target_nodes(target)))
     return RestorePlan(
         image=name, repo_root=str(repo.root), target=target, target_disk=disk, manifest=manifest,

@@ -23,6 +23,12 @@ def _lvm(command: str, devices: Sequence[str], *args: str, check: bool = True, c
     return run([*argv, *args], check=check, timeout=300)
 
 
+def device_mapper() -> bool:
+    """Whether the kernel's device-mapper answers (lvm2 loads it when it can): without it no volume can be
+    activated, so none can be read or written one by one."""
+    return "Driver version:" in run(["lvm", "version"], check=False, timeout=60).stdout
+
+
 def read_groups(devices: Sequence[str]) -> list[VolumeGroup]:
     """The volume groups whose PVs are among `devices`, as lvm2 reports them (nothing is activated)."""
     vgs = _lvm("vgs", devices, *REPORT_ARGS, "-o", VG_FIELDS).stdout
@@ -71,8 +77,10 @@ def activated(vg: str, devices: Sequence[str], *, read_only: bool) -> Iterator[b
     already active."""
     states = _lv_states(vg, devices)
     before = {name for name, active in states.items() if active}
-    if len(before) < len(states):
-        activate(vg, devices, read_only=read_only)
+    if len(before) == len(states):  # nothing to activate (or a group without volumes)
+        yield bool(before)
+        return
+    activate(vg, devices, read_only=read_only)
     try:
         yield bool(before)
     finally:
