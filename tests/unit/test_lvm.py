@@ -191,3 +191,44 @@ def test_verify_reads_the_group_metadata_and_every_volume(tmp_path):
     path.write_bytes(b"damaged")
     problems = verify(repo, "lvm").problems
     assert len(problems) == 1 and problems[0].startswith("logical volume lbvg/root (ext4) at offset 4194304"), problems
+
+
+def _planned(tmp_path, monkeypatch, elsewhere: dict, dm: bool = True, **kw):
+    from imagekit import fake_target
+
+    from lifeboat.engine import plan
+    from lifeboat.repo.manifest import write_manifest
+
+    repo = Repository.open(tmp_path / "repo", create=True)
+    write_manifest(repo, _lvm_manifest(repo))
+    fake_target(monkeypatch, 144 * MiB)
+    monkeypatch.setattr(plan, "logical_sector_size", lambda target: 512)
+    monkeypatch.setattr(plan, "read_health", lambda target: None)
+    monkeypatch.setattr(plan, "_marker_text", lambda target: "")
+    monkeypatch.setattr(plan, "device_mapper", lambda: dm)
+    monkeypatch.setattr(plan, "groups_elsewhere", lambda exclude: elsewhere)
+    return plan.plan_restore(repo, "lvm", "/dev/sdt", **kw)
+
+
+def test_the_plan_shows_the_volumes_under_their_pv_and_carries_them_in_json(tmp_path, monkeypatch):
+    plan = _planned(tmp_path, monkeypatch, {})
+    text = "\n".join(plan.describe())
+    pv_line = next(line for line in text.splitlines() if line.lstrip().startswith("2 "))
+    assert "LVM physical volume, same UUID" in pv_line and "grows from 61.0 MiB" in pv_line
+    lines = text.splitlines()
+    below = [line.split()[0:2] for line in lines[lines.index(pv_line) + 1:lines.index(pv_line) + 5]]
+    assert below == [["LVM", "volume"], ["root", "44.0"], ["data", "80.0"], ["swap", "4.0"]], below
+    (group,) = plan.to_json()["volume_groups"]
+    sizes = {lv["name"]: (lv["size"], lv["new_size"]) for lv in group["lvs"]}
+    assert sizes["swap"] == (4 * MiB, 4 * MiB)
+    assert sizes["root"][1] > 2 * sizes["root"][0] and sizes["data"][1] > 2 * sizes["data"][0]
+    assert plan.total_bytes == 4096 + (65536 + 4096) + 8192  # the ESP's and both data volumes' stored bytes
+
+
+def test_the_plan_refuses_a_taken_name_or_a_kernel_without_device_mapper(tmp_path, monkeypatch):
+    with pytest.raises(LifeboatError, match="named lbvg already exists on /dev/sdb2.*--rename-vg lbvg=NEW"):
+        _planned(tmp_path, monkeypatch, {"lbvg": ["/dev/sdb2"]})
+    plan = _planned(tmp_path, monkeypatch, {"lbvg": ["/dev/sdb2"]}, vg_renames={"lbvg": "lbvg_old"})
+    assert plan.volume_groups[0].new_name == "lbvg_old"
+    with pytest.raises(LifeboatError, match="no device-mapper"):
+        _planned(tmp_path, monkeypatch, {}, dm=False)
