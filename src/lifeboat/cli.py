@@ -135,7 +135,13 @@ def cmd_capture(args) -> int:
     print(f"Capture {args.source} ({info.model or 'disk'}, {human_size(info.size)}) as {args.name!r} into {repo.root}")
     for p in info.partitions:
         print(f"  partition {p.entry.number}: {p.fstype or 'unknown'} {human_size(p.size)}, {p.kind.mode}, "
-              f"{human_size(p.to_read)} to read")
+              f"{human_size(p.to_read)} to read" + (f" ({p.reason})" if p.reason else ""))
+        for group in info.groups:
+            if p.entry.number in group.partitions.values() and p.entry.number == min(group.partitions.values()):
+                print(f"    LVM volume group {group.group.name}, UUID {group.group.uuid}:")
+                for v in group.volumes:
+                    print(f"      {v.name}: {v.fstype or 'unknown'} {human_size(v.size)}, {v.kind.mode}, "
+                          f"{human_size(v.to_read)} to read")
     sink = ConsoleProgress()
     try:
         manifest = capture(args.source, args.name, repo, level=args.level, progress=sink, cancel=_cancel_on_signal(),
@@ -278,6 +284,16 @@ def _print_bars(plan) -> None:
     console.print()
 
 
+def _vg_renames(pairs: list[str] | None) -> dict[str, str]:
+    renames = {}
+    for pair in pairs or ():
+        old, sep, new = pair.partition("=")
+        if not sep or not old or not new:
+            raise LifeboatError(f"--rename-vg {pair!r}: expected OLD=NEW (volume group names)")
+        renames[old] = new
+    return renames
+
+
 def cmd_restore(args) -> int:
     from lifeboat.engine.plan import plan_restore
     from lifeboat.engine.restore import bootloader_outcome, restore
@@ -290,7 +306,7 @@ def cmd_restore(args) -> int:
     elif args.map:
         raise LifeboatError("--map needs --partitions (which image partitions to restore)")
     else:
-        plan = plan_restore(_repo(args), args.name, args.target)
+        plan = plan_restore(_repo(args), args.name, args.target, vg_renames=_vg_renames(args.rename_vg))
     if args.json and args.dry_run:
         _print_json(plan.to_json())
         return EXIT_OK
@@ -399,6 +415,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-bootloader", action="store_true", help="skip the bootloader reinstall step")
     p.add_argument("--partitions", metavar="N,N", help="restore only these image partitions; the disk's table is kept")
     p.add_argument("--map", action="append", metavar="N=M", help="put image partition N onto target partition M")
+    p.add_argument("--rename-vg", action="append", metavar="OLD=NEW",
+                   help="restore the image's LVM volume group OLD as NEW, with new PV and VG UUIDs (as vgimportclone "
+                        "makes them), when a group named OLD is on another disk of this machine")
     p.add_argument("--allow-failing-target", action="store_true",
                    help="with --yes: restore even onto a disk whose SMART health is failing")
     p.set_defaults(func=cmd_restore)

@@ -74,6 +74,7 @@ TOOLS: dict[str, str] = {
     "smartctl": "smartmontools",
     "mount.cifs": "cifs-utils",
     "mount.nfs": "nfs-common",
+    "lvm": "lvm2",
 }
 
 # A small, predictable environment for every child: C locale so we can parse output.

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from lifeboat import __version__, locks
 from lifeboat.devices import disk_info, filesystem_facts, human_size, writable_mounts
 from lifeboat.crashpoint import crashpoint
+from lifeboat.engine import lvm_capture
 from lifeboat.engine.ioerrors import repository_failure
 from lifeboat.events import LogLine, Outcome, Progress, ProgressSink, StepFinished, StepStarted, discard
 from lifeboat.engine.pipeline import logical_sector_size_of, BufferRing, OrderedPool, direct_io_ok
@@ -40,6 +41,7 @@ from lifeboat.repo.manifest import (
     DataStream,
     FilesystemContent,
     ImageManifest,
+    LvmPvContent,
     PartitionImage,
     RawContent,
     SourceDisk,
@@ -65,6 +67,9 @@ class SourcePartition:
     runs: Runs = field(default_factory=list)  # filled for used-blocks partitions
     sector_size: int = 512  # the disk's logical sectors, which entry counts in
     volume: VolumeInfo | None = None  # a LUKS/LVM/BitLocker/MD volume, copied whole
+    reason: str = ""  # why it is copied whole, when the volume's own reason is not the whole story
+    pv: LvmPvContent | None = None  # an LVM PV whose logical volumes are imaged one by one
+    name: str = ""  # "VG/LV" for a logical volume (its entry then spans it, from sector 0)
 
     @property
     def size(self) -> int:
@@ -78,6 +83,8 @@ class SourcePartition:
 
     @property
     def title(self) -> str:
+        if self.name:  # a logical volume
+            return f"logical volume {self.name} ({self.fstype or 'raw'})"
         return f"partition {self.entry.number} ({self.fstype or 'raw'})"
 
 
@@ -89,10 +96,11 @@ class SourceInfo:
     serial: str
     layout: DiskLayout
     partitions: list[SourcePartition]
+    groups: list[lvm_capture.SourceGroup] = field(default_factory=list)  # LVM volume groups on the disk
 
     @property
     def to_read(self) -> int:
-        return sum(p.to_read for p in self.partitions)
+        return sum(p.to_read for p in self.partitions) + sum(v.to_read for g in self.groups for v in g.volumes)
 
 
 def inspect_source(source: str, progress: ProgressSink = discard, rescue: bool = False) -> SourceInfo:
@@ -130,18 +138,28 @@ def _inspect(source: str, disk, progress: ProgressSink, rescue: bool = False) ->
     if missing:
         raise LifeboatError(f"missing tools: {_named(missing)}; nothing was written")
     for part in parts:
-        if part.kind.mode is CaptureMode.USED_BLOCKS:
-            try:
-                part.runs = with_edges(used_runs(part.kind.partclone, part.node, part.size), part.size)
-            except LifeboatError as exc:
-                if not rescue:
-                    raise
-                # the damage is in the filesystem's own metadata: copy every sector of it instead
-                progress(LogLine(f"{part.title}: {exc}; rescue copies the whole partition", "warning"))
-                part.kind = RAW
-    info = SourceInfo(source, disk.size, disk.model, disk.serial, layout, parts)
+        _measure(part, progress, rescue)
+    groups = lvm_capture.inspect_groups(parts, progress, lambda vol: _measure(vol, progress, rescue))
+    info = SourceInfo(source, disk.size, disk.model, disk.serial, layout, parts, groups)
     progress(StepFinished("inspect source", Outcome.DONE, f"{len(parts)} partitions, {human_size(info.to_read)} to read"))
     return info
+
+
+def _measure(part: SourcePartition, progress: ProgressSink, rescue: bool) -> None:
+    """Map the used blocks of a used-blocks partition (or logical volume)."""
+    if part.kind.mode is not CaptureMode.USED_BLOCKS:
+        return
+    missing = missing_tools(part.kind.capture_tools())
+    if missing:
+        raise LifeboatError(f"missing tools: {_named(missing)}; nothing was written")
+    try:
+        part.runs = with_edges(used_runs(part.kind.partclone, part.node, part.size), part.size)
+    except LifeboatError as exc:
+        if not rescue:
+            raise
+        # the damage is in the filesystem's own metadata: copy every sector of it instead
+        progress(LogLine(f"{part.title}: {exc}; rescue copies the whole partition", "warning"))
+        part.kind = RAW
 
 
 def _probe_volume(part: SourcePartition) -> VolumeInfo | None:
@@ -375,9 +393,19 @@ def capture(
 def _capture_partition(part: SourcePartition, repo: Repository, writer: _Writer, cancel: threading.Event,
                        workers: int | None) -> PartitionImage:
     """Store one partition's data and block map; returns its manifest record."""
+    record = PartitionImage(part.entry.number, part.size, _capture_content(part, repo, writer, cancel, workers))
+    writer.progress(StepFinished(part.title, Outcome.DONE, human_size(record.used_bytes)))
+    return record
+
+
+def _capture_content(part: SourcePartition, repo: Repository, writer: _Writer, cancel: threading.Event,
+                     workers: int | None) -> Content:
+    """Store the data and block map of a partition or a logical volume; returns its content record."""
     mode = part.kind.mode
     writer.progress(StepStarted(part.title, f"{mode}, {human_size(part.to_read)}"))
     writer.start_item(part.title, part.to_read)
+    if part.pv:
+        return part.pv
     content: Content = SwapContent(part.uuid, part.label)
     if mode in (CaptureMode.USED_BLOCKS, CaptureMode.RAW):
         source = _SourceFds(part.node)
@@ -403,11 +431,9 @@ def _capture_partition(part: SourcePartition, repo: Repository, writer: _Writer,
             content = FilesystemContent(part.fstype, part.uuid, part.label, data)
         else:
             reason = f"no used-block map for {part.fstype}" if part.fstype else "content not recognised"
-            reason = part.volume.reason if part.volume else reason
+            reason = part.reason or (part.volume.reason if part.volume else reason)
             content = RawContent(data, part.fstype, part.uuid, part.label, reason)
-    record = PartitionImage(part.entry.number, part.size, content)
-    writer.progress(StepFinished(part.title, Outcome.DONE, human_size(record.used_bytes)))
-    return record
+    return content
 
 
 def _window(ref: ChunkRef) -> int:
@@ -424,6 +450,8 @@ def _capture(info: SourceInfo, name: str, repo: Repository, writer: _Writer, can
         writer.stored += written
         regions.append(BootRegion(region, offset, len(data), digest))
     partitions = tuple(_capture_partition(part, repo, writer, cancel, workers) for part in info.partitions)
+    volume_groups = lvm_capture.capture_groups(
+        info.groups, repo, writer, lambda vol: _capture_content(vol, repo, writer, cancel, workers))
     manifest = ImageManifest(
         name=name,
         created=started.isoformat(timespec="seconds"),
@@ -433,6 +461,7 @@ def _capture(info: SourceInfo, name: str, repo: Repository, writer: _Writer, can
         layout=info.layout,
         boot_regions=tuple(regions),
         partitions=partitions,
+        volume_groups=volume_groups,
         compression=Compression("zstd", level),
         stats=CaptureStats(read_bytes=writer.done, new_chunk_bytes=writer.stored, new_chunks=writer.new_chunks),
     )

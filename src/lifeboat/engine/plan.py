@@ -12,6 +12,8 @@ from dataclasses import dataclass, field, replace
 from lifeboat.boot.plan_chain import planned_chain
 from lifeboat.devices import Disk, disk_info, human_size
 from lifeboat.engine.shrink_plan import ShrinkStep, plan_shrink
+from lifeboat.engine.lvm_plan import (GroupAction, check_names, plan_group, pv_partitions, renamed_groups, restore_tools,
+                                      target_nodes)
 from lifeboat.engine.rescue import unreadable_lines
 from lifeboat.errors import ImageCorrupt, LifeboatError, ToolMissing, UnsafeTarget
 from lifeboat.health import read_health
@@ -24,6 +26,7 @@ from lifeboat.fs.usedmap import decode_runs, runs_in_window
 from lifeboat.repo.manifest import CHUNK_SIZE, RESTORABLE, DataStream, RawContent, ImageManifest, PartitionImage, load_manifest
 from lifeboat.repo.store import Repository
 from lifeboat.run import TOOLS, missing_tools
+from lifeboat.volumes.lvm import device_mapper, groups_elsewhere
 
 BASE_TOOLS = ["sfdisk", "partx", "udevadm", "blkid", "wipefs"]
 
@@ -43,6 +46,7 @@ class PartitionAction:
     source_sector_size: int = 512  # `source` counts in these
     target_sector_size: int = 512  # `target` counts in these
     shrink: ShrinkStep | None = None  # the partition is smaller than the captured one: how its content gets in
+    name: str = ""  # "VG/LV" when the action writes a logical volume
 
     @property
     def grows(self) -> bool:
@@ -50,6 +54,8 @@ class PartitionAction:
 
     @property
     def title(self) -> str:
+        if self.name:
+            return f"logical volume {self.name} ({self.fstype or self.mode})"
         return f"partition {self.number} ({self.fstype or self.mode})"
 
 
@@ -68,10 +74,11 @@ class RestorePlan:
     keep_table: bool = False  # chosen partitions only (engine/partial.py): table, boot code, the rest untouched
     target_marker: str = ""  # "incomplete restore of image X ..." when a restore into the target was cut off
     boot_chain: str = ""  # which chain the bootloader step installs (boot.plan_chain), "" when none
+    volume_groups: tuple[GroupAction, ...] = ()  # LVM groups recreated in their PV partitions
 
     @property
     def total_bytes(self) -> int:
-        return sum(a.write_bytes for a in self.actions)
+        return sum(a.write_bytes for a in self.actions) + sum(g.write_bytes for g in self.volume_groups)
 
     def describe(self) -> list[str]:
         d = self.target_disk
@@ -109,10 +116,15 @@ class RestorePlan:
             what = {CaptureMode.USED_BLOCKS: f"{human_size(a.write_bytes)} of data",
                     CaptureMode.RAW: f"{human_size(a.write_bytes)} raw",
                     CaptureMode.SWAP: "new swap, same UUID", CaptureMode.NONE: "empty"}[a.mode]
+            if a.number in pv_partitions(self.manifest):
+                what = "LVM physical volume, same UUID"
             onto = f" -> {a.target.number}" if a.target.number != a.number else ""
             lines.append(f"  {a.number:>2}{onto}  start {a.target.start:>10}  {size:>10}  {a.fstype or a.mode:<8} {what}{grow}")
             if a.reason:
                 lines.append(f"      {a.reason} ({human_size(a.source.size * src_ss)})")
+            for group in self.volume_groups:
+                if a.target.number in group.partitions[:1]:
+                    lines += group.lines()
         lines += [f"  Note: {note}" for note in self.notes]
         incomplete = unreadable_lines(self.manifest)
         if incomplete:
@@ -147,6 +159,7 @@ class RestorePlan:
             "total_bytes": self.total_bytes,
             "notes": list(self.notes),
             "keep_table": self.keep_table,
+            "volume_groups": [g.to_json() for g in self.volume_groups],
         }
 
 
@@ -178,30 +191,38 @@ def check_chunks(repo: Repository, manifest: ImageManifest) -> None:
         problem = repo.chunk_problem(region.digest)
         if problem:
             problems.append(f"boot region {region.name}: chunk {region.digest[:16]} {problem}")
-    for part in manifest.partitions:
-        stream = part.stream
+    volumes = [(f"logical volume {vg.name}/{lv.name}", lv.stream) for vg in manifest.volume_groups for lv in vg.lvs]
+    for vg in manifest.volume_groups:
+        problem = repo.chunk_problem(vg.metadata.digest)
+        if problem:
+            problems.append(f"volume group {vg.name}: metadata chunk {problem}")
+    for title, stream in [(p.title, p.stream) for p in manifest.partitions] + volumes:
         if stream is None:
             continue
         map_problem = repo.chunk_problem(stream.map.digest)
         if map_problem:
-            problems.append(f"{part.title}: block map chunk {map_problem}")
+            problems.append(f"{title}: block map chunk {map_problem}")
         for ref in stream.chunks:
             problem = repo.chunk_problem(ref.digest)
             if problem:
-                problems.append(f"{part.title} at offset {ref.offset}: chunk {ref.digest[:16]} {problem}")
+                problems.append(f"{title} at offset {ref.offset}: chunk {ref.digest[:16]} {problem}")
     if problems:
         more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
         raise ImageCorrupt(f"image {manifest.name!r} is damaged: {problems[0]}{more}; nothing was written")
 
 
 def _check_restorable(manifest: ImageManifest) -> None:
+    pvs = pv_partitions(manifest)
     for part in manifest.partitions:
-        if part.content.kind not in RESTORABLE:
+        if part.content.kind not in RESTORABLE and part.number not in pvs:
             raise LifeboatError(f"image {manifest.name!r}: {part.title} holds {part.content.kind} content, "
                                 "which this Lifeboat cannot restore yet; nothing was written")
-    if manifest.volume_groups:
-        raise LifeboatError(f"image {manifest.name!r} holds LVM volume groups, which this Lifeboat cannot restore yet; "
-                            "nothing was written")
+    for vg in manifest.volume_groups:
+        for lv in vg.lvs:
+            if lv.content.kind not in RESTORABLE:
+                raise LifeboatError(f"image {manifest.name!r}: logical volume {vg.name}/{lv.name} holds "
+                                    f"{lv.content.kind} content, which this Lifeboat cannot restore yet; "
+                                    "nothing was written")
 
 
 def _check_sector_bound(repo: Repository, manifest: ImageManifest, target_ss: int) -> None:
@@ -236,7 +257,7 @@ def image_head(repo: Repository, stream: DataStream, length: int) -> bytes:
     return bytes(out)
 
 
-def _action(fitted, part: PartitionImage | None, shrink: ShrinkStep | None = None
+def _action(fitted, part: PartitionImage | None, shrink: ShrinkStep | None = None, pvs: frozenset[int] = frozenset()
             ) -> tuple[PartitionAction, list[str]]:
     """What happens to one partition of the fitted table, and the tools that needs."""
     fstype = part.fstype if part else ""
@@ -244,7 +265,9 @@ def _action(fitted, part: PartitionImage | None, shrink: ShrinkStep | None = Non
     kind = kind_for(fstype)
     grows = fitted.grows and mode is CaptureMode.USED_BLOCKS and bool(kind.grow)
     note = ""
-    if fitted.grows and not grows:
+    if part and part.number in pvs and fitted.grows:
+        note = "LVM physical volume: pvresize, then its data volumes grow"
+    elif fitted.grows and not grows:
         note = "content copied as is, its size unchanged" if kind.mode is CaptureMode.RAW else "filesystem cannot be grown; it keeps its size"
     action = PartitionAction(
         number=fitted.entry.number, fstype=fstype, mode=mode, source=fitted.source, target=fitted.entry,
@@ -254,7 +277,7 @@ def _action(fitted, part: PartitionImage | None, shrink: ShrinkStep | None = Non
     return action, kind.restore_tools(grows) + list(shrink.tools if shrink else ())
 
 
-def plan_restore(repo: Repository, name: str, target: str) -> RestorePlan:
+def plan_restore(repo: Repository, name: str, target: str, vg_renames: dict[str, str] | None = None) -> RestorePlan:
     manifest = load_manifest(repo, name)
     _check_restorable(manifest)
     disk = disk_info(target)
@@ -265,8 +288,8 @@ def plan_restore(repo: Repository, name: str, target: str) -> RestorePlan:
     converted = convert_layout(source_layout, target_ss)  # raises for a partition off the target's sectors
     _check_sector_bound(repo, manifest, target_ss)
     # a filesystem Lifeboat cannot grow keeps its partition's size: the room goes where it is usable
-    keep_size = frozenset(p.number for p in manifest.partitions
-                          if p.mode is not CaptureMode.RAW and not kind_for(p.fstype).grow)
+    keep_size = frozenset(p.number for p in manifest.partitions if p.mode is not CaptureMode.RAW
+                          and not kind_for(p.fstype).grow and p.number not in pv_partitions(manifest))
     shrinks: dict[int, ShrinkStep] = {}
     notes: list[str] = []
     if disk.size // converted.sector_size < converted.min_disk_sectors:
@@ -282,20 +305,30 @@ def plan_restore(repo: Repository, name: str, target: str) -> RestorePlan:
     for f in fitted:
         if f.entry.is_extended:
             continue
-        action, needed = _action(f, manifest.partition(f.entry.number), shrinks.get(f.entry.number))
+        action, needed = _action(f, manifest.partition(f.entry.number), shrinks.get(f.entry.number),
+                                 pv_partitions(manifest))
         action = replace(action, source=source_layout.partition(f.source.number),
                          source_sector_size=source_layout.sector_size, target_sector_size=target_layout.sector_size)
         actions.append(action)
         tools += needed
+    targets = {f.source.number: f.entry for f in fitted if not f.entry.is_extended}
+    groups = renamed_groups(tuple(plan_group(vg, targets, target_layout.sector_size) for vg in manifest.volume_groups),
+                            vg_renames or {})
+    tools += restore_tools(groups)
     missing = missing_tools(tools)
     if missing:
         tool = missing[0]
         raise ToolMissing(tool, TOOLS.get(tool))
     check_chunks(repo, manifest)
+    if groups:
+        if not device_mapper():
+            raise LifeboatError(f"image {name!r} holds LVM volume groups, and this system's kernel has no "
+                                "device-mapper to write them; restore it from the Lifeboat live system; nothing was written")
+        check_names(groups, target, groups_elsewhere(target_nodes(target)))
     return RestorePlan(
         image=name, repo_root=str(repo.root), target=target, target_disk=disk, manifest=manifest,
         source_layout=source_layout, target_layout=target_layout, current_layout=_current_layout(target),
-        actions=tuple(actions), notes=tuple(notes), target_marker=_marker_text(target),
+        actions=tuple(actions), notes=tuple(notes), target_marker=_marker_text(target), volume_groups=groups,
         boot_chain=planned_chain(repo, manifest).describe(),
     )
 

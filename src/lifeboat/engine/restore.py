@@ -21,7 +21,8 @@ from lifeboat.boot import after_restore
 from lifeboat.boot.model import overall
 from lifeboat.crashpoint import crashpoint
 from lifeboat.devices import disk_info, human_size
-from lifeboat.engine import shrink_restore
+from lifeboat.engine import lvm_restore, shrink_restore
+from lifeboat.engine.lvm_plan import VolumeAction, pv_partitions
 from lifeboat.engine.ioerrors import io_failure
 from lifeboat.engine.pipeline import logical_sector_size_of, OrderedPool, direct_io_ok
 from lifeboat.engine.plan import PartitionAction, RestorePlan, check_target_safe
@@ -32,9 +33,9 @@ from lifeboat.events import LogLine, Outcome, Progress, ProgressSink, StepFinish
 from lifeboat.fs.grow import grow_filesystem, make_swap
 from lifeboat.fs.registry import CaptureMode
 from lifeboat.fs.usedmap import Runs, decode_runs, runs_in_window
-from lifeboat.layout.model import DiskLayout
+from lifeboat.layout.model import DiskLayout, PartitionEntry
 from lifeboat.layout.write import partition_node, refresh_partitions
-from lifeboat.repo.manifest import CHUNK_SIZE, ChunkRef, DataStream, ImageManifest
+from lifeboat.repo.manifest import CHUNK_SIZE, ChunkRef, DataStream, ImageManifest, LogicalVolumeImage
 from lifeboat.repo.store import Repository
 from lifeboat.timing import StageTimes
 
@@ -261,6 +262,10 @@ def _restore(plan: RestorePlan, progress: ProgressSink, cancel: threading.Event,
     result.bytes_written = totals[0]
     register_partitions(plan.target, plan.target_layout)  # by explicit ranges: the disk has no table yet
     _finish_partitions(plan, step, done)
+    if plan.volume_groups:  # in their PVs, before the table: until it is written the disk says "incomplete"
+        lvm_restore.restore_groups(plan.volume_groups, plan.manifest, repo, plan.target,
+                                   _volume_writer(plan, repo, progress, cancel, totals, workers, step, done), step, done)
+        result.bytes_written = totals[0]
     step("partition table", f"{plan.target_layout.label} with {len(plan.target_layout.partitions)} partitions")
     crashpoint("restore-before-table")
     _commit(plan, table, fds.boot_code, repo.root)
@@ -373,8 +378,31 @@ def _finish_partitions(plan: RestorePlan, step, done) -> None:
             name = f"grow {action.title}"
             step(name, action.grow)
             done(name, Outcome.DONE, grow_filesystem(action.grow, action.fstype, node))
-        elif action.note:
+        elif action.note and action.number not in pv_partitions(plan.manifest):  # a PV: its LVM step says it
             done(f"grow {action.title}", Outcome.NOT_NEEDED, action.note)
+
+
+def _volume_writer(plan: RestorePlan, repo: Repository, progress: ProgressSink, cancel: threading.Event,
+                   totals: list[int], workers: int | None, step, done) -> lvm_restore.WriteVolume:
+    """Writes a logical volume's data like a partition's, through the volume's own node."""
+    def write(node: str, volume: VolumeAction, lv: LogicalVolumeImage) -> None:
+        entry = PartitionEntry(0, 0, lv.size // 512, "")
+        action = PartitionAction(0, volume.fstype, volume.mode, entry, entry, volume.write_bytes, "",
+                                 name=os.path.basename(node))
+        stream = lv.stream
+        if stream is None:
+            return
+        step(action.title, human_size(action.write_bytes))
+        fds = _TargetFds(node)
+        try:
+            _write_partition(repo, fds, action, stream, progress, cancel, totals, plan.total_bytes, workers)
+            fds.sync_and_close()
+        except OSError as exc:
+            raise io_failure(exc, repo.root, node, f"restoring {plan.image!r}") from None
+        finally:
+            fds.close()
+        done(action.title, Outcome.DONE, f"{human_size(action.write_bytes)} written")
+    return write
 
 
 def _bootloader(target: str, layout: DiskLayout, progress: ProgressSink, done) -> None:

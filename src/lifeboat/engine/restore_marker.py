@@ -145,6 +145,9 @@ def _written_sectors(fd: int, size: int) -> list[tuple[int, bytes]]:
 
 def register_partitions(disk: str, layout: DiskLayout) -> None:
     """Partition nodes for the layout's data partitions while the disk has no table (step 3)."""
+    # udev may still be probing the old partitions (closing the written disk made it re-read it; an LVM PV's
+    # pvscan opens them): settle first, or deleting them fails with EBUSY and so does adding them back
+    run(["udevadm", "settle", "--timeout=10"], check=False)
     run(["partx", "--delete", disk], check=False)  # whatever the kernel still knows of the old table
     factor = layout.sector_size // SECTOR
     fd = os.open(disk, os.O_RDONLY)

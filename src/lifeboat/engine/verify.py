@@ -39,13 +39,17 @@ def _work_list(manifest: ImageManifest) -> list[tuple[str, str, str, int]]:
     """(item, where, digest, length) for every chunk the image needs; item names the progress bar."""
     items = [("boot regions", f"boot region {r.name} (offset {r.offset})", r.digest, r.length)
              for r in manifest.boot_regions]
-    for part in manifest.partitions:
-        stream = part.stream
+    streams = [(part.title, part.stream) for part in manifest.partitions]
+    for vg in manifest.volume_groups:  # an LVM group's metadata, and its logical volumes like partitions
+        items.append((f"volume group {vg.name}", f"volume group {vg.name} metadata", vg.metadata.digest,
+                      vg.metadata.length))
+        streams += [(f"logical volume {vg.name}/{lv.name} ({lv.fstype or lv.mode})", lv.stream) for lv in vg.lvs]
+    for title, stream in streams:
         if stream is None:
             continue
-        items.append((part.title, f"{part.title} block map", stream.map.digest, stream.map.length))
+        items.append((title, f"{title} block map", stream.map.digest, stream.map.length))
         for ref in stream.chunks:
-            items.append((part.title, f"{part.title} at offset {ref.offset}", ref.digest, ref.length))
+            items.append((title, f"{title} at offset {ref.offset}", ref.digest, ref.length))
     return items
 
 

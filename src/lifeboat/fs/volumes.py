@@ -66,7 +66,7 @@ class VolumeInfo:
         if self.kind is VolumeKind.LUKS:
             return f"{self.describe}, copied whole: encrypted data does not compress"
         if self.kind is VolumeKind.LVM_PV:
-            return f"{self.describe}, copied whole: its logical volumes are not imaged one by one yet"
+            return f"{self.describe}, copied whole: no volume group on it that Lifeboat images volume by volume"
         if self.kind is VolumeKind.BITLOCKER:
             return (f"{self.describe}: copied whole while locked; Windows may ask for the recovery key after a "
                     "restore onto other hardware")

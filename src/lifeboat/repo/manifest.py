@@ -40,7 +40,7 @@ from lifeboat.fs.registry import CaptureMode
 from lifeboat.layout.model import DiskLayout
 from lifeboat.repo.checked_json import Fields, checked_digest, checked_int, what
 from lifeboat.repo.store import Repository
-from lifeboat.repo.summary import ImageSummary, PartitionSummary
+from lifeboat.repo.summary import ImageSummary, PartitionSummary, VolumeGroupSummary, VolumeSummary
 
 SCHEMA = "lifeboat-image"
 SCHEMA_VERSION = 2
@@ -245,11 +245,47 @@ class PartitionImage:
 
 
 @dataclass(frozen=True)
+class LvSegmentImage:
+    start_extent: int
+    extents: int
+    type: str  # linear | striped
+    stripes: int
+    devices: str  # lvm2's "/dev/vda2(0)"
+
+
+@dataclass(frozen=True)
 class LogicalVolumeImage:
     name: str
     uuid: str
     size: int  # bytes
     content: Content
+    extents: int = 0
+    tags: tuple[str, ...] = ()
+    segments: tuple[LvSegmentImage, ...] = ()
+
+    @property
+    def fstype(self) -> str:
+        return content_fstype(self.content)
+
+    @property
+    def mode(self) -> CaptureMode:
+        return content_mode(self.content)
+
+    @property
+    def stream(self) -> DataStream | None:
+        return content_stream(self.content)
+
+    @property
+    def used_bytes(self) -> int:
+        return content_used_bytes(self.content)
+
+
+@dataclass(frozen=True)
+class PhysicalVolumeImage:
+    partition: int  # the number of the partition it is
+    uuid: str
+    pe_start: int  # bytes before its first extent
+    extents: int
 
 
 @dataclass(frozen=True)
@@ -259,6 +295,10 @@ class VolumeGroupImage:
     extent_size: int  # bytes
     metadata: BlobRef  # the volume group's text metadata (vgcfgbackup)
     lvs: tuple[LogicalVolumeImage, ...] = ()
+    extents: int = 0
+    free: int = 0  # extents
+    tags: tuple[str, ...] = ()
+    pvs: tuple[PhysicalVolumeImage, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -347,6 +387,12 @@ class ImageManifest:
             name=self.name, created=self.created, source_model=self.source.model, source_serial=self.source.serial,
             source_size=self.source.size, table=self.layout.label, partitions=parts, data_bytes=self.data_bytes,
             lifeboat_version=self.lifeboat_version, origin=self.origin.tool if self.origin else "",
+            volume_groups=tuple(
+                VolumeGroupSummary(vg.name, vg.uuid, tuple(pv.partition for pv in vg.pvs), vg.extents * vg.extent_size,
+                                   vg.free * vg.extent_size,
+                                   tuple(VolumeSummary(lv.name, lv.fstype or lv.mode, lv.size, lv.used_bytes, lv.uuid)
+                                         for lv in vg.lvs))
+                for vg in self.volume_groups),
         )
 
     def to_json(self) -> dict:
@@ -436,9 +482,13 @@ def _manifest_json(m: ImageManifest) -> dict:
                          for r in m.boot_regions],
         "partitions": [{"number": p.number, "size": p.size, "content": _content_json(p.content)} for p in m.partitions],
         "volume_groups": [
-            {"name": vg.name, "uuid": vg.uuid, "extent_size": vg.extent_size,
-             "metadata": {"chunk": vg.metadata.digest, "length": vg.metadata.length},
-             "lvs": [{"name": lv.name, "uuid": lv.uuid, "size": lv.size, "content": _content_json(lv.content)}
+            {"name": vg.name, "uuid": vg.uuid, "extent_size": vg.extent_size, "extents": vg.extents, "free": vg.free,
+             "tags": list(vg.tags), "metadata": {"chunk": vg.metadata.digest, "length": vg.metadata.length},
+             "pvs": [{"partition": pv.partition, "uuid": pv.uuid, "pe_start": pv.pe_start, "extents": pv.extents}
+                     for pv in vg.pvs],
+             "lvs": [{"name": lv.name, "uuid": lv.uuid, "size": lv.size, "extents": lv.extents, "tags": list(lv.tags),
+                      "segments": [[g.start_extent, g.extents, g.type, g.stripes, g.devices] for g in lv.segments],
+                      "content": _content_json(lv.content)}
                      for lv in vg.lvs]}
             for vg in m.volume_groups
         ],
@@ -468,7 +518,7 @@ def _chunk_refs(f: Fields, size: int) -> tuple[ChunkRef, ...]:
 
 def _stream(f: Fields, size: int) -> DataStream:
     m = f.obj("map")
-    block_map = BlockMapRef(m.digest("chunk"), m.int("length", minimum=1), m.int("runs"))
+    block_map = BlockMapRef(m.digest("chunk"), m.int("length"), m.int("runs"))  # 0: nothing stored (an all-zero partition)
     chunks = _chunk_refs(f, size)
     used = f.int("used_bytes")
     if used != sum(c.length for c in chunks):
@@ -527,14 +577,33 @@ def _partitions(top: Fields, layout: DiskLayout) -> tuple[PartitionImage, ...]:
     return tuple(parts)
 
 
-def _volume_groups(top: Fields) -> tuple[VolumeGroupImage, ...]:
+def _strings(f: Fields, key: str) -> tuple[str, ...]:
+    return tuple(str(x) for x in f.data.get(key, ()) if isinstance(x, str))
+
+
+def _logical_volume(lv: Fields) -> LogicalVolumeImage:
+    segments = tuple(LvSegmentImage(checked_int(start, 0, error), checked_int(count, 1, error), str(kind),
+                                    checked_int(stripes, 0, error), str(devices))
+                     for error, (start, count, kind, stripes, devices)
+                     in lv.tuples("segments", ("start", "extents", "type", "stripes", "devices"), []))
+    return LogicalVolumeImage(lv.str("name", nonempty=True), lv.str("uuid", ""), lv.int("size"),
+                              _content(lv.obj("content"), lv.int("size")), lv.int("extents", 0), _strings(lv, "tags"),
+                              segments)
+
+
+def _volume_groups(top: Fields, partitions: tuple[PartitionImage, ...]) -> tuple[VolumeGroupImage, ...]:
     groups = []
+    numbers = {p.number for p in partitions}
     for f in top.objs("volume_groups", []):
-        lvs = tuple(LogicalVolumeImage(lv.str("name", nonempty=True), lv.str("uuid", ""), lv.int("size"),
-                                       _content(lv.obj("content"), lv.int("size")))
-                    for lv in f.objs("lvs", []))
+        lvs = tuple(_logical_volume(lv) for lv in f.objs("lvs", []))
+        pvs = []
+        for pv in f.objs("pvs", []):
+            if pv.int("partition", minimum=1) not in numbers:
+                raise pv.error(f"partition {pv.int('partition')} is not in the image", "partition")
+            pvs.append(PhysicalVolumeImage(pv.int("partition"), pv.str("uuid", ""), pv.int("pe_start"), pv.int("extents")))
         groups.append(VolumeGroupImage(f.str("name", nonempty=True), f.str("uuid", ""), f.int("extent_size", minimum=1),
-                                       _blob(f.obj("metadata")), lvs))
+                                       _blob(f.obj("metadata")), lvs, f.int("extents", 0), f.int("free", 0),
+                                       _strings(f, "tags"), tuple(pvs)))
     return tuple(groups)
 
 
@@ -572,6 +641,7 @@ def _parse_manifest(data: object, image: str) -> ImageManifest:
     if _check_header(top) == 1:
         top = Fields(top.where, "", _upgrade_v1(top))
     layout = _layout(top)
+    partitions = _partitions(top, layout)
     src, comp, stats, origin = top.obj("source"), top.obj("compression", {}), top.obj("stats", {}), top.obj("origin", None)
     return ImageManifest(
         name=top.str("name", nonempty=True),
@@ -583,8 +653,8 @@ def _parse_manifest(data: object, image: str) -> ImageManifest:
         layout=layout,
         boot_regions=tuple(BootRegion(r.str("name", nonempty=True), r.int("offset"), r.int("length"), r.digest("chunk"))
                            for r in top.objs("boot_regions")),
-        partitions=_partitions(top, layout),
-        volume_groups=_volume_groups(top),
+        partitions=partitions,
+        volume_groups=_volume_groups(top, partitions),
         compression=Compression(comp.str("algorithm", "zstd"), comp.int("level", 3, minimum=-131072)),
         stats=CaptureStats(stats.int("read_bytes", 0), stats.int("new_chunk_bytes", 0), stats.int("new_chunks", 0)),
         origin=Origin(origin.str("tool", nonempty=True), origin.str("version", ""), origin.str("path", ""))

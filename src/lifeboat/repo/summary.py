@@ -15,6 +15,33 @@ class PartitionSummary:
 
 
 @dataclass(frozen=True)
+class VolumeSummary:
+    """A logical volume of a volume group."""
+
+    name: str
+    fstype: str  # the filesystem, "swap", or how it was captured
+    size: int
+    used_bytes: int
+    uuid: str = ""
+
+
+@dataclass(frozen=True)
+class VolumeGroupSummary:
+    name: str
+    uuid: str
+    partitions: tuple[int, ...]  # its physical volumes
+    size: int  # bytes in extents
+    free: int  # bytes in free extents
+    lvs: tuple[VolumeSummary, ...] = ()
+
+    def to_json(self) -> dict:
+        return {"name": self.name, "uuid": self.uuid, "partitions": list(self.partitions), "size": self.size,
+                "free": self.free,
+                "lvs": [{"name": v.name, "uuid": v.uuid, "fstype": v.fstype, "size": v.size, "used_bytes": v.used_bytes}
+                        for v in self.lvs]}
+
+
+@dataclass(frozen=True)
 class ImageSummary:
     name: str
     created: str
@@ -26,6 +53,7 @@ class ImageSummary:
     data_bytes: int  # bytes the image restores
     lifeboat_version: str = ""
     origin: str = ""  # the tool an imported image came from
+    volume_groups: tuple[VolumeGroupSummary, ...] = ()
 
     def to_json(self) -> dict:
         return {
@@ -42,4 +70,5 @@ class ImageSummary:
             "data_bytes": self.data_bytes,
             "lifeboat_version": self.lifeboat_version,
             "origin": self.origin,
+            "volume_groups": [g.to_json() for g in self.volume_groups],
         }

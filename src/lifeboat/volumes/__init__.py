@@ -1,0 +1,1 @@
+"""Volumes inside partitions that Lifeboat images by their contents (LVM today)."""

@@ -1,0 +1,135 @@
+"""LVM in the live ISO: this host has no device-mapper, so lvm2 runs only in a guest. One boot: the guest
+builds a GPT disk whose PV holds a volume group with an ext4 and an xfs data volume and a swap volume, fills
+them, `lifeboat capture`s it, is refused a restore while the group's name is taken on the source disk,
+then (the source's PV label wiped, as if that disk had gone) `lifeboat restore`s it onto a disk twice the
+size. The guest then shows, over the serial console: the PV, VG and LV UUIDs, names and tags as captured,
+the data volumes and their filesystems grown, the swap volume kept with its UUID, the files' hashes equal,
+fsck clean, and no volume left active after either job.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+
+import pytest
+
+from iso_helpers import BOOT_TIMEOUT, blank_disk, ext4_whole_disk, ready_pattern, shell, wait_for_all
+from qemu import Drive, Machine
+
+pytestmark = [pytest.mark.vm, pytest.mark.timeout(1800)]
+
+MIB = 1 << 20
+S, T = "/dev/disk/by-id/virtio-LBSOURCE", "/dev/disk/by-id/virtio-LBTARGET"
+REPO = "/mnt/repo/images"
+BUILD = (
+    f"sgdisk -n 1:2048:+16M -t 1:ef00 -n 2:0:0 -t 2:8e00 {S} >/dev/null && partx -u {S} && udevadm settle"
+    f" && pvcreate -q {S}-part2 && vgcreate -q --addtag site-a lbvg {S}-part2"
+    " && lvcreate -q -y -n root -L 96M --addtag role-root lbvg && lvcreate -q -y -n data -L 304M lbvg"
+    " && lvcreate -q -y -n swap -L 32M lbvg && lvextend -q -L +16M lbvg/root"  # root in two segments
+    " && mkfs.ext4 -q -L lbroot /dev/lbvg/root && mkfs.xfs -q -L lbdata /dev/lbvg/data"
+    " && mkswap -L lbswap /dev/lbvg/swap >/dev/null"
+)
+FILL = (
+    "mkdir -p /mnt/r /mnt/d && mount /dev/lbvg/root /mnt/r && mount /dev/lbvg/data /mnt/d"
+    " && head -c 20M /dev/urandom >/mnt/r/a.bin && mkdir /mnt/r/etc && echo lifeboat-lvm >/mnt/r/etc/hostname"
+    " && head -c 30M /dev/urandom >/mnt/d/b.bin && echo hello >/mnt/d/hello.txt && sync"
+)
+SUMS = "(cd /mnt/r && sha256sum a.bin etc/hostname; cd /mnt/d && sha256sum b.bin hello.txt)"
+FSIZE = "df -B1 --output=size /mnt/r /mnt/d | tail -2 | tr '\\n' ' '"
+REPORT = "--reportformat json --units b --nosuffix -o vg_name,vg_uuid,vg_tags,lv_name,lv_uuid,lv_tags,lv_size,lv_active"
+
+
+def _ok(vm: Machine, command: str, timeout: float = 300) -> str:
+    rc, out = shell(vm, command, timeout)
+    assert rc == 0, f"{command}\n-> rc {rc}:\n{out}"
+    return out
+
+
+def _volumes(vm: Machine, pv: str) -> dict[str, dict]:
+    """lvs of the group on `pv` (the VG's and the PV's fields in each LV's row), by LV name."""
+    out = _ok(vm, f"lvs --devices {pv} {REPORT}")
+    rows = json.loads(out[out.index("{"):])["report"][0]["lv"]
+    pv_uuid = _ok(vm, f"pvs --devices {pv} --noheadings -o pv_uuid").strip()
+    return {row["lv_name"]: {**row, "pv_uuid": pv_uuid} for row in rows}
+
+
+def _nothing_active(vm: Machine, pv: str, when: str) -> None:
+    out = _ok(vm, f"dmsetup ls; lvs --devices {pv} --noheadings -o lv_name,lv_active")
+    assert "No devices found" in out and " active" not in out, f"volumes left active after {when}:\n{out}"
+
+
+def test_lvm_capture_then_restore_onto_a_larger_disk(live_iso, lifeboat_version, tmp_path):
+    disks = [
+        Drive(live_iso, "sata", media="cdrom", bootindex=0),
+        Drive(blank_disk(tmp_path / "source.img", 512), "virtio", serial="LBSOURCE"),
+        Drive(blank_disk(tmp_path / "target.img", 1024), "virtio", serial="LBTARGET"),
+        Drive(ext4_whole_disk(tmp_path / "repo.img", 512, label="LBREPO"), "virtio", serial="LBREPO"),
+    ]
+    with Machine(disks, firmware="bios", workdir=tmp_path, memory=1536, name="lvm") as vm:
+        wait_for_all(vm, [ready_pattern(lifeboat_version, "ttyS0", "shell")], BOOT_TIMEOUT)
+        time.sleep(2)
+        _scenario(vm)
+
+
+def _scenario(vm: Machine) -> None:
+    """Everything after the boot (the disks attached by serial: LBSOURCE, LBTARGET, LBREPO)."""
+    if True:
+        _ok(vm, BUILD)
+        _ok(vm, FILL)
+        sums, sizes_before = _ok(vm, SUMS), _ok(vm, FSIZE).split()
+        _ok(vm, "umount /mnt/r /mnt/d && vgchange -an lbvg && mkdir -p /mnt/repo && mount LABEL=LBREPO /mnt/repo")
+        before = _volumes(vm, f"{S}-part2")
+        swap_uuid = _ok(vm, f"blkid -p -o value -s UUID {S}-part2 >/dev/null; vgchange -ay lbvg >/dev/null; "
+                            "blkid -p -o value -s UUID /dev/lbvg/swap; vgchange -an lbvg >/dev/null").strip()
+
+        started = time.monotonic()
+        out = _ok(vm, f"lifeboat capture {S} lvm --repo {REPO} >/tmp/capture.log 2>&1; rc=$?; "
+                      "grep -v '%' /tmp/capture.log | tail -25; (exit $rc)", timeout=900)
+        print(f"capture in the guest: {time.monotonic() - started:.0f} s\n{out}")
+        assert "LVM volume group lbvg" in out and "lbvg/data: xfs" in out, out
+        _nothing_active(vm, f"{S}-part2", "the capture")
+        # the activation capture uses: read-only in the kernel, undone on leaving
+        out = _ok(vm, "python3 -c 'from lifeboat.volumes import lvm; from lifeboat.run import run; "
+                      f"cm = lvm.activated(\"lbvg\", [\"{S}-part2\"], read_only=True); cm.__enter__(); "
+                      "print(\"RO\", *(run([\"blockdev\", \"--getro\", lvm.node(\"lbvg\", n)]).stdout.strip() "
+                      "for n in (\"root\", \"data\", \"swap\"))); cm.__exit__(None, None, None)'")
+        assert "RO 1 1 1" in out, out
+        _nothing_active(vm, f"{S}-part2", "a read-only activation")
+        listing = json.loads((lambda o: o[o.index("["):])(_ok(vm, f"lifeboat images --repo {REPO} --json")))
+        (group,) = listing[0]["volume_groups"]
+        stored = {lv["name"]: lv for lv in group["lvs"]}
+        assert group["uuid"] == before["root"]["vg_uuid"] and group["partitions"] == [2], group
+        assert stored["swap"]["fstype"] == "swap" and stored["swap"]["used_bytes"] == 0, stored
+        assert 20 * MIB < stored["root"]["used_bytes"] < 112 * MIB // 2, stored  # by used blocks, not whole
+        assert 30 * MIB < stored["data"]["used_bytes"] < 304 * MIB // 2, stored
+
+        rc, out = shell(vm, f"lifeboat restore lvm {T} --repo {REPO} --yes --no-bootloader 2>&1 | tail -5; "
+                            f"cmp -n 4194304 {T} /dev/zero && echo TARGET-UNTOUCHED", timeout=300)
+        assert "already exists on" in out and "lbvg" in out and "TARGET-UNTOUCHED" in out, out
+
+        _ok(vm, f"wipefs -q -a {S}-part2")  # the source disk's group goes, as if the disk had been taken out
+        started = time.monotonic()
+        out = _ok(vm, f"lifeboat restore lvm {T} --repo {REPO} --yes --no-bootloader >/tmp/restore.log 2>&1; "
+                      "rc=$?; grep -v '%' /tmp/restore.log | grep -v 'time per stage' | tail -45; (exit $rc)",
+                  timeout=900)
+        print(f"restore in the guest: {time.monotonic() - started:.0f} s\n{out}")
+        assert "LVM volume group lbvg (492.0 MiB, grows to" in out, out
+        _nothing_active(vm, f"{T}-part2", "the restore")
+
+        after = _volumes(vm, f"{T}-part2")
+        assert set(after) == set(before) == {"root", "data", "swap"}
+        for name, lv in before.items():
+            for field in ("vg_name", "vg_uuid", "vg_tags", "pv_uuid", "lv_uuid", "lv_tags"):
+                assert after[name][field] == lv[field], (name, field, lv, after[name])
+        assert int(after["swap"]["lv_size"]) == int(before["swap"]["lv_size"])
+        for name in ("root", "data"):
+            assert int(after[name]["lv_size"]) > 2 * int(before[name]["lv_size"]), (before[name], after[name])
+
+        _ok(vm, "vgchange -ay lbvg && e2fsck -fn /dev/lbvg/root && xfs_repair -n /dev/lbvg/data")
+        assert _ok(vm, "blkid -p -o value -s UUID /dev/lbvg/swap").strip() == swap_uuid
+        _ok(vm, "mount /dev/lbvg/root /mnt/r && mount /dev/lbvg/data /mnt/d")
+        assert _ok(vm, SUMS) == sums
+        sizes_after = _ok(vm, FSIZE).split()
+        assert all(int(a) > 1.8 * int(b) for a, b in zip(sizes_after, sizes_before)), (sizes_before, sizes_after)
+        _ok(vm, "umount /mnt/r /mnt/d && vgchange -an lbvg && umount /mnt/repo")
