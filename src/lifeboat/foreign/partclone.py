@@ -439,7 +439,8 @@ class _StripDecoder:
             take = min(self.strip_left, len(view) - pos)
             piece = view[pos: pos + take]
             self.image.exact_into(piece, "block data")
-            self.parts.append(piece)
+            if self.checksums:  # (unchecked data is one endless strip: keeping its pieces would keep every window)
+                self.parts.append(piece)
             pos, self.strip_left, self.left = pos + take, self.strip_left - take, self.left - take
             if not self.strip_left:
                 self._end_strip()
@@ -475,7 +476,7 @@ class _StripDecoder:
             self.done += 1
 
     def finish(self) -> None:
-        if self.parts or self.left:
+        if self.left:
             raise ImageCorrupt(f"{self.image.where}: block data ends before the bitmap's last used block")
 
 
