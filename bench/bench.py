@@ -25,6 +25,8 @@ Clonezilla images (issue 12): the reference image is what Clonezilla's `partclon
 it is laid out as a Clonezilla image directory (disk, parts, -pt.sf, -pt.parted, -mbr) and
   lifeboat restore    from that directory                  vs the reference restore (target <= 0.6)
   lifeboat import     of that directory into a fresh repository vs lifeboat capture (target <= 1.0)
+`--cz-only` runs just these two lines and the steps they compare to (reference capture and restore, one
+lifeboat capture), with their CPU seconds and the restore's stages: `make bench BENCH_ARGS="--small --cz-only"`.
 
 `lifeboat mount` (issue 10): the image's mount ready time and one 100 MiB file read through it, see
 mountbench.py.
