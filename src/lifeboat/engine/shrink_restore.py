@@ -3,7 +3,8 @@
 Shrink in place (ext*, btrfs, ntfs). A resize tool can only shrink a filesystem that exists whole,
 at its captured size S, but the target partition holds only its new size T < S. So while restoring,
 every stored run below T is written straight into the target partition, and every run at or past T
-into a sparse overflow file (SCRATCH/<image>-p<N>.overflow) at offset (run - T): the overflow holds
+into a sparse overflow file (SCRATCH/<image>-p<N>.overflow) at offset (run - T), encrypted with a
+key held only in memory (imagefs/scratch.py): the overflow holds
 exactly the stored data beyond the cut, which the plan computed from the block map and checked
 against the scratch space, never the whole filesystem. Then a FUSE file (imagefs/splice.py) joins
 them into one S-byte address space, a loop device is put over it, and the filesystem's own tool
@@ -31,7 +32,9 @@ from lifeboat.engine.shrink_plan import SCRATCH, ShrinkStep
 from lifeboat.errors import Cancelled, ImageCorrupt, LifeboatError
 from lifeboat.fs.shrink import ShrinkMethod, copy_fat, copy_tree, make_like, shrink_in_place, xfs_mkfs_options
 from lifeboat.fs.usedmap import decode_runs, runs_in_window
+from lifeboat.imagefs import scratch
 from lifeboat.imagefs.mount import image_view, read_only_mount, stop_daemon, wait_ready
+from lifeboat.imagefs.scratch import ScratchFile
 from lifeboat.repo.manifest import CHUNK_SIZE, DataStream
 from lifeboat.repo.store import Repository
 from lifeboat.run import run, start_detached
@@ -43,8 +46,7 @@ def overflow_path(image: str, number: int) -> str:
 
 def discard_overflows(image: str, numbers: list[int]) -> None:
     for number in numbers:
-        with contextlib.suppress(OSError):
-            os.unlink(overflow_path(image, number))
+        scratch.discard(overflow_path(image, number))
 
 
 def write_split(repo: Repository, disk_fd: int, base: int, stream: DataStream, cut: int, overflow: str,
@@ -55,7 +57,7 @@ def write_split(repo: Repository, disk_fd: int, base: int, stream: DataStream, c
     runs = decode_runs(repo.get_chunk(stream.map.digest, stream.map.length))
     os.makedirs(os.path.dirname(overflow), exist_ok=True)
     written, index = 0, 0
-    over = os.open(overflow, os.O_RDWR | os.O_CREAT | os.O_TRUNC, 0o600)
+    over = ScratchFile(overflow)  # encrypted with a key held only in memory (imagefs/scratch.py)
     try:
         for ref in stream.chunks:
             if cancel is not None and cancel.is_set():
@@ -71,13 +73,12 @@ def write_split(repo: Repository, disk_fd: int, base: int, stream: DataStream, c
                 if low:
                     os.pwrite(disk_fd, data[pos : pos + low], base + start)
                 if n > low:
-                    os.pwrite(over, data[pos + low : pos + n], start + low - cut)
+                    over.write(start + low - cut, data[pos + low : pos + n])
                 pos += n
             written += ref.length
             advance(ref.length)
-        os.fsync(over)
     finally:
-        os.close(over)
+        over.close()
     return written
 
 
@@ -87,10 +88,12 @@ def _spliced(node: str, cut: int, overflow: str, size: int) -> Iterator[str]:
     state = Path(tempfile.mkdtemp(prefix="lifeboat-splice-", dir=SCRATCH))
     view, ready = state / "view", state / "ready"
     view.mkdir()
-    with open(overflow, "r+b") as f:
-        f.truncate(size - cut)
-    pid = start_detached([sys.executable, "-m", "lifeboat.imagefs.splice", node, cut, overflow, size, view, ready],
-                         str(state / "daemon.log"))
+    key_fd = scratch.state_pipe(scratch.held(overflow))
+    try:
+        pid = start_detached([sys.executable, "-m", "lifeboat.imagefs.splice", node, cut, overflow, size, view, ready,
+                              f"--scratch-fd={key_fd}"], str(state / "daemon.log"), pass_fds=(key_fd,))
+    finally:
+        os.close(key_fd)
     loop = ""
     try:
         wait_ready(ready, pid, state / "daemon.log")
@@ -102,8 +105,7 @@ def _spliced(node: str, cut: int, overflow: str, size: int) -> Iterator[str]:
             run(["losetup", "-d", loop], check=False)
             _wait_detached(str(view / "fs"))
         stop_daemon(str(view), pid)
-        with contextlib.suppress(OSError):
-            os.unlink(overflow)
+        scratch.discard(overflow)
         run(["rm", "-rf", str(state)], check=False)
 
 
