@@ -62,7 +62,7 @@ test-vm: deps venv
 	$(PYTEST) -m vm $(VM_ARGS) tests/vm
 
 bench: deps venv
-	$(PY) bench/bench.py
+	$(PY) bench/bench.py $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) build dist src/*.egg-info

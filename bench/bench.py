@@ -1,8 +1,11 @@
 #!/usr/bin/env python3
 """`make bench`: Lifeboat against Clonezilla's pipeline, on the same data, in one run.
 
-Data: an 8 GiB ext4 partition holding a copy of /usr/lib and /usr/share (about 4.5-5 GB), built
-once and cached in /var/cache/lifeboat/bench. Every timed step starts with a cold page cache.
+Data: an 8 GiB ext4 partition holding a copy of /usr/lib and /usr/share (about 4.5-5 GB) and one
+100 MiB file (bench-100M.bin, for the mount lines), built once and cached in /var/cache/lifeboat/bench.
+`--small`: a 1 GiB partition holding that file, /usr/lib/python3, /usr/share/doc and /usr/share/locale
+(about 0.6 GB), to check that every line works; its ratios are not the targets' (fixed costs weigh more).
+Every timed step starts with a cold page cache.
 
   reference capture  partclone.ext4 -c | zstd -T0 -3
   lifeboat capture   lifeboat capture DISK NAME --repo R          (a fresh repository: no dedup help)
@@ -22,6 +25,9 @@ Clonezilla images (issue 12): the reference image is what Clonezilla's `partclon
 it is laid out as a Clonezilla image directory (disk, parts, -pt.sf, -pt.parted, -mbr) and
   lifeboat restore    from that directory                  vs the reference restore (target <= 0.6)
   lifeboat import     of that directory into a fresh repository vs lifeboat capture (target <= 1.0)
+
+`lifeboat mount` (issue 10): the image's mount ready time and one 100 MiB file read through it, see
+mountbench.py.
 """
 
 from __future__ import annotations
@@ -36,10 +42,25 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+import mountbench
+
 CACHE = Path(os.environ.get("LIFEBOAT_BENCH_CACHE", "/var/cache/lifeboat/bench"))
 WORK = Path(os.environ.get("LIFEBOAT_BENCH_WORK", "/var/tmp/lifeboat-bench"))
-DISK_SIZE = 8 * 1024**3 + 64 * 1024**2  # an 8 GiB partition plus room for the table
-SOURCES = ("/usr/lib", "/usr/share")
+
+
+@dataclass(frozen=True)
+class Scale:
+    name: str  # the cached disk's file name
+    gib: int  # the partition's size
+    sources: tuple[str, ...]  # copied onto it
+
+    @property
+    def disk_size(self) -> int:
+        return self.gib * 1024**3 + 64 * 1024**2  # room for the table
+
+
+FULL = Scale("ext4-8g.img", 8, ("/usr/lib", "/usr/share"))
+SMALL = Scale("ext4-1g.img", 1, ("/usr/lib/python3", "/usr/share/doc", "/usr/share/locale"))
 LIFEBOAT = [sys.executable, "-m", "lifeboat"]
 
 
@@ -64,14 +85,14 @@ def attach(image: Path) -> str:
     return sh("losetup", "--find", "--show", "--partscan", str(image)).stdout.strip()
 
 
-def build_source(image: Path) -> None:
-    """The benchmark disk: GPT, one 8 GiB ext4 partition, a copy of /usr/lib and /usr/share."""
+def build_source(image: Path, scale: Scale) -> None:
+    """The benchmark disk: GPT, one ext4 partition, a copy of the scale's sources and the 100 MiB file."""
     print(f"building the benchmark disk {image} (once; cached)...", flush=True)
     tmp = image.with_suffix(".partial")
     tmp.unlink(missing_ok=True)
     with open(tmp, "wb") as f:
-        f.truncate(DISK_SIZE)
-    sh("sfdisk", "--quiet", str(tmp), input="label: gpt\nsize=8GiB, type=L, name=bench\n")
+        f.truncate(scale.disk_size)
+    sh("sfdisk", "--quiet", str(tmp), input=f"label: gpt\nsize={scale.gib}GiB, type=L, name=bench\n")
     disk = attach(tmp)
     try:
         part = settle_partitions(disk)
@@ -80,7 +101,8 @@ def build_source(image: Path) -> None:
         mnt.mkdir(parents=True, exist_ok=True)
         sh("mount", part, str(mnt))
         try:
-            for src in SOURCES:
+            mountbench.add_big_file(mnt)
+            for src in scale.sources:
                 subprocess.run(["cp", "-a", src, str(mnt / src.strip("/").replace("/", "-"))], check=False)
         finally:
             sh("umount", str(mnt))
@@ -157,6 +179,7 @@ def main() -> int:
     parser.add_argument("--json", help="also write the figures to this file")
     parser.add_argument("--no-network", action="store_true", help="skip the encryption, S3 and HTTPS lines")
     parser.add_argument("--lifeboat-only", action="store_true", help="skip the reference (partclone | zstd) steps")
+    parser.add_argument("--small", action="store_true", help="a 1 GiB disk (~0.7 GB used): checks every line quickly")
     args = parser.parse_args()
     if os.geteuid() != 0:
         print("the benchmark needs root (loop devices, drop_caches)", file=sys.stderr)
@@ -164,18 +187,22 @@ def main() -> int:
     CACHE.mkdir(parents=True, exist_ok=True)
     shutil.rmtree(WORK, ignore_errors=True)
     WORK.mkdir(parents=True)
-    source_image = CACHE / "ext4-8g.img"
+    scale = SMALL if args.small else FULL
+    source_image = CACHE / scale.name
     if not source_image.exists():
-        build_source(source_image)
+        build_source(source_image, scale)
     target_image = WORK / "target.img"
     with open(target_image, "wb") as f:
-        f.truncate(DISK_SIZE)
+        f.truncate(scale.disk_size)
     src = attach(source_image)
     dst = attach(target_image)
     runs: dict[str, Run] = {}
     figures: dict[str, float] = {"load_before": os.getloadavg()[0]}
     try:
         src_part = settle_partitions(src)
+        if subprocess.run(["debugfs", "-R", f"stat /{mountbench.BIG_FILE}", src_part], capture_output=True,
+                          text=True).stderr.find("not found") >= 0:
+            mountbench.ensure_big_file(src_part, sh, WORK / "mnt")
         figures["used_bytes"] = used_bytes(src_part)
         ref_image = WORK / "reference.pcl.zst"
         if not args.lifeboat_only:
@@ -197,6 +224,7 @@ def main() -> int:
         figures["restored_fsck_ok"] = check.returncode == 0
         figures["load_after"] = os.getloadavg()[0]
         figures["lb_capture_s"], figures["lb_restore_s"] = runs["lb_capture"].seconds, runs["lb_restore"].seconds
+        mountbench.run(WORK, repo, LIFEBOAT, timed, sh, figures)
         if not args.lifeboat_only:
             partimag = WORK / "partimag"
             cz = clonezilla_dir(partimag, src, ref_image)
@@ -217,6 +245,7 @@ def main() -> int:
             subprocess.run(["udevadm", "settle"], capture_output=True)
             subprocess.run(["losetup", "-d", disk])
     report(runs, figures)
+    mountbench.report(figures)
     if not args.no_network:
         import netbench
 

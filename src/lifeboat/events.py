@@ -62,6 +62,9 @@ class Progress:
     done: int
     total: int
     at: float = field(default_factory=time.monotonic)
+    read_errors: int = 0  # a rescue capture: failed reads of the current partition so far
+    to_retry: int = 0  # a rescue capture: bytes the retry passes have still to go over
+
 
 
 @dataclass(frozen=True)

@@ -168,12 +168,13 @@ def spawn(argv: Sequence[str], **popen_kwargs) -> Iterator[subprocess.Popen]:
         proc.wait()
 
 
-def start_detached(argv: Sequence[str], log_path: str) -> int:
-    """Start a daemon that outlives this process (its own session, output appended to `log_path`).
-    Returns its pid; the caller records it and stops it by that pid."""
+def start_detached(argv: Sequence[str], log_path: str, pass_fds: Sequence[int] = ()) -> int:
+    """Start a daemon that outlives this process (its own session, output appended to `log_path`;
+    `pass_fds` stay open in it, e.g. a pipe carrying a key). Returns its pid; the caller records it and
+    stops it by that pid."""
     argv = _resolve([str(a) for a in argv])
     log.debug("+ %s &> %s", " ".join(argv), log_path)
     with open(log_path, "ab") as out:
         proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=out, stderr=out, env=_env(None),
-                                start_new_session=True)
+                                start_new_session=True, pass_fds=tuple(pass_fds))
     return proc.pid

@@ -18,6 +18,14 @@ def _eta(remaining: int, rate: float) -> str:
     return f"{seconds // 60:02d}:{seconds % 60:02d}"
 
 
+def damage_note(e: Progress) -> str:
+    """' | 12 read errors, 1.5 MiB to retry' while a rescue capture meets damage; '' otherwise."""
+    if not e.read_errors and not e.to_retry:
+        return ""
+    retry = f", {human_size(e.to_retry)} to retry" if e.to_retry else ""
+    return f" | {e.read_errors} read error{'s' if e.read_errors != 1 else ''}{retry}"
+
+
 class ConsoleProgress:
     """A progress sink. On a TTY it redraws one line at most 10×/s; otherwise it logs every few seconds.
     `prefix` starts every line ("lifeboat: " on an unattended job's console)."""
@@ -46,7 +54,7 @@ class ConsoleProgress:
 
     def _progress(self, e: Progress) -> None:
         now = time.monotonic()
-        finished = e.done >= e.total
+        finished = e.done >= e.total or e.item_done >= e.item_total  # each partition's last line always shows
         if now - self._last_draw < self.interval and not finished:
             return
         self._last_draw = now
@@ -60,7 +68,7 @@ class ConsoleProgress:
             f"{e.phase} {e.item}: {item_pct:3.0f}% {human_size(item_rate)}/s ETA {_eta(e.item_total - e.item_done, item_rate)}"
             f" | overall {pct:3.0f}% {human_size(e.done)}/{human_size(e.total)} {human_size(rate)}/s"
             f" ETA {_eta(e.total - e.done, rate)}"
-        )
+        ) + damage_note(e)
         if self.tty:
             self.stream.write("\r\x1b[K" + self.prefix + line)
             self._line_open = True

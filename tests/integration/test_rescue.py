@@ -126,6 +126,8 @@ def test_rescue_records_exact_ranges_and_files_and_restores_the_rest(faulty, tmp
     assert "filesystem metadata (1 blocks)" in stream.unreadable_note  # the journal's sector
     assert not manifest.partitions[1].stream.unreadable
     assert "INCOMPLETE" in proc.stdout and damage.x in proc.stdout
+    errors = re.search(r"capture partition 1 \(ext4\): 100%.* \| (\d+) read errors?$", proc.stderr, re.M)
+    assert errors and int(errors[1]) >= len(damage.ranges), proc.stderr  # the progress line counts them
     print(f"rescue capture with {len(damage.ranges)} bad ranges: {seconds:.1f} s; {proc.stdout.strip()}")
 
     images = lifeboat("images", "--repo", str(repo))

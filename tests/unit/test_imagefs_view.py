@@ -3,9 +3,11 @@ fetching only the windows it touches."""
 
 from __future__ import annotations
 
+import time
+
 from imagekit import MiB, OFFICE, data, office_image
 
-from lifeboat.imagefs.view import SpaceReader, WindowCache, address_spaces
+from lifeboat.imagefs.view import PREFETCH, SpaceReader, WindowCache, address_spaces
 from lifeboat.repo.manifest import CHUNK_SIZE
 from lifeboat.repo.store import Repository
 
@@ -46,3 +48,28 @@ def test_only_touched_windows_are_fetched_and_cached(tmp_path):
     assert cache.stats.chunks_fetched == 1
     reader.read(0, 10), reader.read(9 * MiB, 10), reader.read(CHUNK_SIZE, 10)  # LRU of 2: window 1 was evicted
     assert cache.stats.chunks_fetched == 4
+
+
+def test_a_reader_going_in_order_reads_ahead_and_a_random_one_does_not(tmp_path):
+    repo = Repository.open(tmp_path / "repo", create=True)
+    spaces = {s.name: s for s in address_spaces(office_image(repo))}
+    whole = _expected(2)
+    cache = WindowCache(repo)
+    reader = SpaceReader(repo, spaces["p2"], cache)
+    for offset in range(0, 2 * CHUNK_SIZE, 128 * 1024):  # in order, as the kernel reads a file: 2 windows
+        assert reader.read(offset, 128 * 1024) == whole[offset : offset + 128 * 1024]
+    touched = {w for w in range(2) if w in reader.refs}
+    ahead = {w for w in range(2, 2 + PREFETCH) if w in reader.refs}
+    assert ahead, "the test image must have data after the first two windows"
+    deadline = time.monotonic() + 10
+    while cache.stats.chunks_fetched < len(touched | ahead) and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert cache.stats.chunks_fetched == len(touched | ahead)  # the next windows were fetched, no more
+    assert reader.read(2 * CHUNK_SIZE, 4096) == whole[2 * CHUNK_SIZE : 2 * CHUNK_SIZE + 4096]
+
+    cache = WindowCache(repo)
+    reader = SpaceReader(repo, spaces["p2"], cache)
+    for offset in (0, 4096, CHUNK_SIZE + 5, CHUNK_SIZE + 4101):  # lookups, short runs: nothing read ahead
+        reader.read(offset, 4096)
+    time.sleep(0.2)
+    assert cache.stats.chunks_fetched == 2  # windows 0 and 1; not 2, which holds data too

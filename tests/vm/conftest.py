@@ -168,7 +168,7 @@ def _known_durations() -> dict[str, float]:
 # Seconds per test on a loaded 2-core machine (the baseline `make test` of 2026-11-27, serial, caches warm),
 # for a machine that has no durations of its own yet. Only the order they give matters.
 FIRST_GUESS = {
-    "test_boot_live.py::test_live_restore_with_bootloader_step_then_bootfix_boots_debian": 560,
+    "test_boot_live.py::test_live_restore_with_bootloader_step_then_bootfix_boots_debian": 620,
     "test_tui_serial.py::test_restore_through_the_tui_on_the_serial_console_then_boots": 420,
     "test_unattended_restore.py::test_unattended_restore_of_a_broken_image_boots_under_both_firmwares": 400,
     "test_iso.py::test_unattended_capture_then_host_verifies": 330,
@@ -176,6 +176,7 @@ FIRST_GUESS = {
     "test_iso.py::test_bios_cd_lists_attached_disks_but_not_the_boot_medium": 300,
     "test_iso.py::test_uefi_cd_boots_to_lifeboat": 280,
     "test_boot_repair.py::test_bootfix_repairs_fixture_with_live_grub": 150,
+    "test_boot_restore.py::test_debian_restored_onto_a_smaller_disk_boots_to_login": 90,
     "test_boot_restore.py::test_restored_debian_boots_to_login": 50,
     "test_boot_restore.py::test_restored_fixture_boots[mbr-2-nvme]": 45,
     "test_boot_restore.py::test_restored_fixture_boots[gpt-2-virtio]": 37,
@@ -184,6 +185,7 @@ FIRST_GUESS = {
     "test_boot_fixture.py::test_fixture_boots[mbr-usb-bios]": 25,
     "test_boot_windows.py::test_bootfix_recreates_windows_boot_manager_entry": 25,
     "test_boot_fixture.py::test_blank_disk_does_not_boot": 20,
+    "test_boot_secure.py::test_secure_boot_debian_restored_and_bootfixed_boots_with_secure_boot": 600,
 }
 
 

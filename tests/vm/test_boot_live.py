@@ -5,6 +5,9 @@ code zeroed, ESP loader files deleted, NVRAM entry removed) and `lifeboat bootfi
 off the disk boots alone to its login prompt under SeaBIOS and under OVMF with empty NVRAM.
 
 The image is captured on the host (`lifeboat capture` on a loop device) into an ext4 repository disk.
+
+The same live boot also restores a Clonezilla image of the GPT fixture with the bootloader step, and that
+disk then boots alone too (issue #12; clonezilla_live.py says what it proves).
 """
 
 from __future__ import annotations
@@ -14,11 +17,13 @@ import os
 import re
 import tempfile
 import time
+from pathlib import Path
 
 import pytest
 
 import bootdisk
 import bootvm
+import clonezilla_live
 import qemu
 from iso_helpers import BOOT_TIMEOUT, ready_pattern, shell, wait_for_all
 
@@ -36,7 +41,9 @@ BREAK = (
 )
 
 
-def repo_disk_with(image_name: str, source, path) -> None:
+def repo_disk_with(image_name: str, source, path, extra=None) -> None:
+    """An ext4 disk labelled LBREPO holding a repository (images/) with `source` captured as `image_name`;
+    `extra(mountpoint)` may put more on it."""
     path.write_bytes(b"")
     os.truncate(path, 1 << 30)
     bootdisk.sh("mkfs.ext4", "-q", "-F", "-L", "LBREPO", path)
@@ -44,6 +51,8 @@ def repo_disk_with(image_name: str, source, path) -> None:
         bootdisk.sh("mount", "-o", "loop", path, mnt)
         try:
             bootvm.capture(source, image_name, os.path.join(mnt, "images"))
+            if extra is not None:
+                extra(Path(mnt))
         finally:
             bootdisk.sh("umount", mnt)
 
@@ -52,7 +61,7 @@ def repo_disk_with(image_name: str, source, path) -> None:
 def test_live_restore_with_bootloader_step_then_bootfix_boots_debian(live_iso, lifeboat_version, tmp_path):
     source = bootdisk.debian_disk()
     repo = tmp_path / "repo.img"
-    repo_disk_with("debian", source, repo)
+    repo_disk_with("debian", source, repo, extra=clonezilla_live.put_image)
     target = tmp_path / "target.img"
     target.write_bytes(b"")
     os.truncate(target, source.stat().st_size * 2)
@@ -60,6 +69,7 @@ def test_live_restore_with_bootloader_step_then_bootfix_boots_debian(live_iso, l
         qemu.Drive(live_iso, "sata", media="cdrom", bootindex=0),
         qemu.Drive(repo, "virtio", serial="LBREPO"),
         qemu.Drive(target, "nvme", serial="LBTARGET"),
+        cz_target := clonezilla_live.target_drive(tmp_path),
     ]
     with qemu.Machine(disks, firmware="uefi", workdir=tmp_path, memory=1536, name="live") as vm:
         wait_for_all(vm, [ready_pattern(lifeboat_version, "ttyS0", "shell")], BOOT_TIMEOUT)
@@ -87,8 +97,10 @@ def test_live_restore_with_bootloader_step_then_bootfix_boots_debian(live_iso, l
         assert all(steps[s] == "done" for s in GRUB_STEPS), steps
         rc, entries = shell(vm, "efibootmgr -v")
         assert "\\EFI\\debian\\grubx64.efi" in entries, entries
+        clonezilla_live.restore_in_live(vm, shell, "/mnt/repo")
         shell(vm, "umount /mnt/repo; sync")
     for firmware, interface in (("bios", "virtio"), ("uefi", "nvme")):
         result = bootvm.boot(target, interface, firmware, bootvm.LOGIN_RE, tmp_path, f"live-repaired-{firmware}",
                              timeout=600)
         print(f"restored+repaired in the live ISO, {interface} under {firmware}: login after {result.seconds:.0f}s")
+    clonezilla_live.boots_alone(cz_target, tmp_path)

@@ -1,6 +1,7 @@
 """Restore → boot: fixture disks captured with `lifeboat capture`, restored with `lifeboat restore
 --no-bootloader` onto a blank disk of the same size and of twice the size (on the host, on loop devices),
 then booted alone under SeaBIOS and under OVMF with empty NVRAM; the marker or login prompt must appear.
+The debootstrapped Debian is also restored onto a disk 3/4 its size (its root shrunk, issue #10).
 
 The restore's own bootloader step needs a FAT mount and so a guest; here the boot regions and ESP come
 back exactly as captured, which is what must make the disk boot (test_boot_repair covers bootfix, and the
@@ -9,6 +10,10 @@ debootstrapped Debian's restore → login prompt → break → bootfix → login
 
 from __future__ import annotations
 
+import hashlib
+import os
+import stat
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -16,6 +21,8 @@ import pytest
 import bootdisk
 import bootvm
 import qemu
+
+SMALLER = 3 / 4  # of the Debian disk (1 GiB, root 958 MiB with 462 MiB used): the root must really shrink
 
 pytestmark = qemu.vm_marks("capture/restore on loop devices needs root")
 
@@ -67,3 +74,70 @@ def test_restored_debian_boots_to_login(captures, tmp_path):
     name = captures.image("debian", source)
     target = bootvm.restore(name, captures.repo, tmp_path / "target-x2.img", source.stat().st_size * 2)
     _boot_all(target, "nvme", bootvm.LOGIN_RE, ("uefi",), tmp_path, "debian-x2", 600)
+
+
+@pytest.mark.timeout(2400)  # a cold cache runs debootstrap first
+def test_debian_restored_onto_a_smaller_disk_boots_to_login(captures, tmp_path):
+    """Issue #10: the real system restored (on the host, --no-bootloader) onto a disk 3/4 the size of its
+    source. The BIOS boot partition and the ESP keep their size and bytes; the ext4 root is restored and
+    shrunk with resize2fs into its smaller partition, keeping its UUID and every file (content, owner, mode,
+    symlink target); fsck is clean. Then it boots alone to its login prompt (OVMF, empty NVRAM, NVMe): GRUB
+    finds the root by UUID, as the untouched boot regions expect."""
+    source = bootdisk.debian_disk()
+    name = captures.image("debian", source)
+    size = int(source.stat().st_size * SMALLER) // (1 << 20) << 20
+    target = tmp_path / "target-smaller.img"
+    target.write_bytes(b"")
+    os.truncate(target, size)
+    with bootdisk.loop_device(target) as dev:
+        proc = bootvm.lifeboat("restore", name, dev, "--repo", str(captures.repo), "--yes", "--no-bootloader")
+    print(proc.stdout[-3000:])
+    assert "shrinks" in proc.stdout + proc.stderr, proc.stdout + proc.stderr
+    before, after = bootvm.partitions(source), bootvm.partitions(target)
+    assert after[3][1] < before[3][1] * 0.8, (before, after)  # the root really shrank
+    for number in (1, 2):
+        assert after[number] == before[number]
+        assert _part_digest(target, after[number]) == _part_digest(source, before[number]), f"partition {number}"
+    with bootdisk.loop_device(source, readonly=True) as src_dev, bootdisk.loop_device(target) as dst_dev:
+        bootdisk.sh("e2fsck", "-f", "-n", f"{dst_dev}p3")
+        uuid = bootdisk.sh("blkid", "-p", "-s", "UUID", "-o", "value", f"{dst_dev}p3").stdout.strip()
+        assert uuid == bootdisk.ROOT_UUID["debian"]
+        want, got = _tree_of(f"{src_dev}p3"), _tree_of(f"{dst_dev}p3")
+    assert len(want) > 10_000 and got == want, sorted(set(want.items()) ^ set(got.items()))[:20]
+    _boot_all(target, "nvme", bootvm.LOGIN_RE, ("uefi",), tmp_path, "debian-smaller", 600)
+
+
+def _part_digest(image: Path, extent: tuple[int, int]) -> str:
+    start, sectors = extent
+    digest = hashlib.sha256()
+    with open(image, "rb") as f:
+        f.seek(start * 512)
+        left = sectors * 512
+        while left:
+            block = f.read(min(left, 1 << 20))
+            digest.update(block)
+            left -= len(block)
+    return digest.hexdigest()
+
+
+def _tree_of(node: str) -> dict[str, tuple]:
+    """Every entry of an ext4 filesystem, mounted read-only: type, owner, mode and content hash or link."""
+    out: dict[str, tuple] = {}
+    with tempfile.TemporaryDirectory(prefix="lifeboat-test-mnt-") as tmp:
+        mnt = Path(tmp)
+        bootdisk.sh("mount", "-t", "ext4", "-o", "ro,noload", node, mnt)
+        try:
+            for dirpath, dirs, names in os.walk(mnt):
+                for entry in dirs + names:
+                    p = Path(dirpath, entry)
+                    st = p.lstat()
+                    if stat.S_ISREG(st.st_mode):
+                        what = hashlib.sha256(p.read_bytes()).hexdigest()
+                    elif stat.S_ISLNK(st.st_mode):
+                        what = os.readlink(p)
+                    else:
+                        what = ""
+                    out[str(p.relative_to(mnt))] = (st.st_mode, st.st_uid, st.st_gid, what)
+        finally:
+            bootdisk.sh("umount", mnt)
+    return out

@@ -12,8 +12,8 @@ from __future__ import annotations
 import os
 import shutil
 
-from lifeboat import locks
-from lifeboat.boot import detect, efi, probe
+from lifeboat import locks, secureboot
+from lifeboat.boot import detect, efi, probe, shim, signed
 from lifeboat.boot.model import DONE, FAILED, NOT_NEEDED, LinuxSystem, Recorder, StepOutcome, WindowsLoader
 from lifeboat.devices import Disk, Partition, disk_info, with_layout
 from lifeboat.events import LogLine, Outcome, ProgressSink, discard
@@ -115,6 +115,7 @@ def _fix_linux(disk: Disk, system: LinuxSystem, rec: Recorder, windows_present: 
             for d in ("dev", "proc", "sys", "run"):
                 if os.path.isdir(os.path.join(root, d)):
                     m.mount(f"/{d}", os.path.join(root, d), bind=True)
+            system.shim = shim.shim_evidence(root, esp_dir, system.efi_id) if esp_dir else ""
             rec.finish(f"mount {tag}", DONE,
                        f"root {system.root.path}" + (f", ESP {system.esp.path} at {system.esp_mountpoint}"
                                                      if system.esp else ""))
@@ -122,7 +123,10 @@ def _fix_linux(disk: Disk, system: LinuxSystem, rec: Recorder, windows_present: 
             rec.finish(f"mount {tag}", FAILED, str(err))
             return
         _grub_bios(disk, system, root, rec)
-        _grub_efi(disk, system, root, esp_dir, rec)
+        if system.shim and esp_dir:
+            signed.install(system, root, esp_dir, rec)
+        else:
+            _grub_efi(disk, system, root, esp_dir, rec)
         _update_grub(system, root, rec)
         if esp_dir:
             _removable_fallback(system, root, esp_dir, rec, windows_present)
@@ -187,7 +191,15 @@ def _grub_efi(disk: Disk, system: LinuxSystem, root: str, esp_dir: str | None, r
     if loader is None:
         rec.finish(step, FAILED, f"grub-install ran but no loader is in \\EFI\\{system.efi_id} on the ESP")
     else:
-        rec.finish(step, DONE, f"with {how}; {loader} is on the ESP")
+        rec.finish(step, DONE, f"with {how}; {loader} is on the ESP" + unsigned_warning())
+
+
+def unsigned_warning() -> str:
+    """What an unsigned GRUB means on this machine: nothing when it did not boot with Secure Boot on."""
+    if secureboot.state() != secureboot.SecureBoot.ON:
+        return ""
+    return (f"; {shim.Chain.UNSIGNED}: this machine has Secure Boot on and the installed system has no shim "
+            "(install shim-signed and grub-efi-amd64-signed in it, or turn Secure Boot off in the firmware)")
 
 
 def _linux_loader(system: LinuxSystem, esp_dir: str) -> str | None:
@@ -236,6 +248,10 @@ def _removable_fallback(system: LinuxSystem, root: str, esp_dir: str, rec: Recor
     if loader is None:
         rec.finish(step, FAILED, f"no GRUB loader in \\EFI\\{system.efi_id} to copy")
         return
+    if system.shim and not loader.lower().endswith(shim.SHIM):
+        rec.finish(step, FAILED, f"the system boots through shim but \\EFI\\{system.efi_id} has no signed shim: "
+                                 f"not copying an unsigned {loader} as the fallback")
+        return
     src_dir = os.path.dirname(os.path.join(esp_dir, loader.lstrip("\\").replace("\\", "/")))
     boot_dir = probe.find_ci(esp_dir, "EFI/BOOT") or os.path.join(esp_dir, "EFI", "BOOT")
     try:
@@ -253,8 +269,14 @@ def _removable_fallback(system: LinuxSystem, root: str, esp_dir: str, rec: Recor
         rec.finish(step, FAILED, f"copying the loader failed: {err}")
         return
     check = probe.find_ci(esp_dir, FALLBACK)
-    if check and probe.is_pe_file(check):
-        rec.finish(step, DONE, f"copied {loader} (firmware with empty NVRAM boots this)")
+    problems = signed.check_fallback(esp_dir, system.efi_id) if system.shim else []
+    if problems:
+        rec.finish(step, FAILED, "; ".join(problems))
+    elif system.shim and check:
+        rec.finish(step, DONE, f"copied {loader} with grubx64.efi and mmx64.efi beside it ({shim.Chain.SHIM}: "
+                               "signed, firmware with empty NVRAM boots this)")
+    elif check and probe.is_pe_file(check):
+        rec.finish(step, DONE, f"copied {loader} (firmware with empty NVRAM boots this)" + unsigned_warning())
     else:
         rec.finish(step, FAILED, "\\EFI\\BOOT\\BOOTX64.EFI is not a valid loader after copying")
 
@@ -283,6 +305,10 @@ def _nvram_linux(disk: Disk, system: LinuxSystem, esp_dir: str, rec: Recorder) -
     if loader is None or system.esp is None:
         rec.start("NVRAM entry")
         rec.finish("NVRAM entry", FAILED, "no GRUB loader on the ESP to point an entry at")
+        return
+    if system.shim and not loader.lower().endswith(shim.SHIM):
+        rec.start("NVRAM entry")
+        rec.finish("NVRAM entry", FAILED, f"the system boots through shim but {loader} is not shim: no entry written")
         return
     _nvram(disk, system.esp, system.efi_id.capitalize() if system.efi_id != "debian" else "debian", loader, rec)
 

@@ -41,6 +41,7 @@ class LinuxSystem:
     bios: bool = False  # set up for BIOS (i386-pc)
     efi: bool = False  # set up for UEFI (x86_64-efi)
     why_not_bios: str = ""
+    shim: str = ""  # why it boots through shim (boot.shim.shim_evidence), "" when it does not
 
 
 @dataclass

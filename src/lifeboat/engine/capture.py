@@ -206,9 +206,12 @@ class _Writer:
         self.workers = 0
         self.rescue: RescueOptions | None = None
         self.deadline: float | None = None  # monotonic time when rescue retries stop
+        self.reader: Reader | None = None  # the current partition's rescue reader: its error count for progress
+        self.to_retry = 0  # bytes the rescue's retry passes have still to go over
 
     def start_item(self, item: str, total: int) -> None:
         self.item, self.item_done, self.item_total, self.refs = item, 0, total, []
+        self.reader, self.to_retry = None, 0
         self.times = self.repo.stage_times = StageTimes()
 
     def store(self, data: bytearray) -> tuple[str, int]:
@@ -230,7 +233,9 @@ class _Writer:
         self.new_chunks += 1 if written else 0
         self.done += counted
         self.item_done += counted
-        self.progress(Progress("capture", self.item, self.item_done, self.item_total, self.done, self.total))
+        errors = self.reader.stats.errors if self.reader else 0
+        self.progress(Progress("capture", self.item, self.item_done, self.item_total, self.done, self.total,
+                               read_errors=errors, to_retry=self.to_retry))
         if self.item_done >= self.item_total:
             self.progress(LogLine(f"{self.item}: {self.times.summary(self.workers)}"))
 
@@ -408,7 +413,8 @@ def _capture_content(part: SourcePartition, repo: Repository, writer: _Writer, c
             with OrderedPool(writer.on_result, workers=workers, cancel=cancel) as pool:
                 if writer.rescue:
                     runs = part.runs if mode is CaptureMode.USED_BLOCKS else [(0, part.size)]
-                    reader = Reader(source.for_run, part.node, part.title, writer.rescue, writer.deadline)
+                    reader = writer.reader = Reader(source.for_run, part.node, part.title, writer.rescue,
+                                                    writer.deadline)
                     lost = stream_rescue(reader, runs, pool, writer, cancel)
                 else:
                     lost = []

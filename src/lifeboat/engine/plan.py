@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
 
+from lifeboat.boot.plan_chain import planned_chain
 from lifeboat.devices import Disk, disk_info, human_size
 from lifeboat.engine.shrink_plan import ShrinkStep, plan_shrink
 from lifeboat.engine.lvm_plan import (GroupAction, check_names, plan_group, pv_partitions, renamed_groups, restore_tools,
@@ -73,6 +74,7 @@ class RestorePlan:
     keep_table: bool = False  # chosen partitions only (engine/partial.py): table, boot code, the rest untouched
     target_marker: str = ""  # "incomplete restore of image X ..." when a restore into the target was cut off
     volume_groups: tuple[GroupAction, ...] = ()  # LVM groups recreated in their PV partitions
+    boot_chain: str = ""  # which chain the bootloader step installs (boot.plan_chain), "" when none
 
     @property
     def total_bytes(self) -> int:
@@ -131,6 +133,8 @@ class RestorePlan:
         regions = ", ".join(r.name for r in self.manifest.boot_regions) if not self.keep_table else "kept as they are"
         lines += ["", f"Boot regions: {regions}.",
                   f"Total to write: {human_size(self.total_bytes)}."]
+        if self.boot_chain:
+            lines.append(self.boot_chain)
         return lines
 
     def to_json(self) -> dict:
@@ -325,6 +329,7 @@ def plan_restore(repo: Repository, name: str, target: str, vg_renames: dict[str,
         image=name, repo_root=str(repo.root), target=target, target_disk=disk, manifest=manifest,
         source_layout=source_layout, target_layout=target_layout, current_layout=_current_layout(target),
         actions=tuple(actions), notes=tuple(notes), target_marker=_marker_text(target), volume_groups=groups,
+        boot_chain=planned_chain(repo, manifest).describe(),
     )
 
 

@@ -260,7 +260,9 @@ def stream_rescue(reader: Reader, runs: Runs, pool, writer, cancel: threading.Ev
 def _first_pass(reader: Reader, window: int, inside: Runs, view: memoryview, writer, deferred: list):
     pending = reader.copy_pass(inside, view, window * CHUNK_SIZE)
     if pending:
-        deferred.append((window, inside, pending))
+        with reader.stats.lock:
+            deferred.append((window, inside, pending))
+            writer.to_retry += sum(n for _, n in pending)
         return None  # stored after the retry passes
     return writer.store(view)
 
@@ -268,7 +270,7 @@ def _first_pass(reader: Reader, window: int, inside: Runs, view: memoryview, wri
 def _retry_windows(reader: Reader, deferred: list[tuple[int, Runs, Runs]], writer, cancel: threading.Event) -> Runs:
     if not deferred:
         return []
-    to_retry = sum(n for *_, pending in deferred for _, n in pending)
+    to_retry = writer.to_retry = sum(n for *_, pending in deferred for _, n in pending)
     writer.progress(LogLine(f"{reader.title}: {reader.stats.errors} read errors; going back over "
                             f"{to_retry} bytes in {len(deferred)} windows with smaller reads", "warning"))
     buf = memoryview(mmap.mmap(-1, CHUNK_SIZE))
@@ -278,20 +280,21 @@ def _retry_windows(reader: Reader, deferred: list[tuple[int, Runs, Runs]], write
             raise Cancelled()
         view = buf[:sum(n for _, n in inside)]
         left = reader.recover_pieces(inside, pending, view)
+        writer.to_retry -= sum(n for _, n in pending) - sum(n for _, n in left)
         if left:
             still.append((window, inside, left))
         else:
             writer.on_result((window, len(view), len(view)), writer.store(view))
     unreadable: Runs = []
-    to_retry = sum(n for *_, pending in still for _, n in pending)
+    to_retry = writer.to_retry = sum(n for *_, pending in still for _, n in pending)
     last_note = time.monotonic()
     for done, (window, inside, pending) in enumerate(still):  # then sector by sector
         if cancel.is_set():
             raise Cancelled()
         view = buf[:sum(n for _, n in inside)]
         unreadable += reader.recover(inside, pending, view)
+        to_retry = writer.to_retry = to_retry - sum(n for _, n in pending)
         writer.on_result((window, len(view), len(view)), writer.store(view))
-        to_retry -= sum(n for _, n in pending)
         if time.monotonic() - last_note > 5:
             last_note = time.monotonic()
             writer.progress(LogLine(f"{reader.title}: {reader.stats.errors} read errors, {to_retry} bytes still to "

@@ -153,7 +153,7 @@ def mount_image(repo_root: str, name: str, directory: str) -> MountedImage:
     if (state / "state.json").exists():
         raise LifeboatError(f"{directory} already holds a mounted image; `lifeboat umount {directory}` first")
     shutil.rmtree(state, ignore_errors=True)
-    view, pid = _start_view(str(repo.root), name, state)
+    view, pid = _start_view(repo, name, state)
     mounted = MountedImage(name, str(repo.root), directory, str(view), pid)
     try:
         wait_ready(state / "ready", pid, state / "daemon.log")
@@ -212,11 +212,24 @@ def stop_daemon(view: str, pid: int) -> None:
         time.sleep(0.05)
 
 
-def _start_view(repo_root: str, name: str, state: Path) -> tuple[Path, int]:
+def _start_view(repo: Repository, name: str, state: Path) -> tuple[Path, int]:
+    """Start the FUSE daemon. An encrypted repository's key (already unlocked here) reaches it through a
+    pipe: never in its argv, environment or a file, and it asks no passphrase again."""
     view, ready, log = state / "view", state / "ready", state / "daemon.log"
     view.mkdir(parents=True)
-    pid = start_detached([sys.executable, "-m", "lifeboat.imagefs.daemon", repo_root, name, str(view), str(ready)],
-                         str(log))
+    argv = [sys.executable, "-m", "lifeboat.imagefs.daemon", str(repo.root), name, str(view), str(ready)]
+    if repo.key is None:
+        return view, start_detached(argv, str(log))
+    read_end, write_end = os.pipe()
+    try:
+        os.write(write_end, repo.key.secret)  # 64 bytes: far below a pipe's buffer, so this never blocks
+        os.close(write_end)
+        write_end = -1
+        pid = start_detached([*argv, f"--key-fd={read_end}"], str(log), pass_fds=(read_end,))
+    finally:
+        os.close(read_end)
+        if write_end >= 0:
+            os.close(write_end)
     return view, pid
 
 
@@ -224,7 +237,7 @@ def _start_view(repo_root: str, name: str, state: Path) -> tuple[Path, int]:
 def image_view(repo_root: str, name: str) -> Iterator[str]:
     """The image's FUSE view (one file per address space) for as long as the block runs."""
     state = Path(tempfile.mkdtemp(prefix="lifeboat-view-", dir=RUN_DIR if os.path.isdir(RUN_DIR) else None))
-    view, pid = _start_view(repo_root, name, state)
+    view, pid = _start_view(Repository.open(repo_root), name, state)  # unlocked already in this process
     try:
         wait_ready(state / "ready", pid, state / "daemon.log")
         yield str(view)

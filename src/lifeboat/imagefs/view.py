@@ -4,6 +4,11 @@ Each partition (and each logical volume) with a stored stream is one address spa
 partition's, its bytes are the block map's runs filled from the chunks, and zero everywhere else.
 Reading a range fetches only the chunks whose 4 MiB windows it touches; a small LRU cache keeps the
 last few windows decompressed, so a loop-mounted filesystem reading its metadata again costs nothing.
+Once a reader has gone through SEQUENTIAL bytes of a space in order (a file read through the mount, a
+restore's copy; not a filesystem's metadata lookups), the next PREFETCH windows are fetched and
+decompressed on other threads meanwhile, so fetching overlaps the kernel's consumption: at most PREFETCH
+windows beyond the end of such a run are fetched without being read; random reads fetch nothing ahead. Windows are fetched outside
+the cache's lock, so readers of different windows never wait for each other.
 Counters (chunks fetched, bytes, cache hits) let a test assert that one file's read fetched only what
 it needed.
 """
@@ -13,6 +18,7 @@ from __future__ import annotations
 import re
 import threading
 from collections import OrderedDict
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 
 from lifeboat.fs.usedmap import Runs, decode_runs, runs_in_window
@@ -21,6 +27,8 @@ from lifeboat.repo.manifest import (CHUNK_SIZE, ChunkRef, Content, DataStream, I
 from lifeboat.repo.store import Repository
 
 CACHE_WINDOWS = 16  # 64 MiB of decompressed windows
+PREFETCH = 2  # windows fetched ahead of a sequential reader
+SEQUENTIAL = 2 * CHUNK_SIZE  # bytes read in order before reading ahead starts
 
 
 @dataclass(frozen=True)
@@ -74,13 +82,16 @@ class FetchStats:
 
 
 class WindowCache:
-    """The last `capacity` windows, decompressed and laid out at their offsets (shared by every space)."""
+    """The last `capacity` windows, decompressed and laid out at their offsets (shared by every space).
+    A window being fetched is a Future in `_loading`: a second reader of it waits for that one fetch."""
 
     def __init__(self, repo: Repository, capacity: int = CACHE_WINDOWS):
         self.repo, self.capacity = repo, capacity
         self.stats = FetchStats()
         self._windows: OrderedDict[tuple[str, int], bytes] = OrderedDict()
+        self._loading: dict[tuple[str, int], Future] = {}
         self._lock = threading.Lock()
+        self._pool: ThreadPoolExecutor | None = None
 
     def window(self, space: str, ref: ChunkRef, runs: Runs) -> bytes:
         key = (space, ref.window)
@@ -90,14 +101,48 @@ class WindowCache:
                 self._windows.move_to_end(key)
                 self.stats.cache_hits += 1
                 return data
+            future, mine = self._claim(key)
+        if mine:
+            self._load(key, ref, runs, future)
+        return future.result()
+
+    def prefetch(self, space: str, items: list[tuple[ChunkRef, Runs]]) -> None:
+        """Fetch these windows on the pool unless they are cached or on their way already."""
+        for ref, runs in items:
+            key = (space, ref.window)
+            with self._lock:
+                if key in self._windows or key in self._loading:
+                    continue
+                future, _ = self._claim(key)
+                if self._pool is None:
+                    self._pool = ThreadPoolExecutor(PREFETCH, thread_name_prefix="lifeboat-prefetch")
+            self._pool.submit(self._load, key, ref, runs, future)
+
+    def _claim(self, key: tuple[str, int]) -> tuple[Future, bool]:
+        """(the Future of this window's fetch, whether the caller must do it). Called under the lock."""
+        future = self._loading.get(key)
+        if future is not None:
+            return future, False
+        future = self._loading[key] = Future()
+        return future, True
+
+    def _load(self, key: tuple[str, int], ref: ChunkRef, runs: Runs, future: Future) -> None:
+        try:
             chunk = self.repo.get_chunk(ref.digest, ref.length)
+            data = _lay_out(chunk, runs, ref.offset)
+        except BaseException as exc:  # handed to whoever waits for this window (a prefetch has no one)
+            with self._lock:
+                del self._loading[key]
+            future.set_exception(exc)
+            return
+        with self._lock:
             self.stats.chunks_fetched += 1
             self.stats.bytes_fetched += len(chunk)
-            data = _lay_out(chunk, runs, ref.offset)
             self._windows[key] = data
-            if len(self._windows) > self.capacity:
+            while len(self._windows) > self.capacity:
                 self._windows.popitem(last=False)
-            return data
+            del self._loading[key]
+        future.set_result(data)
 
 
 def _lay_out(chunk: bytes, runs: Runs, window_start: int) -> bytes:
@@ -116,6 +161,8 @@ class SpaceReader:
 
     def __init__(self, repo: Repository, space: AddressSpace, cache: WindowCache):
         self.space, self.cache = space, cache
+        self._next = -1  # where the last read ended: a read starting there continues the run
+        self._run_start = 0  # where the current run of reads in order began
         self.refs = {ref.window: ref for ref in space.stream.chunks}
         runs = decode_runs(repo.get_chunk(space.stream.map.digest, space.stream.map.length))
         self.runs: dict[int, Runs] = {}
@@ -128,6 +175,11 @@ class SpaceReader:
         if offset >= end:
             return b""
         self.cache.stats.reads += 1
+        if offset != self._next:
+            self._run_start = offset
+        elif end - self._run_start >= SEQUENTIAL:
+            self._read_ahead(end)
+        self._next = end
         parts = []
         pos = offset
         while pos < end:
@@ -142,3 +194,9 @@ class SpaceReader:
                 parts.append(data[pos - w_start : upto - w_start])
             pos = upto
         return b"".join(parts)
+
+    def _read_ahead(self, end: int) -> None:
+        first = (end - 1) // CHUNK_SIZE + 1
+        ahead = [(self.refs[w], self.runs[w]) for w in range(first, first + PREFETCH) if w in self.refs]
+        if ahead:
+            self.cache.prefetch(self.space.name, ahead)

@@ -142,9 +142,10 @@ class Repository:
 
     @classmethod
     def open(cls, path: str | os.PathLike, create: bool = False, *, passphrase: PassphraseSource | None = None,
-             credentials=None) -> Repository:
+             credentials=None, master_key: crypto.MasterKey | None = None) -> Repository:
         """Open the repository at a directory or URL (location.py); with `create`, an empty place gets a new
-        unencrypted repository. An encrypted one asks `passphrase` (default: credentials.passphrase)."""
+        unencrypted repository. An encrypted one asks `passphrase` (default: credentials.passphrase), unless
+        `master_key` is its key already unlocked (handed to a helper process such as the mount daemon)."""
         from lifeboat.repo.location import open_backend
 
         if not create and _holds_clonezilla_images(str(path)):
@@ -152,10 +153,11 @@ class Repository:
 
             return ClonezillaRepository(Path(path))
         backend = open_backend(str(path), credentials=credentials)
-        return cls.open_backend(backend, create=create, passphrase=passphrase)
+        return cls.open_backend(backend, create=create, passphrase=passphrase, master_key=master_key)
 
     @classmethod
-    def open_backend(cls, backend: Backend, create: bool = False, passphrase: PassphraseSource | None = None) -> Repository:
+    def open_backend(cls, backend: Backend, create: bool = False, passphrase: PassphraseSource | None = None,
+                     master_key: crypto.MasterKey | None = None) -> Repository:
         try:
             raw = backend.read(MARKER)
         except ObjectMissing:
@@ -182,7 +184,7 @@ class Repository:
         if not slots:
             raise RepositoryError(f"{backend.url} is encrypted but holds no key slot")
         cache = (backend.url, hashlib.sha256(raw).hexdigest())
-        key = _unlocked.get(cache)
+        key = _unlocked.get(cache) or master_key
         if key is None:
             from lifeboat.repo.credentials import ask_passphrase
 

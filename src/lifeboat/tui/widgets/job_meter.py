@@ -12,6 +12,7 @@ from textual.widgets import Label, ProgressBar, Sparkline, Static
 
 from lifeboat.devices import human_size
 from lifeboat.events import Progress
+from lifeboat.terminal import damage_note
 from lifeboat.tui.widgets.text import duration, rate
 
 RATE_WINDOW = 5.0  # seconds of samples the rate is averaged over
@@ -54,6 +55,7 @@ class JobMeter(Vertical):
         self.done = 0
         self.total = 0
         self.bars: dict[str, ItemBar] = {}
+        self.damage = ""  # a rescue capture's read errors and bytes still to retry
 
     def compose(self) -> ComposeResult:
         with Horizontal(classes="overall-row"):
@@ -74,6 +76,7 @@ class JobMeter(Vertical):
 
     def feed(self, event: Progress) -> None:
         self.done, self.total = event.done, event.total
+        self.damage = damage_note(event)
         self.query_one("#overall", ProgressBar).update(total=max(event.total, 1), progress=event.done)
         if event.item_total == event.total and not self.bars:
             return  # the item is the whole job (verify counts its items in job totals): the overall bar says it all
@@ -109,4 +112,4 @@ class JobMeter(Vertical):
         return (
             f"{human_size(self.done)} of {human_size(self.total)}    {rate(speed)}    "
             f"ETA {eta}    {elapsed}"
-        )
+        ) + self.damage
