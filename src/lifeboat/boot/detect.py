@@ -46,6 +46,44 @@ def looks_like_grub_linux(root: str, fstab: list[probe.FstabEntry]) -> bool:
     )
 
 
+def fstab_subvol(options: str) -> str:
+    """The btrfs subvolume an fstab entry's options name (subvol=@ or subvol=/@), or ''."""
+    for option in options.split(","):
+        key, _, value = option.partition("=")
+        if key == "subvol":
+            return value.lstrip("/")
+    return ""
+
+
+def _subvolume_roots(top: str) -> list[str]:
+    """Subvolumes (directories of a btrfs filesystem's top level, as Ubuntu's and Fedora's installers make
+    them: @, root...) holding a system whose fstab mounts that same subvolume as /."""
+    found = []
+    for name in sorted(os.listdir(top)):
+        fstab = os.path.join(top, name, "etc/fstab")
+        if os.path.isfile(fstab) and any(e.mountpoint == "/" and fstab_subvol(e.options) == name
+                                         for e in probe.parse_fstab(_read(fstab))):
+            found.append(name)
+    return found
+
+
+def describe_btrfs(part: Partition, disk: Disk) -> list[LinuxSystem]:
+    """A btrfs root: in the default subvolume (what a plain mount shows: openSUSE's snapshot layout, or a
+    filesystem without subvolumes), else in named subvolumes of the top level (@ beside @home)."""
+    with mounted(part.path, fstype="btrfs", options="ro", prefix="lifeboat-probe-") as mnt:
+        system = describe_linux(mnt, part, disk)
+        if system:
+            return [system]
+    systems = []
+    with mounted(part.path, fstype="btrfs", options="ro,subvolid=5", prefix="lifeboat-probe-") as top:
+        for name in _subvolume_roots(top):
+            system = describe_linux(os.path.join(top, name), part, disk)
+            if system:
+                system.root_subvol = name
+                systems.append(system)
+    return systems
+
+
 def describe_linux(root_dir: str, root: Partition, disk: Disk) -> LinuxSystem | None:
     fstab = probe.parse_fstab(_read(os.path.join(root_dir, "etc/fstab")))
     if not looks_like_grub_linux(root_dir, fstab):
@@ -56,6 +94,7 @@ def describe_linux(root_dir: str, root: Partition, disk: Disk) -> LinuxSystem | 
     for entry in fstab:
         if entry.mountpoint == "/boot":
             system.boot = probe.resolve_spec(entry.spec, disk)
+            system.boot_subvol = fstab_subvol(entry.options) if entry.fstype == "btrfs" else ""
     # The ESP: the one the restored fstab names, else the disk's first ESP.
     for entry in fstab:
         if entry.fstype in ("vfat", "msdos", "fat") and entry.mountpoint in ESP_MOUNTPOINTS:
@@ -100,6 +139,9 @@ def find_systems(disk: Disk, log) -> Findings:
         if part.fstype not in probe.LINUX_FS and not esp:
             continue
         try:
+            if part.fstype == "btrfs":
+                found.linux += describe_btrfs(part, disk)
+                continue
             with mounted(part.path, fstype=part.fstype, options="ro", prefix="lifeboat-probe-") as mnt:
                 if esp:
                     if probe.find_ci(mnt, WINDOWS_LOADER):

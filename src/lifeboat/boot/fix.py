@@ -80,7 +80,7 @@ def _fix(disk: Disk, rec: Recorder, no_system: Outcome) -> list[StepOutcome]:
     if found.unreadable and not (found.linux or found.windows):
         rec.finish("detect", FAILED, "could not look into " + "; ".join(found.unreadable))
         return rec.outcomes
-    names = ([f"{s.name} on {s.root.path}" for s in found.linux]
+    names = ([f"{s.name} on {s.where}" for s in found.linux]
              + [f"Windows boot manager on {w.esp.path}" for w in found.windows])
     if not names:
         rec.finish("detect", no_system, NOT_FOUND[no_system])
@@ -105,9 +105,10 @@ def _fix_linux(disk: Disk, system: LinuxSystem, rec: Recorder, windows_present: 
         root = m.tempdir("lifeboat-bootfix-")
         try:
             rec.start(f"mount {tag}", system.name)
-            m.mount(system.root.path, root, fstype=system.root.fstype)
+            m.mount(system.root.path, root, fstype=system.root.fstype, options=system.root_options)
             if system.boot is not None:
-                m.mount(system.boot.path, os.path.join(root, "boot"), fstype=system.boot.fstype)
+                m.mount(system.boot.path, os.path.join(root, "boot"), fstype=system.boot.fstype,
+                        options=f"subvol={system.boot_subvol}" if system.boot_subvol else None)
             esp_dir = None
             if system.esp is not None:
                 esp_dir = os.path.join(root, system.esp_mountpoint.lstrip("/"))
@@ -117,7 +118,7 @@ def _fix_linux(disk: Disk, system: LinuxSystem, rec: Recorder, windows_present: 
                     m.mount(f"/{d}", os.path.join(root, d), bind=True)
             system.shim = shim.shim_evidence(root, esp_dir, system.efi_id) if esp_dir else ""
             rec.finish(f"mount {tag}", DONE,
-                       f"root {system.root.path}" + (f", ESP {system.esp.path} at {system.esp_mountpoint}"
+                       f"root {system.where}" + (f", ESP {system.esp.path} at {system.esp_mountpoint}"
                                                      if system.esp else ""))
         except LifeboatError as err:
             rec.finish(f"mount {tag}", FAILED, str(err))

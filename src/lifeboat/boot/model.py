@@ -42,6 +42,18 @@ class LinuxSystem:
     efi: bool = False  # set up for UEFI (x86_64-efi)
     why_not_bios: str = ""
     shim: str = ""  # why it boots through shim (boot.shim.shim_evidence), "" when it does not
+    root_subvol: str = ""  # btrfs: the subvolume holding / ("@"); "" when / is the filesystem's default
+    boot_subvol: str = ""  # btrfs: the subvolume a separate /boot is in
+
+    @property
+    def where(self) -> str:
+        """The root as a person reads it: '/dev/sda3', or '/dev/sda3 (btrfs subvolume @)'."""
+        return self.root.path + (f" (btrfs subvolume {self.root_subvol})" if self.root_subvol else "")
+
+    @property
+    def root_options(self) -> str | None:
+        """Mount options that show this system's / (its btrfs subvolume), or None."""
+        return f"subvol={self.root_subvol}" if self.root_subvol else None
 
 
 @dataclass
