@@ -25,6 +25,8 @@ Clonezilla images (issue 12): the reference image is what Clonezilla's `partclon
 it is laid out as a Clonezilla image directory (disk, parts, -pt.sf, -pt.parted, -mbr) and
   lifeboat restore    from that directory                  vs the reference restore (target <= 0.6)
   lifeboat import     of that directory into a fresh repository vs lifeboat capture (target <= 1.0)
+`--cz-only` runs just these two lines and the steps they compare to (reference capture and restore, one
+lifeboat capture), with their CPU seconds and the restore's stages: `make bench BENCH_ARGS="--small --cz-only"`.
 
 `lifeboat mount` (issue 10): the image's mount ready time and one 100 MiB file read through it, see
 mountbench.py.
@@ -180,6 +182,8 @@ def main() -> int:
     parser.add_argument("--no-network", action="store_true", help="skip the encryption, S3 and HTTPS lines")
     parser.add_argument("--lifeboat-only", action="store_true", help="skip the reference (partclone | zstd) steps")
     parser.add_argument("--small", action="store_true", help="a 1 GiB disk (~0.7 GB used): checks every line quickly")
+    parser.add_argument("--cz-only", action="store_true",
+                        help="only the Clonezilla lines (and the reference capture/restore and capture they compare to)")
     args = parser.parse_args()
     if os.geteuid() != 0:
         print("the benchmark needs root (loop devices, drop_caches)", file=sys.stderr)
@@ -211,31 +215,36 @@ def main() -> int:
         repo = WORK / "repo"
         runs["lb_capture"] = timed(LIFEBOAT + ["capture", src, "bench", "--repo", str(repo)])
         figures["lb_image_bytes"] = dir_size(repo / "chunks")
-        runs["lb_capture2"] = timed(LIFEBOAT + ["capture", src, "bench2", "--repo", str(repo)])
+        if not args.cz_only:
+            runs["lb_capture2"] = timed(LIFEBOAT + ["capture", src, "bench2", "--repo", str(repo)])
 
         # reference restore onto the same layout: copy the table, then partclone onto the partition
         sh("sfdisk", "--quiet", "--no-reread", "--no-tell-kernel", dst, input=sh("sfdisk", "-d", src).stdout)
         dst_part = settle_partitions(dst)
         if not args.lifeboat_only:
             runs["ref_restore"] = timed(f"zstd -dc {ref_image} | partclone.ext4 -r -s - -o {dst_part} -q")
-        sh("wipefs", "-a", dst)
-        runs["lb_restore"] = timed(LIFEBOAT + ["restore", "bench", dst, "--repo", str(repo), "--yes", "--no-bootloader"])
-        check = subprocess.run(["e2fsck", "-f", "-n", settle_partitions(dst)], capture_output=True, text=True)
-        figures["restored_fsck_ok"] = check.returncode == 0
-        figures["load_after"] = os.getloadavg()[0]
-        figures["lb_capture_s"], figures["lb_restore_s"] = runs["lb_capture"].seconds, runs["lb_restore"].seconds
-        mountbench.run(WORK, repo, LIFEBOAT, timed, sh, figures)
+        figures["lb_capture_s"] = runs["lb_capture"].seconds
+        if not args.cz_only:
+            sh("wipefs", "-a", dst)
+            runs["lb_restore"] = timed(LIFEBOAT + ["restore", "bench", dst, "--repo", str(repo), "--yes", "--no-bootloader"])
+            check = subprocess.run(["e2fsck", "-f", "-n", settle_partitions(dst)], capture_output=True, text=True)
+            figures["restored_fsck_ok"] = check.returncode == 0
+            figures["lb_restore_s"] = runs["lb_restore"].seconds
+            mountbench.run(WORK, repo, LIFEBOAT, timed, sh, figures)
         if not args.lifeboat_only:
             partimag = WORK / "partimag"
             cz = clonezilla_dir(partimag, src, ref_image)
             sh("wipefs", "-a", dst)
-            figures["cz_restore_s"] = timed(LIFEBOAT + ["restore", cz, dst, "--repo", str(partimag), "--yes",
-                                                        "--no-bootloader"]).seconds
+            runs["cz_restore"] = timed(LIFEBOAT + ["restore", cz, dst, "--repo", str(partimag), "--yes",
+                                                   "--no-bootloader"])
+            figures["cz_restore_s"] = runs["cz_restore"].seconds
             check = subprocess.run(["e2fsck", "-f", "-n", settle_partitions(dst)], capture_output=True, text=True)
             figures["cz_restored_fsck_ok"] = check.returncode == 0
-            figures["cz_import_s"] = timed(LIFEBOAT + ["import", str(partimag / cz), "cz", "--repo",
-                                                       str(WORK / "repo-import")]).seconds
-        if not args.no_network:
+            runs["cz_import"] = timed(LIFEBOAT + ["import", str(partimag / cz), "cz", "--repo",
+                                                  str(WORK / "repo-import")])
+            figures["cz_import_s"] = runs["cz_import"].seconds
+        figures["load_after"] = os.getloadavg()[0]
+        if not args.no_network and not args.cz_only:
             import netbench
 
             netbench.run(WORK, src, dst, repo, LIFEBOAT, lambda argv: (lambda r: (r.seconds, r.peak_rss))(timed(argv)),
@@ -244,9 +253,12 @@ def main() -> int:
         for disk in (src, dst):
             subprocess.run(["udevadm", "settle"], capture_output=True)
             subprocess.run(["losetup", "-d", disk])
-    report(runs, figures)
-    mountbench.report(figures)
-    if not args.no_network:
+    if args.cz_only:
+        report_cz(runs, figures)
+    else:
+        report(runs, figures)
+        mountbench.report(figures)
+    if not args.no_network and not args.cz_only:
         import netbench
 
         netbench.report(figures)
@@ -289,6 +301,22 @@ def report(runs: dict[str, Run], f: dict) -> None:
               + ", ".join(f"{name.split(':')[0]} {sec:.1f} s" for name, sec in run.steps))
         for stage in run.stages:
             print(f"    {stage}")
+    if "cz_restore_s" in f:
+        report_cz(runs, f)
+
+
+def report_cz(runs: dict[str, Run], f: dict) -> None:
+    """The Clonezilla lines, with CPU seconds and the restore's stages."""
+    gb = f["used_bytes"] / 1e9
+    print(f"\n{gb:.2f} GB of used blocks; load average {f['load_before']:.1f} before, {f['load_after']:.1f} after"
+          f" ({os.cpu_count()} CPUs)")
+    for key, ref_key in (("cz_restore", "ref_restore"), ("cz_import", "lb_capture")):
+        run, ref = runs.get(key), runs.get(ref_key)
+        if run and ref:
+            print(f"  {key}: {run.seconds:.1f} s wall, {run.cpu:.1f} s cpu ({run.cpu / gb:.2f} s/GB); "
+                  f"{ref_key}: {ref.seconds:.1f} s wall, {ref.cpu:.1f} s cpu; cpu ratio {run.cpu / ref.cpu:.2f}")
+            for stage in run.stages:
+                print(f"    {stage}")
     if "cz_restore_s" in f:
         ref_restore = runs["ref_restore"].seconds
         czr = f["cz_restore_s"] / ref_restore

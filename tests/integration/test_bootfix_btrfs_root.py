@@ -10,9 +10,9 @@ import os
 import pytest
 from diskbuilder import MiB, PartSpec, build_disk, loop_disk, mounted, sh
 
+from lifeboat import locks
 from lifeboat.boot import detect
-from lifeboat.devices import disk_info, with_layout
-from lifeboat.layout.read import read_layout
+from lifeboat.boot.fix import target_disk
 from lifeboat.mounts import mounted as lifeboat_mounted
 
 pytestmark = pytest.mark.integration
@@ -27,8 +27,9 @@ def _system(root, uuid: str, subvol: str, name: str) -> None:
 
 
 def _found(disk):
-    layout = read_layout(disk.path)
-    return detect.find_systems(with_layout(disk_info(disk.path), layout), lambda *a: None)
+    """What bootfix finds, the way it looks: holding the disk, its partitions registered from the table."""
+    with locks.holding_disk(disk.path):
+        return detect.find_systems(target_disk(disk.path), lambda *a: None)
 
 
 def test_root_in_a_named_subvolume_and_in_the_default_one(workdir):
@@ -46,7 +47,8 @@ def test_root_in_a_named_subvolume_and_in_the_default_one(workdir):
         assert [(s.name, s.root.path, s.root_subvol) for s in found.linux] == [("Debian in @", node, "@")]
         system = found.linux[0]
         assert system.where == f"{node} (btrfs subvolume @)"
-        with lifeboat_mounted(node, fstype="btrfs", options=system.root_options) as root:  # as bootfix mounts it
+        with locks.holding_disk(disk.path), lifeboat_mounted(target_disk(disk.path).partitions[1].path,
+                                                             fstype="btrfs", options=system.root_options) as root:
             assert os.path.isfile(os.path.join(root, "etc/os-release")) and not os.path.exists(os.path.join(root, "@"))
 
         # the same filesystem with @ as its default subvolume: a plain mount shows the system

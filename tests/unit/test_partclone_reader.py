@@ -197,3 +197,40 @@ def test_padding_bits_after_the_last_block_are_not_blocks():
     bitmap = bytes([0xFF, 0b1110_0001])  # 10 blocks; bits 13-15 are padding, set as a real image had them
     assert count_used(bitmap, BitmapMode.BIT, 10) == 9
     assert bitmap_runs(bitmap, BitmapMode.BIT, 10, 4096) == [(0, 9 * 4096)]
+
+
+def test_strips_longer_than_a_window_and_damage_in_the_second_strip(ext4, tmp_path):
+    """Checksum strips of 1500 blocks, windows of 1 MiB: a strip spans windows, every byte still comes
+    back in order, and a flipped byte in the second strip names exactly that strip's blocks."""
+    from lifeboat.foreign.partclone import V2_HEADER_SIZE, window_sizes
+
+    path = clone(ext4, str(tmp_path / "img"), "-k", "1500")
+    small = 1 << 20
+
+    def read(p: str):
+        with DecompressedStream(find_pieces(p, Compression.NONE), "sda1") as stream:
+            image = PartcloneImage(stream, "sda1")
+            return image, list(windows(image, small))
+
+    image, got = read(path)
+    h = image.header
+    strip = h.blocks_per_checksum * h.block_size
+    assert h.blocks_per_checksum == 1500 and strip > small and h.used_blocks > 1500
+    with open(ext4, "rb") as f:
+        data = f.read()
+    assert b"".join(d for _, d in got) == b"".join(data[s: s + n] for s, n in image.runs)
+    assert [i for i, _ in got] == [w for w, _ in window_sizes(image.runs, small)]
+    (tmp_path / "d").mkdir()
+    damaged = copy_of(path, tmp_path / "d")
+    second = V2_HEADER_SIZE + (h.total_blocks + 7) // 8 + 4 + strip + 4
+    with open(damaged, "r+b") as f:
+        f.seek(second + 1234)
+        byte = f.read(1)
+        f.seek(-1, 1)
+        f.write(bytes([byte[0] ^ 0x01]))
+    last = min(2999, h.used_blocks - 1)
+    handed_out = []
+    with pytest.raises(ImageCorrupt, match=f"sda1: checksum mismatch in used blocks 1500–{last} "):
+        with DecompressedStream(find_pieces(damaged, Compression.NONE), "sda1") as stream:
+            handed_out.extend(len(d) for _, d in windows(PartcloneImage(stream, "sda1"), small))
+    assert sum(handed_out) <= strip  # nothing of the damaged strip was handed out before its check

@@ -73,8 +73,8 @@ class RestorePlan:
     notes: tuple[str, ...] = ()  # what the plan had to give up (swap shrunk)
     keep_table: bool = False  # chosen partitions only (engine/partial.py): table, boot code, the rest untouched
     target_marker: str = ""  # "incomplete restore of image X ..." when a restore into the target was cut off
-    volume_groups: tuple[GroupAction, ...] = ()  # LVM groups recreated in their PV partitions
     boot_chain: str = ""  # which chain the bootloader step installs (boot.plan_chain), "" when none
+    volume_groups: tuple[GroupAction, ...] = ()  # LVM groups recreated in their PV partitions
 
     @property
     def total_bytes(self) -> int:

@@ -22,6 +22,7 @@ from __future__ import annotations
 import re
 import struct
 import zlib
+from collections import deque
 from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, replace
@@ -59,6 +60,8 @@ class ByteSource(Protocol):
     position: int
 
     def read(self, n: int) -> bytes: ...
+
+    def readinto(self, buffer: memoryview) -> int: ...
 
 
 def pc_crc(data: bytes | memoryview, state: int = 0) -> int:
@@ -234,6 +237,15 @@ class PartcloneImage:
             )
         return data
 
+    def exact_into(self, view: memoryview, what: str) -> None:
+        """Decompress straight into `view`, which must be filled: no intermediate buffer."""
+        got = self.source.readinto(view)
+        if got != len(view):
+            raise ImageCorrupt(
+                f"{self.where}: partclone {what} is cut short at decompressed offset {self.source.position} "
+                f"({got} of {len(view)} bytes): the image is truncated"
+            )
+
     def blocks(self, max_blocks: int = 1024) -> Iterator[memoryview]:
         """The used blocks' data in order, up to `max_blocks` blocks per piece (views into the read
         buffer, no copy), every checksum verified before its blocks are handed out."""
@@ -318,9 +330,12 @@ class PartcloneImage:
         return 0 if h.reseed else state
 
     def _mismatch(self, count: int) -> None:
-        first = self._blocks_read
+        raise self.mismatch(self._blocks_read, count)
+
+    def mismatch(self, first: int, count: int) -> ImageCorrupt:
+        """The error for a checksum that does not match the `count` used blocks from the `first`-th."""
         offset = self._partition_offset(first)
-        raise ImageCorrupt(
+        return ImageCorrupt(
             f"{self.where}: checksum mismatch in used blocks {first}–{first + count - 1} (partition byte "
             f"{offset}, block {offset // self.header.block_size}); the image data is damaged"
         )
@@ -343,11 +358,21 @@ class PartcloneImage:
 
 def windows(image: PartcloneImage, window: int) -> Iterator[tuple[int, bytearray]]:
     """(window index, used bytes of that window concatenated) for every window of `window` bytes of
-    the partition that holds used blocks, in order: the shape of a native image's chunks. Every byte
-    is copied once, from the decompressed buffer into the window's."""
+    the partition that holds used blocks, in order: the shape of a native image's chunks. Every
+    checksum is verified before a byte it covers is handed out."""
     bs = image.header.block_size
     if window % bs:
         raise ValueError(f"window {window} is not a multiple of the block size {bs}")
+    h = image.header
+    if h.checksum_mode is ChecksumMode.NONE or (h.checksum_mode is ChecksumMode.CRC32 and h.reseed):
+        return _direct_windows(image, window_sizes(image.runs, window))
+    return _copied_windows(image, window)
+
+
+def _copied_windows(image: PartcloneImage, window: int) -> Iterator[tuple[int, bytearray]]:
+    """windows() for chained or 0001 checksums: every byte is copied once, from the decompressed
+    buffer into the window's."""
+    bs = image.header.block_size
     stream = image.blocks(max(1, window // bs))
     piece = memoryview(b"")
     for index, size in window_sizes(image.runs, window):
@@ -364,6 +389,95 @@ def windows(image: PartcloneImage, window: int) -> Iterator[tuple[int, bytearray
     if piece or next(stream, None) is not None:
         raise ImageCorrupt(f"{image.where}: more block data than the bitmap lists")
     image.finish()
+
+
+def _direct_windows(image: PartcloneImage, sizes: list[tuple[int, int]]) -> Iterator[tuple[int, bytearray]]:
+    """windows() for reseeded CRC32 strips (what partclone 0.3 writes) or none: the stream is
+    decompressed straight into each window's buffer, the 4-byte checksums read on their own, so no byte
+    is copied. Each strip's CRC is computed on a helper thread (zlib releases the GIL) while the next
+    window is decompressed; a window is handed out once every strip touching it has been checked."""
+    decoder = _StripDecoder(image)
+    held: deque[tuple[int, bytearray, int]] = deque()  # filled windows, and how many strips must be checked first
+    with ThreadPoolExecutor(1, thread_name_prefix="lifeboat-crc") as pool:
+        decoder.pool = pool
+        for index, size in sizes:
+            out = bytearray(size)
+            decoder.fill(memoryview(out))
+            held.append((index, out, decoder.strips_touched()))
+            # the windows before this one, once their strips are all read: their checks had a window's time
+            while len(held) > 1 and held[0][2] <= decoder.submitted:
+                index0, out0, need = held.popleft()
+                decoder.checked_through(need)
+                yield index0, out0
+        decoder.finish()
+        for index, out, need in held:
+            decoder.checked_through(need)
+            yield index, out
+    image.finish()
+
+
+class _StripDecoder:
+    """The block data as strips of `blocks per checksum` blocks, each followed by its CRC32."""
+
+    def __init__(self, image: PartcloneImage):
+        h = image.header
+        self.image, self.pool = image, None
+        self.checksums = h.checksum_mode is ChecksumMode.CRC32
+        self.strip = h.blocks_per_checksum * h.block_size if self.checksums else h.used_bytes
+        self.left = h.used_bytes  # data bytes not read yet
+        self.strip_left = min(self.strip, self.left)
+        self.parts: list[memoryview] = []  # the current strip's pieces so far
+        self.submitted = 0  # strips whose check was submitted
+        self.futures: deque[Future] = deque()
+        self.done = 0  # strips checked
+
+    def fill(self, view: memoryview) -> None:
+        pos = 0
+        while pos < len(view):
+            if not self.left:
+                raise ImageCorrupt(f"{self.image.where}: block data ends before the bitmap's last used block")
+            take = min(self.strip_left, len(view) - pos)
+            piece = view[pos: pos + take]
+            self.image.exact_into(piece, "block data")
+            if self.checksums:  # (unchecked data is one endless strip: keeping its pieces would keep every window)
+                self.parts.append(piece)
+            pos, self.strip_left, self.left = pos + take, self.strip_left - take, self.left - take
+            if not self.strip_left:
+                self._end_strip()
+
+    def _end_strip(self) -> None:
+        if self.checksums:
+            stored = struct.unpack("<I", self.image._exact(4, "block checksum"))[0]
+            self.futures.append(self.pool.submit(self._check, self.submitted, self.parts, stored))
+        self.submitted += 1
+        self.parts = []
+        self.strip_left = min(self.strip, self.left)
+
+    def _check(self, index: int, parts: list[memoryview], stored: int) -> None:
+        crc = 0
+        for part in parts:
+            crc = zlib.crc32(part, crc)
+        if crc ^ 0xFFFFFFFF != stored:
+            h = self.image.header
+            first = index * h.blocks_per_checksum
+            count = sum(len(p) for p in parts) // h.block_size
+            raise self.image.mismatch(first, count)
+
+    def strips_touched(self) -> int:
+        """How many strips must be checked before the bytes filled so far may be handed out."""
+        if not self.checksums:
+            return 0
+        return self.submitted + (1 if self.parts else 0)
+
+    def checked_through(self, need: int) -> None:
+        """Wait until the first `need` strips (all submitted) are checked, raising the damage met."""
+        while self.done < need:
+            self.futures.popleft().result()
+            self.done += 1
+
+    def finish(self) -> None:
+        if self.left:
+            raise ImageCorrupt(f"{self.image.where}: block data ends before the bitmap's last used block")
 
 
 def window_sizes(runs: Runs, window: int) -> list[tuple[int, int]]:

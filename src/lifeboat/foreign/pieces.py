@@ -242,7 +242,15 @@ class DecompressedStream:
     def read(self, n: int) -> bytearray:
         """Up to n bytes (n except at the end), decompressed straight into a new buffer."""
         out = bytearray(n)
-        view, got = memoryview(out), 0
+        with memoryview(out) as view:
+            got = self.readinto(view)
+        if got < n:
+            del out[got:]
+        return out
+
+    def readinto(self, view: memoryview) -> int:
+        """Fill `view` (all of it except at the end); how many bytes were written."""
+        got, n = 0, len(view)
         while got < n:
             try:
                 k = self.reader.readinto(view[got:])
@@ -251,11 +259,8 @@ class DecompressedStream:
             if not k:
                 break
             got += k
-        view.release()
-        if got < n:
-            del out[got:]
         self.position += got
-        return out
+        return got
 
     def _damage(self, offset: int, exc: Exception) -> str:
         if self.joined.index >= len(self.pieces.pieces):  # every byte was read: the end is missing

@@ -4,9 +4,9 @@
     VIEW/lv-vg0-root  a logical volume's
     VIEW/stats.json   chunks fetched, bytes fetched, cache hits, reads (read anew on every open)
 
-Run as `python -m lifeboat.imagefs.daemon REPO IMAGE VIEW READY_FILE [--key-fd=N]`; an encrypted
-repository's master key arrives on file descriptor N (a pipe from `lifeboat mount`, read to its end and
-closed). It writes READY_FILE once the kernel has the mount, and serves until it is unmounted or sent SIGTERM. Nothing here writes to the
+Run as `python -m lifeboat.imagefs.daemon REPO IMAGE VIEW READY_FILE [--secrets-fd=N]`; an encrypted
+repository's master key and a network repository's credentials arrive on file descriptor N (a pipe from
+`lifeboat mount`, read to its end and closed; secrets.py). It writes READY_FILE once the kernel has the mount, and serves until it is unmounted or sent SIGTERM. Nothing here writes to the
 repository or the image.
 """
 
@@ -21,8 +21,8 @@ import time
 
 from lifeboat.imagefs.fusebinding import FUSE, FuseOSError, Operations
 
+from lifeboat.imagefs.secrets import DaemonSecrets, read_pipe
 from lifeboat.imagefs.view import SpaceReader, WindowCache, address_spaces
-from lifeboat.repo.crypto import MasterKey
 from lifeboat.repo.manifest import load_manifest
 from lifeboat.repo.store import Repository
 
@@ -85,16 +85,9 @@ class ImageOps(Operations):
             raise FuseOSError(errno.EIO) from None
 
 
-def _read_key(fd: int) -> MasterKey:
-    data = b""
-    with os.fdopen(fd, "rb") as pipe:
-        while chunk := pipe.read(256):
-            data += chunk
-    return MasterKey(data)
-
-
-def serve(repo_root: str, image: str, view: str, ready: str, key_fd: int | None = None) -> None:
-    repo = Repository.open(repo_root, master_key=None if key_fd is None else _read_key(key_fd))
+def serve(repo_root: str, image: str, view: str, ready: str, secrets_fd: int | None = None) -> None:
+    secrets = DaemonSecrets() if secrets_fd is None else read_pipe(secrets_fd)
+    repo = Repository.open(repo_root, master_key=secrets.key(), credentials=secrets.credentials)
     manifest = load_manifest(repo, image)
     cache = WindowCache(repo)
     readers = {s.name: SpaceReader(repo, s, cache) for s in address_spaces(manifest)}
@@ -103,5 +96,5 @@ def serve(repo_root: str, image: str, view: str, ready: str, key_fd: int | None 
 
 
 if __name__ == "__main__":
-    key_fds = [int(a.removeprefix("--key-fd=")) for a in sys.argv[5:] if a.startswith("--key-fd=")]
-    serve(*sys.argv[1:5], key_fd=key_fds[0] if key_fds else None)
+    fds = [int(a.removeprefix("--secrets-fd=")) for a in sys.argv[5:] if a.startswith("--secrets-fd=")]
+    serve(*sys.argv[1:5], secrets_fd=fds[0] if fds else None)

@@ -29,7 +29,9 @@ from pathlib import Path
 
 from lifeboat import mounts
 from lifeboat.errors import CommandFailed, LifeboatError
+from lifeboat.imagefs.secrets import DaemonSecrets, write_pipe
 from lifeboat.imagefs.view import AddressSpace, address_spaces
+from lifeboat.repo.credentials import Credentials
 from lifeboat.repo.manifest import load_manifest
 from lifeboat.repo.store import Repository
 from lifeboat.run import run, start_detached
@@ -213,24 +215,27 @@ def stop_daemon(view: str, pid: int) -> None:
 
 
 def _start_view(repo: Repository, name: str, state: Path) -> tuple[Path, int]:
-    """Start the FUSE daemon. An encrypted repository's key (already unlocked here) reaches it through a
-    pipe: never in its argv, environment or a file, and it asks no passphrase again."""
+    """Start the FUSE daemon. An encrypted repository's key (already unlocked here) and a network
+    repository's credentials (as its connection here got them: file, prompt or environment) reach it
+    through a pipe: never in its argv, environment or a file, and it asks nothing again."""
     view, ready, log = state / "view", state / "ready", state / "daemon.log"
     view.mkdir(parents=True)
     argv = [sys.executable, "-m", "lifeboat.imagefs.daemon", str(repo.root), name, str(view), str(ready)]
-    if repo.key is None:
+    secrets = DaemonSecrets(repo.key.secret if repo.key is not None else None, _credentials_of(repo))
+    if secrets == DaemonSecrets():
         return view, start_detached(argv, str(log))
-    read_end, write_end = os.pipe()
+    read_end = write_pipe(secrets)
     try:
-        os.write(write_end, repo.key.secret)  # 64 bytes: far below a pipe's buffer, so this never blocks
-        os.close(write_end)
-        write_end = -1
-        pid = start_detached([*argv, f"--key-fd={read_end}"], str(log), pass_fds=(read_end,))
+        pid = start_detached([*argv, f"--secrets-fd={read_end}"], str(log), pass_fds=(read_end,))
     finally:
         os.close(read_end)
-        if write_end >= 0:
-            os.close(write_end)
     return view, pid
+
+
+def _credentials_of(repo: Repository) -> Credentials | None:
+    """The credentials a network backend connected with (local directories have none)."""
+    creds = getattr(repo.backend, "creds", None)
+    return creds if isinstance(creds, Credentials) else None
 
 
 @contextlib.contextmanager

@@ -33,7 +33,7 @@ class HttpBackend:
     can_list = False
 
     def __init__(self, location: Location, creds: Credentials):
-        self.location = location
+        self.location, self.creds = location, creds  # kept: `lifeboat mount` hands them to its daemon
         self.url = location.display()
         self.base = location.path.rstrip("/")
         self.https = location.scheme is Scheme.HTTPS

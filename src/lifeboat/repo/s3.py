@@ -35,7 +35,7 @@ class S3Backend:
     can_list = True
 
     def __init__(self, location: Location, creds: Credentials):
-        self.url = location.display()
+        self.url, self.creds = location.display(), creds  # kept: `lifeboat mount` hands them to its daemon
         self.bucket = location.host
         self.prefix = f"{location.path}/" if location.path and location.path != "/" else ""
         config = botocore.config.Config(max_pool_connections=POOL, connect_timeout=10, read_timeout=30,

@@ -24,6 +24,7 @@ import stat
 import threading
 import uuid
 from collections.abc import Callable, Iterator
+from dataclasses import replace
 from pathlib import Path
 
 import paramiko
@@ -104,6 +105,7 @@ class SftpBackend:
                     raise
                 password = prompt_password(f"password for {kwargs['username']}@{loc.host}")
                 client.connect(**kwargs, password=password)
+                self.creds = replace(self.creds, password=password, source="prompt")  # for `lifeboat mount`'s daemon
         except paramiko.AuthenticationException:
             raise RepositoryError(f"{self.url}: the server refused our keys and password") from None
         except UnknownHostKey:
