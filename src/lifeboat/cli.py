@@ -307,6 +307,10 @@ def cmd_restore(args) -> int:
         raise LifeboatError("--map needs --partitions (which image partitions to restore)")
     else:
         plan = plan_restore(_repo(args), args.name, args.target, vg_renames=_vg_renames(args.rename_vg))
+    if args.no_bootloader and plan.boot_chain:
+        from lifeboat.boot.plan_chain import SKIPPED
+
+        plan = dataclasses.replace(plan, boot_chain=SKIPPED)
     if args.json and args.dry_run:
         _print_json(plan.to_json())
         return EXIT_OK

@@ -20,9 +20,9 @@ pytestmark = pytest.mark.integration
 ESP_TYPE = "C12A7328-F81F-11D2-BA4B-00A0C93EC93B"
 
 
-def dry_run(repo: Repository, name: str, target: str) -> str:
+def dry_run(repo: Repository, name: str, target: str, *extra: str) -> str:
     proc = subprocess.run([sys.executable, "-m", "lifeboat", "restore", name, target, "--repo", str(repo.root),
-                           "--dry-run"], capture_output=True, text=True, stdin=subprocess.DEVNULL, env=dict(os.environ))
+                           "--dry-run", *extra], capture_output=True, text=True, stdin=subprocess.DEVNULL, env=dict(os.environ))
     assert proc.returncode == 0, proc.stdout + proc.stderr
     return proc.stdout
 
@@ -48,7 +48,10 @@ def test_the_plan_names_the_chain_from_the_images_esp(workdir, lifeboat_env, loa
         repo = Repository.open(workdir / "repo", create=True)
         capture(src.path, "img", repo)
         out = dry_run(repo, "img", target.path)
+        skipped = dry_run(repo, "img", target.path, "--no-bootloader")
     if line is None:
         assert "Bootloader step installs" not in out, out
+        assert "Bootloader step" not in skipped, skipped
     else:
         assert line in out, out
+        assert "Bootloader step installs" not in skipped and "Bootloader step: skipped (--no-bootloader)." in skipped

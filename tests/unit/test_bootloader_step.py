@@ -25,7 +25,7 @@ def disk_is(monkeypatch):
         monkeypatch.setattr(fix, "target_disk", lambda path, layout=None: disk)
         monkeypatch.setattr(fix, "disk_info", lambda path: disk)
         monkeypatch.setattr(fix.locks, "holding_disk", lambda path: __import__("contextlib").nullcontext())
-        monkeypatch.setattr(detect, "find_systems", lambda d, log: findings)
+        monkeypatch.setattr(detect, "find_systems", lambda d, log, volumes=(): findings)
     return use
 
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from lifeboat.boot import probe
@@ -67,39 +67,50 @@ def _subvolume_roots(top: str) -> list[str]:
     return found
 
 
-def describe_btrfs(part: Partition, disk: Disk) -> list[LinuxSystem]:
+def describe_btrfs(part: Partition | probe.Volume, disk: Disk, volumes: Sequence[probe.Volume] = ()) -> list[LinuxSystem]:
     """A btrfs root: in the default subvolume (what a plain mount shows: openSUSE's snapshot layout, or a
     filesystem without subvolumes), else in named subvolumes of the top level (@ beside @home)."""
     with mounted(part.path, fstype="btrfs", options="ro", prefix="lifeboat-probe-") as mnt:
-        system = describe_linux(mnt, part, disk)
+        system = describe_linux(mnt, part, disk, volumes)
         if system:
             return [system]
     systems = []
     with mounted(part.path, fstype="btrfs", options="ro,subvolid=5", prefix="lifeboat-probe-") as top:
         for name in _subvolume_roots(top):
-            system = describe_linux(os.path.join(top, name), part, disk)
+            system = describe_linux(os.path.join(top, name), part, disk, volumes)
             if system:
                 system.root_subvol = name
                 systems.append(system)
     return systems
 
 
-def describe_linux(root_dir: str, root: Partition, disk: Disk) -> LinuxSystem | None:
+def claims_root(fstab: list[probe.FstabEntry], root: Partition | probe.Volume, disk: Disk,
+                volumes: Sequence[probe.Volume] = ()) -> bool:
+    """Whether a logical volume is the / its own fstab names: a copy of a root kept in another LV (a backup, a
+    snapshot's origin) is not a system. Partitions are taken as they are (their fstab may name the old disk)."""
+    if not isinstance(root, probe.Volume):
+        return True
+    named = [probe.resolve_spec(e.spec, disk, volumes) for e in fstab if e.mountpoint == "/"]
+    return not named or root in named or all(n is None for n in named)
+
+
+def describe_linux(root_dir: str, root: Partition | probe.Volume, disk: Disk,
+                   volumes: Sequence[probe.Volume] = ()) -> LinuxSystem | None:
     fstab = probe.parse_fstab(_read(os.path.join(root_dir, "etc/fstab")))
-    if not looks_like_grub_linux(root_dir, fstab):
+    if not looks_like_grub_linux(root_dir, fstab) or not claims_root(fstab, root, disk, volumes):
         return None
     rel = os_release(root_dir)
     system = LinuxSystem(root=root, name=rel.get("PRETTY_NAME") or "Linux (no os-release)",
                          efi_id=(rel.get("ID") or "debian").lower(), fstab=fstab)
     for entry in fstab:
         if entry.mountpoint == "/boot":
-            system.boot = probe.resolve_spec(entry.spec, disk)
+            system.boot = probe.resolve_spec(entry.spec, disk, volumes)
             system.boot_subvol = fstab_subvol(entry.options) if entry.fstype == "btrfs" else ""
     # The ESP: the one the restored fstab names, else the disk's first ESP.
     for entry in fstab:
         if entry.fstype in ("vfat", "msdos", "fat") and entry.mountpoint in ESP_MOUNTPOINTS:
-            part = probe.resolve_spec(entry.spec, disk)
-            if part is not None and part.is_esp:
+            part = probe.resolve_spec(entry.spec, disk, volumes)
+            if isinstance(part, Partition) and part.is_esp:
                 system.esp, system.esp_mountpoint = part, entry.mountpoint
     if system.esp is None and disk.esps:
         system.esp = disk.esps[0]
@@ -131,23 +142,25 @@ class Findings:
     unreadable: list[str] = field(default_factory=list)  # "/dev/sda2 (ext4): why"
 
 
-def find_systems(disk: Disk, log) -> Findings:
-    """Mount every candidate partition read-only, one at a time, and look."""
+def find_systems(disk: Disk, log, volumes: Sequence[probe.Volume] = ()) -> Findings:
+    """Mount every candidate partition, then every active logical volume of the disk's volume groups
+    (`volumes`, boot.lvm_roots), read-only, one at a time, and look."""
     found = Findings()
-    for part in disk.partitions:
-        esp = part.is_esp and part.fstype == "vfat"
+    candidates: list[Partition | probe.Volume] = [*disk.partitions, *volumes]
+    for part in candidates:
+        esp = isinstance(part, Partition) and part.is_esp and part.fstype == "vfat"
         if part.fstype not in probe.LINUX_FS and not esp:
             continue
         try:
             if part.fstype == "btrfs":
-                found.linux += describe_btrfs(part, disk)
+                found.linux += describe_btrfs(part, disk, volumes)
                 continue
             with mounted(part.path, fstype=part.fstype, options="ro", prefix="lifeboat-probe-") as mnt:
                 if esp:
                     if probe.find_ci(mnt, WINDOWS_LOADER):
                         found.windows.append(WindowsLoader(esp=part))
                 else:
-                    system = describe_linux(mnt, part, disk)
+                    system = describe_linux(mnt, part, disk, volumes)
                     if system:
                         found.linux.append(system)
         except CommandFailed as err:
@@ -155,3 +168,21 @@ def find_systems(disk: Disk, log) -> Findings:
             log(f"cannot look into {what}: {err}", "warning")
             found.unreadable.append(f"{what}: {err}")
     return found
+
+
+def shared_boots(systems: Sequence[LinuxSystem]) -> dict[str, str]:
+    """Root (LinuxSystem.where) -> why it must not be fixed, for every root whose separate /boot is also another
+    root's: GRUB's files and configuration in that /boot can belong to only one of them."""
+    by_boot: dict[str, list[LinuxSystem]] = {}
+    for system in systems:
+        if system.boot is not None:
+            by_boot.setdefault(system.boot.path, []).append(system)
+    refused = {}
+    for boot, claims in by_boot.items():
+        if len(claims) < 2:
+            continue
+        names = " and ".join(f"{s.name} on {s.where}" for s in claims)
+        for system in claims:
+            refused[system.where] = (f"{boot} is the /boot of {names}: Lifeboat cannot tell which system's GRUB it "
+                                     "must hold; nothing written for either (fix one system's /etc/fstab first)")
+    return refused

@@ -13,7 +13,7 @@ import os
 import shutil
 
 from lifeboat import locks, secureboot
-from lifeboat.boot import detect, efi, probe, shim, signed
+from lifeboat.boot import detect, efi, lvm_roots, probe, shim, signed
 from lifeboat.boot.model import DONE, FAILED, NOT_NEEDED, LinuxSystem, Recorder, StepOutcome, WindowsLoader
 from lifeboat.devices import Disk, Partition, disk_info, with_layout
 from lifeboat.events import LogLine, Outcome, ProgressSink, discard
@@ -76,22 +76,36 @@ def after_restore(disk_path: str, layout: DiskLayout, progress: ProgressSink = d
 
 
 def _fix(disk: Disk, rec: Recorder, no_system: Outcome) -> list[StepOutcome]:
-    found = detect.find_systems(disk, rec.log)
+    """Detect and fix, with the disk's LVM volume groups active throughout (deactivated afterwards, reported)."""
+    with lvm_roots.opened(disk, rec) as groups:
+        found = detect.find_systems(disk, rec.log, groups.volumes)
+        found.unreadable[:0] = groups.unreadable
+        _fix_found(disk, found, rec, no_system)
+    return rec.outcomes
+
+
+def _fix_found(disk: Disk, found: detect.Findings, rec: Recorder, no_system: Outcome) -> None:
     if found.unreadable and not (found.linux or found.windows):
         rec.finish("detect", FAILED, "could not look into " + "; ".join(found.unreadable))
-        return rec.outcomes
+        return
     names = ([f"{s.name} on {s.where}" for s in found.linux]
              + [f"Windows boot manager on {w.esp.path}" for w in found.windows])
     if not names:
         rec.finish("detect", no_system, NOT_FOUND[no_system])
-        return rec.outcomes
+        return
+    if found.unreadable:
+        names.append("could not look into " + "; ".join(found.unreadable))
     rec.finish("detect", DONE, "; ".join(names))
+    refused = detect.shared_boots(found.linux)
     for system in found.linux:
-        _fix_linux(disk, system, rec, windows_present=bool(found.windows))
+        if system.where in refused:
+            rec.start(f"mount {system.root.path}", system.name)
+            rec.finish(f"mount {system.root.path}", FAILED, refused[system.where])
+        else:
+            _fix_linux(disk, system, rec, windows_present=bool(found.windows))
     if found.windows and not found.linux:
         for loader in found.windows:
             _fix_windows(disk, loader, rec)
-    return rec.outcomes
 
 
 # ---- Linux ----------------------------------------------------------------------------------------------

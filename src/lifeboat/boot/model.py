@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
 
-from lifeboat.boot.probe import FstabEntry
+from lifeboat.boot.probe import FstabEntry, Volume
 from lifeboat.devices import Partition
 from lifeboat.events import LogLine, Outcome, ProgressSink, StepFinished, StepStarted, summarize
 
@@ -31,11 +31,11 @@ def overall(outcomes: list[StepOutcome]) -> Outcome:
 
 @dataclass
 class LinuxSystem:
-    root: Partition
+    root: Partition | Volume  # a partition, or an LVM logical volume (/dev/mapper/VG-LV)
     name: str  # PRETTY_NAME from os-release, or the root's node
     efi_id: str  # directory under \EFI (Debian's grub-install --bootloader-id)
     fstab: list[FstabEntry] = field(default_factory=list)
-    boot: Partition | None = None  # a separate /boot
+    boot: Partition | Volume | None = None  # a separate /boot
     esp: Partition | None = None
     esp_mountpoint: str = "/boot/efi"
     bios: bool = False  # set up for BIOS (i386-pc)

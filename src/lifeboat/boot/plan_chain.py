@@ -22,6 +22,7 @@ from lifeboat.repo.store import Repository
 from lifeboat.run import run
 
 FAT_TYPES = ("vfat", "fat", "msdos")
+SKIPPED = "Bootloader step: skipped (--no-bootloader)."  # the plan's line when the restore will not run it
 
 
 @dataclass(frozen=True)

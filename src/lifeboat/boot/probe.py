@@ -6,11 +6,13 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from lifeboat.devices import Disk, Partition
 
 LINUX_FS = {"ext2", "ext3", "ext4", "xfs", "btrfs"}
+LVM_PV = "LVM2_member"  # blkid's name of an LVM physical volume
 SECTOR = 512
 
 
@@ -19,6 +21,19 @@ def mbr_gap_sectors(disk: Disk) -> int:
     if not disk.partitions:
         return 0
     return min(p.start for p in disk.partitions) // SECTOR - 1
+
+
+@dataclass(frozen=True)
+class Volume:
+    """An active LVM logical volume on the disk being fixed, seen as a block device a root or /boot can be on."""
+
+    vg: str
+    lv: str
+    path: str  # /dev/mapper/VG-LV (lvm2's node, dashes doubled)
+    pvs: tuple[str, ...]  # its group's physical volumes (partition nodes of this disk)
+    fstype: str = ""
+    uuid: str = ""
+    label: str = ""
 
 
 # ---- fstab ----------------------------------------------------------------------------------------
@@ -45,9 +60,41 @@ def parse_fstab(text: str) -> list[FstabEntry]:
     return entries
 
 
-def resolve_spec(spec: str, disk: Disk) -> Partition | None:
-    """The partition of `disk` an fstab spec names (UUID=, PARTUUID=, LABEL=, PARTLABEL=, by-* links)."""
+def split_mapper(name: str) -> tuple[str, str] | None:
+    """(VG, LV) of a device-mapper name as lvm2 makes it ("debian--vg-root": dashes inside a name doubled),
+    or None when the name is not VG-LV."""
+    i = 0
+    while i < len(name):
+        if name[i] == "-":
+            if name[i + 1:i + 2] == "-":
+                i += 2
+                continue
+            vg, lv = name[:i], name[i + 1:]
+            return (vg.replace("--", "-"), lv.replace("--", "-")) if vg and lv else None
+        i += 1
+    return None
+
+
+def lvm_names(spec: str) -> tuple[str, str] | None:
+    """(VG, LV) an fstab spec names through /dev/mapper/VG-LV or /dev/VG/LV, else None."""
+    if spec.startswith("/dev/mapper/"):
+        return split_mapper(spec[len("/dev/mapper/"):])
+    parts = spec.split("/")
+    if len(parts) == 4 and parts[:2] == ["", "dev"] and parts[2] and parts[3] and parts[2] not in _DEV_DIRS:
+        return parts[2], parts[3]
+    return None
+
+
+_DEV_DIRS = {"disk", "mapper", "md", "block", "char", "bus", "input", "pts", "shm", "cdrom", "net", "snd", "dri"}
+
+
+def resolve_spec(spec: str, disk: Disk, volumes: Sequence[Volume] = ()) -> Partition | Volume | None:
+    """The partition of `disk`, or the logical volume among `volumes` (its volume groups' active LVs), an fstab
+    spec names: UUID=, PARTUUID=, LABEL=, PARTLABEL=, by-* links, /dev/mapper/VG-LV, /dev/VG/LV."""
     spec = spec.strip('"')
+    named = lvm_names(spec)
+    if named is not None or spec.startswith("/dev/mapper/"):  # another mapper name (LUKS...): not resolvable here
+        return next((v for v in volumes if (v.vg, v.lv) == named), None)
     by = {"/dev/disk/by-uuid/": "UUID=", "/dev/disk/by-partuuid/": "PARTUUID=",
           "/dev/disk/by-label/": "LABEL=", "/dev/disk/by-partlabel/": "PARTLABEL="}
     for prefix, key in by.items():
@@ -68,6 +115,9 @@ def resolve_spec(spec: str, disk: Disk) -> Partition | None:
             return p
         if key == "PARTLABEL" and p.partlabel == value:
             return p
+    for v in volumes:
+        if (key == "UUID" and v.uuid and v.uuid.lower() == value_l) or (key == "LABEL" and v.label and v.label == value):
+            return v
     return None
 
 
