@@ -32,6 +32,7 @@ class ConsoleProgress:
         self.item_started = self.started
         self.item_base = 0
         self._last_draw = float("-inf")  # the first event always shows
+        self._net_base: tuple[float, int, int] | None = None  # (at, received, sent) of the first Progress
         self._line_open = False
 
     def __call__(self, event: Event) -> None:
@@ -46,6 +47,8 @@ class ConsoleProgress:
 
     def _progress(self, e: Progress) -> None:
         now = time.monotonic()
+        if self._net_base is None:
+            self._net_base = (e.at, e.net_received, e.net_sent)
         finished = e.done >= e.total
         if now - self._last_draw < self.interval and not finished:
             return
@@ -59,7 +62,7 @@ class ConsoleProgress:
         line = (
             f"{e.phase} {e.item}: {item_pct:3.0f}% {human_size(item_rate)}/s ETA {_eta(e.item_total - e.item_done, item_rate)}"
             f" | overall {pct:3.0f}% {human_size(e.done)}/{human_size(e.total)} {human_size(rate)}/s"
-            f" ETA {_eta(e.total - e.done, rate)}"
+            f" ETA {_eta(e.total - e.done, rate)}{self._network(e)}"
         )
         if self.tty:
             self.stream.write("\r\x1b[K" + self.prefix + line)
@@ -67,6 +70,17 @@ class ConsoleProgress:
         else:
             self.stream.write(self.prefix + line + "\n")
         self.stream.flush()
+
+    def _network(self, e: Progress) -> str:
+        """' | network in 11.2 MiB/s out 0 B/s' (the rates since the first event), or '' while no network
+        repository has moved a byte."""
+        assert self._net_base is not None
+        start, received, sent = self._net_base
+        if e.net_received == received and e.net_sent == sent:
+            return ""
+        seconds = max(e.at - start, 1e-6)
+        return (f" | network in {human_size((e.net_received - received) / seconds)}/s"
+                f" out {human_size((e.net_sent - sent) / seconds)}/s")
 
     def _print(self, text: str) -> None:
         if self._line_open:

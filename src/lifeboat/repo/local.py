@@ -15,6 +15,7 @@ import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
+from lifeboat import traffic
 from lifeboat.crashpoint import crashpoint
 from lifeboat.repo.backend import Locked, ObjectMissing
 
@@ -25,8 +26,9 @@ class LocalBackend:
     read_only = False
     can_list = True
 
-    def __init__(self, root: Path):
+    def __init__(self, root: Path, *, network: bool = False):
         self.root = root
+        self.network = network  # a mounted smb:// or nfs:// share: reads and writes are network traffic
         self.url = str(root)
         self.tmp_dir = root / "tmp"
 
@@ -40,14 +42,19 @@ class LocalBackend:
 
     def read(self, name: str) -> bytes:
         try:
-            return self.path(name).read_bytes()
+            data = self.path(name).read_bytes()
         except FileNotFoundError:
             raise ObjectMissing(f"{self.path(name)} does not exist") from None
+        if self.network:
+            traffic.count_received(len(data))
+        return data
 
     def write(self, name: str, data: bytes, *, durable: bool = False) -> None:
         final = self.path(name)
         final.parent.mkdir(parents=True, exist_ok=True)
         atomic_write(final, data, self.tmp_dir, sync=durable)
+        if self.network:
+            traffic.count_sent(len(data))
 
     def exists(self, name: str) -> bool:
         return self.path(name).exists()

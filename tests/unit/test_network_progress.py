@@ -1,0 +1,121 @@
+"""Network throughput beside disk throughput: the backends count the bytes they move (traffic.py), every
+Progress event carries the counts, the CLI's progress line and the TUI's job meter show their rates.
+A local directory repository moves no network bytes, and neither front end shows network figures for it."""
+
+from __future__ import annotations
+
+import io
+
+import pytest
+from textual.app import App
+from textual.widgets import Static
+
+from lifeboat import traffic
+from lifeboat.events import Progress
+from lifeboat.repo.local import LocalBackend
+from lifeboat.repo.mounts import negotiated_version
+from lifeboat.terminal import ConsoleProgress
+from lifeboat.tui.widgets.job_meter import JobMeter
+from tui.tui_pilot import drive
+
+MIB = 1 << 20
+
+
+def test_progress_events_carry_the_network_counts_when_made():
+    before = traffic.totals()
+    traffic.count_received(3 * MIB)
+    traffic.count_sent(1 * MIB)
+    event = Progress("restore", "p1", 0, 1, 0, 1)
+    assert (event.net_received - before.received, event.net_sent - before.sent) == (3 * MIB, 1 * MIB)
+
+
+def test_a_mounted_share_counts_its_traffic_and_a_local_directory_does_not(tmp_path):
+    share, local = LocalBackend(tmp_path / "share", network=True), LocalBackend(tmp_path / "local")
+    for backend in (share, local):
+        backend.prepare()
+    before = traffic.totals()
+    local.write("chunks/aa/x.zst", b"x" * 1000)
+    local.read("chunks/aa/x.zst")
+    assert traffic.totals() == before
+    share.write("chunks/aa/x.zst", b"x" * 1000)
+    share.read("chunks/aa/x.zst")
+    share.read("chunks/aa/x.zst")
+    after = traffic.totals()
+    assert (after.sent - before.sent, after.received - before.received) == (1000, 2000)
+
+
+class _Clock:
+    def __init__(self):
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def _event(done: int, received: int, sent: int = 0, at: float = 0.0) -> Progress:
+    return Progress("restore", "partition 1", done, 100 * MIB, done, 100 * MIB, at=at, net_received=received,
+                    net_sent=sent)
+
+
+def test_cli_progress_shows_the_network_rate_beside_the_disk_rate(monkeypatch):
+    clock = _Clock()
+    monkeypatch.setattr("lifeboat.terminal.time.monotonic", clock)
+    out = io.StringIO()
+    sink = ConsoleProgress(out, interval=0)
+    sink(_event(0, 500 * MIB, at=clock.now))  # what earlier jobs of the process fetched is not this job's rate
+    clock.now += 10
+    sink(_event(40 * MIB, 520 * MIB, 2 * MIB, at=clock.now))
+    lines = out.getvalue().splitlines()
+    assert "network" not in lines[0]
+    assert "overall  40% 40.0 MiB/100.0 MiB 4.0 MiB/s" in lines[1]
+    assert lines[1].endswith("| network in 2.0 MiB/s out 204.8 KiB/s")
+
+
+def test_cli_progress_of_a_local_job_shows_no_network_figures(monkeypatch):
+    clock = _Clock()
+    monkeypatch.setattr("lifeboat.terminal.time.monotonic", clock)
+    out = io.StringIO()
+    sink = ConsoleProgress(out, interval=0)
+    for n in range(3):
+        clock.now += 5
+        sink(_event(n * 10 * MIB, 7 * MIB, at=clock.now))
+    assert "network" not in out.getvalue()
+
+
+class _MeterApp(App):
+    def compose(self):
+        yield JobMeter()
+
+
+@pytest.mark.parametrize("received, shown", [(7 * MIB, False), (None, True)])
+@drive
+async def test_tui_job_meter_shows_network_throughput_beside_disk_throughput(monkeypatch, received, shown):
+    clock = _Clock()
+    monkeypatch.setattr("lifeboat.tui.widgets.job_meter.clock", clock)
+    app = _MeterApp()
+    async with app.run_test() as pilot:
+        meter = app.query_one(JobMeter)
+        meter.feed(_event(0, 7 * MIB))
+        for second in range(1, 5):
+            clock.now += 1
+            meter.feed(_event(second * 8 * MIB, received if received is not None else 7 * MIB + second * 6 * MIB,
+                              0 if received is not None else second * MIB // 2))
+            meter.tick()
+        await pilot.pause()
+        line = str(app.query_one("#numbers", Static).render())
+    if shown:
+        assert "disk 8.0 MiB/s    network ↓ 6.0 MiB/s ↑ 512.0 KiB/s" in line, line
+    else:
+        assert "network" not in line and "8.0 MiB/s" in line and "disk" not in line, line
+
+
+def test_the_negotiated_protocol_version_is_read_from_mountinfo(tmp_path):
+    mountinfo = (
+        "25 1 0:22 / /run rw,nosuid shared:5 - tmpfs tmpfs rw\n"
+        "301 25 0:60 / /run/lifeboat/mnt/ab12 rw,nosuid,nodev,noexec,relatime shared:160 - cifs //10.0.2.2/share "
+        "rw,vers=3.0,cache=strict,username=tech,uid=0,noforceuid,addr=10.0.2.2,file_mode=0600,port=44445\n"
+        "302 25 0:61 / /run/lifeboat/mnt/cd34 rw,relatime - nfs4 10.0.2.2:/export/x rw,vers=4.1,rsize=1048576\n"
+    )
+    assert negotiated_version("/run/lifeboat/mnt/ab12", mountinfo) == "3.0"
+    assert negotiated_version("/run/lifeboat/mnt/cd34", mountinfo) == "4.1"
+    assert negotiated_version("/run/lifeboat/mnt/none", mountinfo) == ""
