@@ -70,3 +70,14 @@ def test_unattended_capture_to_ssh_with_the_files_beside_the_job_file(server, wo
     assert re.search(r"\| network in [\d.]+ \S+/s out [\d.]+ \S+/s", out), out  # the network's rate is shown
     repo = Repository.open(server.extra["root"] / "unattended")  # the server's directory, read here
     assert repo.image_names() == ["lab-pc"] and verify(repo, "lab-pc").ok
+
+
+def test_a_repository_on_the_command_line_alone_has_no_known_hosts(server, tmp_path):
+    """No job file, so nothing beside it: the ssh:// server's key is unknown whatever ~/.ssh holds."""
+    home = tmp_path / "empty-home" / ".ssh"
+    home.mkdir(parents=True)
+    shutil.copy(server.extra["home"] / ".ssh" / "known_hosts", home / "known_hosts")  # ignored: not beside a job
+    url = f"ssh://root@127.0.0.1:{server.port}{server.extra['root']}/cmdline"
+    cmdline = f"lifeboat.job=verify lifeboat.image=any lifeboat.repo={url}"
+    _, ok, reason, _, _ = unattended.execute(unattended.parse_cmdline(cmdline), cmdline)
+    assert not ok and "not known" in reason and "SHA256:" in reason, reason
