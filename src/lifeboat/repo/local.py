@@ -17,6 +17,7 @@ from pathlib import Path
 
 from lifeboat import traffic
 from lifeboat.crashpoint import crashpoint
+from lifeboat.errors import RepositoryError
 from lifeboat.repo.backend import Locked, ObjectMissing
 
 _libc = ctypes.CDLL(None, use_errno=True)  # syncfs(2): Python has no wrapper before 3.12
@@ -88,12 +89,16 @@ class LocalBackend:
     @contextlib.contextmanager
     def lock(self, scope: str, exclusive: bool) -> Iterator[None]:
         path = self.tmp_dir / f"{scope}.lock"
-        fd = os.open(path, os.O_RDONLY | os.O_CREAT, 0o644)  # read-only: no obstacle to a remount ro
+        # read-only: no obstacle to a remount ro. An NFS share emulates flock with POSIX locks, and an exclusive
+        # one there needs the file open for writing (else EBADF): a share's lock file is opened read-write.
+        fd = os.open(path, (os.O_RDWR if self.network else os.O_RDONLY) | os.O_CREAT, 0o644)
         try:
             try:
                 fcntl.flock(fd, (fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH) | fcntl.LOCK_NB)
             except BlockingIOError:
                 raise Locked(f"{self.root} is locked ({scope}) by another Lifeboat process") from None
+            except OSError as exc:
+                raise RepositoryError(f"cannot lock {path} ({scope}): {exc.strerror}") from None
             yield
         finally:
             os.close(fd)
