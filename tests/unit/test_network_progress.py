@@ -119,3 +119,20 @@ def test_the_negotiated_protocol_version_is_read_from_mountinfo(tmp_path):
     assert negotiated_version("/run/lifeboat/mnt/ab12", mountinfo) == "3.0"
     assert negotiated_version("/run/lifeboat/mnt/cd34", mountinfo) == "4.1"
     assert negotiated_version("/run/lifeboat/mnt/none", mountinfo) == ""
+
+
+def test_a_directory_on_a_network_mount_counts_as_network_traffic():
+    from lifeboat.repo.mounts import on_network_filesystem
+
+    mountinfo = (
+        "22 1 254:0 / / rw,relatime shared:1 - ext4 /dev/vda rw\n"
+        "25 22 0:22 / /run rw,nosuid shared:5 - tmpfs tmpfs rw\n"
+        "301 25 0:60 / /run/lifeboat/mnt/ab12 rw,relatime shared:160 - cifs //10.0.2.2/share rw,vers=3.0\n"
+        "302 22 0:61 / /mnt/nas rw,relatime - nfs4 nas:/export rw,vers=4.2\n"
+        "303 302 8:1 / /mnt/nas/usb rw,relatime - ext4 /dev/sda1 rw\n"
+    )
+    assert on_network_filesystem("/run/lifeboat/mnt/ab12/lab", mountinfo)
+    assert on_network_filesystem("/mnt/nas", mountinfo) and on_network_filesystem("/mnt/nas/images", mountinfo)
+    assert not on_network_filesystem("/mnt/nas/usb/images", mountinfo)  # a local disk mounted below the share
+    assert not on_network_filesystem("/run/lifeboat/mnt/ab", mountinfo)
+    assert not on_network_filesystem("/srv/images", mountinfo)

@@ -136,6 +136,30 @@ def negotiated_version(mount_point: Path, mountinfo: str | None = None) -> str:
     return found
 
 
+NETWORK_FSTYPES = frozenset({"cifs", "smb3", "nfs", "nfs4", "fuse.sshfs"})
+
+
+def on_network_filesystem(path: Path, mountinfo: str | None = None) -> bool:
+    """Whether `path` lies on a cifs/nfs/sshfs mount (ours, or one made by hand): its reads and writes are
+    network traffic. The deepest mount point holding the path decides."""
+    if mountinfo is None:
+        try:
+            mountinfo = Path("/proc/self/mountinfo").read_text()
+        except OSError:
+            return False
+    target = str(path)
+    best, fstype = "", ""
+    for line in mountinfo.splitlines():
+        fields = line.split()
+        if " - " not in line or len(fields) < 5:
+            continue
+        point = fields[4].replace("\\040", " ")
+        inside = target == point or target.startswith(point.rstrip("/") + "/")
+        if inside and len(point) >= len(best):
+            best, fstype = point, line.split(" - ", 1)[1].split()[0]
+    return fstype in NETWORK_FSTYPES
+
+
 def _unmount(mount_point: Path) -> None:
     from lifeboat.run import run
 
