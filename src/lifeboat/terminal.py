@@ -7,6 +7,7 @@ import sys
 import time
 from typing import TextIO
 
+from lifeboat import traffic
 from lifeboat.devices import human_size
 from lifeboat.events import Event, LogLine, Progress, StepFinished, StepStarted
 
@@ -90,6 +91,17 @@ class ConsoleProgress:
         self.stream.flush()
 
     def close(self) -> None:
+        """End the status line; after a job with a network repository, say what went over the network (the
+        last events of a capture come before its last chunks are sent)."""
         if self._line_open:
             self.stream.write("\n")
             self._line_open = False
+        if self._net_base is None:
+            return
+        start, received, sent = self._net_base
+        now = traffic.totals()
+        received, sent = now.received - received, now.sent - sent
+        if received or sent:
+            seconds = max(time.monotonic() - start, 1e-6)
+            self._print(f"network: {human_size(received)} received, {human_size(sent)} sent, "
+                        f"{human_size((received + sent) / seconds)}/s on average")

@@ -136,3 +136,21 @@ def test_a_directory_on_a_network_mount_counts_as_network_traffic():
     assert not on_network_filesystem("/mnt/nas/usb/images", mountinfo)  # a local disk mounted below the share
     assert not on_network_filesystem("/run/lifeboat/mnt/ab", mountinfo)
     assert not on_network_filesystem("/srv/images", mountinfo)
+
+
+def test_cli_progress_closes_with_what_went_over_the_network(monkeypatch):
+    clock = _Clock()
+    monkeypatch.setattr("lifeboat.terminal.time.monotonic", clock)
+    out = io.StringIO()
+    sink = ConsoleProgress(out, interval=0)
+    sink(Progress("capture", "p1", 10 * MIB, 10 * MIB, 10 * MIB, 10 * MIB, at=clock.now))  # read before it is sent
+    traffic.count_sent(4 * MIB)
+    traffic.count_received(MIB // 2)
+    clock.now += 2
+    sink.close()
+    assert out.getvalue().splitlines()[-1] == "network: 512.0 KiB received, 4.0 MiB sent, 2.2 MiB/s on average"
+    quiet = io.StringIO()
+    local = ConsoleProgress(quiet, interval=0)
+    local(Progress("capture", "p1", 1, 1, 1, 1))
+    local.close()
+    assert "network" not in quiet.getvalue()

@@ -89,7 +89,7 @@ def _jobs_disk(path: Path, ssh, password: str) -> Path:
     return path
 
 
-def _round_trip(vm, scheme: str, url: str, creds: str, target: str) -> str:
+def _round_trip(vm, scheme: str, url: str, creds: str, target: str) -> tuple[str, str]:
     """Capture LB-SOURCE into `url` and restore it onto `target` in the guest; returns both commands' output."""
     image = f"{scheme}-img"
     rc, captured = shell(vm, f"lifeboat -v capture /dev/disk/by-id/virtio-LB-SOURCE {image} --repo {url} {creds} 2>&1",
@@ -98,7 +98,7 @@ def _round_trip(vm, scheme: str, url: str, creds: str, target: str) -> str:
     rc, restored = shell(vm, f"lifeboat restore {image} /dev/disk/by-id/virtio-{target} --repo {url} {creds} "
                              "--yes --no-bootloader 2>&1", timeout=900)
     assert rc == 0, f"restore from {url} failed:\n{restored}"
-    return captured + restored
+    return captured, restored
 
 
 def _restored_disk(vm, target: str) -> tuple[list[str], str, dict[str, str]]:
@@ -170,10 +170,10 @@ def test_smb_and_nfs_round_trips_and_an_unattended_ssh_capture_in_the_live_syste
             assert rc == 0, out
 
             smb_url = f"smb://tech@{GUEST}:{smb.port}/share/lab"
-            smb_out = _round_trip(vm, "smb", smb_url, "--credentials /mnt/jobs/smb.cred", "LB-T-SMB")
+            smb_capture, smb_restore = _round_trip(vm, "smb", smb_url, "--credentials /mnt/jobs/smb.cred", "LB-T-SMB")
             print(f"smb round trip done after {vm.elapsed():.0f} s")
             nfs_url = f"nfs://{GUEST}:{nfs.port}/export/lab"
-            nfs_out = _round_trip(vm, "nfs", nfs_url, "", "LB-T-NFS")
+            nfs_capture, nfs_restore = _round_trip(vm, "nfs", nfs_url, "", "LB-T-NFS")
             print(f"nfs round trip done after {vm.elapsed():.0f} s")
             seen = _secrets_seen(vm)
 
@@ -188,12 +188,18 @@ def test_smb_and_nfs_round_trips_and_an_unattended_ssh_capture_in_the_live_syste
             server.stop()
 
     # the negotiated version is shown: the server stops at SMB 3.0, so 3.1.1 was refused and 3.0 taken
-    assert f"repository {smb_url} (SMB protocol 3.0) mounted at" in smb_out, smb_out
-    assert re.search(rf"repository {re.escape(nfs_url)} \(NFS protocol 4\.[0-2]\) mounted at", nfs_out), nfs_out
-    # mount.cifs had the password from a credentials file; the progress lines show the network's rate
-    assert "credentials=/run/lifeboat-cred-" in smb_out, smb_out
-    for out in (smb_out, nfs_out):
-        assert re.search(r"\| network in [\d.]+ \S+/s out [\d.]+ \S+/s", out), out
+    for out in (smb_capture, smb_restore):
+        assert f"repository {smb_url} (SMB protocol 3.0) mounted at" in out, out
+    for out in (nfs_capture, nfs_restore):
+        assert re.search(rf"repository {re.escape(nfs_url)} \(NFS protocol 4\.[0-2]\) mounted at", out), out
+    # mount.cifs had the password from a credentials file
+    assert "credentials=/run/lifeboat-cred-" in smb_capture, smb_capture
+    # the progress lines show the network's rate beside the disk's, and what went over the network in the end
+    for capture, restore in ((smb_capture, smb_restore), (nfs_capture, nfs_restore)):
+        for out in (capture, restore):
+            assert re.search(r"\| network in [\d.]+ \S+/s out [\d.]+ \S+/s", out), out
+        assert re.search(r"network: [\d.]+ \S+ received, [\d.]+ (KiB|MiB) sent", capture), capture
+        assert re.search(r"network: [\d.]+ (KiB|MiB) received", restore), restore
     # the images are in the shares' directories on the host
     assert (tmp_path / "smbshare" / "lab" / "images" / "smb-img" / "manifest.json").is_file()
     assert (tmp_path / "nfsexport" / "lab" / "images" / "nfs-img" / "manifest.json").is_file()
