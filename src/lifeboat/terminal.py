@@ -33,7 +33,8 @@ class ConsoleProgress:
         self.item_started = self.started
         self.item_base = 0
         self._last_draw = float("-inf")  # the first event always shows
-        self._net_base: tuple[float, int, int] | None = None  # (at, received, sent) of the first Progress
+        # (time, received, sent) when the sink was made: a job's first event comes after its first chunks moved
+        self._net_base: tuple[float, int, int] = (self.started, traffic.received(), traffic.sent())
         self._line_open = False
 
     def __call__(self, event: Event) -> None:
@@ -48,8 +49,6 @@ class ConsoleProgress:
 
     def _progress(self, e: Progress) -> None:
         now = time.monotonic()
-        if self._net_base is None:
-            self._net_base = (e.at, e.net_received, e.net_sent)
         finished = e.done >= e.total
         if now - self._last_draw < self.interval and not finished:
             return
@@ -75,7 +74,6 @@ class ConsoleProgress:
     def _network(self, e: Progress) -> str:
         """' | network in 11.2 MiB/s out 0 B/s' (the rates since the first event), or '' while no network
         repository has moved a byte."""
-        assert self._net_base is not None
         start, received, sent = self._net_base
         if e.net_received == received and e.net_sent == sent:
             return ""
@@ -96,8 +94,6 @@ class ConsoleProgress:
         if self._line_open:
             self.stream.write("\n")
             self._line_open = False
-        if self._net_base is None:
-            return
         start, received, sent = self._net_base
         now = traffic.totals()
         received, sent = now.received - received, now.sent - sent

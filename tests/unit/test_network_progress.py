@@ -61,10 +61,11 @@ def test_cli_progress_shows_the_network_rate_beside_the_disk_rate(monkeypatch):
     clock = _Clock()
     monkeypatch.setattr("lifeboat.terminal.time.monotonic", clock)
     out = io.StringIO()
+    base = traffic.totals()  # what earlier jobs of the process fetched is not this job's rate
     sink = ConsoleProgress(out, interval=0)
-    sink(_event(0, 500 * MIB, at=clock.now))  # what earlier jobs of the process fetched is not this job's rate
+    sink(_event(0, base.received, base.sent, at=clock.now))
     clock.now += 10
-    sink(_event(40 * MIB, 520 * MIB, 2 * MIB, at=clock.now))
+    sink(_event(40 * MIB, base.received + 20 * MIB, base.sent + 2 * MIB, at=clock.now))
     lines = out.getvalue().splitlines()
     assert "network" not in lines[0]
     assert "overall  40% 40.0 MiB/100.0 MiB 4.0 MiB/s" in lines[1]
@@ -76,9 +77,10 @@ def test_cli_progress_of_a_local_job_shows_no_network_figures(monkeypatch):
     monkeypatch.setattr("lifeboat.terminal.time.monotonic", clock)
     out = io.StringIO()
     sink = ConsoleProgress(out, interval=0)
+    base = traffic.totals()
     for n in range(3):
         clock.now += 5
-        sink(_event(n * 10 * MIB, 7 * MIB, at=clock.now))
+        sink(_event(n * 10 * MIB, base.received, base.sent, at=clock.now))
     assert "network" not in out.getvalue()
 
 
@@ -87,19 +89,19 @@ class _MeterApp(App):
         yield JobMeter()
 
 
-@pytest.mark.parametrize("received, shown", [(7 * MIB, False), (None, True)])
+@pytest.mark.parametrize("shown", [False, True])
 @drive
-async def test_tui_job_meter_shows_network_throughput_beside_disk_throughput(monkeypatch, received, shown):
+async def test_tui_job_meter_shows_network_throughput_beside_disk_throughput(monkeypatch, shown):
     clock = _Clock()
     monkeypatch.setattr("lifeboat.tui.widgets.job_meter.clock", clock)
+    base = traffic.totals()
     app = _MeterApp()
     async with app.run_test() as pilot:
         meter = app.query_one(JobMeter)
-        meter.feed(_event(0, 7 * MIB))
-        for second in range(1, 5):
+        for second in range(1, 7):
             clock.now += 1
-            meter.feed(_event(second * 8 * MIB, received if received is not None else 7 * MIB + second * 6 * MIB,
-                              0 if received is not None else second * MIB // 2))
+            moved = (second * 6 * MIB, second * MIB // 2) if shown else (0, 0)
+            meter.feed(_event(second * 8 * MIB, base.received + moved[0], base.sent + moved[1]))
             meter.tick()
         await pilot.pause()
         line = str(app.query_one("#numbers", Static).render())
@@ -143,8 +145,9 @@ def test_cli_progress_closes_with_what_went_over_the_network(monkeypatch):
     monkeypatch.setattr("lifeboat.terminal.time.monotonic", clock)
     out = io.StringIO()
     sink = ConsoleProgress(out, interval=0)
-    sink(Progress("capture", "p1", 10 * MIB, 10 * MIB, 10 * MIB, 10 * MIB, at=clock.now))  # read before it is sent
-    traffic.count_sent(4 * MIB)
+    traffic.count_sent(1 * MIB)  # before the first event: counted too
+    sink(Progress("capture", "p1", 10 * MIB, 10 * MIB, 10 * MIB, 10 * MIB, at=clock.now))
+    traffic.count_sent(3 * MIB)  # after the last event (the last chunks of a capture)
     traffic.count_received(MIB // 2)
     clock.now += 2
     sink.close()

@@ -10,6 +10,7 @@ from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.widget import Widget
 from textual.widgets import Label, ProgressBar, Sparkline, Static
 
+from lifeboat import traffic
 from lifeboat.devices import human_size
 from lifeboat.events import Progress
 from lifeboat.tui.widgets.text import duration, rate
@@ -53,9 +54,10 @@ class JobMeter(Vertical):
         super().__init__(id="meter")
         self.started = clock()
         self.samples: deque[tuple[float, int]] = deque([(self.started, 0)])
-        self.net = (0, 0)  # the last event's (received, sent)
-        self.net_start = (0, 0)  # the first event's: what the job moved is the difference
-        self.net_samples: deque[tuple[float, int, int]] = deque()
+        # the process's network counts when the job started (its first event comes after its first chunks moved)
+        self.net_start = (traffic.received(), traffic.sent())
+        self.net = self.net_start  # the last event's (received, sent)
+        self.net_samples: deque[tuple[float, int, int]] = deque([(self.started, *self.net_start)])
         self.history: deque[float] = deque(maxlen=SPARK_POINTS)
         self.done = 0
         self.total = 0
@@ -81,9 +83,6 @@ class JobMeter(Vertical):
     def feed(self, event: Progress) -> None:
         self.done, self.total = event.done, event.total
         self.net = (event.net_received, event.net_sent)
-        if not self.net_samples:
-            self.net_start = self.net
-            self.net_samples.append((clock(), *self.net))
         self.query_one("#overall", ProgressBar).update(total=max(event.total, 1), progress=event.done)
         if event.item_total == event.total and not self.bars:
             return  # the item is the whole job (verify counts its items in job totals): the overall bar says it all
@@ -98,10 +97,9 @@ class JobMeter(Vertical):
         self.samples.append((now, self.done))
         while len(self.samples) > 1 and now - self.samples[0][0] > RATE_WINDOW:
             self.samples.popleft()
-        if self.net_samples:
-            self.net_samples.append((now, *self.net))
-            while len(self.net_samples) > 1 and now - self.net_samples[0][0] > RATE_WINDOW:
-                self.net_samples.popleft()
+        self.net_samples.append((now, *self.net))
+        while len(self.net_samples) > 1 and now - self.net_samples[0][0] > RATE_WINDOW:
+            self.net_samples.popleft()
         speed = self.current_rate()
         self.history.append(speed)
         # an all-zero history would draw as a full bar: show nothing until bytes move
