@@ -250,6 +250,7 @@ EXPORT {{
   SecType = sys;
   Protocols = 4;
   Transports = TCP;
+  Attr_Expiration_Time = 0;
   FSAL {{ Name = VFS; }}
 }}
 LOG {{ Default_Log_Level = EVENT; }}

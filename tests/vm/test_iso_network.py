@@ -97,7 +97,9 @@ def _round_trip(vm, scheme: str, url: str, creds: str, target: str) -> tuple[str
     assert rc == 0, f"capture to {url} failed:\n{captured}"
     rc, restored = shell(vm, f"lifeboat restore {image} /dev/disk/by-id/virtio-{target} --repo {url} {creds} "
                              "--yes --no-bootloader 2>&1", timeout=900)
-    assert rc == 0, f"restore from {url} failed:\n{restored}"
+    if rc != 0:
+        _, mounts = shell(vm, "findmnt -t cifs,smb3,nfs,nfs4; cat /proc/fs/nfsfs/volumes 2>/dev/null")
+        raise AssertionError(f"restore from {url} failed:\n{restored}\nnetwork mounts left:\n{mounts}")
     return captured, restored
 
 
