@@ -218,11 +218,13 @@ def samba(base: Path, share: Path, password: str, max_protocol: str = "SMB3_11")
     return server
 
 
-def ganesha(base: Path, export: Path, pseudo: str = "/export") -> Server:
+def ganesha(base: Path, export: Path, pseudo: str = "/export", minor_versions: str = "0, 1") -> Server:
     """nfs-ganesha (userspace NFS, FSAL VFS) in the foreground on its own port of 127.0.0.1, NFSv4 only (no
     rpcbind, no lock manager), exporting `export` read-write without root squashing as `pseudo` in the NFSv4
     pseudo filesystem. Graceless: no 90 s grace period after start. Its pid file, recovery state and log are
-    under `base`."""
+    under `base`. NFS 4.0 and 4.1 only by default: nfs-ganesha 4.3 answers a 4.2 client's READ_PLUS with no
+    data (a file written over 4.2 read back empty on a fresh mount in the live ISO), so clients fall back to
+    4.1, as from an older NAS."""
     base.mkdir(parents=True, exist_ok=True)
     export.mkdir(parents=True, exist_ok=True)
     (base / "recovery").mkdir(exist_ok=True)
@@ -237,6 +239,7 @@ def ganesha(base: Path, export: Path, pseudo: str = "/export") -> Server:
   Enable_UDP = false;
 }}
 NFSv4 {{
+  Minor_Versions = {minor_versions};
   Graceless = true;
   RecoveryBackend = fs;
   RecoveryRoot = {base}/recovery;
