@@ -4,7 +4,9 @@ guest).
 
 The servers run here, each on its own port of 127.0.0.1 with its own configuration and state, stopped by pid
 (tests/integration/netservers.py): Samba's smbd (at most SMB 3.0, as an older NAS: the client must fall back
-from 3.1.1 and say which version it got), nfs-ganesha (userspace NFSv4) and OpenSSH's sshd. The guest reaches
+from 3.1.1 and say which version it got), nfs-ganesha (userspace NFS 4.0/4.1: 4.2 refused, 4.1 shown) and
+OpenSSH's sshd. One run: 209 s under load, the shell after 120 s, SMB round trip 35 s, NFS 32 s, the two
+unattended ssh:// jobs 16 s. The guest reaches
 them at 10.0.2.2 (QEMU user networking). In the guest:
 - a small GPT disk with an ext4 partition is captured to smb://tech@10.0.2.2:PORT/share/lab (the password
   in a credentials file, never on a command line) and to nfs://10.0.2.2:PORT/export/lab, and each image is
