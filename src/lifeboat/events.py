@@ -14,6 +14,8 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Union
 
+from lifeboat import traffic
+
 
 class Outcome(StrEnum):
     """How a step ended, in the same words everywhere: CLI, TUI, unattended result, JSON."""
@@ -53,7 +55,9 @@ class StepFinished:
 
 @dataclass(frozen=True)
 class Progress:
-    """Byte counts. `item` names the partition being worked on; the totals cover the whole job."""
+    """Byte counts. `item` names the partition being worked on; the totals cover the whole job.
+    `net_received`/`net_sent`: this process's bytes from/to network repositories so far (traffic.py), read when
+    the event is made; the front ends show their rate beside the disk rate (0 and unchanged: a local job)."""
 
     phase: str  # capture | restore | verify
     item: str
@@ -64,7 +68,8 @@ class Progress:
     at: float = field(default_factory=time.monotonic)
     read_errors: int = 0  # a rescue capture: failed reads of the current partition so far
     to_retry: int = 0  # a rescue capture: bytes the retry passes have still to go over
-
+    net_received: int = field(default_factory=traffic.received)
+    net_sent: int = field(default_factory=traffic.sent)
 
 
 @dataclass(frozen=True)

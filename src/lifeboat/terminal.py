@@ -7,6 +7,7 @@ import sys
 import time
 from typing import TextIO
 
+from lifeboat import traffic
 from lifeboat.devices import human_size
 from lifeboat.events import Event, LogLine, Progress, StepFinished, StepStarted
 
@@ -40,6 +41,8 @@ class ConsoleProgress:
         self.item_started = self.started
         self.item_base = 0
         self._last_draw = float("-inf")  # the first event always shows
+        # (time, received, sent) when the sink was made: a job's first event comes after its first chunks moved
+        self._net_base: tuple[float, int, int] = (self.started, traffic.received(), traffic.sent())
         self._line_open = False
 
     def __call__(self, event: Event) -> None:
@@ -67,7 +70,7 @@ class ConsoleProgress:
         line = (
             f"{e.phase} {e.item}: {item_pct:3.0f}% {human_size(item_rate)}/s ETA {_eta(e.item_total - e.item_done, item_rate)}"
             f" | overall {pct:3.0f}% {human_size(e.done)}/{human_size(e.total)} {human_size(rate)}/s"
-            f" ETA {_eta(e.total - e.done, rate)}"
+            f" ETA {_eta(e.total - e.done, rate)}{self._network(e)}"
         ) + damage_note(e)
         if self.tty:
             self.stream.write("\r\x1b[K" + self.prefix + line)
@@ -75,6 +78,16 @@ class ConsoleProgress:
         else:
             self.stream.write(self.prefix + line + "\n")
         self.stream.flush()
+
+    def _network(self, e: Progress) -> str:
+        """' | network in 11.2 MiB/s out 0 B/s' (the rates since the first event), or '' while no network
+        repository has moved a byte."""
+        start, received, sent = self._net_base
+        if e.net_received == received and e.net_sent == sent:
+            return ""
+        seconds = max(e.at - start, 1e-6)
+        return (f" | network in {human_size((e.net_received - received) / seconds)}/s"
+                f" out {human_size((e.net_sent - sent) / seconds)}/s")
 
     def _print(self, text: str) -> None:
         if self._line_open:
@@ -84,6 +97,15 @@ class ConsoleProgress:
         self.stream.flush()
 
     def close(self) -> None:
+        """End the status line; after a job with a network repository, say what went over the network (the
+        last events of a capture come before its last chunks are sent)."""
         if self._line_open:
             self.stream.write("\n")
             self._line_open = False
+        start, received, sent = self._net_base
+        now = traffic.totals()
+        received, sent = now.received - received, now.sent - sent
+        if received or sent:
+            seconds = max(time.monotonic() - start, 1e-6)
+            self._print(f"network: {human_size(received)} received, {human_size(sent)} sent, "
+                        f"{human_size((received + sent) / seconds)}/s on average")

@@ -5,6 +5,13 @@
     lifeboat.job=verify  lifeboat.image=NAME
     lifeboat.job=file    (the parameters are read from lifeboat-job.conf at the top of the repository)
 
+lifeboat.repo= may also be a network repository (ssh://, smb://, nfs://, s3://; https:// for restore and
+verify), on the command line or in the job file. Nothing is ever asked: secrets come from files beside the
+job file (lifeboat-credentials, mode 0600, which may name an ssh identity_file; lifeboat-passphrase for an
+encrypted repository), and an ssh:// server's host key must be in lifeboat-known_hosts there: an unknown
+key is refused, naming its fingerprint. A network repository on the command line alone gets none of these
+(an nfs:// export or a guest smb:// share needs none).
+
 The job runs headless through the engine, logs plain lines to the console, prints one result line
 
     LIFEBOAT-RESULT: OK job=capture image=NAME seconds=42
@@ -34,6 +41,10 @@ JOBS = ("capture", "restore", "verify", "file")
 AFTER = ("poweroff", "reboot", "shell")
 DEFAULT_REPO = "LABEL=LIFEBOAT-DATA"
 JOB_FILE = "lifeboat-job.conf"
+# beside the job file, for a network repository
+KNOWN_HOSTS_FILE = "lifeboat-known_hosts"
+CREDENTIALS_FILE = "lifeboat-credentials"
+PASSPHRASE_FILE = "lifeboat-passphrase"
 MOUNT_BASE = "/run/lifeboat/unattended"
 RESULT = "LIFEBOAT-RESULT:"
 WAIT_FOR_DEVICES = 30.0  # seconds a named disk or partition may take to appear
@@ -50,7 +61,7 @@ class UnattendedError(LifeboatError):
 class Job:
     job: str  # capture | restore | verify | file
     image: str = ""
-    repo: str = DEFAULT_REPO  # LABEL=… | UUID=… | PARTUUID=… | PARTLABEL=… | /dev/… | a directory
+    repo: str = DEFAULT_REPO  # LABEL=… | UUID=… | PARTUUID=… | PARTLABEL=… | /dev/… | a directory | a URL
     repodir: str = ""  # the repository's directory inside that filesystem ("" = its top)
     source: str = ""  # capture: the disk to read (/dev/…, /dev/disk/by-id/…, SERIAL=…)
     target: str = ""  # restore: the disk to write
@@ -165,10 +176,36 @@ def job_from_params(params: dict[str, str]) -> Job:
             raise UnattendedError(f"lifeboat.rescue_timeout={params['rescue_timeout']}: must be a number of seconds")
         values["rescue_timeout"] = int(params["rescue_timeout"])
     job = replace(job, **values)
+    _check_network_repo(job)
     if kind == "file":
         return job
     _check_complete(job)
     return job
+
+
+def is_network(repo: str) -> bool:
+    return "://" in repo and not repo.lower().startswith("file://")
+
+
+def _check_network_repo(job: Job) -> None:
+    """A lifeboat.repo URL must be one Lifeboat knows, hold no password, and be writable for a capture."""
+    if "://" not in job.repo:
+        return
+    from lifeboat.repo.location import BadLocation, Scheme, parse_location
+
+    try:
+        location = parse_location(job.repo)
+    except BadLocation as e:
+        raise UnattendedError(f"lifeboat.repo: {e}") from None
+    if not location.is_network:
+        raise UnattendedError(f"lifeboat.repo={job.repo}: name the repository's filesystem (LABEL=, UUID=, /dev/…) "
+                              "and its directory with lifeboat.repodir=")
+    if job.repodir:
+        raise UnattendedError(f"lifeboat.repodir={job.repodir} is for a repository on a disk: put the path into "
+                              f"the URL ({location.display()})")
+    if job.job == "capture" and location.scheme in (Scheme.HTTP, Scheme.HTTPS):
+        raise UnattendedError(f"lifeboat.repo={location.display()} is read-only (a web server): a capture needs "
+                              "ssh://, smb://, nfs://, s3:// or a disk")
 
 
 def _check_complete(job: Job) -> None:
@@ -198,7 +235,8 @@ def merge_job_file(job: Job, cmdline: str, file_text: str) -> Job:
     params = lifeboat_params(file_text)
     if params.get("job") == "file":
         raise UnattendedError(f"{JOB_FILE}: lifeboat.job=file cannot name itself")
-    overrides = {k: v for k, v in lifeboat_params(cmdline).items() if k != "job"}
+    # the command line's repo/repodir say where the job file is: they do not override the file's repository
+    overrides = {k: v for k, v in lifeboat_params(cmdline).items() if k not in ("job", "repo", "repodir")}
     params.update(overrides)
     if "job" not in params:
         raise UnattendedError(f"{JOB_FILE} has no lifeboat.job=")
@@ -312,9 +350,10 @@ def _rescue(job: Job):
     return RescueOptions(timeout=job.rescue_timeout or None) if job.rescue else None
 
 
-def run_job(job: Job, repo_path: str, cancel: threading.Event) -> tuple[str, ...]:
-    """Run a complete job against a mounted repository. Raises LifeboatError on failure; returns the key=value
-    facts the result line carries (a restore's bootloader outcome)."""
+def run_job(job: Job, repo_path: str, cancel: threading.Event, credentials=None) -> tuple[str, ...]:
+    """Run a complete job against a mounted repository or a network one (repo_path is then its URL). Raises
+    LifeboatError on failure; returns the key=value facts the result line carries (a restore's bootloader
+    outcome)."""
     from lifeboat.repo.store import Repository
 
     sink = ConsoleProgress(sys.stdout, interval=PROGRESS_INTERVAL, prefix="lifeboat: ")
@@ -323,7 +362,7 @@ def run_job(job: Job, repo_path: str, cancel: threading.Event) -> tuple[str, ...
 
         source = find_device(job.source, "source disk")
         _check_not_boot_medium(source)
-        repo = Repository.open(repo_path, create=True)
+        repo = Repository.open(repo_path, create=True, credentials=credentials)
         say(f"capturing {source} as {job.image} into {repo_path} (zstd level {job.level}"
             f"{', rescue' if job.rescue else ''})")
         capture(source, job.image, repo, level=job.level, progress=sink, cancel=cancel,
@@ -339,7 +378,7 @@ def run_job(job: Job, repo_path: str, cancel: threading.Event) -> tuple[str, ...
         from lifeboat.health import HealthStatus, read_health
 
         target = find_device(job.target, "target disk")
-        repo = Repository.open(repo_path)
+        repo = Repository.open(repo_path, credentials=credentials)
         plan = plan_restore(repo, job.image, target)
         health = read_health(target)
         if health.status is HealthStatus.FAILING and not job.allow_failing_target:
@@ -356,7 +395,7 @@ def run_job(job: Job, repo_path: str, cancel: threading.Event) -> tuple[str, ...
     elif job.job == "verify":
         from lifeboat.engine.verify import verify
 
-        repo = Repository.open(repo_path)
+        repo = Repository.open(repo_path, credentials=credentials)
         say(f"verifying {job.image} in {repo_path}")
         verify(repo, job.image, progress=sink)
     else:  # pragma: no cover - parse_cmdline never lets another kind through
@@ -370,23 +409,61 @@ def execute(job: Job, cmdline: str) -> tuple[Job, bool, str, float, tuple[str, .
     start = time.monotonic()
     facts: tuple[str, ...] = ()
     try:
-        with RepoMount(job.repo, job.repodir) as repo_path:
-            if job.job == "file":
-                job_file = Path(repo_path, JOB_FILE)
-                try:
-                    text = job_file.read_text()
-                except OSError as e:
-                    raise UnattendedError(f"cannot read {job_file}: {e.strerror}") from None
-                job = merge_job_file(job, cmdline, text)
-                if job.repo != DEFAULT_REPO or job.repodir:
-                    say("note: lifeboat.repo/repodir in the job file are ignored: the file's repository is used")
-                say(f"job from {job_file}: {job.job} {job.image}")
-            facts = run_job(job, repo_path, threading.Event())
+        from lifeboat.repo.credentials import forbid_prompts
+
+        forbid_prompts(f"an unattended job asks nothing: put it into {CREDENTIALS_FILE} (mode 0600) beside {JOB_FILE}")
+        if job.job != "file" and is_network(job.repo):
+            _network_defaults(None)
+            say(f"repository {job.repo}")
+            facts = run_job(job, job.repo, threading.Event())
+        else:
+            with RepoMount(job.repo, job.repodir) as repo_path:
+                credentials = None
+                if job.job == "file":
+                    job = _read_job_file(job, cmdline, Path(repo_path))
+                    if is_network(job.repo):  # the job file's directory stays mounted: the files beside it
+                        credentials = _network_defaults(Path(repo_path))
+                        say(f"repository {job.repo}")
+                        repo_path = job.repo
+                facts = run_job(job, repo_path, threading.Event(), credentials)
     except LifeboatError as e:
         return job, False, str(e), time.monotonic() - start, ()
     except Exception as e:  # noqa: BLE001 - an unattended run must always end with a result line
         return job, False, f"internal error: {type(e).__name__}: {e}", time.monotonic() - start, ()
     return job, True, "", time.monotonic() - start, facts
+
+
+def _read_job_file(job: Job, cmdline: str, where: Path) -> Job:
+    job_file = where / JOB_FILE
+    try:
+        text = job_file.read_text()
+    except OSError as e:
+        raise UnattendedError(f"cannot read {job_file}: {e.strerror}") from None
+    job = merge_job_file(job, cmdline, text)
+    if not is_network(job.repo) and (job.repo != DEFAULT_REPO or job.repodir):
+        say("note: a disk lifeboat.repo/repodir in the job file is ignored: the file's repository is used")
+    say(f"job from {job_file}: {job.job} {job.image}")
+    return job
+
+
+def _network_defaults(beside: Path | None):
+    """Where a network repository's secrets and known host keys come from: the files beside the job file (none
+    for a repository on the command line alone: the live system has no known hosts, so ssh:// is refused).
+    Returns the credentials from lifeboat-credentials, or None."""
+    from lifeboat.repo.credentials import read_credentials_file
+
+    os.environ["LIFEBOAT_KNOWN_HOSTS"] = str(beside / KNOWN_HOSTS_FILE) if beside else "/nonexistent/known_hosts"
+    os.environ.pop("LIFEBOAT_CREDENTIALS_FILE", None)
+    os.environ.pop("LIFEBOAT_PASSPHRASE_FILE", None)
+    if beside is None:
+        return None
+    if (beside / PASSPHRASE_FILE).exists():
+        os.environ["LIFEBOAT_PASSPHRASE_FILE"] = str(beside / PASSPHRASE_FILE)
+    if (beside / CREDENTIALS_FILE).exists():
+        creds = read_credentials_file(beside / CREDENTIALS_FILE)
+        say(f"credentials from {beside / CREDENTIALS_FILE}")
+        return creds
+    return None
 
 
 def in_live_system() -> bool:

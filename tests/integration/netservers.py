@@ -160,3 +160,105 @@ http {{
                     base / "nginx.log", "nginx")
     server.extra.update(cert=base / "cert.pem")
     return server
+
+
+SMBD = "/usr/sbin/smbd"
+GANESHA = "/usr/bin/ganesha.nfsd"
+SMB_USER = "tech"  # the share's user as the client names it; mapped to the host's root (no user is created)
+
+
+def samba(base: Path, share: Path, password: str, max_protocol: str = "SMB3_11") -> Server:
+    """Samba's smbd in the foreground on its own port of 127.0.0.1, with its own smb.conf, passdb, lock, state,
+    cache and pid directories under `base`; one share `share` (rw) for SMB_USER with `password`, protocols
+    SMB2_10 up to `max_protocol` (an older NAS: SMB3_00). Clients give the port (mount.cifs: port=); `extra`
+    holds the user and the share's name."""
+    base.mkdir(parents=True, exist_ok=True)
+    share.mkdir(parents=True, exist_ok=True)
+    dirs = {k: base / k for k in ("private", "lock", "state", "cache", "pid", "ncalrpc")}
+    for d in dirs.values():
+        d.mkdir(exist_ok=True)
+    (base / "users.map").write_text(f"root = {SMB_USER}\n")
+    port = free_port()
+    conf = base / "smb.conf"
+    conf.write_text(f"""[global]
+  server role = standalone server
+  interfaces = 127.0.0.1
+  bind interfaces only = yes
+  smb ports = {port}
+  disable netbios = yes
+  server min protocol = SMB2_10
+  server max protocol = {max_protocol}
+  private dir = {dirs['private']}
+  lock directory = {dirs['lock']}
+  state directory = {dirs['state']}
+  cache directory = {dirs['cache']}
+  pid directory = {dirs['pid']}
+  ncalrpc dir = {dirs['ncalrpc']}
+  log file = {base}/log.%m
+  max log size = 1000
+  passdb backend = tdbsam:{dirs['private']}/passdb.tdb
+  username map = {base}/users.map
+  load printers = no
+  printing = bsd
+  printcap name = /dev/null
+  disable spoolss = yes
+  map to guest = never
+[share]
+  path = {share}
+  read only = no
+  valid users = root
+  force user = root
+  create mask = 0600
+""")
+    subprocess.run(["smbpasswd", "-c", str(conf), "-s", "-a", "root"], input=f"{password}\n{password}\n",
+                   text=True, check=True, capture_output=True)
+    server = Server([SMBD, "--foreground", "--no-process-group", "--debug-stdout", "--debuglevel=1",
+                     "--configfile", str(conf)], port, base / "smbd.log", "smbd")
+    server.extra.update(user=SMB_USER, share="share", root=share)
+    return server
+
+
+def ganesha(base: Path, export: Path, pseudo: str = "/export", minor_versions: str = "0, 1") -> Server:
+    """nfs-ganesha (userspace NFS, FSAL VFS) in the foreground on its own port of 127.0.0.1, NFSv4 only (no
+    rpcbind, no lock manager), exporting `export` read-write without root squashing as `pseudo` in the NFSv4
+    pseudo filesystem. Graceless: no 90 s grace period after start. Its pid file, recovery state and log are
+    under `base`. NFS 4.0 and 4.1 only by default: nfs-ganesha 4.3 answers a 4.2 client's READ_PLUS with no
+    data (a file written over 4.2 read back empty on a fresh mount in the live ISO), so clients fall back to
+    4.1, as from an older NAS."""
+    base.mkdir(parents=True, exist_ok=True)
+    export.mkdir(parents=True, exist_ok=True)
+    (base / "recovery").mkdir(exist_ok=True)
+    port = free_port()
+    conf = base / "ganesha.conf"
+    conf.write_text(f"""NFS_CORE_PARAM {{
+  Bind_addr = 127.0.0.1;
+  NFS_Port = {port};
+  Protocols = 4;
+  Enable_NLM = false;
+  Enable_RQUOTA = false;
+  Enable_UDP = false;
+}}
+NFSv4 {{
+  Minor_Versions = {minor_versions};
+  Graceless = true;
+  RecoveryBackend = fs;
+  RecoveryRoot = {base}/recovery;
+}}
+EXPORT {{
+  Export_Id = 1;
+  Path = {export};
+  Pseudo = {pseudo};
+  Access_Type = RW;
+  Squash = No_Root_Squash;
+  SecType = sys;
+  Protocols = 4;
+  Transports = TCP;
+  Attr_Expiration_Time = 0;
+  FSAL {{ Name = VFS; }}
+}}
+LOG {{ Default_Log_Level = EVENT; }}
+""")
+    server = Server([GANESHA, "-F", "-f", str(conf), "-L", str(base / "ganesha.log"), "-p", str(base / "ganesha.pid"),
+                     "-N", "NIV_EVENT"], port, base / "ganesha.out", "ganesha.nfsd")
+    server.extra.update(export=export, pseudo=pseudo)
+    return server

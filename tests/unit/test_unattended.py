@@ -211,3 +211,68 @@ def test_rescue_and_failing_target_parameters():
     with pytest.raises(UnattendedError, match="rescue_timeout=soon"):
         unattended.job_from_params(unattended.lifeboat_params(
             "lifeboat.job=capture lifeboat.image=a lifeboat.source=/dev/sdb lifeboat.rescue_timeout=soon"))
+
+
+# ---- network repositories (lifeboat.repo=ssh://, smb://, nfs://, …)
+
+
+@pytest.mark.parametrize("url", ["ssh://root@10.0.2.2:2222/srv/images", "smb://tech@nas/backups/lifeboat",
+                                 "nfs://10.0.2.2/export/images", "s3://bucket/prefix"])
+def test_a_network_repository_on_the_command_line(url):
+    job = parse_cmdline(f"lifeboat.job=capture lifeboat.image=pc lifeboat.source=/dev/sda lifeboat.repo={url}")
+    assert job.repo == url and unattended.is_network(job.repo)
+    assert not unattended.is_network("LABEL=LIFEBOAT-DATA") and not unattended.is_network("/srv/repo")
+
+
+@pytest.mark.parametrize("url, words", [
+    ("ftp://server/images", "unknown repository scheme ftp://"),
+    ("ssh://root:hunter2@server/images", "password"),
+    ("smb://server", "names no share"),
+    ("file:///srv/images", "lifeboat.repodir"),
+])
+def test_a_bad_network_repository_is_refused_naming_it(url, words):
+    with pytest.raises(UnattendedError, match="lifeboat.repo") as err:
+        parse_cmdline(f"lifeboat.job=verify lifeboat.image=pc lifeboat.repo={url}")
+    assert words in str(err.value)
+    assert "hunter2" not in str(err.value)
+
+
+def test_a_capture_to_a_web_server_is_refused_but_a_restore_from_it_is_not():
+    with pytest.raises(UnattendedError, match="read-only"):
+        parse_cmdline("lifeboat.job=capture lifeboat.image=pc lifeboat.source=/dev/sda lifeboat.repo=https://web/img")
+    job = parse_cmdline("lifeboat.job=restore lifeboat.image=pc lifeboat.target=/dev/sda lifeboat.repo=https://web/img")
+    assert job.repo == "https://web/img"
+
+
+def test_repodir_belongs_in_the_url_of_a_network_repository():
+    with pytest.raises(UnattendedError, match="into the URL"):
+        parse_cmdline("lifeboat.job=verify lifeboat.image=pc lifeboat.repo=nfs://nas/export lifeboat.repodir=x")
+
+
+def test_the_job_files_network_repository_is_not_overridden_by_where_the_job_file_is():
+    cmdline = "lifeboat.job=file lifeboat.repo=LABEL=JOBS lifeboat.repodir=site-a lifeboat.after=poweroff"
+    job = parse_cmdline(cmdline)
+    text = "lifeboat.job=capture lifeboat.image=pc lifeboat.source=/dev/sda lifeboat.repo=ssh://root@nas/srv/img\n"
+    merged = unattended.merge_job_file(job, cmdline, text)
+    assert (merged.repo, merged.repodir, merged.after) == ("ssh://root@nas/srv/img", "", "poweroff")
+
+
+def test_the_files_beside_the_job_file_are_used_and_checked(tmp_path, monkeypatch):
+    monkeypatch.delenv("LIFEBOAT_KNOWN_HOSTS", raising=False)
+    monkeypatch.setenv("LIFEBOAT_CREDENTIALS_FILE", "/somewhere/else")
+    key = tmp_path / "id_ed25519"
+    key.write_text("not really a key\n")
+    key.chmod(0o600)
+    creds = tmp_path / unattended.CREDENTIALS_FILE
+    creds.write_text("username = tech\npassword = s3cret\nidentity_file = id_ed25519\n")
+    creds.chmod(0o600)
+    got = unattended._network_defaults(tmp_path)
+    assert (got.user, got.password, got.key_file) == ("tech", "s3cret", str(key))
+    assert unattended.os.environ["LIFEBOAT_KNOWN_HOSTS"] == str(tmp_path / unattended.KNOWN_HOSTS_FILE)
+    assert "LIFEBOAT_CREDENTIALS_FILE" not in unattended.os.environ
+    creds.chmod(0o644)  # readable by others: refused, naming the file
+    with pytest.raises(Exception, match=f"{creds}.*can be read by others"):
+        unattended._network_defaults(tmp_path)
+    # a repository given on the command line alone: no known hosts at all, so an ssh:// server is refused
+    assert unattended._network_defaults(None) is None
+    assert unattended.os.environ["LIFEBOAT_KNOWN_HOSTS"].startswith("/nonexistent")

@@ -172,6 +172,7 @@ FIRST_GUESS = {
     "test_tui_serial.py::test_restore_through_the_tui_on_the_serial_console_then_boots": 420,
     "test_unattended_restore.py::test_unattended_restore_of_a_broken_image_boots_under_both_firmwares": 400,
     "test_iso.py::test_unattended_capture_then_host_verifies": 330,
+    "test_iso_network.py::test_smb_and_nfs_round_trips_and_an_unattended_ssh_capture_in_the_live_system": 260,
     "test_iso.py::test_usb_stick_boots_and_uses_its_data_partition": 320,
     "test_iso.py::test_bios_cd_lists_attached_disks_but_not_the_boot_medium": 300,
     "test_iso.py::test_uefi_cd_boots_to_lifeboat": 280,

@@ -22,6 +22,9 @@ def open_repository(location: str, args, create: bool = False):
     repo = Repository.open(location, create=create, credentials=creds,
                            passphrase=lambda what: ask_passphrase(what, file=phrase_file))
     expect_encrypted(repo, bool(phrase_file or os.environ.get("LIFEBOAT_PASSPHRASE_FILE")))
+    backend = getattr(repo, "backend", None)
+    if backend is not None and backend.url != str(repo.root):  # a mounted share: its URL and protocol version
+        print(f"repository {backend.url} mounted at {repo.root}", file=sys.stderr)
     return repo
 
 

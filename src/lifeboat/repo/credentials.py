@@ -2,8 +2,8 @@
 
 Where they come from, first found wins:
 - a credentials file named by `--credentials FILE` or LIFEBOAT_CREDENTIALS_FILE: `key = value` lines
-  (username, password, domain; for S3 aws_access_key_id, aws_secret_access_key, aws_session_token), the
-  format mount.cifs reads. It must be owned by the user and not readable by group or others (mode 0600 or
+  (username, password, domain; for S3 aws_access_key_id, aws_secret_access_key, aws_session_token; for SSH
+  identity_file, a private key file, relative to the credentials file's directory), the format mount.cifs reads. It must be owned by the user and not readable by group or others (mode 0600 or
   stricter), else it is refused;
 - the standard variables: SSHPASS for ssh://, USER/PASSWD for smb:// (as mount.cifs), AWS_* for s3://
   (read by boto3 itself, with ~/.aws/credentials and AWS_PROFILE);
@@ -25,7 +25,8 @@ from pathlib import Path
 from lifeboat.errors import LifeboatError, RepositoryError
 
 _KEYS = {"username": "user", "user": "user", "password": "password", "pass": "password", "domain": "domain",
-         "aws_access_key_id": "access_key", "aws_secret_access_key": "secret_key", "aws_session_token": "token"}
+         "aws_access_key_id": "access_key", "aws_secret_access_key": "secret_key", "aws_session_token": "token",
+         "identity_file": "key_file", "identityfile": "key_file"}
 
 
 class CredentialsError(RepositoryError):
@@ -72,6 +73,10 @@ def read_credentials_file(path: str | os.PathLike) -> Credentials:
             raise CredentialsError(f"credentials file {path}, line {n}: expected one of "
                                    f"{', '.join(sorted(_KEYS))} = value")
         values[_KEYS[key.strip().lower()]] = value.strip()
+    if values.get("key_file"):
+        key_file = path.parent / values["key_file"]  # an absolute path stays as it is
+        check_private(key_file, f"identity_file of {path}:")
+        values["key_file"] = str(key_file)
     return Credentials(**values, source=f"file {path}")
 
 

@@ -19,6 +19,7 @@ import threading
 from collections.abc import Iterator
 from urllib.parse import quote
 
+from lifeboat import traffic
 from lifeboat.errors import RepositoryError
 from lifeboat.repo.backend import ObjectMissing, ReadOnly, retrying
 from lifeboat.repo.credentials import Credentials
@@ -88,6 +89,7 @@ class HttpBackend:
             raise ObjectMissing(f"{self.url}/{name} does not exist")
         if status != 200:
             raise RepositoryError(f"{self.url}/{name}: the server answered HTTP {status}")
+        traffic.count_received(len(body))
         return body
 
     def size(self, name: str) -> int | None:

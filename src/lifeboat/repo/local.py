@@ -15,7 +15,9 @@ import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
+from lifeboat import traffic
 from lifeboat.crashpoint import crashpoint
+from lifeboat.errors import RepositoryError
 from lifeboat.repo.backend import Locked, ObjectMissing
 
 _libc = ctypes.CDLL(None, use_errno=True)  # syncfs(2): Python has no wrapper before 3.12
@@ -25,8 +27,9 @@ class LocalBackend:
     read_only = False
     can_list = True
 
-    def __init__(self, root: Path):
+    def __init__(self, root: Path, *, network: bool = False):
         self.root = root
+        self.network = network  # a mounted smb:// or nfs:// share: reads and writes are network traffic
         self.url = str(root)
         self.tmp_dir = root / "tmp"
 
@@ -40,14 +43,19 @@ class LocalBackend:
 
     def read(self, name: str) -> bytes:
         try:
-            return self.path(name).read_bytes()
+            data = self.path(name).read_bytes()
         except FileNotFoundError:
             raise ObjectMissing(f"{self.path(name)} does not exist") from None
+        if self.network:
+            traffic.count_received(len(data))
+        return data
 
     def write(self, name: str, data: bytes, *, durable: bool = False) -> None:
         final = self.path(name)
         final.parent.mkdir(parents=True, exist_ok=True)
         atomic_write(final, data, self.tmp_dir, sync=durable)
+        if self.network:
+            traffic.count_sent(len(data))
 
     def exists(self, name: str) -> bool:
         return self.path(name).exists()
@@ -81,12 +89,16 @@ class LocalBackend:
     @contextlib.contextmanager
     def lock(self, scope: str, exclusive: bool) -> Iterator[None]:
         path = self.tmp_dir / f"{scope}.lock"
-        fd = os.open(path, os.O_RDONLY | os.O_CREAT, 0o644)  # read-only: no obstacle to a remount ro
+        # read-only: no obstacle to a remount ro. An NFS share emulates flock with POSIX locks, and an exclusive
+        # one there needs the file open for writing (else EBADF): a share's lock file is opened read-write.
+        fd = os.open(path, (os.O_RDWR if self.network else os.O_RDONLY) | os.O_CREAT, 0o644)
         try:
             try:
                 fcntl.flock(fd, (fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH) | fcntl.LOCK_NB)
             except BlockingIOError:
                 raise Locked(f"{self.root} is locked ({scope}) by another Lifeboat process") from None
+            except OSError as exc:
+                raise RepositoryError(f"cannot lock {path} ({scope}): {exc.strerror}") from None
             yield
         finally:
             os.close(fd)

@@ -146,8 +146,10 @@ def open_backend(text: str, credentials=None, accept_host_key=None):
     location = parse_location(text)
     if location.scheme is Scheme.LOCAL:
         from lifeboat.repo.local import LocalBackend
+        from lifeboat.repo.mounts import on_network_filesystem
 
-        return LocalBackend(Path(location.path))
+        # a share mounted earlier (a restore reopens its plan's repository by its mount point) is network traffic
+        return LocalBackend(Path(location.path), network=on_network_filesystem(Path(location.path)))
     key = location.display()
     with _open_lock:
         if key not in _backends:

@@ -2,8 +2,10 @@
 used as local directories.
 
 SMB tries protocol 3.1.1, 3.0, 2.1 in turn (1.0 only with `?vers=1.0` in the URL, for very old NAS boxes)
-and says which one the server took. The password reaches mount.cifs through `credentials=FILE`, a 0600 file
-in /run that exists only while mount runs: never on argv, where `ps` and our `+ cmd` log would show it.
+and says which one the server took: the `vers=` the kernel shows for the mount in /proc/self/mountinfo
+(the dialect it negotiated), in the repository's url ("smb://… (SMB protocol 3.1.1)"). The password reaches
+mount.cifs through `credentials=FILE`, a 0600 file in /run that exists only while mount runs: never on argv,
+where `ps` and our `+ cmd` log would show it.
 NFS tries 4.2, 4.1, 4.0 and 3 (or only `?vers=N`). Mount points live under /run/lifeboat/mnt and are
 unmounted when the process ends.
 """
@@ -104,13 +106,58 @@ def mount_share(location: Location, creds: Credentials):
             except CommandFailed as exc:
                 errors.append(f"{version}: {exc.stderr_tail.strip().splitlines()[-1:] or exc.code}")
                 continue
+            version = negotiated_version(mount_point) or version
             log.info("mounted %s with protocol version %s", location.display(), version)
             atexit.register(_unmount, mount_point)
             _, inside = smb_source(location) if location.scheme is Scheme.SMB else nfs_source(location)
-            backend = LocalBackend(mount_point / inside if inside else mount_point)
-            backend.url = f"{location.display()} (protocol {version})"
+            backend = LocalBackend(mount_point / inside if inside else mount_point, network=True)
+            kind = "SMB" if location.scheme is Scheme.SMB else "NFS"
+            backend.url = f"{location.display()} ({kind} protocol {version})"
             return backend
     raise RepositoryError(f"cannot mount {location.display()}: tried protocol versions {'; '.join(errors)}")
+
+
+def negotiated_version(mount_point: Path, mountinfo: str | None = None) -> str:
+    """The protocol version the kernel uses for the cifs/nfs mount at `mount_point` (its `vers=` option in
+    /proc/self/mountinfo), or "" when it does not say."""
+    if mountinfo is None:
+        try:
+            mountinfo = Path("/proc/self/mountinfo").read_text()
+        except OSError:
+            return ""
+    found = ""
+    for line in mountinfo.splitlines():
+        fields = line.split()
+        if len(fields) < 5 or fields[4] != str(mount_point):
+            continue
+        for option in " ".join(fields[5:]).replace(" ", ",").split(","):
+            if option.startswith("vers="):
+                found = option[len("vers="):]  # the last mount on that point is the one in use
+    return found
+
+
+NETWORK_FSTYPES = frozenset({"cifs", "smb3", "nfs", "nfs4", "fuse.sshfs"})
+
+
+def on_network_filesystem(path: Path, mountinfo: str | None = None) -> bool:
+    """Whether `path` lies on a cifs/nfs/sshfs mount (ours, or one made by hand): its reads and writes are
+    network traffic. The deepest mount point holding the path decides."""
+    if mountinfo is None:
+        try:
+            mountinfo = Path("/proc/self/mountinfo").read_text()
+        except OSError:
+            return False
+    target = str(path)
+    best, fstype = "", ""
+    for line in mountinfo.splitlines():
+        fields = line.split()
+        if " - " not in line or len(fields) < 5:
+            continue
+        point = fields[4].replace("\\040", " ")
+        inside = target == point or target.startswith(point.rstrip("/") + "/")
+        if inside and len(point) >= len(best):
+            best, fstype = point, line.split(" - ", 1)[1].split()[0]
+    return fstype in NETWORK_FSTYPES
 
 
 def _unmount(mount_point: Path) -> None:

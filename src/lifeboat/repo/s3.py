@@ -19,6 +19,7 @@ import boto3
 import botocore.config
 import botocore.exceptions
 
+from lifeboat import traffic
 from lifeboat.errors import RepositoryError
 from lifeboat.repo.backend import ObjectLocks, ObjectMissing, retrying
 from lifeboat.repo.credentials import Credentials
@@ -76,10 +77,13 @@ class S3Backend:
     def read(self, name: str) -> bytes:
         def get():
             return self.client.get_object(Bucket=self.bucket, Key=self._key(name))["Body"].read()
-        return self._call(f"reading {name}", get)
+        data = self._call(f"reading {name}", get)
+        traffic.count_received(len(data))
+        return data
 
     def write(self, name: str, data: bytes, *, durable: bool = False) -> None:
         self._call(f"writing {name}", self.client.put_object, Bucket=self.bucket, Key=self._key(name), Body=bytes(data))
+        traffic.count_sent(len(data))
 
     def exists(self, name: str) -> bool:
         return self.size(name) is not None

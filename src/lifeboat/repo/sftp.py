@@ -29,6 +29,7 @@ from pathlib import Path
 
 import paramiko
 
+from lifeboat import traffic
 from lifeboat.errors import RepositoryError
 from lifeboat.repo.backend import BackendUnavailable, ObjectLocks, ObjectMissing, retrying
 from lifeboat.repo.credentials import Credentials, prompt_password
@@ -159,7 +160,9 @@ class SftpBackend:
                     return f.read()
             except FileNotFoundError:
                 raise ObjectMissing(f"{self.url}/{name} does not exist") from None
-        return self._do(f"reading {name}", attempt)
+        data = self._do(f"reading {name}", attempt)
+        traffic.count_received(len(data))
+        return data
 
     def write(self, name: str, data: bytes, *, durable: bool = False) -> None:
         final = self._path(name)
@@ -180,6 +183,7 @@ class SftpBackend:
                 else:
                     raise
         self._do(f"writing {name}", attempt)
+        traffic.count_sent(len(data))
 
     @staticmethod
     def _put(sftp: paramiko.SFTPClient, path: str, data: bytes) -> None:

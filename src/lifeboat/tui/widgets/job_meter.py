@@ -1,4 +1,4 @@
-"""The numbers of a running job: bars, rate, ETA, elapsed and a throughput sparkline."""
+"""The numbers of a running job: bars, disk and network rates, ETA, elapsed and a throughput sparkline."""
 
 from __future__ import annotations
 
@@ -10,11 +10,13 @@ from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.widget import Widget
 from textual.widgets import Label, ProgressBar, Sparkline, Static
 
+from lifeboat import traffic
 from lifeboat.devices import human_size
 from lifeboat.events import Progress
 from lifeboat.terminal import damage_note
 from lifeboat.tui.widgets.text import duration, rate
 
+clock = time.monotonic  # (tests set their own)
 RATE_WINDOW = 5.0  # seconds of samples the rate is averaged over
 SPARK_POINTS = 60
 
@@ -45,12 +47,18 @@ class ItemBar(Horizontal):
 
 
 class JobMeter(Vertical):
-    """Fed with Progress events and a once-a-second tick; computes rate and ETA itself."""
+    """Fed with Progress events and a once-a-second tick; computes rate and ETA itself. The network rate
+    (bytes to and from a network repository, Progress.net_received/net_sent) is shown beside the disk rate
+    once a network repository has moved a byte."""
 
     def __init__(self) -> None:
         super().__init__(id="meter")
-        self.started = time.monotonic()
+        self.started = clock()
         self.samples: deque[tuple[float, int]] = deque([(self.started, 0)])
+        # the process's network counts when the job started (its first event comes after its first chunks moved)
+        self.net_start = (traffic.received(), traffic.sent())
+        self.net = self.net_start  # the last event's (received, sent)
+        self.net_samples: deque[tuple[float, int, int]] = deque([(self.started, *self.net_start)])
         self.history: deque[float] = deque(maxlen=SPARK_POINTS)
         self.done = 0
         self.total = 0
@@ -67,7 +75,7 @@ class JobMeter(Vertical):
 
     def reset(self) -> None:
         """A new phase (capture → verify): start the bars and the rate again, keep the clock."""
-        self.samples = deque([(time.monotonic(), 0)])
+        self.samples = deque([(clock(), 0)])
         self.done = self.total = 0
         self.query_one("#overall", ProgressBar).update(total=None, progress=0)
         for bar in self.bars.values():
@@ -77,6 +85,7 @@ class JobMeter(Vertical):
     def feed(self, event: Progress) -> None:
         self.done, self.total = event.done, event.total
         self.damage = damage_note(event)
+        self.net = (event.net_received, event.net_sent)
         self.query_one("#overall", ProgressBar).update(total=max(event.total, 1), progress=event.done)
         if event.item_total == event.total and not self.bars:
             return  # the item is the whole job (verify counts its items in job totals): the overall bar says it all
@@ -87,15 +96,18 @@ class JobMeter(Vertical):
         bar.show(event.item_done, event.item_total)
 
     def tick(self) -> None:
-        now = time.monotonic()
+        now = clock()
         self.samples.append((now, self.done))
         while len(self.samples) > 1 and now - self.samples[0][0] > RATE_WINDOW:
             self.samples.popleft()
+        self.net_samples.append((now, *self.net))
+        while len(self.net_samples) > 1 and now - self.net_samples[0][0] > RATE_WINDOW:
+            self.net_samples.popleft()
         speed = self.current_rate()
         self.history.append(speed)
         # an all-zero history would draw as a full bar: show nothing until bytes move
         self.query_one("#throughput", Sparkline).data = list(self.history) if max(self.history) > 0 else []
-        self.query_one("#numbers", Static).update(self.numbers_line(now, speed))
+        self.query_one("#numbers", Static).update(self.numbers_line(now, speed, self.network_rates()))
 
     def current_rate(self) -> float:
         if len(self.samples) < 2:
@@ -103,13 +115,23 @@ class JobMeter(Vertical):
         (t0, d0), (t1, d1) = self.samples[0], self.samples[-1]
         return (d1 - d0) / (t1 - t0) if t1 > t0 else 0.0
 
-    def numbers_line(self, now: float, speed: float) -> str:
+    def network_rates(self) -> tuple[float, float] | None:
+        """(received, sent) bytes per second over the last RATE_WINDOW seconds; None while no network
+        repository has moved a byte since the job started (a local job shows no network figures)."""
+        if len(self.net_samples) < 2 or self.net == self.net_start:
+            return None
+        (t0, r0, s0), (t1, r1, s1) = self.net_samples[0], self.net_samples[-1]
+        return ((r1 - r0) / (t1 - t0), (s1 - s0) / (t1 - t0)) if t1 > t0 else (0.0, 0.0)
+
+    def numbers_line(self, now: float, speed: float, network: tuple[float, float] | None = None) -> str:
         elapsed = f"elapsed {duration(now - self.started)}"
         if not self.total:
             return f"{elapsed}    starting…"
         left = self.total - self.done
         eta = duration(left / speed) if speed > 0 else "--:--:--"
+        speeds = rate(speed) if network is None else (f"disk {rate(speed)}    "
+                                                      f"network ↓ {rate(network[0])} ↑ {rate(network[1])}")
         return (
-            f"{human_size(self.done)} of {human_size(self.total)}    {rate(speed)}    "
+            f"{human_size(self.done)} of {human_size(self.total)}    {speeds}    "
             f"ETA {eta}    {elapsed}"
         ) + self.damage
