@@ -20,6 +20,11 @@ from qemu import BootTimeout, Machine
 BOOT_TIMEOUT = 600
 
 
+# The ISO's own kernel parameters (live-build/auto/config --bootappend-live), for direct kernel boots: a test
+# that boots with -kernel/-initrd adds its consoles and lifeboat.* parameters to these.
+LIVE_APPEND = "boot=live quiet init_on_alloc=0"
+
+
 def ready_pattern(version: str, tty: str, mode: str) -> re.Pattern:
     return re.compile(rf"LIFEBOAT-READY version={re.escape(version)} tty={tty} mode={mode}")
 

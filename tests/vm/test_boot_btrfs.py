@@ -16,13 +16,12 @@ import pytest
 import bootvm
 import btrfsdisk
 import qemu
-from iso_helpers import BOOT_TIMEOUT, ready_pattern, shell, wait_for_all
+from iso_helpers import BOOT_TIMEOUT, LIVE_APPEND, ready_pattern, shell, wait_for_all
 from test_boot_live import GRUB_STEPS, repo_disk_with
 
 pytestmark = [*qemu.vm_marks("needs root (loop devices, loop mounts)"), pytest.mark.timeout(2400)]
 
-APPEND = ("boot=live live-config.components=hostname,keyboard-configuration,locales,tzdata,util-linux quiet "
-          "hostname=lifeboat console=ttyS0,115200 console=tty0")
+APPEND = f"{LIVE_APPEND} console=ttyS0,115200 console=tty0"
 BREAK = (
     "dd if=/dev/zero of=/dev/nvme0n1 bs=440 count=1 conv=notrunc,fsync status=none"
     " && mkdir -p /mnt/esp && mount -t vfat /dev/nvme0n1p2 /mnt/esp"

@@ -21,13 +21,12 @@ import pytest
 import bootvm
 import lvmdisk
 import qemu
-from iso_helpers import BOOT_TIMEOUT, ready_pattern, shell, wait_for_all
+from iso_helpers import BOOT_TIMEOUT, LIVE_APPEND, ready_pattern, shell, wait_for_all
 from test_boot_live import GRUB_STEPS
 
 pytestmark = [*qemu.vm_marks("needs root (the fixture's chroot)"), pytest.mark.timeout(2400)]
 
-APPEND = ("boot=live live-config.components=hostname,keyboard-configuration,locales,tzdata,util-linux quiet "
-          "hostname=lifeboat console=ttyS0,115200 console=tty0")
+APPEND = f"{LIVE_APPEND} console=ttyS0,115200 console=tty0"
 T = "/dev/nvme0n1"
 BUILD = (
     f"sgdisk -n 1:2048:+1M -t 1:EF02 -n 2:0:+64M -t 2:EF00 -n 3:0:0 -t 3:8E00 {T} >/dev/null"

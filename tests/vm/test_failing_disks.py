@@ -32,14 +32,13 @@ import pytest
 import bootdisk
 import bootvm
 import qemu
-from iso_helpers import (BOOT_TIMEOUT, blank_disk, ext4_whole_disk, gpt_disk_holding, guest_disks, partition_file,
+from iso_helpers import (BOOT_TIMEOUT, LIVE_APPEND, blank_disk, ext4_whole_disk, gpt_disk_holding, guest_disks, partition_file,
                          ready_pattern, run, shell)
 
 pytestmark = [*qemu.vm_marks("needs root (loop devices, loop mounts)"), pytest.mark.timeout(1800)]
 
 ROOT = Path(__file__).resolve().parents[2]
-APPEND = ("boot=live live-config.components=hostname,keyboard-configuration,locales,tzdata,util-linux quiet "
-          "hostname=lifeboat console=ttyS0,115200 console=tty0")
+APPEND = f"{LIVE_APPEND} console=ttyS0,115200 console=tty0"
 BLOCK = 4096
 PART_START = 1 << 20  # gpt_disk_holding puts the one partition at 1 MiB
 DAMAGED = {"docs/x.bin": (5, 1), "photos/y.bin": (2, 7)}  # file -> (its block, the sector inside that block)

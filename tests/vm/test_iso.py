@@ -19,6 +19,7 @@ import pytest
 
 from iso_helpers import (
     BOOT_TIMEOUT,
+    LIVE_APPEND,
     blank_disk,
     ext4_disk_with_files,
     ext4_whole_disk,
@@ -147,7 +148,7 @@ def test_unattended_capture_then_host_verifies(live_iso, live_kernel, lifeboat_v
     repo = ext4_whole_disk(tmp_path / "repo.img", 256, label="LBTESTREPO")
     kernel, initrd = live_kernel
     append = (
-        "boot=live components quiet console=ttyS0,115200 "
+        f"{LIVE_APPEND} console=ttyS0,115200 "
         "lifeboat.job=capture lifeboat.source=SERIAL=LB-SOURCE lifeboat.image=unattended-demo "
         "lifeboat.repo=LABEL=LBTESTREPO lifeboat.after=poweroff lifeboat.onfail=poweroff"
     )

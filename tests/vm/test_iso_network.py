@@ -32,7 +32,7 @@ from pathlib import Path
 import pytest
 
 import qemu
-from iso_helpers import BOOT_TIMEOUT, blank_disk, ext4_disk_with_files, ready_pattern, run, shell
+from iso_helpers import BOOT_TIMEOUT, LIVE_APPEND, blank_disk, ext4_disk_with_files, ready_pattern, run, shell
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "integration"))
 from netservers import ganesha, samba, sshd  # noqa: E402  (tests/integration is no package)
@@ -164,7 +164,7 @@ def test_smb_and_nfs_round_trips_and_an_unattended_ssh_capture_in_the_live_syste
         ]
         kernel, initrd = live_kernel
         # ttyS0 last but one: tty1 runs the TUI, ttyS0 a root shell
-        append = "boot=live components quiet console=ttyS0,115200 console=tty0"
+        append = f"{LIVE_APPEND} console=ttyS0,115200 console=tty0"
         with qemu.Machine(drives, firmware="bios", workdir=tmp_path, memory=1536, kernel=kernel, initrd=initrd,
                           append=append, network=True, name="netrepos") as vm:
             vm.wait_for(ready_pattern(lifeboat_version, "ttyS0", "shell"), BOOT_TIMEOUT)

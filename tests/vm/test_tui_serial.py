@@ -28,7 +28,7 @@ import pytest
 import bootdisk
 import bootvm
 import qemu
-from iso_helpers import BOOT_TIMEOUT, blank_disk, gpt_disk_holding, partition_file
+from iso_helpers import BOOT_TIMEOUT, LIVE_APPEND, blank_disk, gpt_disk_holding, partition_file
 from serial_tui import SerialTerminal
 
 pytestmark = qemu.vm_marks("needs root (loop mounts for the repository disk)")
@@ -36,7 +36,7 @@ pytestmark = qemu.vm_marks("needs root (loop mounts for the repository disk)")
 IMAGE = "fixture-gpt"
 REPO_LABEL = "LBTUIREPO"
 TARGET_SERIAL = "LBTUITARGET"
-APPEND = "boot=live components quiet hostname=lifeboat console=tty0 console=ttyS0,115200"
+APPEND = f"{LIVE_APPEND} console=tty0 console=ttyS0,115200"
 TUI_TIMEOUT = 180  # Textual's first screen and each step under TCG on a loaded machine
 JOB_TIMEOUT = 600  # restore (100 MiB disk) + the bootloader step
 

@@ -22,7 +22,7 @@ import pytest
 import bootdisk
 import bootvm
 import qemu
-from iso_helpers import BOOT_TIMEOUT, blank_disk, ext4_whole_disk, ready_pattern
+from iso_helpers import BOOT_TIMEOUT, LIVE_APPEND, blank_disk, ext4_whole_disk, ready_pattern
 
 pytestmark = qemu.vm_marks("needs root (loop devices to capture, loop mount for the repo)")
 
@@ -53,7 +53,7 @@ def test_unattended_restore_of_a_broken_image_boots_under_both_firmwares(live_is
 
     kernel, initrd = live_kernel
     append = (
-        "boot=live components quiet console=ttyS0,115200 "
+        f"{LIVE_APPEND} console=ttyS0,115200 "
         f"lifeboat.job=restore lifeboat.image={IMAGE} lifeboat.repo=LABEL={REPO_LABEL} "
         f"lifeboat.target=SERIAL={TARGET_SERIAL} lifeboat.after=poweroff lifeboat.onfail=poweroff"
     )
