@@ -209,10 +209,9 @@ def _content_digests(content: Content | None) -> Iterator[str]:
 # ---------------------------------------------------------------- partitions, volumes, the image
 
 
-@dataclass(frozen=True)
-class PartitionImage:
-    number: int
-    size: int  # bytes
+class _HoldsContent:
+    """What a partition and a logical volume tell alike about the content they hold."""
+
     content: Content
 
     @property
@@ -230,6 +229,13 @@ class PartitionImage:
     @property
     def used_bytes(self) -> int:
         return content_used_bytes(self.content)
+
+
+@dataclass(frozen=True)
+class PartitionImage(_HoldsContent):
+    number: int
+    size: int  # bytes
+    content: Content
 
     @property
     def uuid(self) -> str:
@@ -254,7 +260,7 @@ class LvSegmentImage:
 
 
 @dataclass(frozen=True)
-class LogicalVolumeImage:
+class LogicalVolumeImage(_HoldsContent):
     name: str
     uuid: str
     size: int  # bytes
@@ -262,22 +268,6 @@ class LogicalVolumeImage:
     extents: int = 0
     tags: tuple[str, ...] = ()
     segments: tuple[LvSegmentImage, ...] = ()
-
-    @property
-    def fstype(self) -> str:
-        return content_fstype(self.content)
-
-    @property
-    def mode(self) -> CaptureMode:
-        return content_mode(self.content)
-
-    @property
-    def stream(self) -> DataStream | None:
-        return content_stream(self.content)
-
-    @property
-    def used_bytes(self) -> int:
-        return content_used_bytes(self.content)
 
 
 @dataclass(frozen=True)
