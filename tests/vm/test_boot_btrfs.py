@@ -17,18 +17,11 @@ import bootvm
 import btrfsdisk
 import qemu
 from iso_helpers import BOOT_TIMEOUT, LIVE_APPEND, ready_pattern, shell, wait_for_all
-from test_boot_live import GRUB_STEPS, repo_disk_with
+from test_boot_live import BREAK, GRUB_STEPS, repo_disk_with
 
 pytestmark = [*qemu.vm_marks("needs root (loop devices, loop mounts)"), pytest.mark.timeout(2400)]
 
 APPEND = f"{LIVE_APPEND} console=ttyS0,115200 console=tty0"
-BREAK = (
-    "dd if=/dev/zero of=/dev/nvme0n1 bs=440 count=1 conv=notrunc,fsync status=none"
-    " && mkdir -p /mnt/esp && mount -t vfat /dev/nvme0n1p2 /mnt/esp"
-    " && rm /mnt/esp/EFI/BOOT/BOOTX64.EFI /mnt/esp/EFI/debian/grubx64.efi && umount /mnt/esp"
-    " && for n in $(efibootmgr | sed -n 's/^Boot\\([0-9A-F]\\{4\\}\\).*debian.*/\\1/p'); do efibootmgr -q -b $n -B; done"
-    " && ! efibootmgr | grep -q debian"
-)
 
 
 def test_btrfs_subvolume_root_restored_broken_and_repaired_boots(live_iso, live_kernel, lifeboat_version, tmp_path):
