@@ -114,7 +114,9 @@ def test_secure_boot_enforced_boots_through_the_signed_chain(medium, request, li
 
 def test_usb_stick_boots_and_uses_its_data_partition(live_usb_image, lifeboat_version, tmp_path):
     disks = [
-        Drive(live_usb_image, "usb", serial="LB-STICK", bootindex=0),
+        # snapshot: the session's one stick image is shared with the Secure Boot test on the other worker,
+        # and a guest that opens it read-write locks it against every other guest.
+        Drive(live_usb_image, "usb", serial="LB-STICK", bootindex=0, snapshot=True),
         Drive(blank_disk(tmp_path / "target.img", 64), "virtio", serial="LB-TARGET"),
     ]
     with Machine(disks, firmware="bios", workdir=tmp_path, memory=1536, name="bios-usb") as vm:
