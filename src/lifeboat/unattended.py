@@ -411,9 +411,10 @@ def execute(job: Job, cmdline: str) -> tuple[Job, bool, str, float, tuple[str, .
     try:
         from lifeboat.repo.credentials import forbid_prompts
 
-        forbid_prompts(f"an unattended job asks nothing: put it into {CREDENTIALS_FILE} (mode 0600) beside {JOB_FILE}")
+        forbid_prompts(f"an unattended job asks nothing: put a repository's passphrase into {PASSPHRASE_FILE}, "
+                       f"network credentials into {CREDENTIALS_FILE} (each mode 0600) beside {JOB_FILE}")
         if job.job != "file" and is_network(job.repo):
-            _network_defaults(None)
+            _secrets_beside(None)
             say(f"repository {job.repo}")
             facts = run_job(job, job.repo, threading.Event())
         else:
@@ -421,8 +422,10 @@ def execute(job: Job, cmdline: str) -> tuple[Job, bool, str, float, tuple[str, .
                 credentials = None
                 if job.job == "file":
                     job = _read_job_file(job, cmdline, Path(repo_path))
-                    if is_network(job.repo):  # the job file's directory stays mounted: the files beside it
-                        credentials = _network_defaults(Path(repo_path))
+                    # the job file's directory stays mounted: the files beside it (a passphrase, for an
+                    # encrypted repository on a disk as on a network)
+                    credentials = _secrets_beside(Path(repo_path))
+                    if is_network(job.repo):
                         say(f"repository {job.repo}")
                         repo_path = job.repo
                 facts = run_job(job, repo_path, threading.Event(), credentials)
@@ -446,10 +449,10 @@ def _read_job_file(job: Job, cmdline: str, where: Path) -> Job:
     return job
 
 
-def _network_defaults(beside: Path | None):
-    """Where a network repository's secrets and known host keys come from: the files beside the job file (none
-    for a repository on the command line alone: the live system has no known hosts, so ssh:// is refused).
-    Returns the credentials from lifeboat-credentials, or None."""
+def _secrets_beside(beside: Path | None):
+    """Where a repository's passphrase, a network repository's credentials and its known host keys come from:
+    the files beside the job file (none for a repository on the command line alone: the live system has no
+    known hosts, so ssh:// is refused). Returns the credentials from lifeboat-credentials, or None."""
     from lifeboat.repo.credentials import read_credentials_file
 
     os.environ["LIFEBOAT_KNOWN_HOSTS"] = str(beside / KNOWN_HOSTS_FILE) if beside else "/nonexistent/known_hosts"
