@@ -22,6 +22,7 @@ from lifeboat.layout.fit import fit_layout
 from lifeboat.layout.model import DiskLayout, PartitionEntry
 from lifeboat.layout.sectors import convert_layout, logical_sector_size
 from lifeboat.fs.sectors import HEAD_BYTES, sector_limit
+from lifeboat.fs.shrink import ShrinkMethod, capability, estimate_seconds
 from lifeboat.fs.usedmap import decode_runs, runs_in_window
 from lifeboat.repo.manifest import CHUNK_SIZE, RESTORABLE, DataStream, RawContent, ImageManifest, PartitionImage, load_manifest
 from lifeboat.repo.store import Repository
@@ -225,20 +226,29 @@ def _check_restorable(manifest: ImageManifest) -> None:
                                     "nothing was written")
 
 
-def _check_sector_bound(repo: Repository, manifest: ImageManifest, target_ss: int) -> None:
-    """Refuse, before anything is written, a filesystem that records smaller units than the target's
-    sectors (read from its first 4 KiB in the image)."""
+def _sector_steps(repo: Repository, manifest: ImageManifest, target_ss: int) -> dict[int, ShrinkStep]:
+    """A filesystem that records smaller units than the target's sectors (read from its first 4 KiB in the
+    image) cannot be mounted there: one that can be made anew and its files copied (FAT: an ESP) gets that
+    step; any other is refused before anything is written."""
     if target_ss <= manifest.layout.sector_size:
-        return
+        return {}
+    steps: dict[int, ShrinkStep] = {}
     for part in manifest.partitions:
         if part.stream is None:
             continue
         limit = sector_limit(part.fstype, image_head(repo, part.stream, HEAD_BYTES))
-        if limit and limit.largest < target_ss:
+        if not limit or limit.largest >= target_ss:
+            continue
+        cap = capability(part.fstype)
+        if cap.method is not ShrinkMethod.COPY:
             raise LifeboatError(
                 f"image {manifest.name!r}: {part.title}: its {limit.what} is smaller than the target's "
-                f"{target_ss}-byte sectors, so it could not be mounted there (reformat-and-copy is not supported "
-                "yet); restore onto a disk with 512-byte sectors; nothing was written")
+                f"{target_ss}-byte sectors, so it could not be mounted there (only FAT, xfs and exFAT are made anew "
+                "and copied); restore onto a disk with 512-byte sectors; nothing was written")
+        steps[part.number] = ShrinkStep(cap.method, part.fstype, part.size, part.size, part.used_bytes, 0,
+                                        estimate_seconds(cap.method, part.used_bytes, 0), cap.tools,
+                                        remade_for=f"{target_ss}-byte sectors (its {limit.what})")
+    return steps
 
 
 def image_head(repo: Repository, stream: DataStream, length: int) -> bytes:
@@ -286,11 +296,11 @@ def plan_restore(repo: Repository, name: str, target: str, vg_renames: dict[str,
     source_layout = manifest.layout
     target_ss = logical_sector_size(target)
     converted = convert_layout(source_layout, target_ss)  # raises for a partition off the target's sectors
-    _check_sector_bound(repo, manifest, target_ss)
+    sector_steps = _sector_steps(repo, manifest, target_ss)
     # a filesystem Lifeboat cannot grow keeps its partition's size: the room goes where it is usable
     keep_size = frozenset(p.number for p in manifest.partitions if p.mode is not CaptureMode.RAW
                           and not kind_for(p.fstype).grow and p.number not in pv_partitions(manifest))
-    shrinks: dict[int, ShrinkStep] = {}
+    shrinks: dict[int, ShrinkStep] = sector_steps
     notes: list[str] = []
     if disk.size // converted.sector_size < converted.min_disk_sectors:
         if converted.sector_size != source_layout.sector_size:

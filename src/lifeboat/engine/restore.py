@@ -340,7 +340,8 @@ def _write_data(plan: RestorePlan, repo: Repository, fds: _TargetFds, progress: 
         if action.shrink is not None:  # into a smaller partition: shrink_restore says how
             shrink_restore.write_data(repo, fds.buffered, plan.image, action, stream,
                                       _shrink_progress(progress, action, totals, plan.total_bytes), cancel)
-            done(action.title, Outcome.DONE, f"{human_size(action.write_bytes)} to fit: {action.shrink.method}")
+            why = action.shrink.remade_for or "to fit"
+            done(action.title, Outcome.DONE, f"{human_size(action.write_bytes)} {why}: {action.shrink.method}")
             continue
         _write_partition(repo, fds, action, stream, progress, cancel, totals, plan.total_bytes, workers)
         done(action.title, Outcome.DONE, f"{human_size(action.write_bytes)} written")
@@ -369,7 +370,7 @@ def _finish_partitions(plan: RestorePlan, step, done) -> None:
             make_swap(node, uuid, label)
             done(f"swap {action.number}", Outcome.DONE, f"UUID {uuid}")
         elif action.shrink is not None:
-            name = f"shrink {action.title}"
+            name = f"{'make anew' if action.shrink.remade_for else 'shrink'} {action.title}"
             step(name, str(action.shrink.method))
             part = plan.manifest.partition(action.number)
             done(name, Outcome.DONE, shrink_restore.finish(plan.repo_root, plan.image, action.number, node,

@@ -38,8 +38,13 @@ class ShrinkStep:
     beyond_bytes: int  # stored data past the new end: held in the overflow file while resizing
     seconds: float
     tools: tuple[str, ...]
+    remade_for: str = ""  # why a partition that keeps its size is made anew: "4096-byte sectors" (a 4Kn target)
 
     def describe(self) -> str:
+        if self.remade_for:
+            eta = f", about {self.seconds:.0f} s" if self.seconds else ""
+            return (f"made anew for {self.remade_for} with its UUID, label and parameters, files copied from the "
+                    f"image{eta}")
         what = {ShrinkMethod.RESIZE: f"restored at full size, then shrunk in place ({human_size(self.beyond_bytes)} "
                                      f"beyond the new end held in {SCRATCH} meanwhile)",
                 ShrinkMethod.COPY: "filesystem made anew with its UUID, label and parameters, files copied "

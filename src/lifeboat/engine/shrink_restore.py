@@ -30,7 +30,8 @@ from pathlib import Path
 from lifeboat import mounts
 from lifeboat.engine.shrink_plan import SCRATCH, ShrinkStep
 from lifeboat.errors import Cancelled, ImageCorrupt, LifeboatError
-from lifeboat.fs.shrink import ShrinkMethod, copy_fat, copy_tree, make_like, shrink_in_place, xfs_mkfs_options
+from lifeboat.fs.shrink import (ShrinkMethod, copy_fat, copy_tree, fat_options, make_like, shrink_in_place,
+                                xfs_mkfs_options)
 from lifeboat.fs.usedmap import decode_runs, runs_in_window
 from lifeboat.imagefs import scratch
 from lifeboat.imagefs.mount import image_view, read_only_mount, stop_daemon, wait_ready
@@ -134,9 +135,10 @@ def copy_recreated(repo_root: str, image: str, space: str, node: str, step: Shri
         source = os.path.join(view, space)
         if step.fstype == "vfat":
             fat = run(["blkid", "-p", "-o", "value", "-s", "VERSION", source], check=False).stdout.strip()
-            make_like("vfat", node, uuid, label, ["-F", "32"] if fat == "FAT32" else [])
+            sector = int(run(["blockdev", "--getss", node]).stdout)
+            make_like("vfat", node, uuid, label, fat_options(fat, step.target_bytes, sector))
             copy_fat(source, node, tmp)
-            return "FAT made anew, files copied with mtools"
+            return f"FAT made anew ({sector}-byte sectors), files copied with mtools"
         src_mnt, dst_mnt = os.path.join(tmp, "from"), os.path.join(tmp, "to")
         how = read_only_mount(step.fstype)
         if isinstance(how, str):

@@ -138,6 +138,19 @@ def xfs_mkfs_options(xfs_info: str) -> list[str]:
     return options
 
 
+FAT32_MIN_CLUSTERS = 65525  # fewer, and firmware reads the FAT as FAT16 whatever its boot sector says
+
+
+def fat_options(fat: str, size: int, sector: int) -> list[str]:
+    """mkfs.vfat options for a FAT made anew in `size` bytes of a disk with `sector`-byte sectors: the source's
+    FAT32 where it can hold FAT32's least cluster count (a 4Kn disk needs 256 MiB for that, with one sector per
+    cluster), else mkfs.vfat's own choice for the size; the sector size is the disk's."""
+    options = ["-S", str(sector)]
+    if fat == "FAT32" and size // sector >= FAT32_MIN_CLUSTERS + 1024:  # room for the FATs and reserved sectors
+        options += ["-F", "32", "-s", "1"] if sector >= 4096 else ["-F", "32"]
+    return options
+
+
 def make_like(fstype: str, node: str, uuid: str, label: str, params: list[str]) -> None:
     """A new, empty filesystem on `node` with the UUID, label and parameters of the image's."""
     if fstype == "xfs":
