@@ -1,16 +1,20 @@
 """LVM onto a smaller disk, without lvm2 or root: the extents each volume gives up (free extents first,
 data volumes in proportion to their room, swap last, fixed volumes kept), the plan's lines and its
 refusal naming the volume and the shortfall, the PV partition's minimum, and vgcfgbackup's text
-rewritten for the smaller PV (tests/fixtures/lvm/lbvg.vg, captured from lvm2 2.03.31)."""
+rewritten for the smaller PV (tests/fixtures/lvm/lbvg.vg, captured from lvm2 2.03.31). And chosen volumes
+(`--partitions VG/LV`) planned onto a target group as lvm2 reports it (the fixture's reports stand in for
+the target's lvm2, which needs the guest)."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 from imagekit import MiB, gpt_layout, store_stream
 
-from lifeboat.engine import lvm_plan, shrink_plan
+from lifeboat.engine import lvm_plan, partial_lvm, shrink_plan
+from lifeboat.engine.partial_lvm import split_selection
 from lifeboat.errors import LifeboatError, TargetTooSmall
 from lifeboat.fs.shrink import ShrinkMethod
 from lifeboat.layout.model import PartitionEntry
@@ -20,7 +24,7 @@ from lifeboat.repo.manifest import (BlobRef, CaptureStats, Compression, Filesyst
                                     RawContent, SourceDisk, SwapContent, VolumeGroupImage)
 from lifeboat.repo.store import Repository
 from lifeboat.volumes.lvm_metadata import _sections, resized_metadata
-from lifeboat.volumes.lvm_model import LvRole, shrink_extents
+from lifeboat.volumes.lvm_model import LvRole, parse_reports, shrink_extents
 
 FIX = Path(__file__).resolve().parent.parent / "fixtures" / "lvm"
 ROLES = {"root": LvRole.DATA, "data": LvRole.DATA, "swap": LvRole.SWAP, "raw": LvRole.FIXED}
@@ -148,3 +152,40 @@ def test_metadata_rewrite_refuses_what_cannot_be_laid_out():
                          {"root": 30, "data": 60, "swap": 8})
     with pytest.raises(LifeboatError, match="no new size for logical volume.*swap"):
         resized_metadata(text, 409600, 98, {"root": 30, "data": 60})
+
+
+def test_partitions_selection_takes_logical_volumes_apart():
+    assert split_selection("2,lbvg/root, 3") == ("2,3", (("lbvg", "root"),))
+    assert split_selection("lbvg/root") == ("", (("lbvg", "root"),))
+    with pytest.raises(LifeboatError, match="'lbvg/' is not VG/LV"):
+        split_selection("lbvg/")
+
+
+def _target_groups(monkeypatch) -> None:
+    """The target's group as lvm2 reports it (the fixture: root 176 MiB, data 120 MiB, swap 32 MiB)."""
+    groups = parse_reports(*((FIX / n).read_text() for n in ("vgs.json", "pvs.json", "lvs.json")))
+    monkeypatch.setattr(partial_lvm.lvm, "read_groups", lambda nodes: groups)
+
+
+def test_a_chosen_volume_grows_into_a_larger_target_volume(tmp_path, monkeypatch, no_tool_minimum):
+    _target_groups(monkeypatch)
+    repo = Repository.open(tmp_path / "repo", create=True)
+    volumes, tools = partial_lvm.plan_volumes(repo, _manifest(repo), "/dev/vdz", ["/dev/vda2"], (("lbvg", "root"),))
+    (root,) = volumes
+    assert root.devices == ("/dev/vda2",) and (root.action.size, root.action.new_size) == (40 * MiB, 176 * MiB)
+    assert root.action.grow == "resize2fs" and root.action.shrink is None and "resize2fs" in tools
+    assert "logical volume lbvg/root on /dev/vda2: 176.0 MiB  ext4" in root.line() and "grows from 40.0 MiB" in root.line()
+
+
+def test_a_chosen_volume_too_small_for_its_data_is_refused(tmp_path, monkeypatch, no_tool_minimum):
+    _target_groups(monkeypatch)
+    repo = Repository.open(tmp_path / "repo", create=True)
+    with pytest.raises(TargetTooSmall, match=r"lbvg/data is 120.0 MiB.*needs at least 300.0 MiB: 180.0 MiB "
+                                             r"\(188743680 bytes\) short; nothing was written"):
+        partial_lvm.plan_volumes(repo, _manifest(repo), "/dev/vdz", ["/dev/vda2"], (("lbvg", "data"),))
+    with pytest.raises(LifeboatError, match="image 'lvm' has no logical volume lbvg/home"):
+        partial_lvm.plan_volumes(repo, _manifest(repo), "/dev/vdz", ["/dev/vda2"], (("lbvg", "home"),))
+    manifest = _manifest(repo)
+    other = replace(manifest, volume_groups=(replace(manifest.volume_groups[0], name="othervg"),))
+    with pytest.raises(LifeboatError, match="/dev/vdz: it holds no volume group othervg"):
+        partial_lvm.plan_volumes(repo, other, "/dev/vdz", ["/dev/vda2"], (("othervg", "root"),))

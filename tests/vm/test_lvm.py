@@ -10,7 +10,8 @@ In the same boot the image then goes onto smaller disks than its layout: onto on
 is refused before anything is written, naming the volumes' minimums and the shortfall; onto one about 85 %
 of the source's size (that larger target's PV wiped in turn) the PV and the data volumes shrink: ext4 and
 btrfs shrunk in place, xfs made anew and its files copied; the PV, VG, LV and filesystem UUIDs and labels,
-the files' hashes and fsck stay as captured.
+the files' hashes and fsck stay as captured. Last, `--partitions lbvg/root` restores that one volume onto
+the smaller disk's own group (shrunk again), its other volumes and the group's metadata kept.
 """
 
 from __future__ import annotations
@@ -185,4 +186,26 @@ def _smaller(vm: Machine, before: dict[str, dict], sums: str, ids: str) -> None:
     assert _ok(vm, FS_IDS) == ids
     _ok(vm, MOUNT)
     assert _ok(vm, SUMS) == sums
-    _ok(vm, "umount /mnt/r /mnt/d /mnt/v && vgchange -an lbvg && umount /mnt/repo")
+    _ok(vm, "echo changed >/mnt/r/etc/hostname && echo stray >/mnt/r/stray && echo kept >/mnt/d/kept.txt"
+            " && umount /mnt/r /mnt/d /mnt/v")
+    _one_volume(vm, after, sums)
+
+
+def _one_volume(vm: Machine, volumes: dict[str, dict], sums: str) -> None:
+    """Issue 11: `--partitions lbvg/root` puts the image's root volume back onto the disk's own (smaller)
+    root volume, shrunk again; the group's metadata and its other volumes stay byte for byte."""
+    others = "sha256sum /dev/lbvg/data /dev/lbvg/vol /dev/lbvg/swap"
+    kept = _ok(vm, others)
+    _ok(vm, "vgchange -an lbvg")
+    out = _ok(vm, f"lifeboat restore lvm {SMALL} --partitions lbvg/root --repo {REPO} --yes >/tmp/lv.log 2>&1; "
+                  "rc=$?; grep -v '%' /tmp/lv.log | grep -v 'time per stage' | tail -30; (exit $rc)", timeout=600)
+    print(f"one volume:\n{out}")
+    assert "Only logical volume(s) lbvg/root of" in out and "then shrunk in place" in out, out
+    _nothing_active(vm, f"{SMALL}-part2", "restoring one volume")
+    assert _volumes(vm, f"{SMALL}-part2") == volumes
+    _ok(vm, "vgchange -ay lbvg && e2fsck -fn /dev/lbvg/root")
+    assert _ok(vm, others) == kept
+    _ok(vm, "mount /dev/lbvg/root /mnt/r")
+    out = _ok(vm, "cd /mnt/r && sha256sum a.bin etc/hostname; ls stray 2>&1")
+    assert out.splitlines()[:2] == sums.splitlines()[:2] and "No such file" in out, (out, sums)
+    _ok(vm, "umount /mnt/r && vgchange -an lbvg && umount /mnt/repo")

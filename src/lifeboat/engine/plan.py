@@ -14,6 +14,7 @@ from lifeboat.devices import Disk, disk_info, human_size
 from lifeboat.engine.shrink_plan import ShrinkStep, check_scratch, lv_floors, plan_shrink, shrink_step
 from lifeboat.engine.lvm_plan import (GroupAction, check_names, plan_group, pv_partitions, renamed_groups, restore_tools,
                                       target_nodes, with_shrink_steps)
+from lifeboat.engine.partial_lvm import ChosenVolume
 from lifeboat.engine.rescue import unreadable_lines
 from lifeboat.errors import ImageCorrupt, LifeboatError, ToolMissing, UnsafeTarget
 from lifeboat.health import read_health
@@ -75,10 +76,12 @@ class RestorePlan:
     target_marker: str = ""  # "incomplete restore of image X ..." when a restore into the target was cut off
     boot_chain: str = ""  # which chain the bootloader step installs (boot.plan_chain), "" when none
     volume_groups: tuple[GroupAction, ...] = ()  # LVM groups recreated in their PV partitions
+    volumes: tuple[ChosenVolume, ...] = ()  # chosen logical volumes onto a kept disk's group (partial_lvm.py)
 
     @property
     def total_bytes(self) -> int:
-        return sum(a.write_bytes for a in self.actions) + sum(g.write_bytes for g in self.volume_groups)
+        return (sum(a.write_bytes for a in self.actions) + sum(g.write_bytes for g in self.volume_groups)
+                + sum(c.action.write_bytes for c in self.volumes))
 
     def describe(self) -> list[str]:
         d = self.target_disk
@@ -89,7 +92,7 @@ class RestorePlan:
             f"onto {d.path} ({d.model or d.transport}{' ' + d.serial if d.serial else ''}, {human_size(d.size)}"
             f"{', ' + d.health.describe() if d.health else ''}).",
             f"EVERYTHING on {d.path} will be replaced." if not self.keep_table else
-            f"Only partition(s) {', '.join(str(a.target.number) for a in self.actions)} of {d.path} will be replaced; "
+            f"Only {_chosen(self)} of {d.path} will be replaced; "
             "its partition table, boot code and other partitions are kept.",
             "",
             "Now on the target:",
@@ -127,6 +130,7 @@ class RestorePlan:
             for group in self.volume_groups:
                 if a.target.number in group.partitions[:1]:
                     lines += group.lines()
+        lines += [c.line() for c in self.volumes]
         lines += [f"  Note: {note}" for note in self.notes]
         incomplete = unreadable_lines(self.manifest)
         if incomplete:
@@ -162,7 +166,16 @@ class RestorePlan:
             "notes": list(self.notes),
             "keep_table": self.keep_table,
             "volume_groups": [g.to_json() for g in self.volume_groups],
+            "volumes": [c.to_json() for c in self.volumes],
         }
+
+
+def _chosen(plan: RestorePlan) -> str:
+    """"partition(s) 2, 3 and logical volume(s) vg/root" of a plan that keeps the table."""
+    parts = [f"partition(s) {', '.join(str(a.target.number) for a in plan.actions)}"] if plan.actions else []
+    if plan.volumes:
+        parts.append(f"logical volume(s) {', '.join(f'{c.vg}/{c.action.name}' for c in plan.volumes)}")
+    return " and ".join(parts)
 
 
 def _layout_lines(layout: DiskLayout) -> list[str]:

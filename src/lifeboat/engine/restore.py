@@ -21,7 +21,7 @@ from lifeboat.boot import after_restore
 from lifeboat.boot.model import overall
 from lifeboat.crashpoint import crashpoint
 from lifeboat.devices import disk_info, human_size
-from lifeboat.engine import lvm_restore, shrink_restore
+from lifeboat.engine import lvm_restore, partial_lvm, shrink_restore
 from lifeboat.engine.lvm_plan import VolumeAction, pv_partitions
 from lifeboat.engine.ioerrors import io_failure
 from lifeboat.engine.pipeline import logical_sector_size_of, OrderedPool, direct_io_ok
@@ -215,10 +215,10 @@ def restore(plan: RestorePlan, *, progress: ProgressSink = discard, cancel: thre
             return _restore(plan, progress, cancel or threading.Event(), bootloader, workers)
         finally:  # a restore that stopped between writing and shrinking leaves no overflow file behind
             shrink_restore.discard_overflows(plan.image, [a.number for a in plan.actions if a.shrink])
-            for group in plan.volume_groups:
-                for v in group.volumes:
-                    if v.shrink is not None:
-                        scratch.discard(shrink_restore.space_overflow_path(plan.image, lv_space_name(group.name, v.name)))
+            chosen = [(c.vg, c.action) for c in plan.volumes]
+            for vg, v in [(g.name, v) for g in plan.volume_groups for v in g.volumes] + chosen:
+                if v.shrink is not None:
+                    scratch.discard(shrink_restore.space_overflow_path(plan.image, lv_space_name(vg, v.name)))
 
 
 def _restore(plan: RestorePlan, progress: ProgressSink, cancel: threading.Event, bootloader: bool,
@@ -305,6 +305,10 @@ def _restore_partitions(plan: RestorePlan, repo: Repository, result: RestoreResu
     result.bytes_written = totals[0]
     refresh_partitions(plan.target, plan.target_layout)
     _finish_partitions(plan, step, done)
+    if plan.volumes:  # chosen logical volumes, into the target's own group
+        partial_lvm.restore_volumes(plan.volumes, plan.manifest, repo,
+                                    _volume_writer(plan, repo, progress, cancel, totals, workers, step, done), step, done)
+        result.bytes_written = totals[0]
     done("bootloader", Outcome.SKIPPED, "chosen partitions only: the disk's boot code was kept")
     result.seconds = time.monotonic() - started
     return result
