@@ -301,8 +301,11 @@ def cmd_restore(args) -> int:
 
     if args.partitions:
         from lifeboat.engine.partial import parse_selection, plan_partitions
+        from lifeboat.engine.partial_lvm import split_selection
 
-        plan = plan_partitions(_repo(args), args.name, args.target, parse_selection(args.partitions, args.map))
+        numbers, volumes = split_selection(args.partitions)  # "2,vg/root": partitions and logical volumes
+        chosen = parse_selection(numbers, args.map) if numbers or args.map else {}
+        plan = plan_partitions(_repo(args), args.name, args.target, chosen, volumes)
     elif args.map:
         raise LifeboatError("--map needs --partitions (which image partitions to restore)")
     else:
@@ -417,7 +420,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dry-run", action="store_true", help="print the plan and write nothing (as JSON with --json)")
     p.add_argument("--yes", action="store_true", help="do not ask for confirmation (scripts)")
     p.add_argument("--no-bootloader", action="store_true", help="skip the bootloader reinstall step")
-    p.add_argument("--partitions", metavar="N,N", help="restore only these image partitions; the disk's table is kept")
+    p.add_argument("--partitions", metavar="N,N", help="restore only these image partitions (or logical volumes, VG/LV, "
+                   "onto the disk's own group); the disk's table is kept")
     p.add_argument("--map", action="append", metavar="N=M", help="put image partition N onto target partition M")
     p.add_argument("--rename-vg", action="append", metavar="OLD=NEW",
                    help="restore the image's LVM volume group OLD as NEW, with new PV and VG UUIDs (as vgimportclone "

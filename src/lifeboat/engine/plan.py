@@ -11,9 +11,10 @@ from dataclasses import dataclass, field, replace
 
 from lifeboat.boot.plan_chain import planned_chain
 from lifeboat.devices import Disk, disk_info, human_size
-from lifeboat.engine.shrink_plan import ShrinkStep, plan_shrink
+from lifeboat.engine.shrink_plan import ShrinkStep, check_scratch, lv_floors, plan_shrink, shrink_step
 from lifeboat.engine.lvm_plan import (GroupAction, check_names, plan_group, pv_partitions, renamed_groups, restore_tools,
-                                      target_nodes)
+                                      target_nodes, with_shrink_steps)
+from lifeboat.engine.partial_lvm import ChosenVolume
 from lifeboat.engine.rescue import unreadable_lines
 from lifeboat.errors import ImageCorrupt, LifeboatError, ToolMissing, UnsafeTarget
 from lifeboat.health import read_health
@@ -76,10 +77,12 @@ class RestorePlan:
     target_marker: str = ""  # "incomplete restore of image X ..." when a restore into the target was cut off
     boot_chain: str = ""  # which chain the bootloader step installs (boot.plan_chain), "" when none
     volume_groups: tuple[GroupAction, ...] = ()  # LVM groups recreated in their PV partitions
+    volumes: tuple[ChosenVolume, ...] = ()  # chosen logical volumes onto a kept disk's group (partial_lvm.py)
 
     @property
     def total_bytes(self) -> int:
-        return sum(a.write_bytes for a in self.actions) + sum(g.write_bytes for g in self.volume_groups)
+        return (sum(a.write_bytes for a in self.actions) + sum(g.write_bytes for g in self.volume_groups)
+                + sum(c.action.write_bytes for c in self.volumes))
 
     def describe(self) -> list[str]:
         d = self.target_disk
@@ -90,7 +93,7 @@ class RestorePlan:
             f"onto {d.path} ({d.model or d.transport}{' ' + d.serial if d.serial else ''}, {human_size(d.size)}"
             f"{', ' + d.health.describe() if d.health else ''}).",
             f"EVERYTHING on {d.path} will be replaced." if not self.keep_table else
-            f"Only partition(s) {', '.join(str(a.target.number) for a in self.actions)} of {d.path} will be replaced; "
+            f"Only {_chosen(self)} of {d.path} will be replaced; "
             "its partition table, boot code and other partitions are kept.",
             "",
             "Now on the target:",
@@ -112,6 +115,8 @@ class RestorePlan:
             grow = ""
             if a.grows:
                 grow = f"  grows from {human_size(a.source.size * src_ss)}" + f" ({a.grow or a.note})"
+            elif a.note and a.target.size * dst_ss < a.source.size * src_ss:
+                grow = f"  shrinks from {human_size(a.source.size * src_ss)} ({a.note})"
             elif a.shrink:
                 grow = f"  {a.shrink.describe()}"
             what = {CaptureMode.USED_BLOCKS: f"{human_size(a.write_bytes)} of data",
@@ -126,6 +131,7 @@ class RestorePlan:
             for group in self.volume_groups:
                 if a.target.number in group.partitions[:1]:
                     lines += group.lines()
+        lines += [c.line() for c in self.volumes]
         lines += [f"  Note: {note}" for note in self.notes]
         incomplete = unreadable_lines(self.manifest)
         if incomplete:
@@ -161,7 +167,16 @@ class RestorePlan:
             "notes": list(self.notes),
             "keep_table": self.keep_table,
             "volume_groups": [g.to_json() for g in self.volume_groups],
+            "volumes": [c.to_json() for c in self.volumes],
         }
+
+
+def _chosen(plan: RestorePlan) -> str:
+    """"partition(s) 2, 3 and logical volume(s) vg/root" of a plan that keeps the table."""
+    parts = [f"partition(s) {', '.join(str(a.target.number) for a in plan.actions)}"] if plan.actions else []
+    if plan.volumes:
+        parts.append(f"logical volume(s) {', '.join(f'{c.vg}/{c.action.name}' for c in plan.volumes)}")
+    return " and ".join(parts)
 
 
 def _layout_lines(layout: DiskLayout) -> list[str]:
@@ -277,6 +292,8 @@ def _action(fitted, part: PartitionImage | None, shrink: ShrinkStep | None = Non
     note = ""
     if part and part.number in pvs and fitted.grows:
         note = "LVM physical volume: pvresize, then its data volumes grow"
+    elif part and part.number in pvs and fitted.entry.size < fitted.source.size:
+        note = "LVM physical volume, smaller: its volumes shrink as listed below"
     elif fitted.grows and not grows:
         note = "content copied as is, its size unchanged" if kind.mode is CaptureMode.RAW else "filesystem cannot be grown; it keeps its size"
     action = PartitionAction(
@@ -322,7 +339,8 @@ def plan_restore(repo: Repository, name: str, target: str, vg_renames: dict[str,
         actions.append(action)
         tools += needed
     targets = {f.source.number: f.entry for f in fitted if not f.entry.is_extended}
-    groups = renamed_groups(tuple(plan_group(vg, targets, target_layout.sector_size) for vg in manifest.volume_groups),
+    groups = renamed_groups(_plan_groups(repo, manifest, targets, target_layout.sector_size,
+                                         disk.size // converted.sector_size < converted.min_disk_sectors),
                             vg_renames or {})
     tools += restore_tools(groups)
     missing = missing_tools(tools)
@@ -341,6 +359,22 @@ def plan_restore(repo: Repository, name: str, target: str, vg_renames: dict[str,
         actions=tuple(actions), notes=tuple(notes), target_marker=_marker_text(target), volume_groups=groups,
         boot_chain=planned_chain(repo, manifest).describe(),
     )
+
+
+def _plan_groups(repo: Repository, manifest: ImageManifest, targets: dict, sector_size: int, smaller: bool
+                 ) -> tuple[GroupAction, ...]:
+    """The groups' actions; on a smaller target each shrinking volume says how its content gets in."""
+    groups = []
+    for vg in manifest.volume_groups:
+        pv_shrinks = any(targets[pv.partition].size < manifest.layout.partition(pv.partition).size
+                         for pv in vg.pvs if pv.partition in targets)
+        floors = lv_floors(repo, manifest, vg) if smaller and pv_shrinks else None
+        group = plan_group(vg, targets, sector_size, floors)
+        steps = {lv.name: shrink_step(repo, lv, v.new_size) for lv, v in zip(vg.lvs, group.volumes)
+                 if v.new_size < v.size}
+        check_scratch(dict(enumerate(steps.values())))
+        groups.append(with_shrink_steps(group, steps))
+    return tuple(groups)
 
 
 def _marker_text(target: str) -> str:

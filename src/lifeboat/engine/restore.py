@@ -21,7 +21,7 @@ from lifeboat.boot import after_restore
 from lifeboat.boot.model import overall
 from lifeboat.crashpoint import crashpoint
 from lifeboat.devices import disk_info, human_size
-from lifeboat.engine import lvm_restore, shrink_restore
+from lifeboat.engine import lvm_restore, partial_lvm, shrink_restore
 from lifeboat.engine.lvm_plan import VolumeAction, pv_partitions
 from lifeboat.engine.ioerrors import io_failure
 from lifeboat.engine.pipeline import logical_sector_size_of, OrderedPool, direct_io_ok
@@ -32,6 +32,9 @@ from lifeboat.errors import Cancelled, ImageCorrupt, LifeboatError
 from lifeboat.events import LogLine, Outcome, Progress, ProgressSink, StepFinished, StepStarted, discard, summarize
 from lifeboat.fs.grow import grow_filesystem, make_swap
 from lifeboat.fs.registry import CaptureMode
+from lifeboat.fs.shrink import ShrinkMethod
+from lifeboat.imagefs import scratch
+from lifeboat.imagefs.view import lv_space_name
 from lifeboat.fs.usedmap import Runs, decode_runs, runs_in_window
 from lifeboat.layout.model import DiskLayout, PartitionEntry
 from lifeboat.layout.write import partition_node, refresh_partitions
@@ -212,6 +215,10 @@ def restore(plan: RestorePlan, *, progress: ProgressSink = discard, cancel: thre
             return _restore(plan, progress, cancel or threading.Event(), bootloader, workers)
         finally:  # a restore that stopped between writing and shrinking leaves no overflow file behind
             shrink_restore.discard_overflows(plan.image, [a.number for a in plan.actions if a.shrink])
+            chosen = [(c.vg, c.action) for c in plan.volumes]
+            for vg, v in [(g.name, v) for g in plan.volume_groups for v in g.volumes] + chosen:
+                if v.shrink is not None:
+                    scratch.discard(shrink_restore.space_overflow_path(plan.image, lv_space_name(vg, v.name)))
 
 
 def _restore(plan: RestorePlan, progress: ProgressSink, cancel: threading.Event, bootloader: bool,
@@ -298,6 +305,10 @@ def _restore_partitions(plan: RestorePlan, repo: Repository, result: RestoreResu
     result.bytes_written = totals[0]
     refresh_partitions(plan.target, plan.target_layout)
     _finish_partitions(plan, step, done)
+    if plan.volumes:  # chosen logical volumes, into the target's own group
+        partial_lvm.restore_volumes(plan.volumes, plan.manifest, repo,
+                                    _volume_writer(plan, repo, progress, cancel, totals, workers, step, done), step, done)
+        result.bytes_written = totals[0]
     done("bootloader", Outcome.SKIPPED, "chosen partitions only: the disk's boot code was kept")
     result.seconds = time.monotonic() - started
     return result
@@ -386,7 +397,7 @@ def _finish_partitions(plan: RestorePlan, step, done) -> None:
 def _volume_writer(plan: RestorePlan, repo: Repository, progress: ProgressSink, cancel: threading.Event,
                    totals: list[int], workers: int | None, step, done) -> lvm_restore.WriteVolume:
     """Writes a logical volume's data like a partition's, through the volume's own node."""
-    def write(node: str, volume: VolumeAction, lv: LogicalVolumeImage) -> None:
+    def write(node: str, volume: VolumeAction, lv: LogicalVolumeImage, space: str) -> None:
         entry = PartitionEntry(0, 0, lv.size // 512, "")
         action = PartitionAction(0, volume.fstype, volume.mode, entry, entry, volume.write_bytes, "",
                                  name=os.path.basename(node))
@@ -394,6 +405,10 @@ def _volume_writer(plan: RestorePlan, repo: Repository, progress: ProgressSink, 
         if stream is None:
             return
         step(action.title, human_size(action.write_bytes))
+        if volume.shrink is not None:  # into a smaller volume: shrink_restore says how
+            _write_shrinking_volume(plan, repo, node, space, action, volume, stream, progress, cancel, totals)
+            done(action.title, Outcome.DONE, f"{human_size(action.write_bytes)} to fit: {volume.shrink.method}")
+            return
         fds = _TargetFds(node)
         try:
             _write_partition(repo, fds, action, stream, progress, cancel, totals, plan.total_bytes, workers)
@@ -404,6 +419,25 @@ def _volume_writer(plan: RestorePlan, repo: Repository, progress: ProgressSink, 
             fds.close()
         done(action.title, Outcome.DONE, f"{human_size(action.write_bytes)} written")
     return write
+
+
+def _write_shrinking_volume(plan: RestorePlan, repo: Repository, node: str, space: str, action: PartitionAction,
+                            volume: VolumeAction, stream: DataStream, progress: ProgressSink,
+                            cancel: threading.Event, totals: list[int]) -> None:
+    """A filesystem shrunk in place: the part below the volume's new end into the volume, the rest into
+    its overflow file (nothing for one re-created and copied: its files are copied later)."""
+    if volume.shrink is None or volume.shrink.method is not ShrinkMethod.RESIZE:
+        return
+    overflow = shrink_restore.space_overflow_path(plan.image, space)
+    fd = os.open(node, os.O_WRONLY)
+    try:
+        shrink_restore.write_split(repo, fd, 0, stream, volume.shrink.target_bytes, overflow, action.title,
+                                   _shrink_progress(progress, action, totals, plan.total_bytes), cancel)
+        os.fsync(fd)
+    except OSError as exc:
+        raise io_failure(exc, repo.root, node, f"restoring {plan.image!r}") from None
+    finally:
+        os.close(fd)
 
 
 def _bootloader(target: str, layout: DiskLayout, progress: ProgressSink, done) -> None:

@@ -42,7 +42,12 @@ from lifeboat.run import run, start_detached
 
 
 def overflow_path(image: str, number: int) -> str:
-    return os.path.join(SCRATCH, f"{image}-p{number}.overflow")
+    return space_overflow_path(image, f"p{number}")
+
+
+def space_overflow_path(image: str, space: str) -> str:
+    """The overflow file of the image's address space `space` ("p3", "lv-vg0-root")."""
+    return os.path.join(SCRATCH, f"{image}-{space}.overflow")
 
 
 def discard_overflows(image: str, numbers: list[int]) -> None:
@@ -167,11 +172,17 @@ def write_data(repo: Repository, disk_fd: int, image: str, action, stream: DataS
 
 def finish(repo_root: str, image: str, number: int, node: str, step: ShrinkStep, uuid: str, label: str) -> str:
     """The filesystem into its smaller partition. Returns what was done and how long it took."""
+    return finish_space(repo_root, image, f"p{number}", node, step, uuid, label)
+
+
+def finish_space(repo_root: str, image: str, space: str, node: str, step: ShrinkStep, uuid: str, label: str) -> str:
+    """The filesystem of the image's address space `space` into the smaller `node` (a partition or a
+    logical volume). Returns what was done and how long it took."""
     started = time.monotonic()
     if step.method is ShrinkMethod.RESIZE:
-        done = shrink_resized(node, step, overflow_path(image, number))
+        done = shrink_resized(node, step, space_overflow_path(image, space))
     elif step.method is ShrinkMethod.COPY:
-        done = copy_recreated(repo_root, image, f"p{number}", node, step, uuid, label)
+        done = copy_recreated(repo_root, image, space, node, step, uuid, label)
     else:
         return "nothing to do"
     return f"{done} in {time.monotonic() - started:.1f} s"

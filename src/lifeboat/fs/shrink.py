@@ -31,6 +31,7 @@ from lifeboat.run import run
 
 MiB = 1024 * 1024
 XFS_MIN = 300 * MiB  # mkfs.xfs refuses smaller filesystems (xfsprogs >= 5.19)
+BTRFS_MIN = 256 * MiB  # the kernel's resize ioctl refuses a smaller size (EINVAL)
 # rough rates for the plan's time estimates (this kind of machine, loop disks)
 WRITE_RATE = 150 * MiB  # restoring stored data
 MOVE_RATE = 40 * MiB  # data the resize tool moves from beyond the new end, through the overflow view
@@ -61,7 +62,8 @@ CAPABILITIES = {c.fstype: c for c in (
     ShrinkCapability("ext2", ShrinkMethod.RESIZE, ("e2fsck", "resize2fs"), 16 * MiB),
     ShrinkCapability("ext3", ShrinkMethod.RESIZE, ("e2fsck", "resize2fs"), 16 * MiB),
     ShrinkCapability("ext4", ShrinkMethod.RESIZE, ("e2fsck", "resize2fs"), 16 * MiB),
-    ShrinkCapability("btrfs", ShrinkMethod.RESIZE, ("btrfs", "mount", "umount"), 128 * MiB, 1.5),
+    ShrinkCapability("btrfs", ShrinkMethod.RESIZE, ("btrfs", "mount", "umount"), 128 * MiB, 1.5,
+                     floor=BTRFS_MIN),
     ShrinkCapability("ntfs", ShrinkMethod.RESIZE, ("ntfsresize",), 16 * MiB),
     ShrinkCapability("xfs", ShrinkMethod.COPY, ("mkfs.xfs", "xfs_info", "rsync", "mount", "umount"), 64 * MiB,
                      floor=XFS_MIN),

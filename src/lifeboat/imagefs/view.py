@@ -59,13 +59,17 @@ def address_spaces_of(part: PartitionImage) -> list[AddressSpace]:
     return [space] if space else []
 
 
+def lv_space_name(vg: str, lv: str) -> str:
+    """The view's file name of a logical volume's address space: "lv-vg0-root"."""
+    return re.sub(r"[^A-Za-z0-9._+-]", "_", f"lv-{vg}-{lv}")
+
+
 def address_spaces(manifest: ImageManifest) -> list[AddressSpace]:
     """Every address space of the image that holds stored data, partitions first."""
     spaces = [_space(f"p{p.number}", p.title, p.size, p.content) for p in manifest.partitions]
     for vg in manifest.volume_groups:
         for lv in vg.lvs:
-            name = re.sub(r"[^A-Za-z0-9._+-]", "_", f"lv-{vg.name}-{lv.name}")
-            spaces.append(_space(name, f"logical volume {vg.name}/{lv.name}", lv.size, lv.content))
+            spaces.append(_space(lv_space_name(vg.name, lv.name), f"logical volume {vg.name}/{lv.name}", lv.size, lv.content))
     return [s for s in spaces if s is not None]
 
 
