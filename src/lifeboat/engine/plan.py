@@ -59,7 +59,7 @@ class PartitionAction:
 
     @property
     def title(self) -> str:
-        if self.name.startswith("in the "):  # the contents of a LUKS container
+        if self.name.startswith("of the "):  # the contents of a LUKS container
             return f"contents {self.name} ({self.fstype or self.mode})"
         if self.name:
             return f"logical volume {self.name} ({self.fstype or self.mode})"

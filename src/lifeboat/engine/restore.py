@@ -407,7 +407,7 @@ def _container_writer(plan: RestorePlan, repo: Repository, progress: ProgressSin
     def write(node: str, container: ContainerAction, inner: Content) -> None:
         entry = PartitionEntry(0, 0, container.size // 512, "")
         action = PartitionAction(0, container.fstype, container.mode, entry, entry, container.write_bytes, "",
-                                 name=f"in the {container.title}")
+                                 name=f"of the {container.title}")
         stream = content_stream(inner)
         if stream is not None:
             _write_node(plan, repo, node, action, stream, progress, cancel, totals, workers, step, done)
