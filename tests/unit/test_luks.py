@@ -190,3 +190,16 @@ def test_the_plan_refuses_a_missing_or_wrong_passphrase_naming_the_partition(tmp
         _planned(tmp_path / "b", monkeypatch, header, LuksKey("not it"))
     with pytest.raises(LifeboatError, match="no device-mapper"):
         _planned(tmp_path / "c", monkeypatch, header, LuksKey(SECRET), dm=False)
+
+
+def test_an_unattended_job_takes_the_passphrase_from_the_file_beside_it(tmp_path):
+    from lifeboat import unattended
+
+    assert unattended._luks_key(tmp_path) is None
+    path = tmp_path / unattended.LUKS_PASSPHRASE_FILE
+    path.write_text(SECRET + "\n")
+    os.chmod(path, 0o600)
+    assert unattended._luks_key(tmp_path) == LuksKey(SECRET)
+    os.chmod(path, 0o640)
+    with pytest.raises(LifeboatError, match="lifeboat-luks-passphrase can be read by others"):
+        unattended._luks_key(tmp_path)
