@@ -37,8 +37,8 @@ BUILD = (
 )
 SUMS = "(cd /mnt/c && sha256sum a.bin etc/hostname)"
 FSIZE = "df -B1 --output=size /mnt/c | tail -1"
-# `ps` sampled every 0.2 s while the command runs (ps itself reads every process's argv from /proc)
-SAMPLED = ("rm -f /tmp/ps.log /tmp/done; (while [ ! -e /tmp/done ]; do ps -eo args >>/tmp/ps.log; sleep 0.2; done) & "
+# `ps` sampled every 0.5 s while the command runs (ps itself reads every process's argv from /proc)
+SAMPLED = ("rm -f /tmp/ps.log /tmp/done; (while [ ! -e /tmp/done ]; do ps -eo args >>/tmp/ps.log; sleep 0.5; done) & "
            "{command} >/tmp/{log} 2>&1; rc=$?; touch /tmp/done; wait; "
            "echo SAMPLES $(grep -c '^COMMAND' /tmp/ps.log) CRYPTSETUP $(grep -c 'cryptsetup' /tmp/ps.log)"
            f" SECRET-IN-PS $(grep -c -- '{SECRET}' /tmp/ps.log); "
@@ -55,7 +55,7 @@ def _sampled(vm: Machine, command: str, log: str) -> str:
     """Run `command` while sampling `ps`; asserts the passphrase was in no sampled line."""
     started = time.monotonic()
     out = _ok(vm, SAMPLED.format(command=command, log=log), timeout=900)
-    print(f"{command.split()[1]} in the guest: {time.monotonic() - started:.0f} s\n{out}")
+    print(f"{log.split('.')[0]} in the guest: {time.monotonic() - started:.0f} s\n{out}")
     counts = out.split("SAMPLES ", 1)[1].split()
     samples, cryptsetups, secret = int(counts[0]), int(counts[2]), int(counts[4])
     assert samples >= 3 and secret == 0, out  # sampled, and never there
