@@ -20,7 +20,7 @@ from lifeboat.config import default_level, default_repo
 from lifeboat.devices import human_size
 from lifeboat.errors import Cancelled, LifeboatError
 from lifeboat.foreign import command as foreign_command
-from lifeboat.options import json_option, repo_option
+from lifeboat.options import json_option, luks_option, repo_option
 from lifeboat.imagefs import command as imagefs_command
 from lifeboat.repo import command as repo_command
 
@@ -131,11 +131,14 @@ def cmd_capture(args) -> int:
     repo = _repo(args, create=True)
     if not args.rescue:
         _suggest_rescue(args.source)
-    info = inspect_source(args.source, ConsoleProgress(), rescue=args.rescue)
+    info = inspect_source(args.source, ConsoleProgress(), rescue=args.rescue, luks_key=_luks_key(args))
     print(f"Capture {args.source} ({info.model or 'disk'}, {human_size(info.size)}) as {args.name!r} into {repo.root}")
     for p in info.partitions:
-        print(f"  partition {p.entry.number}: {p.fstype or 'unknown'} {human_size(p.size)}, {p.kind.mode}, "
+        print(f"  partition {p.entry.number}: {p.fstype or 'unknown'} {human_size(p.size)}, "
+              f"{'opened with the passphrase' if p.luks else p.kind.mode}, "
               f"{human_size(p.to_read)} to read" + (f" ({p.reason})" if p.reason else ""))
+        if p.luks:
+            print("\n".join(_container_lines(p, repo)))
         for group in info.groups:
             if p.entry.number in group.partitions.values() and p.entry.number == min(group.partitions.values()):
                 print(f"    LVM volume group {group.group.name}, UUID {group.group.uuid}:")
@@ -153,6 +156,22 @@ def cmd_capture(args) -> int:
           f"{stats.new_chunks} new chunks, {human_size(stats.new_chunk_bytes)} added to the repository")
     _print_unreadable(manifest)
     return EXIT_OK
+
+
+def _luks_key(args):
+    from lifeboat.volumes.luks import read_key_file
+
+    return read_key_file(args.luks_passphrase_file) if args.luks_passphrase_file else None
+
+
+def _container_lines(part, repo) -> list[str]:
+    inner = part.luks.inner
+    lines = [f"    {part.volume.describe}: opened read-only with the passphrase; its {inner.fstype or 'content'} "
+             f"({human_size(inner.size)}, {inner.kind.mode}) is imaged, and a backup of its header is kept",
+             "    The header backup is sensitive: with one of the container's passphrases it decrypts the data."]
+    if not repo.encrypted:
+        lines.append(f"    WARNING: {repo.root} is not encrypted: the container's contents are stored there decrypted.")
+    return lines
 
 
 def _suggest_rescue(source: str) -> None:
@@ -309,7 +328,8 @@ def cmd_restore(args) -> int:
     elif args.map:
         raise LifeboatError("--map needs --partitions (which image partitions to restore)")
     else:
-        plan = plan_restore(_repo(args), args.name, args.target, vg_renames=_vg_renames(args.rename_vg))
+        plan = plan_restore(_repo(args), args.name, args.target, vg_renames=_vg_renames(args.rename_vg),
+                            luks_key=_luks_key(args))
     if args.no_bootloader and plan.boot_chain:
         from lifeboat.boot.plan_chain import SKIPPED
 
@@ -389,7 +409,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"lifeboat {__version__}")
     parser.add_argument("-v", "--verbose", action="store_true", help="log every external command")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    repo, as_json = repo_option(), json_option()
+    repo, as_json, luks = repo_option(), json_option(), luks_option()
 
     p = sub.add_parser("disks", help="list disks", parents=[as_json])
     p.add_argument("--loop", action="store_true", help="include loop devices")
@@ -398,7 +418,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("images", help="list images in a repository", parents=[repo, as_json])
     p.set_defaults(func=cmd_images)
 
-    p = sub.add_parser("capture", help="capture a whole disk into an image", parents=[repo])
+    p = sub.add_parser("capture", help="capture a whole disk into an image", parents=[repo, luks])
     p.add_argument("source", metavar="SOURCE_DISK")
     p.add_argument("name", metavar="NAME")
     p.add_argument("--level", type=_level, default=None, help="zstd level 1-22 (default 3)")
@@ -414,7 +434,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("name", metavar="NAME")
     p.set_defaults(func=cmd_verify)
 
-    p = sub.add_parser("restore", help="restore an image onto a whole disk (erases it)", parents=[repo, as_json])
+    p = sub.add_parser("restore", help="restore an image onto a whole disk (erases it)",
+                       parents=[repo, as_json, luks])
     p.add_argument("name", metavar="NAME")
     p.add_argument("target", metavar="TARGET_DISK")
     p.add_argument("--dry-run", action="store_true", help="print the plan and write nothing (as JSON with --json)")

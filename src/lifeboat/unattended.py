@@ -8,7 +8,8 @@
 lifeboat.repo= may also be a network repository (ssh://, smb://, nfs://, s3://; https:// for restore and
 verify), on the command line or in the job file. Nothing is ever asked: secrets come from files beside the
 job file (lifeboat-credentials, mode 0600, which may name an ssh identity_file; lifeboat-passphrase for an
-encrypted repository), and an ssh:// server's host key must be in lifeboat-known_hosts there: an unknown
+encrypted repository; lifeboat-luks-passphrase for the disk's LUKS containers, also read at the top of a
+disk repository without a job file), and an ssh:// server's host key must be in lifeboat-known_hosts there: an unknown
 key is refused, naming its fingerprint. A network repository on the command line alone gets none of these
 (an nfs:// export or a guest smb:// share needs none).
 
@@ -45,6 +46,7 @@ JOB_FILE = "lifeboat-job.conf"
 KNOWN_HOSTS_FILE = "lifeboat-known_hosts"
 CREDENTIALS_FILE = "lifeboat-credentials"
 PASSPHRASE_FILE = "lifeboat-passphrase"
+LUKS_PASSPHRASE_FILE = "lifeboat-luks-passphrase"  # opens the disk's LUKS containers (capture and restore)
 MOUNT_BASE = "/run/lifeboat/unattended"
 RESULT = "LIFEBOAT-RESULT:"
 WAIT_FOR_DEVICES = 30.0  # seconds a named disk or partition may take to appear
@@ -350,7 +352,7 @@ def _rescue(job: Job):
     return RescueOptions(timeout=job.rescue_timeout or None) if job.rescue else None
 
 
-def run_job(job: Job, repo_path: str, cancel: threading.Event, credentials=None) -> tuple[str, ...]:
+def run_job(job: Job, repo_path: str, cancel: threading.Event, credentials=None, luks_key=None) -> tuple[str, ...]:
     """Run a complete job against a mounted repository or a network one (repo_path is then its URL). Raises
     LifeboatError on failure; returns the key=value facts the result line carries (a restore's bootloader
     outcome)."""
@@ -366,7 +368,7 @@ def run_job(job: Job, repo_path: str, cancel: threading.Event, credentials=None)
         say(f"capturing {source} as {job.image} into {repo_path} (zstd level {job.level}"
             f"{', rescue' if job.rescue else ''})")
         capture(source, job.image, repo, level=job.level, progress=sink, cancel=cancel,
-                info=inspect_source(source, sink, rescue=job.rescue), rescue=_rescue(job))
+                info=inspect_source(source, sink, rescue=job.rescue, luks_key=luks_key), rescue=_rescue(job))
         if job.verify:
             from lifeboat.engine.verify import verify
 
@@ -379,7 +381,7 @@ def run_job(job: Job, repo_path: str, cancel: threading.Event, credentials=None)
 
         target = find_device(job.target, "target disk")
         repo = Repository.open(repo_path, credentials=credentials)
-        plan = plan_restore(repo, job.image, target)
+        plan = plan_restore(repo, job.image, target, luks_key=luks_key)
         health = read_health(target)
         if health.status is HealthStatus.FAILING and not job.allow_failing_target:
             raise UnattendedError(f"{target}: {health.describe()}; set lifeboat.allow_failing_target=yes to "
@@ -419,7 +421,7 @@ def execute(job: Job, cmdline: str) -> tuple[Job, bool, str, float, tuple[str, .
             facts = run_job(job, job.repo, threading.Event())
         else:
             with RepoMount(job.repo, job.repodir) as repo_path:
-                credentials = None
+                credentials, luks_key = None, _luks_key(Path(repo_path))
                 if job.job == "file":
                     job = _read_job_file(job, cmdline, Path(repo_path))
                     # the job file's directory stays mounted: the files beside it (a passphrase, for an
@@ -428,12 +430,22 @@ def execute(job: Job, cmdline: str) -> tuple[Job, bool, str, float, tuple[str, .
                     if is_network(job.repo):
                         say(f"repository {job.repo}")
                         repo_path = job.repo
-                facts = run_job(job, repo_path, threading.Event(), credentials)
+                facts = run_job(job, repo_path, threading.Event(), credentials, luks_key)
     except LifeboatError as e:
         return job, False, str(e), time.monotonic() - start, ()
     except Exception as e:  # noqa: BLE001 - an unattended run must always end with a result line
         return job, False, f"internal error: {type(e).__name__}: {e}", time.monotonic() - start, ()
     return job, True, "", time.monotonic() - start, facts
+
+
+def _luks_key(beside: Path):
+    """The LUKS passphrase from lifeboat-luks-passphrase beside the job file (mode 0600), or None."""
+    from lifeboat.volumes.luks import read_key_file
+
+    if not (beside / LUKS_PASSPHRASE_FILE).exists():
+        return None
+    say(f"LUKS passphrase from {beside / LUKS_PASSPHRASE_FILE}")
+    return read_key_file(beside / LUKS_PASSPHRASE_FILE)
 
 
 def _read_job_file(job: Job, cmdline: str, where: Path) -> Job:

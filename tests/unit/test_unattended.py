@@ -191,7 +191,7 @@ def test_restore_with_a_failed_bootloader_step_is_not_ok(tmp_path, monkeypatch):
     repo = tmp_path / "repo"
     Repository.open(repo, create=True)
     monkeypatch.setattr(unattended, "find_device", lambda spec, what: "/dev/fake-target")
-    monkeypatch.setattr(plan_module, "plan_restore", lambda repo, image, target: "a plan")
+    monkeypatch.setattr(plan_module, "plan_restore", lambda repo, image, target, **kw: "a plan")
     steps = [StepRecord("partition table", Outcome.DONE),
              StepRecord("bootloader: GRUB for BIOS (i386-pc)", Outcome.FAILED, "no core.img")]
     monkeypatch.setattr(restore_module, "restore",

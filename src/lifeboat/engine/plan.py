@@ -15,6 +15,8 @@ from lifeboat.engine.shrink_plan import ShrinkStep, check_scratch, lv_floors, pl
 from lifeboat.engine.lvm_plan import (GroupAction, check_names, plan_group, pv_partitions, renamed_groups, restore_tools,
                                       target_nodes, with_shrink_steps)
 from lifeboat.engine.partial_lvm import ChosenVolume
+from lifeboat.engine.luks_plan import ContainerAction, check_key, growable, opened_containers, plan_container
+from lifeboat.engine.luks_plan import restore_tools as luks_tools
 from lifeboat.engine.rescue import unreadable_lines
 from lifeboat.errors import ImageCorrupt, LifeboatError, ToolMissing, UnsafeTarget
 from lifeboat.health import read_health
@@ -25,9 +27,12 @@ from lifeboat.layout.sectors import convert_layout, logical_sector_size
 from lifeboat.fs.sectors import HEAD_BYTES, sector_limit
 from lifeboat.fs.shrink import ShrinkMethod, capability, estimate_seconds
 from lifeboat.fs.usedmap import decode_runs, runs_in_window
-from lifeboat.repo.manifest import CHUNK_SIZE, RESTORABLE, DataStream, RawContent, ImageManifest, PartitionImage, load_manifest
+from lifeboat.repo.manifest import (CHUNK_SIZE, RESTORABLE, DataStream, ImageManifest, LuksContent, PartitionImage,
+                                    RawContent, content_stream, load_manifest)
 from lifeboat.repo.store import Repository
 from lifeboat.run import TOOLS, missing_tools
+from lifeboat.volumes.luks import LuksKey
+from lifeboat.volumes.luks import device_mapper as luks_device_mapper
 from lifeboat.volumes.lvm import device_mapper, groups_elsewhere
 
 BASE_TOOLS = ["sfdisk", "partx", "udevadm", "blkid", "wipefs"]
@@ -56,6 +61,8 @@ class PartitionAction:
 
     @property
     def title(self) -> str:
+        if self.name.startswith("of the "):  # the contents of a LUKS container
+            return f"contents {self.name} ({self.fstype or self.mode})"
         if self.name:
             return f"logical volume {self.name} ({self.fstype or self.mode})"
         return f"partition {self.number} ({self.fstype or self.mode})"
@@ -78,6 +85,8 @@ class RestorePlan:
     boot_chain: str = ""  # which chain the bootloader step installs (boot.plan_chain), "" when none
     volume_groups: tuple[GroupAction, ...] = ()  # LVM groups recreated in their PV partitions
     volumes: tuple[ChosenVolume, ...] = ()  # chosen logical volumes onto a kept disk's group (partial_lvm.py)
+    containers: tuple[ContainerAction, ...] = ()  # LUKS containers re-created from their headers, then filled
+    luks_key: LuksKey | None = field(default=None, repr=False, compare=False)  # opens them (never shown)
 
     @property
     def total_bytes(self) -> int:
@@ -124,6 +133,8 @@ class RestorePlan:
                     CaptureMode.SWAP: "new swap, same UUID", CaptureMode.NONE: "empty"}[a.mode]
             if a.number in pv_partitions(self.manifest):
                 what = "LVM physical volume, same UUID"
+            if a.number in opened_containers(self.manifest):
+                what = "LUKS container, same UUID"
             onto = f" -> {a.target.number}" if a.target.number != a.number else ""
             lines.append(f"  {a.number:>2}{onto}  start {a.target.start:>10}  {size:>10}  {a.fstype or a.mode:<8} {what}{grow}")
             if a.reason:
@@ -131,6 +142,9 @@ class RestorePlan:
             for group in self.volume_groups:
                 if a.target.number in group.partitions[:1]:
                     lines += group.lines()
+            for container in self.containers:
+                if a.target.number == container.target_partition:
+                    lines += container.lines()
         lines += [c.line() for c in self.volumes]
         lines += [f"  Note: {note}" for note in self.notes]
         incomplete = unreadable_lines(self.manifest)
@@ -168,6 +182,7 @@ class RestorePlan:
             "keep_table": self.keep_table,
             "volume_groups": [g.to_json() for g in self.volume_groups],
             "volumes": [c.to_json() for c in self.volumes],
+            "luks_containers": [c.to_json() for c in self.containers],
         }
 
 
@@ -208,6 +223,11 @@ def check_chunks(repo: Repository, manifest: ImageManifest) -> None:
         if problem:
             problems.append(f"boot region {region.name}: chunk {region.digest[:16]} {problem}")
     volumes = [(f"logical volume {vg.name}/{lv.name}", lv.stream) for vg in manifest.volume_groups for lv in vg.lvs]
+    for number, container in opened_containers(manifest).items():
+        volumes.append((f"contents of the LUKS container on partition {number}", content_stream(container.inner)))
+        problem = repo.chunk_problem(container.header.digest)
+        if problem:
+            problems.append(f"partition {number}: LUKS header backup chunk {problem}")
     for vg in manifest.volume_groups:
         problem = repo.chunk_problem(vg.metadata.digest)
         if problem:
@@ -228,7 +248,7 @@ def check_chunks(repo: Repository, manifest: ImageManifest) -> None:
 
 
 def _check_restorable(manifest: ImageManifest) -> None:
-    pvs = pv_partitions(manifest)
+    pvs = pv_partitions(manifest) | frozenset(opened_containers(manifest))
     for part in manifest.partitions:
         if part.content.kind not in RESTORABLE and part.number not in pvs:
             raise LifeboatError(f"image {manifest.name!r}: {part.title} holds {part.content.kind} content, "
@@ -294,6 +314,9 @@ def _action(fitted, part: PartitionImage | None, shrink: ShrinkStep | None = Non
         note = "LVM physical volume: pvresize, then its data volumes grow"
     elif part and part.number in pvs and fitted.entry.size < fitted.source.size:
         note = "LVM physical volume, smaller: its volumes shrink as listed below"
+    elif part and isinstance(part.content, LuksContent) and part.content.inner is not None and fitted.grows:
+        note = "LUKS container: its contents grow inside it" if growable(part.content) else \
+            "LUKS container: its contents keep their size"
     elif fitted.grows and not grows:
         note = "content copied as is, its size unchanged" if kind.mode is CaptureMode.RAW else "filesystem cannot be grown; it keeps its size"
     action = PartitionAction(
@@ -304,7 +327,8 @@ def _action(fitted, part: PartitionImage | None, shrink: ShrinkStep | None = Non
     return action, kind.restore_tools(grows) + list(shrink.tools if shrink else ())
 
 
-def plan_restore(repo: Repository, name: str, target: str, vg_renames: dict[str, str] | None = None) -> RestorePlan:
+def plan_restore(repo: Repository, name: str, target: str, vg_renames: dict[str, str] | None = None,
+                 luks_key: LuksKey | None = None) -> RestorePlan:
     manifest = load_manifest(repo, name)
     _check_restorable(manifest)
     disk = disk_info(target)
@@ -315,8 +339,10 @@ def plan_restore(repo: Repository, name: str, target: str, vg_renames: dict[str,
     converted = convert_layout(source_layout, target_ss)  # raises for a partition off the target's sectors
     sector_steps = _sector_steps(repo, manifest, target_ss)
     # a filesystem Lifeboat cannot grow keeps its partition's size: the room goes where it is usable
+    containers = opened_containers(manifest)
     keep_size = frozenset(p.number for p in manifest.partitions if p.mode is not CaptureMode.RAW
-                          and not kind_for(p.fstype).grow and p.number not in pv_partitions(manifest))
+                          and not kind_for(p.fstype).grow and p.number not in pv_partitions(manifest)
+                          and not (p.number in containers and growable(containers[p.number])))
     shrinks: dict[int, ShrinkStep] = sector_steps
     notes: list[str] = []
     if disk.size // converted.sector_size < converted.min_disk_sectors:
@@ -343,6 +369,9 @@ def plan_restore(repo: Repository, name: str, target: str, vg_renames: dict[str,
                                          disk.size // converted.sector_size < converted.min_disk_sectors),
                             vg_renames or {})
     tools += restore_tools(groups)
+    luks_actions = tuple(plan_container(n, c, source_layout.partition(n).size * source_layout.sector_size,
+                                        targets[n], target_layout.sector_size) for n, c in containers.items())
+    tools += luks_tools(luks_actions)
     missing = missing_tools(tools)
     if missing:
         tool = missing[0]
@@ -353,10 +382,16 @@ def plan_restore(repo: Repository, name: str, target: str, vg_renames: dict[str,
             raise LifeboatError(f"image {name!r} holds LVM volume groups, and this system's kernel has no "
                                 "device-mapper to write them; restore it from the Lifeboat live system; nothing was written")
         check_names(groups, target, groups_elsewhere(target_nodes(target)))
+    if luks_actions:
+        if not luks_device_mapper():
+            raise LifeboatError(f"image {name!r} holds LUKS containers' contents, and this system's kernel has no "
+                                "device-mapper to open them; restore it from the Lifeboat live system; nothing was written")
+        check_key(repo, manifest, luks_actions, luks_key)
     return RestorePlan(
         image=name, repo_root=str(repo.root), target=target, target_disk=disk, manifest=manifest,
         source_layout=source_layout, target_layout=target_layout, current_layout=_current_layout(target),
         actions=tuple(actions), notes=tuple(notes), target_marker=_marker_text(target), volume_groups=groups,
+        containers=luks_actions, luks_key=luks_key if luks_actions else None,
         boot_chain=planned_chain(repo, manifest).describe(),
     )
 

@@ -21,7 +21,8 @@ from lifeboat.boot import after_restore
 from lifeboat.boot.model import overall
 from lifeboat.crashpoint import crashpoint
 from lifeboat.devices import disk_info, human_size
-from lifeboat.engine import lvm_restore, partial_lvm, shrink_restore
+from lifeboat.engine import luks_restore, lvm_restore, partial_lvm, shrink_restore
+from lifeboat.engine.luks_plan import ContainerAction, opened_containers
 from lifeboat.engine.lvm_plan import VolumeAction, pv_partitions
 from lifeboat.engine.ioerrors import io_failure
 from lifeboat.engine.pipeline import logical_sector_size_of, OrderedPool, direct_io_ok
@@ -38,7 +39,7 @@ from lifeboat.imagefs.view import lv_space_name
 from lifeboat.fs.usedmap import Runs, decode_runs, runs_in_window
 from lifeboat.layout.model import DiskLayout, PartitionEntry
 from lifeboat.layout.write import partition_node, refresh_partitions
-from lifeboat.repo.manifest import CHUNK_SIZE, ChunkRef, DataStream, ImageManifest, LogicalVolumeImage
+from lifeboat.repo.manifest import CHUNK_SIZE, ChunkRef, Content, DataStream, ImageManifest, LogicalVolumeImage, content_stream
 from lifeboat.repo.store import Repository
 from lifeboat.timing import StageTimes
 
@@ -273,6 +274,11 @@ def _restore(plan: RestorePlan, progress: ProgressSink, cancel: threading.Event,
         lvm_restore.restore_groups(plan.volume_groups, plan.manifest, repo, plan.target,
                                    _volume_writer(plan, repo, progress, cancel, totals, workers, step, done), step, done)
         result.bytes_written = totals[0]
+    if plan.containers:  # like the groups: inside their partitions, before the table
+        luks_restore.restore_containers(plan.containers, plan.manifest, repo, plan.target, plan.luks_key,
+                                        _container_writer(plan, repo, progress, cancel, totals, workers, step, done),
+                                        step, done)
+        result.bytes_written = totals[0]
     step("partition table", f"{plan.target_layout.label} with {len(plan.target_layout.partitions)} partitions")
     crashpoint("restore-before-table")
     _commit(plan, table, fds.boot_code, repo.root)
@@ -390,7 +396,8 @@ def _finish_partitions(plan: RestorePlan, step, done) -> None:
             name = f"grow {action.title}"
             step(name, action.grow)
             done(name, Outcome.DONE, grow_filesystem(action.grow, action.fstype, node))
-        elif action.note and action.number not in pv_partitions(plan.manifest):  # a PV: its LVM step says it
+        elif action.note and action.number not in pv_partitions(plan.manifest) | frozenset(
+                opened_containers(plan.manifest)):  # a PV, a LUKS container: their own steps say it
             done(f"grow {action.title}", Outcome.NOT_NEEDED, action.note)
 
 
@@ -404,20 +411,12 @@ def _volume_writer(plan: RestorePlan, repo: Repository, progress: ProgressSink, 
         stream = lv.stream
         if stream is None:
             return
-        step(action.title, human_size(action.write_bytes))
-        if volume.shrink is not None:  # into a smaller volume: shrink_restore says how
-            _write_shrinking_volume(plan, repo, node, space, action, volume, stream, progress, cancel, totals)
-            done(action.title, Outcome.DONE, f"{human_size(action.write_bytes)} to fit: {volume.shrink.method}")
+        if volume.shrink is None:
+            _write_node(plan, repo, node, action, stream, progress, cancel, totals, workers, step, done)
             return
-        fds = _TargetFds(node)
-        try:
-            _write_partition(repo, fds, action, stream, progress, cancel, totals, plan.total_bytes, workers)
-            fds.sync_and_close()
-        except OSError as exc:
-            raise io_failure(exc, repo.root, node, f"restoring {plan.image!r}") from None
-        finally:
-            fds.close()
-        done(action.title, Outcome.DONE, f"{human_size(action.write_bytes)} written")
+        step(action.title, human_size(action.write_bytes))  # into a smaller volume: shrink_restore says how
+        _write_shrinking_volume(plan, repo, node, space, action, volume, stream, progress, cancel, totals)
+        done(action.title, Outcome.DONE, f"{human_size(action.write_bytes)} to fit: {volume.shrink.method}")
     return write
 
 
@@ -438,6 +437,35 @@ def _write_shrinking_volume(plan: RestorePlan, repo: Repository, node: str, spac
         raise io_failure(exc, repo.root, node, f"restoring {plan.image!r}") from None
     finally:
         os.close(fd)
+
+
+def _container_writer(plan: RestorePlan, repo: Repository, progress: ProgressSink, cancel: threading.Event,
+                      totals: list[int], workers: int | None, step, done) -> luks_restore.WriteContents:
+    """Writes a LUKS container's contents like a partition's, through the opened container's node."""
+    def write(node: str, container: ContainerAction, inner: Content) -> None:
+        entry = PartitionEntry(0, 0, container.size // 512, "")
+        action = PartitionAction(0, container.fstype, container.mode, entry, entry, container.write_bytes, "",
+                                 name=f"of the {container.title}")
+        stream = content_stream(inner)
+        if stream is not None:
+            _write_node(plan, repo, node, action, stream, progress, cancel, totals, workers, step, done)
+    return write
+
+
+def _write_node(plan: RestorePlan, repo: Repository, node: str, action: PartitionAction, stream: DataStream,
+                progress: ProgressSink, cancel: threading.Event, totals: list[int], workers: int | None,
+                step, done) -> None:
+    """One stream written from the start of `node` (a logical volume, an opened LUKS container)."""
+    step(action.title, human_size(action.write_bytes))
+    fds = _TargetFds(node)
+    try:
+        _write_partition(repo, fds, action, stream, progress, cancel, totals, plan.total_bytes, workers)
+        fds.sync_and_close()
+    except OSError as exc:
+        raise io_failure(exc, repo.root, node, f"restoring {plan.image!r}") from None
+    finally:
+        fds.close()
+    done(action.title, Outcome.DONE, f"{human_size(action.write_bytes)} written")
 
 
 def _bootloader(target: str, layout: DiskLayout, progress: ProgressSink, done) -> None:
