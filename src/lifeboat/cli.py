@@ -124,6 +124,7 @@ def _incomplete(args, name: str) -> list[str]:
 
 def cmd_capture(args) -> int:
     from lifeboat.engine.capture import capture, inspect_source
+    from lifeboat.engine.luks_capture import check_plaintext_allowed
     from lifeboat.repo.store import check_image_name
     from lifeboat.terminal import ConsoleProgress
 
@@ -145,6 +146,7 @@ def cmd_capture(args) -> int:
                 for v in group.volumes:
                     print(f"      {v.name}: {v.fstype or 'unknown'} {human_size(v.size)}, {v.kind.mode}, "
                           f"{human_size(v.to_read)} to read")
+    check_plaintext_allowed(info.partitions, repo, args.allow_plaintext or _plaintext_confirmed(info, repo))
     sink = ConsoleProgress()
     try:
         manifest = capture(args.source, args.name, repo, level=args.level, progress=sink, cancel=_cancel_on_signal(),
@@ -156,6 +158,13 @@ def cmd_capture(args) -> int:
           f"{stats.new_chunks} new chunks, {human_size(stats.new_chunk_bytes)} added to the repository")
     _print_unreadable(manifest)
     return EXIT_OK
+
+
+def _plaintext_confirmed(info, repo) -> bool:
+    """At a terminal, the user may accept an opened container's contents going decrypted into this repository."""
+    if repo.encrypted or not any(p.luks for p in info.partitions) or not sys.stdin.isatty():
+        return False
+    return input("Type 'plaintext' to store the decrypted contents there anyway: ").strip() == "plaintext"
 
 
 def _luks_key(args):
@@ -170,7 +179,7 @@ def _container_lines(part, repo) -> list[str]:
              f"({human_size(inner.size)}, {inner.kind.mode}) is imaged, and a backup of its header is kept",
              "    The header backup is sensitive: with one of the container's passphrases it decrypts the data."]
     if not repo.encrypted:
-        lines.append(f"    WARNING: {repo.root} is not encrypted: the container's contents are stored there decrypted.")
+        lines.append(f"    WARNING: {repo.root} is not encrypted: the container's contents would be stored there decrypted.")
     return lines
 
 
@@ -428,6 +437,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="with --rescue: stop retrying after this many seconds (default: no limit)")
     p.add_argument("--rescue-retries", type=int, default=1, metavar="N",
                    help="with --rescue: extra attempts per unreadable sector (default 1)")
+    p.add_argument("--allow-plaintext", action="store_true",
+                   help="with --luks-passphrase-file: store a container's decrypted contents in an unencrypted repository")
     p.set_defaults(func=cmd_capture)
 
     p = sub.add_parser("verify", help="check every chunk of an image", parents=[repo])

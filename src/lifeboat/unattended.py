@@ -75,6 +75,7 @@ class Job:
     rescue: bool = False  # capture: read around unreadable sectors (lifeboat capture --rescue)
     rescue_timeout: int = 0  # capture with rescue: seconds of retrying at most (0: no limit)
     allow_failing_target: bool = False  # restore: write even to a disk whose SMART health is failing
+    allow_plaintext: bool = False  # capture: an opened LUKS container's contents into an unencrypted repository
 
 
 _FIELDS = {
@@ -92,6 +93,7 @@ _FIELDS = {
     "rescue",
     "rescue_timeout",
     "allow_failing_target",
+    "allow_plaintext",
 }
 
 
@@ -170,7 +172,7 @@ def job_from_params(params: dict[str, str]) -> Job:
         if not 1 <= level <= 22:
             raise UnattendedError(f"lifeboat.level={params['level']}: must be a number from 1 to 22")
         values["level"] = level
-    for key in ("verify", "bootloader", "rescue", "allow_failing_target"):
+    for key in ("verify", "bootloader", "rescue", "allow_failing_target", "allow_plaintext"):
         if key in params:
             values[key] = _flag(key, params[key])
     if "rescue_timeout" in params:
@@ -361,14 +363,16 @@ def run_job(job: Job, repo_path: str, cancel: threading.Event, credentials=None,
     sink = ConsoleProgress(sys.stdout, interval=PROGRESS_INTERVAL, prefix="lifeboat: ")
     if job.job == "capture":
         from lifeboat.engine.capture import capture, inspect_source
+        from lifeboat.engine.luks_capture import check_plaintext_allowed
 
         source = find_device(job.source, "source disk")
         _check_not_boot_medium(source)
         repo = Repository.open(repo_path, create=True, credentials=credentials)
         say(f"capturing {source} as {job.image} into {repo_path} (zstd level {job.level}"
             f"{', rescue' if job.rescue else ''})")
-        capture(source, job.image, repo, level=job.level, progress=sink, cancel=cancel,
-                info=inspect_source(source, sink, rescue=job.rescue, luks_key=luks_key), rescue=_rescue(job))
+        info = inspect_source(source, sink, rescue=job.rescue, luks_key=luks_key)
+        check_plaintext_allowed(info.partitions, repo, job.allow_plaintext)
+        capture(source, job.image, repo, level=job.level, progress=sink, cancel=cancel, info=info, rescue=_rescue(job))
         if job.verify:
             from lifeboat.engine.verify import verify
 

@@ -203,3 +203,20 @@ def test_an_unattended_job_takes_the_passphrase_from_the_file_beside_it(tmp_path
     os.chmod(path, 0o640)
     with pytest.raises(LifeboatError, match="lifeboat-luks-passphrase can be read by others"):
         unattended._luks_key(tmp_path)
+
+
+def test_opened_contents_go_into_an_unencrypted_repository_only_when_allowed():
+    from types import SimpleNamespace
+
+    from lifeboat.engine.luks_capture import check_plaintext_allowed
+    from lifeboat.errors import LifeboatError
+
+    opened = SimpleNamespace(luks=object(), entry=SimpleNamespace(number=3))
+    plain = SimpleNamespace(luks=None, entry=SimpleNamespace(number=1))
+    unencrypted = SimpleNamespace(encrypted=False, root="/mnt/stick/images")
+    with pytest.raises(LifeboatError, match=r"contents \(partition 3\) would be stored decrypted in /mnt/stick/images.*"
+                                            r"--allow-plaintext.*nothing was written"):
+        check_plaintext_allowed([plain, opened], unencrypted, allowed=False)
+    check_plaintext_allowed([plain, opened], unencrypted, allowed=True)
+    check_plaintext_allowed([plain, opened], SimpleNamespace(encrypted=True, root="/r"), allowed=False)
+    check_plaintext_allowed([plain], unencrypted, allowed=False)  # nothing opened: nothing decrypted

@@ -276,3 +276,9 @@ def test_the_files_beside_the_job_file_are_used_and_checked(tmp_path, monkeypatc
     # a repository given on the command line alone: no known hosts at all, so an ssh:// server is refused
     assert unattended._secrets_beside(None) is None
     assert unattended.os.environ["LIFEBOAT_KNOWN_HOSTS"].startswith("/nonexistent")
+
+
+def test_allow_plaintext_is_a_flag():
+    assert parse_cmdline("lifeboat.job=capture lifeboat.image=a lifeboat.source=/dev/sda").allow_plaintext is False
+    job = parse_cmdline("lifeboat.job=capture lifeboat.image=a lifeboat.source=/dev/sda lifeboat.allow_plaintext=yes")
+    assert job.allow_plaintext is True

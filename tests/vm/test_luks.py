@@ -88,7 +88,12 @@ def scenario(vm: Machine, lifeboat: str) -> None:
                     timeout=300)
     assert "wrong passphrase" in out and "partition 1" in out, out
 
-    out = _sampled(vm, f"{lifeboat} -v capture {S} luks --repo {REPO} --luks-passphrase-file {KEY}", "capture.log")
+    # the repository is not encrypted: the decrypted contents go there only when allowed
+    rc, out = shell(vm, f"{lifeboat} capture {S} plain --repo {REPO} --luks-passphrase-file {KEY} </dev/null 2>&1 "
+                        f"| tail -3; test -e {REPO}/images/plain || echo NOTHING-STORED", timeout=300)
+    assert "would be stored decrypted" in out and "--allow-plaintext" in out and "NOTHING-STORED" in out, out
+    out = _sampled(vm, f"{lifeboat} -v capture {S} luks --repo {REPO} --luks-passphrase-file {KEY} --allow-plaintext",
+                   "capture.log")
     assert "LUKS2 container (aes-xts-plain64" in out and "opened read-only" in out, out
     assert "lifeboat-luks" not in _ok(vm, "dmsetup ls"), "the capture left its mapping open"
     stored = int(_ok(vm, f"du -sb {REPO}/chunks | cut -f1"))

@@ -13,6 +13,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
 from lifeboat.devices import filesystem_facts, human_size
+from lifeboat.errors import LifeboatError
 from lifeboat.events import LogLine, ProgressSink
 from lifeboat.fs.registry import CaptureMode, FsKind, kind_for
 from lifeboat.fs.volumes import VolumeInfo, VolumeKind
@@ -41,6 +42,18 @@ class SourceContainer:
 
 def whole_copy_reason(info: VolumeInfo, size: int, why: str) -> str:
     return f"{info.describe}, copied whole ({human_size(size)}): {why}"
+
+
+def check_plaintext_allowed(partitions: list, repo: Repository, allowed: bool) -> None:
+    """An opened container's contents land decrypted in the repository: refused into an unencrypted one unless
+    the user allowed it (--allow-plaintext, lifeboat.allow_plaintext=yes, or a typed confirmation)."""
+    opened = [p for p in partitions if getattr(p, "luks", None)]
+    if not opened or repo.encrypted or allowed:
+        return
+    where = ", ".join(f"partition {p.entry.number}" for p in opened)
+    raise LifeboatError(f"the LUKS container's contents ({where}) would be stored decrypted in {repo.root}, which is "
+                        "not encrypted: capture into an encrypted repository (lifeboat init --encrypt), or allow "
+                        "it with --allow-plaintext (unattended: lifeboat.allow_plaintext=yes); nothing was written")
 
 
 def _unavailable() -> str:
