@@ -35,6 +35,9 @@ from lifeboat.repo.credentials import Credentials
 from lifeboat.repo.location import Location
 
 POOL = 32
+# A capture's or restore's workers: each waits for its PUT or GET to be answered, so more of them than the
+# cores (the pipeline's default) keep more transfers in flight while the others compress or decompress.
+TRANSFER_WORKERS = 16
 _NETWORK = (botocore.exceptions.EndpointConnectionError, botocore.exceptions.ConnectionClosedError,
             botocore.exceptions.ReadTimeoutError, botocore.exceptions.ConnectTimeoutError,
             botocore.exceptions.ResponseStreamingError, ConnectionError)
@@ -59,6 +62,7 @@ def _plain_puts(client) -> None:
 class S3Backend:
     read_only = False
     can_list = True
+    transfer_workers = TRANSFER_WORKERS
 
     def __init__(self, location: Location, creds: Credentials):
         self.url, self.creds = location.display(), creds  # kept: `lifeboat mount` hands them to its daemon
