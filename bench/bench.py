@@ -224,12 +224,14 @@ def main() -> int:
         if not args.lifeboat_only:
             runs["ref_restore"] = timed(f"zstd -dc {ref_image} | partclone.ext4 -r -s - -o {dst_part} -q")
         figures["lb_capture_s"] = runs["lb_capture"].seconds
+        figures["lb_capture_cpu_s"] = runs["lb_capture"].cpu  # netbench's CPU ratios
         if not args.cz_only:
             sh("wipefs", "-a", dst)
             runs["lb_restore"] = timed(LIFEBOAT + ["restore", "bench", dst, "--repo", str(repo), "--yes", "--no-bootloader"])
             check = subprocess.run(["e2fsck", "-f", "-n", settle_partitions(dst)], capture_output=True, text=True)
             figures["restored_fsck_ok"] = check.returncode == 0
             figures["lb_restore_s"] = runs["lb_restore"].seconds
+            figures["lb_restore_cpu_s"] = runs["lb_restore"].cpu
             mountbench.run(WORK, repo, LIFEBOAT, timed, sh, figures)
         if not args.lifeboat_only:
             partimag = WORK / "partimag"

@@ -140,3 +140,26 @@ def test_older_repositories_get_an_index_when_opened(tmp_path):
     (tmp_path / "r" / "images" / "index.json").unlink()
     Repository.open(tmp_path / "r")
     assert json.loads((tmp_path / "r" / "images" / "index.json").read_text()) == {"images": ["old"]}
+
+
+@pytest.mark.parametrize("size", [0, 1, 15, 16, 17, 1_300_000])
+def test_sealed_objects_are_the_one_shot_aes_gcm_format_both_ways(size):
+    """seal/open use the streaming AES-GCM API (no copies): objects written before (one-shot AESGCM:
+    nonce + ciphertext + tag) still open, and what is written now opens with the one-shot API."""
+    from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+    key, data, aad = crypto.MasterKey.new(), os.urandom(size), b"chunk-id"
+    nonce = os.urandom(crypto.NONCE)
+    before = nonce + AESGCM(key.secret[:32]).encrypt(nonce, data, aad)
+    assert key.open(before, aad, "old chunk") == data
+    now = key.seal(memoryview(data), aad)
+    assert len(now) == size + crypto.OVERHEAD
+    assert size == 0 or bytes(now[crypto.NONCE:crypto.NONCE + size]) != data  # encrypted, not copied
+    assert AESGCM(key.secret[:32]).decrypt(bytes(now[:crypto.NONCE]), bytes(now[crypto.NONCE:]), aad) == data
+    for at in {0, crypto.NONCE + size // 2, len(now) - 1}:
+        bad = bytearray(now)
+        bad[at] ^= 0x80
+        with pytest.raises(ImageCorrupt, match="fails authentication"):
+            key.open(bytes(bad), aad, "chunk")
+    with pytest.raises(ImageCorrupt, match="fails authentication"):
+        key.open(now, b"another-id", "chunk")

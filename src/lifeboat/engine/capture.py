@@ -424,7 +424,7 @@ def _capture_content(part: SourcePartition, repo: Repository, writer: _Writer, c
     if mode in (CaptureMode.USED_BLOCKS, CaptureMode.RAW):
         source = _SourceFds(part.node)
         try:
-            with OrderedPool(writer.on_result, workers=workers, cancel=cancel) as pool:
+            with OrderedPool(writer.on_result, workers=workers or repo.transfer_workers, cancel=cancel) as pool:
                 if writer.rescue:
                     runs = part.runs if mode is CaptureMode.USED_BLOCKS else [(0, part.size)]
                     reader = writer.reader = Reader(source.for_run, part.node, part.title, writer.rescue,

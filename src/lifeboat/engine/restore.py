@@ -183,7 +183,7 @@ def _write_partition(repo: Repository, fds: _TargetFds, action: PartitionAction,
             _zero(fds.buffered, base + start, n)
     writer = _PartitionWriter(repo, fds, action, progress, totals, total)
     index = 0
-    with OrderedPool(writer.on_result, workers=workers, cancel=cancel) as pool:
+    with OrderedPool(writer.on_result, workers=workers or repo.transfer_workers, cancel=cancel) as pool:
         writer.workers = pool.workers
         for ref in stream.chunks:
             inside, index = runs_in_window(runs, index, ref.offset, ref.offset + CHUNK_SIZE)

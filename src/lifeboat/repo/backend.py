@@ -58,6 +58,7 @@ class Backend(Protocol):
     url: str  # for messages: never holds a secret
     read_only: bool
     can_list: bool  # False: image names come from images/index.json (static web servers)
+    transfer_workers: int | None  # a capture's or restore's pool size; None: the pipeline's default (cores)
 
     def read(self, name: str) -> bytes: ...  # raises ObjectMissing
 

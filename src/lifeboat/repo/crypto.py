@@ -12,6 +12,12 @@
   The associated data names the object (the chunk id, or the image name), so an object moved to another name
   fails authentication.
   Random 96-bit nonces stay safe for 2^32 objects per key (16 PiB of 4 MiB chunks).
+- Chunks and manifests go through cryptography's streaming AES-GCM (Cipher/GCM, update_into): the same bytes
+  as its one-shot AESGCM, but encrypted and decrypted straight into one buffer. The one-shot call (in
+  python3-cryptography 38, Debian 12) zero-fills a buffer, copies out of it, appends the tag and needs its
+  input as bytes; with the nonce prepended that is four copies of each chunk around the cipher itself.
+  Measured on 1.3 MB (a compressed 4 MiB chunk), CPU time, one thread: seal 2.1 -> 4.6 GB/s, open
+  0.55 -> 4.0 GB/s (OpenSSL alone: 3.7 GB/s with AES-NI). The tag is checked before any plaintext is returned.
 """
 
 from __future__ import annotations
@@ -24,6 +30,7 @@ import uuid
 from dataclasses import dataclass
 
 from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.scrypt import Scrypt
 
@@ -34,7 +41,8 @@ ID_HASH = "hmac-sha256"
 KDF = "scrypt"
 KDF_LOG_N = 17
 NONCE = 12
-OVERHEAD = NONCE + 16
+TAG = 16
+OVERHEAD = NONCE + TAG
 
 
 class WrongPassphrase(RepositoryError):
@@ -76,17 +84,35 @@ class MasterKey:
     def chunk_id(self, data) -> str:
         return hmac.new(self.secret[32:], data, hashlib.sha256).hexdigest()
 
-    def seal(self, data, aad: bytes) -> bytes:
+    def seal(self, data, aad: bytes) -> bytearray:
+        """nonce + AES-256-GCM(data, aad) + tag, encrypted into the one buffer returned (data: any bytes-like)."""
+        n = len(data)
+        out = bytearray(NONCE + n + TAG)
         nonce = os.urandom(NONCE)
-        return nonce + AESGCM(self.secret[:32]).encrypt(nonce, bytes(data), aad)
+        out[:NONCE] = nonce
+        encryptor = Cipher(algorithms.AES(self.secret[:32]), modes.GCM(nonce)).encryptor()
+        encryptor.authenticate_additional_data(aad)
+        if encryptor.update_into(data, memoryview(out)[NONCE:]) != n:  # GCM is a stream: all of it at once
+            raise AssertionError("AES-GCM held back part of a chunk")
+        encryptor.finalize()
+        out[NONCE + n:] = encryptor.tag
+        return out
 
-    def open(self, blob: bytes, aad: bytes, what: str) -> bytes:
+    def open(self, blob, aad: bytes, what: str) -> bytearray:
+        """The plaintext of a sealed object (any bytes-like), only once its tag checked out; ImageCorrupt if not."""
         if len(blob) < OVERHEAD:
             raise ImageCorrupt(f"{what} is truncated ({len(blob)} bytes)")
+        view, n = memoryview(blob), len(blob) - OVERHEAD
+        decryptor = Cipher(algorithms.AES(self.secret[:32]), modes.GCM(bytes(view[:NONCE]), bytes(view[-TAG:]))).decryptor()
+        decryptor.authenticate_additional_data(aad)
+        out = bytearray(n + TAG)  # update_into wants room for a block more than it writes
+        decryptor.update_into(view[NONCE:-TAG], out)
         try:
-            return AESGCM(self.secret[:32]).decrypt(blob[:NONCE], blob[NONCE:], aad)
+            decryptor.finalize()
         except InvalidTag:
             raise ImageCorrupt(f"{what} fails authentication: it was damaged or tampered with") from None
+        del out[n:]
+        return out
 
 
 def _kek(passphrase: str, salt: bytes, log_n: int, r: int, p: int) -> bytes:

@@ -32,6 +32,7 @@ _NETWORK = (OSError, http.client.HTTPException)
 class HttpBackend:
     read_only = True
     can_list = False
+    transfer_workers = None
 
     def __init__(self, location: Location, creds: Credentials):
         self.location, self.creds = location, creds  # kept: `lifeboat mount` hands them to its daemon

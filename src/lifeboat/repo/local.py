@@ -26,6 +26,7 @@ _libc = ctypes.CDLL(None, use_errno=True)  # syncfs(2): Python has no wrapper be
 class LocalBackend:
     read_only = False
     can_list = True
+    transfer_workers = None
 
     def __init__(self, root: Path, *, network: bool = False):
         self.root = root

@@ -8,6 +8,13 @@
 - A PUT is atomic: an object is whole or absent. sync() has nothing to do (a PUT returns once stored).
 - Timeouts: 10 s to connect, 30 s per read; botocore's standard retries (3 attempts, with back-off) then
   BackendUnavailable.
+- A chunk's PUT carries it as it is, in one send: no SHA-256 of the body for the signature (UNSIGNED-PAYLOAD:
+  the headers are still signed), no Content-MD5, and no `Expect: 100-continue` round trip with the body
+  sent 8 KiB at a time from a BytesIO, which is what botocore does by default with a bytes body. Every
+  object is checked where it matters, on read: a chunk against its id (and, encrypted, its AES-GCM tag), a
+  manifest against its checksum or tag; a body altered on the way is caught there, as one altered at rest.
+  Measured against `rclone serve s3` on 127.0.0.1, 8 threads, 1.3 MB objects (a compressed 4 MiB chunk):
+  the client's CPU per GB put fell from 3.5 to 1.3 s (MD5 1.6 s, SHA-256 0.5 s, small sends the rest).
 """
 
 from __future__ import annotations
@@ -18,6 +25,8 @@ from collections.abc import Iterator
 import boto3
 import botocore.config
 import botocore.exceptions
+import botocore.handlers
+import botocore.utils
 
 from lifeboat import traffic
 from lifeboat.errors import RepositoryError
@@ -26,14 +35,34 @@ from lifeboat.repo.credentials import Credentials
 from lifeboat.repo.location import Location
 
 POOL = 32
+# A capture's or restore's workers: each waits for its PUT or GET to be answered, so more of them than the
+# cores (the pipeline's default) keep more transfers in flight while the others compress or decompress.
+TRANSFER_WORKERS = 16
 _NETWORK = (botocore.exceptions.EndpointConnectionError, botocore.exceptions.ConnectionClosedError,
             botocore.exceptions.ReadTimeoutError, botocore.exceptions.ConnectTimeoutError,
             botocore.exceptions.ResponseStreamingError, ConnectionError)
 
 
+# botocore >= 1.36 adds a CRC32 of every body by default; only when the operation requires one here
+_ONLY_REQUIRED_CHECKSUMS = ({"request_checksum_calculation": "when_required"}
+                            if "request_checksum_calculation" in botocore.config.Config.OPTION_DEFAULTS else {})
+
+
+def _plain_puts(client) -> None:
+    """PutObject sends its bytes-like body as it is (see the module's docstring): botocore's handlers that
+    compute a Content-MD5 and turn a bytes body into a BytesIO (hence `Expect: 100-continue` and 8 KiB sends)
+    are taken off this client's PutObject; other operations and clients keep them."""
+    for event, module, name in (("before-parameter-build.s3.PutObject", botocore.handlers, "convert_body_to_file_like_object"),
+                                ("before-call.s3.PutObject", botocore.utils, "conditionally_calculate_md5")):
+        handler = getattr(module, name, None)  # newer botocore may have renamed or dropped it: nothing to take off
+        if handler is not None:
+            client.meta.events.unregister(event, handler)
+
+
 class S3Backend:
     read_only = False
     can_list = True
+    transfer_workers = TRANSFER_WORKERS
 
     def __init__(self, location: Location, creds: Credentials):
         self.url, self.creds = location.display(), creds  # kept: `lifeboat mount` hands them to its daemon
@@ -41,7 +70,8 @@ class S3Backend:
         self.prefix = f"{location.path}/" if location.path and location.path != "/" else ""
         config = botocore.config.Config(max_pool_connections=POOL, connect_timeout=10, read_timeout=30,
                                         retries={"max_attempts": 3, "mode": "standard"},
-                                        s3={"addressing_style": "path"})
+                                        s3={"addressing_style": "path", "payload_signing_enabled": False},
+                                        **_ONLY_REQUIRED_CHECKSUMS)
         keys = {}
         if creds.access_key:
             keys = {"aws_access_key_id": creds.access_key, "aws_secret_access_key": creds.secret_key,
@@ -51,6 +81,7 @@ class S3Backend:
         region = os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or None
         self.client = boto3.session.Session().client("s3", config=config, endpoint_url=endpoint, region_name=region,
                                                      **keys)
+        _plain_puts(self.client)
         self._locks = ObjectLocks(self)
         try:
             self._call("opening the bucket", self.client.head_bucket, Bucket=self.bucket)
@@ -82,7 +113,8 @@ class S3Backend:
         return data
 
     def write(self, name: str, data: bytes, *, durable: bool = False) -> None:
-        self._call(f"writing {name}", self.client.put_object, Bucket=self.bucket, Key=self._key(name), Body=bytes(data))
+        self._call(f"writing {name}", self.client.put_object, Bucket=self.bucket, Key=self._key(name),
+                   Body=data if isinstance(data, (bytes, bytearray)) else bytes(data))
         traffic.count_sent(len(data))
 
     def exists(self, name: str) -> bool:

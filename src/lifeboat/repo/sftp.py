@@ -73,6 +73,7 @@ class _HostKeyPolicy(paramiko.MissingHostKeyPolicy):
 class SftpBackend:
     read_only = False
     can_list = True
+    transfer_workers = None  # one SSH connection: sshd allows 10 channels (MaxSessions) by default
 
     def __init__(self, location: Location, creds: Credentials, accept: AcceptHostKey | None = None):
         self.location, self.creds, self.accept = location, creds, accept

@@ -116,6 +116,8 @@ class StoredChunk:
 
 
 class Repository:
+    transfer_workers: int | None = None  # the backend's (backend.py); a Clonezilla directory has none
+
     def __init__(self, backend: Backend, key: crypto.MasterKey | None = None, meta: dict | None = None):
         self.backend = backend
         self.key = key
@@ -126,6 +128,7 @@ class Repository:
         # loaded once per shared_use() (a prune cannot run meanwhile) and, for the cheap checks, reused for
         # LISTING_AGE seconds. None: ask the backend for each chunk.
         self._listed = not local and backend.can_list
+        self.transfer_workers = backend.transfer_workers
         self._in_use = 0
         self._sizes: dict[str, int] | None = None
         self._sizes_at = 0.0
