@@ -33,6 +33,33 @@ def test_a_chunk_already_stored_is_hashed_but_not_compressed_again(tmp_path):
     assert "hash" in repo.stage_times.summary(workers=1)
 
 
+def test_an_incompressible_chunk_takes_the_fast_level_and_reads_back_the_same(tmp_path):
+    """Random (already compressed) data is stored at level 1, text-like data at the level asked; both are
+    plain zstd frames that the same reader decompresses, and the chunk id does not depend on the level."""
+    import zstandard
+
+    from lifeboat.repo import store
+
+    probe = zstandard.ZstdCompressor(level=1)
+    packed = os.urandom(4 * 1024 * 1024)
+    text = b"".join(b"line %d of a log file, much like the one before\n" % i for i in range(90_000))[: 4 * 1024 * 1024]
+    assert store.looks_incompressible(packed, probe)
+    assert store.looks_incompressible(memoryview(bytearray(packed)), probe)
+    assert not store.looks_incompressible(text, probe)
+    assert not store.looks_incompressible(packed[:100_000], probe)  # too short to sample: the level asked
+    half = packed[: 2 * 1024 * 1024] + text[: 2 * 1024 * 1024]  # samples at 0, 1/4 packed; 1/2, 3/4 text
+    assert not store.looks_incompressible(half, probe)
+
+    repo = Repository.open(tmp_path / "r", create=True)
+    for data in (packed, text, half):
+        digest, written = repo.put_chunk(data, 3)
+        assert digest == store.chunk_hash(data)
+        frame = repo.chunk_path(digest).read_bytes()
+        assert zstandard.get_frame_parameters(frame).content_size == len(data)
+        assert repo.get_chunk(digest, len(data)) == data
+    assert repo.chunk_path(store.chunk_hash(text)).stat().st_size < len(text) // 5
+
+
 def test_a_chunk_decompresses_into_a_buffer_checked_for_length_and_hash(tmp_path):
     repo = Repository.open(tmp_path / "r", create=True)
     data = os.urandom(70_000) * 30
