@@ -310,3 +310,43 @@ def test_bad_lvm_files_are_named(ext4_partclone, tmp_path, damage, message):
     damage(d)
     with pytest.raises(ImageCorrupt, match=message.replace("(", r"\(").replace(".", r"\.")):
         read_image(d)
+
+
+def test_the_text_lvm2_wrote_gives_the_group_its_reports_give():
+    """tests/fixtures/lvm: one group as lvm2 2.03.31 reported it (what a native capture reads) and as its
+    vgcfgbackup wrote it (what Clonezilla keeps): the two readings agree."""
+    from pathlib import Path
+
+    from lifeboat.volumes.lvm_model import parse_reports
+
+    fix = Path(__file__).resolve().parent.parent / "fixtures" / "lvm"
+    (reported,) = parse_reports(*((fix / n).read_text() for n in ("vgs.json", "pvs.json", "lvs.json")))
+    text = parse_metadata((fix / "lbvg.vg").read_text(), "lbvg.vg")
+
+    def facts(vg):
+        return ((vg.name, vg.uuid, vg.extent_size, vg.extents, vg.free, vg.tags, vg.pv_count),
+                [(pv.node, pv.uuid, pv.pe_start, pv.extents, pv.allocated, pv.tags) for pv in vg.pvs],
+                sorted((lv.name, lv.uuid, lv.size, lv.tags, lv.segments, lv.unsupported()) for lv in vg.lvs))
+
+    assert facts(text) == facts(reported)
+
+
+def test_the_restore_plan_of_a_clonezilla_lvm_image_grows_its_data_volumes(ext4_partclone, tmp_path, monkeypatch):
+    from imagekit import fake_target
+
+    from lifeboat.engine import plan
+
+    lvm_dir(tmp_path / "cz", ext4_partclone[1])
+    fake_target(monkeypatch, 1024 * MIB)
+    monkeypatch.setattr(plan, "logical_sector_size", lambda target: 512)
+    monkeypatch.setattr(plan, "read_health", lambda target: None)
+    monkeypatch.setattr(plan, "_marker_text", lambda target: "")
+    monkeypatch.setattr(plan, "device_mapper", lambda: True)
+    monkeypatch.setattr(plan, "groups_elsewhere", lambda exclude: {})
+    planned = plan.plan_restore(ClonezillaRepository(tmp_path / "cz"), "czlvm", "/dev/sdt")
+    (group,) = planned.volume_groups
+    assert (group.name, group.uuid, group.partitions, group.extents) == ("czvg", VG_UUID, (2,), 119)
+    sizes = {v.name: (v.size, v.new_size, v.role.value) for v in group.volumes}
+    assert sizes["swap"] == (16 * MIB, 16 * MIB, "swap")
+    assert sizes["root"][1] > 2 * sizes["root"][0] and sizes["data"][1] > 2 * sizes["data"][0], sizes
+    assert "LVM volume group czvg" in "\n".join(planned.describe())

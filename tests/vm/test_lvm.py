@@ -5,6 +5,8 @@ then (the source's PV label wiped, as if that disk had gone) `lifeboat restore`s
 size. The guest then shows, over the serial console: the PV, VG and LV UUIDs, names and tags as captured,
 the data volumes and their filesystems grown, the swap volume kept with its UUID, the files' hashes equal,
 fsck clean, and no volume left active after either job.
+
+The same boot restores the Clonezilla image of an LVM disk made by the real Clonezilla (czlvm_restore.py).
 """
 
 from __future__ import annotations
@@ -14,8 +16,10 @@ import time
 
 import pytest
 
-from iso_helpers import BOOT_TIMEOUT, blank_disk, ext4_whole_disk, ready_pattern, shell, wait_for_all
+from iso_helpers import BOOT_TIMEOUT, blank_disk, ready_pattern, shell, wait_for_all
 from qemu import Drive, Machine
+
+import czlvm_restore
 
 pytestmark = [pytest.mark.vm, pytest.mark.timeout(1800)]
 
@@ -64,12 +68,18 @@ def test_lvm_capture_then_restore_onto_a_larger_disk(live_iso, lifeboat_version,
         Drive(live_iso, "sata", media="cdrom", bootindex=0),
         Drive(blank_disk(tmp_path / "source.img", 512), "virtio", serial="LBSOURCE"),
         Drive(blank_disk(tmp_path / "target.img", 1024), "virtio", serial="LBTARGET"),
-        Drive(ext4_whole_disk(tmp_path / "repo.img", 512, label="LBREPO"), "virtio", serial="LBREPO"),
+        Drive(czlvm_restore.repo_disk(tmp_path / "repo.img", 512, "LBREPO", live_iso, tmp_path), "virtio",
+              serial="LBREPO"),
+        czlvm_restore.target_drive(tmp_path),
     ]
+    expect = czlvm_restore.expectations(live_iso)
     with Machine(disks, firmware="bios", workdir=tmp_path, memory=1536, name="lvm") as vm:
         wait_for_all(vm, [ready_pattern(lifeboat_version, "ttyS0", "shell")], BOOT_TIMEOUT)
         time.sleep(2)
         _scenario(vm)
+        _ok(vm, "mount LABEL=LBREPO /mnt/repo")
+        czlvm_restore.restore_in_live(vm, _ok, expect)
+        _ok(vm, "umount /mnt/repo")
 
 
 def _scenario(vm: Machine) -> None:
