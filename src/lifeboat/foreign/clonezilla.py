@@ -245,8 +245,8 @@ def _volume_groups(d: Path, lvm: CzLvmFiles | None, numbers: dict[str, int],
         for pv in group.pvs:
             device = by_uuid[pv.uuid]
             if device not in numbers:
-                raise ImageCorrupt(f"{d / 'lvm_vg_dev.list'}: PV {pv.uuid} of {group.name} is {device}, not a partition "
-                                   f"of the disk's table (a PV on a whole disk is not supported)")
+                raise ImageCorrupt(f"{d / 'lvm_vg_dev.list'}: PV {pv.uuid} of {group.name} is {device}, not a "
+                                   f"partition of the disk's table (a PV on a whole disk is not supported)")
             partitions.append(numbers[device])
         lines = {v.lv: v for v in lvm.volumes if v.vg == group.name}
         volumes = tuple(_volume(d, lines.get(lv.name), lv.name, group.name, ids) for lv in group.visible_lvs)

@@ -213,7 +213,8 @@ def _attr(status: tuple[str, ...], segments: list[Segment]) -> str:
     volume type letter ("-" a plain volume; "t" thin pool, "V" thin volume, "r" RAID, "m" mirror,
     "s" snapshot, "v" virtual), then w/r."""
     kinds = {s.type for s in segments}
-    letter = ("t" if "thin-pool" in kinds else "V" if "thin" in kinds else "r" if any(k.startswith("raid") for k in kinds)
+    raid = any(k.startswith("raid") for k in kinds)
+    letter = ("t" if "thin-pool" in kinds else "V" if "thin" in kinds else "r" if raid
               else "m" if "mirror" in kinds else "s" if "snapshot" in kinds else "C" if "cache" in kinds
               else "v" if not segments else "-")
     return f"{letter}{'w' if 'WRITE' in status else 'r'}i-------"
