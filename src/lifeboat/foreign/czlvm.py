@@ -133,6 +133,8 @@ def read_lvm_files(d: Path) -> CzLvmFiles | None:
             text = conf.read_text(errors="replace")
         except FileNotFoundError:
             raise ImageCorrupt(f"{conf}: file is missing: the metadata of volume group {name}") from None
+        except OSError as exc:  # ocs-sr writes it readable by root only
+            raise ImageCorrupt(f"{conf}: cannot be read ({exc.strerror})") from None
         group = parse_metadata(text, str(conf))
         if group.name != name:
             raise ImageCorrupt(f"{conf}: describes volume group {group.name}, {PV_LIST} names {name}")
