@@ -64,6 +64,7 @@ def restore_in_live(vm, ok, expect: dict) -> None:
     name = czlvm_fixture.NAME
     listing = json.loads((lambda o: o[o.index("["):])(ok(vm, f"lifeboat images --repo {CZ} --json")))
     (image,) = listing
+    assert image["origin"] == "clonezilla", image
     (group,) = image["volume_groups"]
     src = expect["lvs"]
     assert group["uuid"] == src["root"]["vg_uuid"] and group["partitions"] == [2], group
@@ -75,7 +76,7 @@ def restore_in_live(vm, ok, expect: dict) -> None:
     out = ok(vm, f"lifeboat restore {name} {T} --repo {CZ} --yes --no-bootloader >/tmp/czlvm.log 2>&1; rc=$?; "
                  "grep -v '%' /tmp/czlvm.log | grep -v 'time per stage' | tail -40; (exit $rc)", timeout=900)
     print(f"Clonezilla LVM image restored in the guest: {time.monotonic() - started:.0f} s\n{out}")
-    assert "Clonezilla" in out and f"LVM volume group {VG}" in out, out
+    assert f"LVM volume group {VG} (476.0 MiB, grows to" in out and f"LVM {VG}: done" in out, out
 
     rows = json.loads((lambda o: o[o.index("{"):])(ok(vm, f"lvs --devices {T}-part2 {REPORT}")))["report"][0]["lv"]
     after = {row["lv_name"]: row for row in rows}
