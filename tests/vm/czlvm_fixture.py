@@ -10,7 +10,9 @@ PV holding volume group czvg with `root` (ext4, in two segments), `data` (xfs) a
 records the UUIDs and file hashes (expect.json) and runs `ocs-sr -z9p -i 1 savedisk czlvm vdX` (zstd,
 split into 1 MB pieces). The host copies the image out of the output disk. Cached under
 /var/cache/lifeboat/clonezilla-fixtures/czlvm-<key>, the key a hash of this file and the host's package
-versions of what shapes the image.
+versions of what shapes the image (the live ISO's partclone and lvm2 are not in it: the image is rebuilt
+when this file or Clonezilla changes, not with every ISO). One boot, about 5 minutes on a quiet machine
+(11 under this host's load: ocs-sr itself took 666 s).
 """
 
 from __future__ import annotations
