@@ -20,7 +20,7 @@ from lifeboat.config import default_level, default_repo
 from lifeboat.devices import human_size
 from lifeboat.errors import Cancelled, LifeboatError
 from lifeboat.foreign import command as foreign_command
-from lifeboat.options import json_option, repo_option
+from lifeboat.options import json_option, luks_option, repo_option
 from lifeboat.imagefs import command as imagefs_command
 from lifeboat.repo import command as repo_command
 
@@ -124,6 +124,7 @@ def _incomplete(args, name: str) -> list[str]:
 
 def cmd_capture(args) -> int:
     from lifeboat.engine.capture import capture, inspect_source
+    from lifeboat.engine.luks_capture import check_plaintext_allowed
     from lifeboat.repo.store import check_image_name
     from lifeboat.terminal import ConsoleProgress
 
@@ -131,17 +132,21 @@ def cmd_capture(args) -> int:
     repo = _repo(args, create=True)
     if not args.rescue:
         _suggest_rescue(args.source)
-    info = inspect_source(args.source, ConsoleProgress(), rescue=args.rescue)
+    info = inspect_source(args.source, ConsoleProgress(), rescue=args.rescue, luks_key=_luks_key(args))
     print(f"Capture {args.source} ({info.model or 'disk'}, {human_size(info.size)}) as {args.name!r} into {repo.root}")
     for p in info.partitions:
-        print(f"  partition {p.entry.number}: {p.fstype or 'unknown'} {human_size(p.size)}, {p.kind.mode}, "
+        print(f"  partition {p.entry.number}: {p.fstype or 'unknown'} {human_size(p.size)}, "
+              f"{'opened with the passphrase' if p.luks else p.kind.mode}, "
               f"{human_size(p.to_read)} to read" + (f" ({p.reason})" if p.reason else ""))
+        if p.luks:
+            print("\n".join(_container_lines(p, repo)))
         for group in info.groups:
             if p.entry.number in group.partitions.values() and p.entry.number == min(group.partitions.values()):
                 print(f"    LVM volume group {group.group.name}, UUID {group.group.uuid}:")
                 for v in group.volumes:
                     print(f"      {v.name}: {v.fstype or 'unknown'} {human_size(v.size)}, {v.kind.mode}, "
                           f"{human_size(v.to_read)} to read")
+    check_plaintext_allowed(info.partitions, repo, args.allow_plaintext or _plaintext_confirmed(info, repo))
     sink = ConsoleProgress()
     try:
         manifest = capture(args.source, args.name, repo, level=args.level, progress=sink, cancel=_cancel_on_signal(),
@@ -153,6 +158,29 @@ def cmd_capture(args) -> int:
           f"{stats.new_chunks} new chunks, {human_size(stats.new_chunk_bytes)} added to the repository")
     _print_unreadable(manifest)
     return EXIT_OK
+
+
+def _plaintext_confirmed(info, repo) -> bool:
+    """At a terminal, the user may accept an opened container's contents going decrypted into this repository."""
+    if repo.encrypted or not any(p.luks for p in info.partitions) or not sys.stdin.isatty():
+        return False
+    return input("Type 'plaintext' to store the decrypted contents there anyway: ").strip() == "plaintext"
+
+
+def _luks_key(args):
+    from lifeboat.volumes.luks import read_key_file
+
+    return read_key_file(args.luks_passphrase_file) if args.luks_passphrase_file else None
+
+
+def _container_lines(part, repo) -> list[str]:
+    inner = part.luks.inner
+    lines = [f"    {part.volume.describe}: opened read-only with the passphrase; its {inner.fstype or 'content'} "
+             f"({human_size(inner.size)}, {inner.kind.mode}) is imaged, and a backup of its header is kept",
+             "    The header backup is sensitive: with one of the container's passphrases it decrypts the data."]
+    if not repo.encrypted:
+        lines.append(f"    WARNING: {repo.root} is not encrypted: the container's contents would be stored there decrypted.")
+    return lines
 
 
 def _suggest_rescue(source: str) -> None:
@@ -301,12 +329,16 @@ def cmd_restore(args) -> int:
 
     if args.partitions:
         from lifeboat.engine.partial import parse_selection, plan_partitions
+        from lifeboat.engine.partial_lvm import split_selection
 
-        plan = plan_partitions(_repo(args), args.name, args.target, parse_selection(args.partitions, args.map))
+        numbers, volumes = split_selection(args.partitions)  # "2,vg/root": partitions and logical volumes
+        chosen = parse_selection(numbers, args.map) if numbers or args.map else {}
+        plan = plan_partitions(_repo(args), args.name, args.target, chosen, volumes)
     elif args.map:
         raise LifeboatError("--map needs --partitions (which image partitions to restore)")
     else:
-        plan = plan_restore(_repo(args), args.name, args.target, vg_renames=_vg_renames(args.rename_vg))
+        plan = plan_restore(_repo(args), args.name, args.target, vg_renames=_vg_renames(args.rename_vg),
+                            luks_key=_luks_key(args))
     if args.no_bootloader and plan.boot_chain:
         from lifeboat.boot.plan_chain import SKIPPED
 
@@ -386,7 +418,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"lifeboat {__version__}")
     parser.add_argument("-v", "--verbose", action="store_true", help="log every external command")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    repo, as_json = repo_option(), json_option()
+    repo, as_json, luks = repo_option(), json_option(), luks_option()
 
     p = sub.add_parser("disks", help="list disks", parents=[as_json])
     p.add_argument("--loop", action="store_true", help="include loop devices")
@@ -395,7 +427,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("images", help="list images in a repository", parents=[repo, as_json])
     p.set_defaults(func=cmd_images)
 
-    p = sub.add_parser("capture", help="capture a whole disk into an image", parents=[repo])
+    p = sub.add_parser("capture", help="capture a whole disk into an image", parents=[repo, luks])
     p.add_argument("source", metavar="SOURCE_DISK")
     p.add_argument("name", metavar="NAME")
     p.add_argument("--level", type=_level, default=None, help="zstd level 1-22 (default 3)")
@@ -405,19 +437,23 @@ def build_parser() -> argparse.ArgumentParser:
                    help="with --rescue: stop retrying after this many seconds (default: no limit)")
     p.add_argument("--rescue-retries", type=int, default=1, metavar="N",
                    help="with --rescue: extra attempts per unreadable sector (default 1)")
+    p.add_argument("--allow-plaintext", action="store_true",
+                   help="with --luks-passphrase-file: store a container's decrypted contents in an unencrypted repository")
     p.set_defaults(func=cmd_capture)
 
     p = sub.add_parser("verify", help="check every chunk of an image", parents=[repo])
     p.add_argument("name", metavar="NAME")
     p.set_defaults(func=cmd_verify)
 
-    p = sub.add_parser("restore", help="restore an image onto a whole disk (erases it)", parents=[repo, as_json])
+    p = sub.add_parser("restore", help="restore an image onto a whole disk (erases it)",
+                       parents=[repo, as_json, luks])
     p.add_argument("name", metavar="NAME")
     p.add_argument("target", metavar="TARGET_DISK")
     p.add_argument("--dry-run", action="store_true", help="print the plan and write nothing (as JSON with --json)")
     p.add_argument("--yes", action="store_true", help="do not ask for confirmation (scripts)")
     p.add_argument("--no-bootloader", action="store_true", help="skip the bootloader reinstall step")
-    p.add_argument("--partitions", metavar="N,N", help="restore only these image partitions; the disk's table is kept")
+    p.add_argument("--partitions", metavar="N,N", help="restore only these image partitions (or logical volumes, VG/LV, "
+                   "onto the disk's own group); the disk's table is kept")
     p.add_argument("--map", action="append", metavar="N=M", help="put image partition N onto target partition M")
     p.add_argument("--rename-vg", action="append", metavar="OLD=NEW",
                    help="restore the image's LVM volume group OLD as NEW, with new PV and VG UUIDs (as vgimportclone "

@@ -21,6 +21,15 @@ def repo_option(*, required: bool = False, secrets: bool = True) -> argparse.Arg
     return parent
 
 
+def luks_option() -> argparse.ArgumentParser:
+    """--luks-passphrase-file: the passphrase of the disk's LUKS containers (not the repository's)."""
+    parent = argparse.ArgumentParser(add_help=False)
+    parent.add_argument("--luks-passphrase-file", metavar="FILE",
+                        help="the LUKS containers' passphrase on the first line (mode 0600): capture opens them "
+                             "read-only and images their contents by used blocks, restore re-creates and fills them")
+    return parent
+
+
 def json_option() -> argparse.ArgumentParser:
     parent = argparse.ArgumentParser(add_help=False)
     parent.add_argument("--json", action="store_true", help="print the result as JSON on stdout")

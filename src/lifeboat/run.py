@@ -75,6 +75,7 @@ TOOLS: dict[str, str] = {
     "mount.cifs": "cifs-utils",
     "mount.nfs": "nfs-common",
     "lvm": "lvm2",
+    "cryptsetup": "cryptsetup-bin",
 }
 
 # A small, predictable environment for every child: C locale so we can parse output.

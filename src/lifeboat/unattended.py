@@ -8,7 +8,8 @@
 lifeboat.repo= may also be a network repository (ssh://, smb://, nfs://, s3://; https:// for restore and
 verify), on the command line or in the job file. Nothing is ever asked: secrets come from files beside the
 job file (lifeboat-credentials, mode 0600, which may name an ssh identity_file; lifeboat-passphrase for an
-encrypted repository), and an ssh:// server's host key must be in lifeboat-known_hosts there: an unknown
+encrypted repository; lifeboat-luks-passphrase for the disk's LUKS containers, also read at the top of a
+disk repository without a job file), and an ssh:// server's host key must be in lifeboat-known_hosts there: an unknown
 key is refused, naming its fingerprint. A network repository on the command line alone gets none of these
 (an nfs:// export or a guest smb:// share needs none).
 
@@ -45,6 +46,7 @@ JOB_FILE = "lifeboat-job.conf"
 KNOWN_HOSTS_FILE = "lifeboat-known_hosts"
 CREDENTIALS_FILE = "lifeboat-credentials"
 PASSPHRASE_FILE = "lifeboat-passphrase"
+LUKS_PASSPHRASE_FILE = "lifeboat-luks-passphrase"  # opens the disk's LUKS containers (capture and restore)
 MOUNT_BASE = "/run/lifeboat/unattended"
 RESULT = "LIFEBOAT-RESULT:"
 WAIT_FOR_DEVICES = 30.0  # seconds a named disk or partition may take to appear
@@ -73,6 +75,7 @@ class Job:
     rescue: bool = False  # capture: read around unreadable sectors (lifeboat capture --rescue)
     rescue_timeout: int = 0  # capture with rescue: seconds of retrying at most (0: no limit)
     allow_failing_target: bool = False  # restore: write even to a disk whose SMART health is failing
+    allow_plaintext: bool = False  # capture: an opened LUKS container's contents into an unencrypted repository
 
 
 _FIELDS = {
@@ -90,6 +93,7 @@ _FIELDS = {
     "rescue",
     "rescue_timeout",
     "allow_failing_target",
+    "allow_plaintext",
 }
 
 
@@ -168,7 +172,7 @@ def job_from_params(params: dict[str, str]) -> Job:
         if not 1 <= level <= 22:
             raise UnattendedError(f"lifeboat.level={params['level']}: must be a number from 1 to 22")
         values["level"] = level
-    for key in ("verify", "bootloader", "rescue", "allow_failing_target"):
+    for key in ("verify", "bootloader", "rescue", "allow_failing_target", "allow_plaintext"):
         if key in params:
             values[key] = _flag(key, params[key])
     if "rescue_timeout" in params:
@@ -350,7 +354,7 @@ def _rescue(job: Job):
     return RescueOptions(timeout=job.rescue_timeout or None) if job.rescue else None
 
 
-def run_job(job: Job, repo_path: str, cancel: threading.Event, credentials=None) -> tuple[str, ...]:
+def run_job(job: Job, repo_path: str, cancel: threading.Event, credentials=None, luks_key=None) -> tuple[str, ...]:
     """Run a complete job against a mounted repository or a network one (repo_path is then its URL). Raises
     LifeboatError on failure; returns the key=value facts the result line carries (a restore's bootloader
     outcome)."""
@@ -359,14 +363,16 @@ def run_job(job: Job, repo_path: str, cancel: threading.Event, credentials=None)
     sink = ConsoleProgress(sys.stdout, interval=PROGRESS_INTERVAL, prefix="lifeboat: ")
     if job.job == "capture":
         from lifeboat.engine.capture import capture, inspect_source
+        from lifeboat.engine.luks_capture import check_plaintext_allowed
 
         source = find_device(job.source, "source disk")
         _check_not_boot_medium(source)
         repo = Repository.open(repo_path, create=True, credentials=credentials)
         say(f"capturing {source} as {job.image} into {repo_path} (zstd level {job.level}"
             f"{', rescue' if job.rescue else ''})")
-        capture(source, job.image, repo, level=job.level, progress=sink, cancel=cancel,
-                info=inspect_source(source, sink, rescue=job.rescue), rescue=_rescue(job))
+        info = inspect_source(source, sink, rescue=job.rescue, luks_key=luks_key)
+        check_plaintext_allowed(info.partitions, repo, job.allow_plaintext)
+        capture(source, job.image, repo, level=job.level, progress=sink, cancel=cancel, info=info, rescue=_rescue(job))
         if job.verify:
             from lifeboat.engine.verify import verify
 
@@ -379,7 +385,7 @@ def run_job(job: Job, repo_path: str, cancel: threading.Event, credentials=None)
 
         target = find_device(job.target, "target disk")
         repo = Repository.open(repo_path, credentials=credentials)
-        plan = plan_restore(repo, job.image, target)
+        plan = plan_restore(repo, job.image, target, luks_key=luks_key)
         health = read_health(target)
         if health.status is HealthStatus.FAILING and not job.allow_failing_target:
             raise UnattendedError(f"{target}: {health.describe()}; set lifeboat.allow_failing_target=yes to "
@@ -411,26 +417,39 @@ def execute(job: Job, cmdline: str) -> tuple[Job, bool, str, float, tuple[str, .
     try:
         from lifeboat.repo.credentials import forbid_prompts
 
-        forbid_prompts(f"an unattended job asks nothing: put it into {CREDENTIALS_FILE} (mode 0600) beside {JOB_FILE}")
+        forbid_prompts(f"an unattended job asks nothing: put a repository's passphrase into {PASSPHRASE_FILE}, "
+                       f"network credentials into {CREDENTIALS_FILE} (each mode 0600) beside {JOB_FILE}")
         if job.job != "file" and is_network(job.repo):
-            _network_defaults(None)
+            _secrets_beside(None)
             say(f"repository {job.repo}")
             facts = run_job(job, job.repo, threading.Event())
         else:
             with RepoMount(job.repo, job.repodir) as repo_path:
-                credentials = None
+                credentials, luks_key = None, _luks_key(Path(repo_path))
                 if job.job == "file":
                     job = _read_job_file(job, cmdline, Path(repo_path))
-                    if is_network(job.repo):  # the job file's directory stays mounted: the files beside it
-                        credentials = _network_defaults(Path(repo_path))
+                    # the job file's directory stays mounted: the files beside it (a passphrase, for an
+                    # encrypted repository on a disk as on a network)
+                    credentials = _secrets_beside(Path(repo_path))
+                    if is_network(job.repo):
                         say(f"repository {job.repo}")
                         repo_path = job.repo
-                facts = run_job(job, repo_path, threading.Event(), credentials)
+                facts = run_job(job, repo_path, threading.Event(), credentials, luks_key)
     except LifeboatError as e:
         return job, False, str(e), time.monotonic() - start, ()
     except Exception as e:  # noqa: BLE001 - an unattended run must always end with a result line
         return job, False, f"internal error: {type(e).__name__}: {e}", time.monotonic() - start, ()
     return job, True, "", time.monotonic() - start, facts
+
+
+def _luks_key(beside: Path):
+    """The LUKS passphrase from lifeboat-luks-passphrase beside the job file (mode 0600), or None."""
+    from lifeboat.volumes.luks import read_key_file
+
+    if not (beside / LUKS_PASSPHRASE_FILE).exists():
+        return None
+    say(f"LUKS passphrase from {beside / LUKS_PASSPHRASE_FILE}")
+    return read_key_file(beside / LUKS_PASSPHRASE_FILE)
 
 
 def _read_job_file(job: Job, cmdline: str, where: Path) -> Job:
@@ -446,10 +465,10 @@ def _read_job_file(job: Job, cmdline: str, where: Path) -> Job:
     return job
 
 
-def _network_defaults(beside: Path | None):
-    """Where a network repository's secrets and known host keys come from: the files beside the job file (none
-    for a repository on the command line alone: the live system has no known hosts, so ssh:// is refused).
-    Returns the credentials from lifeboat-credentials, or None."""
+def _secrets_beside(beside: Path | None):
+    """Where a repository's passphrase, a network repository's credentials and its known host keys come from:
+    the files beside the job file (none for a repository on the command line alone: the live system has no
+    known hosts, so ssh:// is refused). Returns the credentials from lifeboat-credentials, or None."""
     from lifeboat.repo.credentials import read_credentials_file
 
     os.environ["LIFEBOAT_KNOWN_HOSTS"] = str(beside / KNOWN_HOSTS_FILE) if beside else "/nonexistent/known_hosts"

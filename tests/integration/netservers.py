@@ -12,6 +12,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -262,3 +263,43 @@ LOG {{ Default_Log_Level = EVENT; }}
                      "-N", "NIV_EVENT"], port, base / "ganesha.out", "ganesha.nfsd")
     server.extra.update(export=export, pseudo=pseudo)
     return server
+
+
+class SlowLink:
+    """A TCP relay on 127.0.0.1 in front of a server, passing the server's replies at `rate` bytes per second
+    in all (however many connections the client opens): a real server behind a slow network, so a job lasts
+    long enough to watch its network rate. Its threads end with the test process (daemon threads); `stop()`
+    closes the listening socket."""
+
+    def __init__(self, upstream_port: int, rate: int) -> None:
+        self.upstream, self.rate = upstream_port, rate
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self.listener.getsockname()[1]
+        self._budget = threading.Lock()
+        self._link_free_at = time.monotonic()  # when the shared link has sent everything queued so far
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        with contextlib.suppress(OSError):
+            while True:
+                client, _ = self.listener.accept()
+                server = socket.create_connection(("127.0.0.1", self.upstream))
+                threading.Thread(target=self._pump, args=(client, server, False), daemon=True).start()
+                threading.Thread(target=self._pump, args=(server, client, True), daemon=True).start()
+
+    def _wait_for_link(self, size: int) -> None:
+        with self._budget:
+            self._link_free_at = max(self._link_free_at, time.monotonic()) + size / self.rate
+            until = self._link_free_at
+        time.sleep(max(0.0, until - time.monotonic()))
+
+    def _pump(self, src: socket.socket, dst: socket.socket, slow: bool) -> None:
+        with contextlib.suppress(OSError), src, dst:
+            while data := src.recv(16384):
+                if slow:
+                    self._wait_for_link(len(data))
+                dst.sendall(data)
+            dst.shutdown(socket.SHUT_WR)
+
+    def stop(self) -> None:
+        self.listener.close()

@@ -1,7 +1,7 @@
 """4K-sector disks (issue 11) on real loop devices with 4096-byte logical sectors (`losetup --sector-size`):
 a 4Kn round trip, a 512-byte image restored onto a 4Kn disk and back with the table's sector numbers
-converted (read back with sfdisk -d), and refusals (a partition off the 4 KiB grid, FAT onto 4Kn) made
-before a byte of the target is written."""
+converted (read back with sfdisk -d), FAT onto 4Kn made anew with 4096-byte sectors, and refusals (a
+partition off the 4 KiB grid, an ext4 with 1 KiB blocks) made before a byte of the target is written."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ import subprocess
 import sys
 
 import pytest
-from diskbuilder import MiB, PartSpec, build_disk, loop_disk, mounted, sh, tree_hashes
+from diskbuilder import MiB, PartSpec, build_disk, fat_hashes, loop_disk, mounted, sh, tree_hashes
 
 from lifeboat.engine.capture import capture
 from lifeboat.engine.plan import plan_restore
@@ -101,25 +101,51 @@ def _digest(path: str) -> str:
 
 
 def test_refused_before_writing(workdir, lifeboat_env):
-    """A partition starting at sector 2049 (not on a 4 KiB boundary) and a FAT filesystem with 512-byte
-    sectors: both refused by the plan for a 4Kn target, whose bytes stay as they were."""
-    with loop_disk(workdir, "odd", 64 * MiB) as src, loop_disk(workdir, "fat", 64 * MiB) as fat, \
+    """A partition starting at sector 2049 (not on a 4 KiB boundary) and an ext4 with 1 KiB blocks (which only
+    a copy onto a new filesystem could convert, and ext4 is not made anew): both refused by the plan for a 4Kn
+    target, whose bytes stay as they were."""
+    with loop_disk(workdir, "odd", 64 * MiB) as src, loop_disk(workdir, "small-blocks", 64 * MiB) as small, \
             loop_disk(workdir, "dst4k", 64 * MiB, 4096) as dst:
         sh("sfdisk", "--quiet", "--no-reread", "--no-tell-kernel", src.path,
            input="label: gpt\n\nstart=2049, size=20000, type=L\n")
         src.refresh()
         sh("mkfs.ext4", "-q", "-F", src.node(1))
-        build_disk(fat, "gpt", [PartSpec(30, "vfat", gpt_type="U", name="esp")], workdir)
+        build_disk(small, "gpt", [PartSpec(30, "ext4", name="root", options=("-b", "1024"))], workdir)
         repo = Repository.open(workdir / "repo", create=True)
         capture(src.path, "odd", repo)
-        capture(fat.path, "fat", repo)
+        capture(small.path, "small-blocks", repo)
         with open(dst.path, "r+b") as f:
             f.write(b"KEEP ME" * 1000)
         before = _digest(dst.backing)
         with pytest.raises(LifeboatError, match=r"partition 1: its start \(1049088 bytes\) is not a multiple of the "
                                                 r"target's 4096-byte sectors.*nothing was written"):
             plan_restore(repo, "odd", dst.path)
-        with pytest.raises(LifeboatError, match=r"partition 1 \(vfat\): its FAT bytes-per-sector 512 is smaller than the target's 4096-byte sectors.*"
-                                                r"nothing was written"):
-            plan_restore(repo, "fat", dst.path)
+        with pytest.raises(LifeboatError, match=r"partition 1 \(ext4\): its ext4 block size 1024 is smaller than the "
+                                                r"target's 4096-byte sectors.*nothing was written"):
+            plan_restore(repo, "small-blocks", dst.path)
         assert _digest(dst.backing) == before
+
+
+def test_fat_onto_4kn_is_made_anew_with_4096_byte_sectors(workdir, lifeboat_env):
+    """An ESP made on a 512-byte disk records 512-byte sectors in its boot sector, which a 4Kn disk cannot
+    address: the plan says it is made anew, and the restored FAT has 4096-byte sectors, the same volume id
+    and label, and every file (read back with mtools: this host has no vfat driver)."""
+    with loop_disk(workdir, "esp512", 128 * MiB) as src, loop_disk(workdir, "dst4k", 128 * MiB, 4096) as dst:
+        built = build_disk(src, "gpt", [PartSpec(48, "vfat", gpt_type="U", name="esp"),
+                                        PartSpec(0, "ext4", name="root", options=("-b", "4096"))], workdir)
+        volume = sh("blkid", "-p", "-o", "value", "-s", "UUID", src.node(1)).stdout.strip()
+        repo = Repository.open(workdir / "repo", create=True)
+        capture(src.path, "esp", repo)
+        plan = plan_restore(repo, "esp", dst.path)
+        said = "\n".join(plan.describe())
+        assert "made anew for 4096-byte sectors (its FAT bytes-per-sector 512)" in said, said
+        restore(plan, bootloader=False)
+        dst.refresh()
+        with open(dst.node(1), "rb") as f:
+            boot_sector = f.read(512)
+        assert int.from_bytes(boot_sector[11:13], "little") == 4096
+        assert sh("blkid", "-p", "-o", "value", "-s", "UUID", dst.node(1)).stdout.strip() == volume
+        assert sh("blkid", "-p", "-o", "value", "-s", "LABEL", dst.node(1)).stdout.strip() == "FAT1"
+        assert sh("fsck.vfat", "-n", dst.node(1), check=False).returncode == 0
+        assert fat_hashes(dst.node(1)) == built.hashes[1]
+        check(dst, built, 2, "ext4")

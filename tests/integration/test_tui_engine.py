@@ -70,14 +70,7 @@ def test_restore_through_the_tui_in_a_real_terminal(sandbox: Path):
 
 
 def _wait_for_result(terminal: TmuxTerminal, timeout: float = 240) -> str:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        screen = terminal.screen()
-        if re.search(r"(Done|Done, with warnings|Failed|Stopped): Restoring", screen):
-            time.sleep(0.5)
-            return terminal.screen()
-        time.sleep(0.5)
-    raise AssertionError(f"no result within {timeout} s:\n{terminal.screen()}")
+    return _network_rates_until_the_result(terminal, timeout)[1]
 
 
 def test_hotplug_a_loop_disk_appears_and_disappears(sandbox: Path):
@@ -171,3 +164,68 @@ def test_browse_an_image_and_copy_a_file_out_in_a_real_terminal(sandbox: Path):
     finally:
         terminal.close()
     assert mounted_at(os.path.join(RUN_DIR, "browse", "office")) is None  # closing the image unmounted it
+
+
+@pytest.mark.skipif(shutil.which("tmux") is None, reason="no tmux")
+def test_restore_from_an_ssh_repository_shows_the_network_rate(sandbox: Path, tmp_path: Path):
+    """A restore in the TUI from a real sshd (netservers.py) behind a slow link (a relay passing 1 MiB/s): the
+    progress screen shows the network rate beside the disk rate while the job runs, and the files arrive."""
+    from netservers import SlowLink, sshd
+
+    from lifeboat.engine.capture import capture
+    from lifeboat.repo.store import Repository
+
+    server = sshd(tmp_path / "ssh").start()
+    link = SlowLink(server.port, 1 * MiB)
+    known_hosts = tmp_path / "known_hosts"
+    known_hosts.write_text(f"[127.0.0.1]:{link.port} {server.extra['host_key']}\n")
+    url = f"ssh://root@127.0.0.1:{link.port}{server.extra['root']}/shop"
+    log = sandbox / "lifeboat.log"
+    try:
+        with loop_disk(sandbox, "source", 96 * MiB) as source, loop_disk(sandbox, "target", 96 * MiB) as target:
+            built = build_disk(source, "gpt", [PartSpec(0, "ext4", seed=11)], sandbox)
+            capture(source.path, "office", Repository.open(server.extra["root"] / "shop", create=True))
+            env = {k: os.environ[k] for k in ("LIFEBOAT_SANDBOX", "LIFEBOAT_LOCK_DIR", "PATH") if k in os.environ}
+            env.update(HOME=str(server.extra["home"]), LIFEBOAT_KNOWN_HOSTS=str(known_hosts), TERM="linux")
+            terminal = TmuxTerminal(python_command(LAUNCH) + [str(log), url], env)
+            try:
+                terminal.wait_for("Disks (2)")
+                terminal.keys("r")
+                terminal.wait_for("from Loop disk", timeout=30)  # the image list, read over the slow link
+                terminal.keys("Enter")
+                terminal.wait_for("choose the target disk")
+                names = sorted([source.path, target.path], key=lambda p: (len(p), p))
+                terminal.keys(*["Down"] * names.index(target.path), "Enter")
+                terminal.wait_for("after the restore", timeout=30)
+                terminal.keys("Enter")
+                name = os.path.basename(target.path)
+                terminal.wait_for(f"Type {name} and press Enter")
+                terminal.type(name)
+                terminal.keys("Enter")
+                shown, result = _network_rates_until_the_result(terminal)
+                assert re.search(r"Done(, with warnings)?: Restoring office", result), result
+                # the rate shown is the link's (1 MiB/s), not the disk's (about three times more)
+                assert shown and 0.3 < max(shown) < 1.3, (shown, result)
+            finally:
+                terminal.close()
+            target.refresh()
+            with mounted(target.node(1), "ext4", readonly=True) as mnt:
+                assert tree_hashes(mnt) == built.hashes[1]
+    finally:
+        link.stop()
+        server.stop()
+
+
+def _network_rates_until_the_result(terminal: TmuxTerminal, timeout: float = 120) -> tuple[list[float], str]:
+    """Every download rate the progress screen showed (MiB/s), and the result screen."""
+    units = {"B": 1 / MiB, "KiB": 1 / 1024, "MiB": 1.0, "GiB": 1024.0}
+    shown: list[float] = []
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        screen = terminal.screen()
+        if re.search(r"(Done|Done, with warnings|Failed|Stopped): Restoring", screen):
+            return shown, screen
+        for value, unit in re.findall(r"network ↓ ([\d.]+) (B|KiB|MiB|GiB)/s ↑", screen):
+            shown.append(float(value) * units[unit])
+        time.sleep(0.3)
+    raise AssertionError(f"no result within {timeout} s:\n{terminal.screen()}")

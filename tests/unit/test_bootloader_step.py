@@ -122,7 +122,7 @@ def test_the_unattended_result_line_says_not_needed_for_a_data_disk(tmp_path, mo
     steps = [StepRecord("partition table", Outcome.DONE),
              StepRecord("bootloader: detect", Outcome.NOT_NEEDED, "a data disk needs no bootloader")]
     monkeypatch.setattr(unattended, "find_device", lambda spec, what: "/dev/fake-target")
-    monkeypatch.setattr(plan_module, "plan_restore", lambda repo, image, target: "a plan")
+    monkeypatch.setattr(plan_module, "plan_restore", lambda repo, image, target, **kw: "a plan")
     monkeypatch.setattr(restore_module, "restore", lambda plan, **kw: RestoreResult("data", "/dev/fake-target", steps=steps))
     cmdline = (f"lifeboat.job=restore lifeboat.image=data lifeboat.target=/dev/vdb lifeboat.repo={tmp_path / 'repo'}")
     assert unattended.run(cmdline, act=False) == 0

@@ -111,6 +111,24 @@ async def test_tui_job_meter_shows_network_throughput_beside_disk_throughput(mon
         assert "network" not in line and "8.0 MiB/s" in line and "disk" not in line, line
 
 
+@drive
+async def test_tui_job_meter_shows_bytes_arriving_before_the_first_chunk_is_done(monkeypatch):
+    """On a slow link the first 4 MiB chunk takes seconds: the backends count bytes as they arrive, and the
+    meter reads those counts at every tick, so the rate moves before any Progress event."""
+    clock = _Clock()
+    monkeypatch.setattr("lifeboat.tui.widgets.job_meter.clock", clock)
+    app = _MeterApp()
+    async with app.run_test() as pilot:
+        meter = app.query_one(JobMeter)
+        for _ in range(4):
+            clock.now += 1
+            traffic.count_received(MIB)
+            meter.tick()
+        await pilot.pause()
+        line = str(app.query_one("#numbers", Static).render())
+    assert "starting…    network ↓ 1.0 MiB/s ↑ 0 B/s" in line, line
+
+
 def test_the_negotiated_protocol_version_is_read_from_mountinfo(tmp_path):
     mountinfo = (
         "25 1 0:22 / /run rw,nosuid shared:5 - tmpfs tmpfs rw\n"

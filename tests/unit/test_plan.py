@@ -47,7 +47,7 @@ def test_larger_target_grows_what_can_grow(repo, monkeypatch):
     assert data["actions"][1]["mode"] == "used-blocks" and data["actions"][1]["grow_tool"] == "resize2fs"
     assert set(data) == {"image", "repo", "target", "target_size", "current_layout", "target_layout", "actions",
                          "total_bytes", "notes", "keep_table", "source_sector_size", "target_sector_size",
-                         "volume_groups"}
+                         "volume_groups", "volumes", "luks_containers"}
 
 
 def test_refusals_before_anything_is_written(repo, monkeypatch):

@@ -41,8 +41,22 @@ def test_misaligned_partition_refused_with_its_offset():
     src = layout([PartitionEntry(1, 2048, 8, "L"), PartitionEntry(2, 2057, 100, "L")])
     with pytest.raises(LifeboatError, match=r"partition 2: its start \(1053184 bytes\) is not a multiple"):
         convert_layout(src, 4096)
-    with pytest.raises(LifeboatError, match=r"partition 1: its size \(512 bytes\)"):
-        convert_layout(layout([PartitionEntry(1, 2048, 1, "L")]), 4096)
+    with pytest.raises(LifeboatError, match=r"partition 1: its size \(512 bytes\)"):  # rounded up, it reaches p2
+        convert_layout(layout([PartitionEntry(1, 2048, 1, "L"), PartitionEntry(2, 2049, 7, "L")]), 4096)
+
+
+def test_a_size_off_the_target_sectors_is_rounded_up_when_there_is_room():
+    """An installer's last partition ends where the 512-byte table's usable area ends (34 sectors before the
+    disk's end): its size is no whole number of 4 KiB sectors. It gets the next whole sector."""
+    src = layout([PartitionEntry(1, 2048, 4096, "L"), PartitionEntry(2, 6144, 403_423, "L")])
+    four = convert_layout(src, 4096)
+    assert [(p.start, p.size) for p in four.partitions] == [(256, 512), (768, 50_428)]  # 403_423 / 8 = 50_427.9
+    end_of_table = layout([PartitionEntry(1, 2048, 200 * MiB // 512 - 2048 - 33, "L")])  # up to the last usable LBA
+    four = convert_layout(end_of_table, 4096)
+    assert four.partitions[0].end == 200 * MiB // 4096 - 5  # past the 4Kn usable area (which ends 6 before)
+    assert four.disk_sectors == four.partitions[0].end + 6 == four.min_disk_sectors  # backup GPT: 5 sectors
+    grown, fitted = fit_layout(four, 210 * MiB)
+    assert grown.partitions[0].end <= grown.last_lba and fitted[0].grows
 
 
 def _head() -> bytearray:

@@ -191,7 +191,7 @@ def test_restore_with_a_failed_bootloader_step_is_not_ok(tmp_path, monkeypatch):
     repo = tmp_path / "repo"
     Repository.open(repo, create=True)
     monkeypatch.setattr(unattended, "find_device", lambda spec, what: "/dev/fake-target")
-    monkeypatch.setattr(plan_module, "plan_restore", lambda repo, image, target: "a plan")
+    monkeypatch.setattr(plan_module, "plan_restore", lambda repo, image, target, **kw: "a plan")
     steps = [StepRecord("partition table", Outcome.DONE),
              StepRecord("bootloader: GRUB for BIOS (i386-pc)", Outcome.FAILED, "no core.img")]
     monkeypatch.setattr(restore_module, "restore",
@@ -266,13 +266,19 @@ def test_the_files_beside_the_job_file_are_used_and_checked(tmp_path, monkeypatc
     creds = tmp_path / unattended.CREDENTIALS_FILE
     creds.write_text("username = tech\npassword = s3cret\nidentity_file = id_ed25519\n")
     creds.chmod(0o600)
-    got = unattended._network_defaults(tmp_path)
+    got = unattended._secrets_beside(tmp_path)
     assert (got.user, got.password, got.key_file) == ("tech", "s3cret", str(key))
     assert unattended.os.environ["LIFEBOAT_KNOWN_HOSTS"] == str(tmp_path / unattended.KNOWN_HOSTS_FILE)
     assert "LIFEBOAT_CREDENTIALS_FILE" not in unattended.os.environ
     creds.chmod(0o644)  # readable by others: refused, naming the file
     with pytest.raises(Exception, match=f"{creds}.*can be read by others"):
-        unattended._network_defaults(tmp_path)
+        unattended._secrets_beside(tmp_path)
     # a repository given on the command line alone: no known hosts at all, so an ssh:// server is refused
-    assert unattended._network_defaults(None) is None
+    assert unattended._secrets_beside(None) is None
     assert unattended.os.environ["LIFEBOAT_KNOWN_HOSTS"].startswith("/nonexistent")
+
+
+def test_allow_plaintext_is_a_flag():
+    assert parse_cmdline("lifeboat.job=capture lifeboat.image=a lifeboat.source=/dev/sda").allow_plaintext is False
+    job = parse_cmdline("lifeboat.job=capture lifeboat.image=a lifeboat.source=/dev/sda lifeboat.allow_plaintext=yes")
+    assert job.allow_plaintext is True

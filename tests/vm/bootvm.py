@@ -3,6 +3,8 @@ disk's bootloader, and run bootfix inside the rescue guest (FAT can only be moun
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
 import os
 import re
@@ -28,9 +30,10 @@ class Boot:
 
 
 def boot(image: Path, interface: str, firmware: str, expect: re.Pattern, workdir: Path, name: str,
-         timeout: float = 300, vars_file: Path | None = None, snapshot: bool = True) -> Boot:
+         timeout: float = 300, vars_file: Path | None = None, snapshot: bool = True, sector_size: int = 512) -> Boot:
     """Boot `image` as the only disk; wait for `expect`; return the time it took and the serial log."""
-    with qemu.Machine([qemu.Drive(image, interface, serial="LBBOOT", snapshot=snapshot)], firmware=firmware,
+    drive = qemu.Drive(image, interface, serial="LBBOOT", snapshot=snapshot, sector_size=sector_size)
+    with qemu.Machine([drive], firmware=firmware,
                       workdir=workdir, name=name, vars_file=vars_file) as vm:
         vm.wait_for(expect, timeout)
         return Boot(vm.elapsed(), vm.output)
@@ -198,3 +201,19 @@ def restore(name: str, repo: Path, target: Path, size: int) -> Path:
     with bootdisk.loop_device(target) as dev:
         lifeboat("restore", name, dev, "--repo", str(repo), "--yes", "--no-bootloader")
     return target
+
+
+@contextlib.contextmanager
+def loop_device_4kn(image: Path):
+    """Like bootdisk.loop_device, with 4096-byte logical sectors (a 4Kn disk). Kept here: bootdisk.py is part
+    of the cached fixtures' key."""
+    dev = bootdisk.sh("losetup", "--find", "--show", "--sector-size", "4096", image).stdout.strip()
+    held = os.open(dev, os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        fcntl.flock(held, fcntl.LOCK_SH)  # udev's re-read would drop the partition nodes (see bootdisk)
+        bootdisk.sh("partx", "-a", dev, check=False)
+        yield dev
+    finally:
+        os.close(held)
+        bootdisk.sh("partx", "-d", dev, check=False)
+        bootdisk.sh("losetup", "-d", dev, check=False)

@@ -48,6 +48,7 @@ class Drive:
     interface: virtio | nvme | sata (AHCI) | usb (usb-storage on xHCI) | ide (the q35 AHCI is used too).
     media: "disk" or "cdrom" (cdrom only on sata/ide/usb).
     snapshot: write changes to a temporary overlay instead of the file (the file is left untouched).
+    sector_size: the logical and physical block size the guest sees (4096: a 4Kn disk; virtio and nvme only).
     """
 
     path: str | os.PathLike
@@ -58,6 +59,7 @@ class Drive:
     readonly: bool = False
     snapshot: bool = False
     bootindex: int | None = None
+    sector_size: int = 512
 
     def __post_init__(self):
         if self.interface not in INTERFACES:
@@ -66,6 +68,8 @@ class Drive:
             raise ValueError(f"unknown media {self.media!r}")
         if self.media == "cdrom" and self.interface in ("virtio", "nvme"):
             raise ValueError("a cdrom must be attached as sata, ide or usb")
+        if self.sector_size != 512 and self.interface not in ("virtio", "nvme"):
+            raise ValueError("4Kn disks are attached as virtio or nvme")
 
 
 def _drive_args(index: int, drive: Drive, sata_port: list[int], have_xhci: list[bool]) -> list[str]:
@@ -105,6 +109,8 @@ def _drive_args(index: int, drive: Drive, sata_port: list[int], have_xhci: list[
         dev.append(f"serial={drive.serial}")
     if drive.bootindex is not None:
         dev.append(f"bootindex={drive.bootindex}")
+    if drive.sector_size != 512:
+        dev += [f"logical_block_size={drive.sector_size}", f"physical_block_size={drive.sector_size}"]
     return args + ["-device", ",".join(dev)]
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 import stat
 import tempfile
 from pathlib import Path
@@ -105,6 +106,43 @@ def test_debian_restored_onto_a_smaller_disk_boots_to_login(captures, tmp_path):
         want, got = _tree_of(f"{src_dev}p3"), _tree_of(f"{dst_dev}p3")
     assert len(want) > 10_000 and got == want, sorted(set(want.items()) ^ set(got.items()))[:20]
     _boot_all(target, "nvme", bootvm.LOGIN_RE, ("uefi",), tmp_path, "debian-smaller", 600)
+
+
+@pytest.mark.timeout(2400)  # a cold cache runs debootstrap first
+def test_debian_restored_onto_a_4kn_disk_boots_to_login(captures, tmp_path):
+    """Issue #11: the real system (512-byte sectors) restored on the host, --no-bootloader, onto a disk with
+    4096-byte sectors (a loop device with --sector-size 4096) 256 MiB larger: the GPT's sector numbers are
+    converted, the ESP (a FAT recording 512-byte sectors) is made anew with 4096-byte sectors and its loaders
+    copied, the ext4 root (4 KiB blocks) is written as is and grown. Then it boots alone to its login prompt from an NVMe disk presenting 4096-byte
+    blocks (OVMF, empty NVRAM)."""
+    source = bootdisk.debian_disk()
+    name = captures.image("debian", source)
+    target = tmp_path / "target-4kn.img"
+    target.write_bytes(b"")
+    os.truncate(target, source.stat().st_size + (256 << 20))  # a 4Kn disk a little larger: the root grows
+    with bootvm.loop_device_4kn(target) as dev:
+        proc = bootvm.lifeboat("restore", name, dev, "--repo", str(captures.repo), "--yes", "--no-bootloader")
+        said = proc.stdout + proc.stderr
+        assert "converted from 512-byte to 4096-byte sectors" in said and "made anew for 4096-byte sectors" in said, said
+        bootdisk.sh("partx", "-u", dev, check=False)
+        table = bootdisk.sh("sfdisk", "-d", dev).stdout
+        assert "sector-size: 4096" in table, table
+        starts = {int(n): int(s) for n, s in re.findall(r"p(\d+) : start=\s*(\d+)", table)}
+        assert {n: s * 8 for n, s in starts.items()} == {n: e[0] for n, e in bootvm.partitions(source).items()}
+        with open(f"{dev}p2", "rb") as f:
+            assert int.from_bytes(f.read(512)[11:13], "little") == 4096  # the ESP's bytes per sector
+        loader = _fat_file_digest(f"{dev}p2", "EFI/BOOT/BOOTX64.EFI", tmp_path / "restored.efi")
+        bootdisk.sh("e2fsck", "-f", "-n", f"{dev}p3")
+    with bootdisk.loop_device(source, readonly=True) as src_dev:
+        assert loader == _fat_file_digest(f"{src_dev}p2", "EFI/BOOT/BOOTX64.EFI", tmp_path / "source.efi")
+    result = bootvm.boot(target, "nvme", "uefi", bootvm.LOGIN_RE, tmp_path, "debian-4kn", timeout=600, sector_size=4096)
+    print(f"debian on a 4Kn NVMe disk under uefi: {result.seconds:.1f}s to the login prompt")
+
+
+def _fat_file_digest(node: str, path: str, scratch: Path) -> str:
+    """A file of a FAT filesystem, read with mtools (this host has no vfat driver)."""
+    bootdisk.sh("mcopy", "-n", "-i", node, f"::/{path}", scratch)
+    return hashlib.sha256(scratch.read_bytes()).hexdigest()
 
 
 def _part_digest(image: Path, extent: tuple[int, int]) -> str:

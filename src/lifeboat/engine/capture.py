@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from lifeboat import __version__, locks
 from lifeboat.devices import disk_info, filesystem_facts, human_size, writable_mounts
 from lifeboat.crashpoint import crashpoint
-from lifeboat.engine import lvm_capture
+from lifeboat.engine import luks_capture, lvm_capture
 from lifeboat.engine.ioerrors import repository_failure
 from lifeboat.events import LogLine, Outcome, Progress, ProgressSink, StepFinished, StepStarted, discard
 from lifeboat.engine.pipeline import logical_sector_size_of, BufferRing, OrderedPool, direct_io_ok
@@ -51,6 +51,7 @@ from lifeboat.repo.manifest import (
 from lifeboat.repo.store import Repository, check_image_name, is_disk_full
 from lifeboat.run import TOOLS, missing_tools, run
 from lifeboat.timing import StageTimes
+from lifeboat.volumes.luks import LuksKey
 
 RAW_BLOCK = 64 * 1024  # granularity of zero-skipping for raw partitions
 _ZERO_BLOCK = bytes(RAW_BLOCK)
@@ -70,6 +71,8 @@ class SourcePartition:
     reason: str = ""  # why it is copied whole, when the volume's own reason is not the whole story
     pv: LvmPvContent | None = None  # an LVM PV whose logical volumes are imaged one by one
     name: str = ""  # "VG/LV" for a logical volume (its entry then spans it, from sector 0)
+    luks: luks_capture.SourceContainer | None = None  # a LUKS container opened with its passphrase
+    inside: str = ""  # "LUKS container on partition 2" for the opened contents of one
 
     @property
     def size(self) -> int:
@@ -77,12 +80,16 @@ class SourcePartition:
 
     @property
     def to_read(self) -> int:
+        if self.luks:
+            return self.luks.inner.to_read
         if self.kind.mode is CaptureMode.USED_BLOCKS:
             return sum(n for _, n in self.runs)
         return self.size if self.kind.mode is CaptureMode.RAW else 0
 
     @property
     def title(self) -> str:
+        if self.inside:  # the opened contents of a LUKS container
+            return f"contents of the {self.inside} ({self.fstype or 'raw'})"
         if self.name:  # a logical volume
             return f"logical volume {self.name} ({self.fstype or 'raw'})"
         return f"partition {self.entry.number} ({self.fstype or 'raw'})"
@@ -103,8 +110,10 @@ class SourceInfo:
         return sum(p.to_read for p in self.partitions) + sum(v.to_read for g in self.groups for v in g.volumes)
 
 
-def inspect_source(source: str, progress: ProgressSink = discard, rescue: bool = False) -> SourceInfo:
-    """Read the table and every partition's filesystem. Raises before anything is written."""
+def inspect_source(source: str, progress: ProgressSink = discard, rescue: bool = False,
+                   luks_key: LuksKey | None = None) -> SourceInfo:
+    """Read the table and every partition's filesystem (a LUKS container's contents too, opened read-only
+    with `luks_key`). Raises before anything is written."""
     progress(StepStarted("inspect source", f"reading the partition table and block maps of {source}"))
     missing = missing_tools(["sfdisk", "blkid", "partx", "udevadm"])
     if missing:
@@ -113,10 +122,11 @@ def inspect_source(source: str, progress: ProgressSink = discard, rescue: bool =
     if disk.is_boot_medium:
         raise LifeboatError(f"{source} is the disk Lifeboat runs from; capture another disk")
     with locks.holding_disk(source):
-        return _inspect(source, disk, progress, rescue)
+        return _inspect(source, disk, progress, rescue, luks_key)
 
 
-def _inspect(source: str, disk, progress: ProgressSink, rescue: bool = False) -> SourceInfo:
+def _inspect(source: str, disk, progress: ProgressSink, rescue: bool = False,
+             luks_key: LuksKey | None = None) -> SourceInfo:
     run(["udevadm", "settle", "--timeout=10"], check=False)  # let a re-read already under way finish first
     layout = read_layout(source)
     ensure_partitions(source, layout)
@@ -139,6 +149,7 @@ def _inspect(source: str, disk, progress: ProgressSink, rescue: bool = False) ->
         raise LifeboatError(f"missing tools: {_named(missing)}; nothing was written")
     for part in parts:
         _measure(part, progress, rescue)
+    luks_capture.inspect_containers(parts, luks_key, progress, lambda inner: _measure(inner, progress, rescue))
     groups = lvm_capture.inspect_groups(parts, progress, lambda vol: _measure(vol, progress, rescue))
     info = SourceInfo(source, disk.size, disk.model, disk.serial, layout, parts, groups)
     progress(StepFinished("inspect source", Outcome.DONE, f"{len(parts)} partitions, {human_size(info.to_read)} to read"))
@@ -404,6 +415,9 @@ def _capture_content(part: SourcePartition, repo: Repository, writer: _Writer, c
     mode = part.kind.mode
     writer.progress(StepStarted(part.title, f"{mode}, {human_size(part.to_read)}"))
     writer.start_item(part.title, part.to_read)
+    if part.luks:
+        return luks_capture.capture_container(part, repo, writer,
+                                              lambda inner: _capture_content(inner, repo, writer, cancel, workers))
     if part.pv:
         return part.pv
     content: Content = SwapContent(part.uuid, part.label)
@@ -449,7 +463,8 @@ def _capture(info: SourceInfo, name: str, repo: Repository, writer: _Writer, can
         digest, written = repo.put_chunk(data, level)
         writer.stored += written
         regions.append(BootRegion(region, offset, len(data), digest))
-    partitions = tuple(_capture_partition(part, repo, writer, cancel, workers) for part in info.partitions)
+    with luks_capture.opened_for_capture(info.partitions):
+        partitions = tuple(_capture_partition(part, repo, writer, cancel, workers) for part in info.partitions)
     volume_groups = lvm_capture.capture_groups(
         info.groups, repo, writer, lambda vol: _capture_content(vol, repo, writer, cancel, workers))
     manifest = ImageManifest(

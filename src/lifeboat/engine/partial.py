@@ -21,6 +21,8 @@ from lifeboat.engine.plan import (
     check_chunks,
     check_target_safe,
 )
+from lifeboat.engine.lvm_plan import target_nodes
+from lifeboat.engine.partial_lvm import plan_volumes
 from lifeboat.engine.shrink_plan import ShrinkStep, check_scratch, shrink_needs, shrink_step
 from lifeboat.errors import LifeboatError, TargetTooSmall, ToolMissing
 from lifeboat.fs.registry import CaptureMode, kind_for
@@ -29,6 +31,7 @@ from lifeboat.layout.read import read_layout
 from lifeboat.repo.manifest import RESTORABLE, ImageManifest, PartitionImage, load_manifest
 from lifeboat.repo.store import Repository
 from lifeboat.run import TOOLS, missing_tools
+from lifeboat.volumes.lvm import device_mapper
 
 
 def parse_selection(partitions: str, maps: list[str] | None = None) -> dict[int, int]:
@@ -89,8 +92,10 @@ def _action(repo: Repository, manifest: ImageManifest, part: PartitionImage, sou
                            write_bytes=part.used_bytes, grow=grow, note=note, shrink=shrink)
 
 
-def plan_partitions(repo: Repository, name: str, target: str, chosen: dict[int, int]) -> RestorePlan:
-    """A plan that writes only the chosen partitions and keeps the target's table."""
+def plan_partitions(repo: Repository, name: str, target: str, chosen: dict[int, int],
+                    volumes: tuple[tuple[str, str], ...] = ()) -> RestorePlan:
+    """A plan that writes only the chosen partitions (and logical volumes, VG/LV: partial_lvm.py) and keeps
+    the target's table."""
     manifest = load_manifest(repo, name)
     disk = disk_info(target)
     check_target_safe(disk)
@@ -113,11 +118,18 @@ def plan_partitions(repo: Repository, name: str, target: str, chosen: dict[int, 
                          current.sector_size, needs)
         actions.append(action)
         tools += kind_for(part.fstype).restore_tools(bool(action.grow)) + list(action.shrink.tools if action.shrink else ())
+    if volumes and not device_mapper():
+        raise LifeboatError(f"--partitions {', '.join('/'.join(v) for v in volumes)}: this system's kernel has no "
+                            "device-mapper to write logical volumes; restore them from the Lifeboat live system; "
+                            "nothing was written")
+    chosen_volumes, needed = plan_volumes(repo, manifest, target, target_nodes(target), volumes)
+    tools += needed
     missing = missing_tools(tools)
     if missing:
         raise ToolMissing(missing[0], TOOLS.get(missing[0]))
     check_scratch({a.number: a.shrink for a in actions if a.shrink})
+    check_scratch({i: c.action.shrink for i, c in enumerate(chosen_volumes) if c.action.shrink})
     check_chunks(repo, manifest)
     return RestorePlan(image=name, repo_root=str(repo.root), target=target, target_disk=disk, manifest=manifest,
                        source_layout=manifest.layout, target_layout=current, current_layout=current,
-                       actions=tuple(actions), keep_table=True)
+                       actions=tuple(actions), keep_table=True, volumes=chosen_volumes)

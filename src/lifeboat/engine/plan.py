@@ -11,9 +11,12 @@ from dataclasses import dataclass, field, replace
 
 from lifeboat.boot.plan_chain import planned_chain
 from lifeboat.devices import Disk, disk_info, human_size
-from lifeboat.engine.shrink_plan import ShrinkStep, plan_shrink
+from lifeboat.engine.shrink_plan import ShrinkStep, check_scratch, lv_floors, plan_shrink, shrink_step
 from lifeboat.engine.lvm_plan import (GroupAction, check_names, plan_group, pv_partitions, renamed_groups, restore_tools,
-                                      target_nodes)
+                                      target_nodes, with_shrink_steps)
+from lifeboat.engine.partial_lvm import ChosenVolume
+from lifeboat.engine.luks_plan import ContainerAction, check_key, growable, opened_containers, plan_container
+from lifeboat.engine.luks_plan import restore_tools as luks_tools
 from lifeboat.engine.rescue import unreadable_lines
 from lifeboat.errors import ImageCorrupt, LifeboatError, ToolMissing, UnsafeTarget
 from lifeboat.health import read_health
@@ -22,10 +25,14 @@ from lifeboat.layout.fit import fit_layout
 from lifeboat.layout.model import DiskLayout, PartitionEntry
 from lifeboat.layout.sectors import convert_layout, logical_sector_size
 from lifeboat.fs.sectors import HEAD_BYTES, sector_limit
+from lifeboat.fs.shrink import ShrinkMethod, capability, estimate_seconds
 from lifeboat.fs.usedmap import decode_runs, runs_in_window
-from lifeboat.repo.manifest import CHUNK_SIZE, RESTORABLE, DataStream, RawContent, ImageManifest, PartitionImage, load_manifest
+from lifeboat.repo.manifest import (CHUNK_SIZE, RESTORABLE, DataStream, ImageManifest, LuksContent, PartitionImage,
+                                    RawContent, content_stream, load_manifest)
 from lifeboat.repo.store import Repository
 from lifeboat.run import TOOLS, missing_tools
+from lifeboat.volumes.luks import LuksKey
+from lifeboat.volumes.luks import device_mapper as luks_device_mapper
 from lifeboat.volumes.lvm import device_mapper, groups_elsewhere
 
 BASE_TOOLS = ["sfdisk", "partx", "udevadm", "blkid", "wipefs"]
@@ -54,6 +61,8 @@ class PartitionAction:
 
     @property
     def title(self) -> str:
+        if self.name.startswith("of the "):  # the contents of a LUKS container
+            return f"contents {self.name} ({self.fstype or self.mode})"
         if self.name:
             return f"logical volume {self.name} ({self.fstype or self.mode})"
         return f"partition {self.number} ({self.fstype or self.mode})"
@@ -75,10 +84,14 @@ class RestorePlan:
     target_marker: str = ""  # "incomplete restore of image X ..." when a restore into the target was cut off
     boot_chain: str = ""  # which chain the bootloader step installs (boot.plan_chain), "" when none
     volume_groups: tuple[GroupAction, ...] = ()  # LVM groups recreated in their PV partitions
+    volumes: tuple[ChosenVolume, ...] = ()  # chosen logical volumes onto a kept disk's group (partial_lvm.py)
+    containers: tuple[ContainerAction, ...] = ()  # LUKS containers re-created from their headers, then filled
+    luks_key: LuksKey | None = field(default=None, repr=False, compare=False)  # opens them (never shown)
 
     @property
     def total_bytes(self) -> int:
-        return sum(a.write_bytes for a in self.actions) + sum(g.write_bytes for g in self.volume_groups)
+        return (sum(a.write_bytes for a in self.actions) + sum(g.write_bytes for g in self.volume_groups)
+                + sum(c.action.write_bytes for c in self.volumes))
 
     def describe(self) -> list[str]:
         d = self.target_disk
@@ -89,7 +102,7 @@ class RestorePlan:
             f"onto {d.path} ({d.model or d.transport}{' ' + d.serial if d.serial else ''}, {human_size(d.size)}"
             f"{', ' + d.health.describe() if d.health else ''}).",
             f"EVERYTHING on {d.path} will be replaced." if not self.keep_table else
-            f"Only partition(s) {', '.join(str(a.target.number) for a in self.actions)} of {d.path} will be replaced; "
+            f"Only {_chosen(self)} of {d.path} will be replaced; "
             "its partition table, boot code and other partitions are kept.",
             "",
             "Now on the target:",
@@ -111,6 +124,8 @@ class RestorePlan:
             grow = ""
             if a.grows:
                 grow = f"  grows from {human_size(a.source.size * src_ss)}" + f" ({a.grow or a.note})"
+            elif a.note and a.target.size * dst_ss < a.source.size * src_ss:
+                grow = f"  shrinks from {human_size(a.source.size * src_ss)} ({a.note})"
             elif a.shrink:
                 grow = f"  {a.shrink.describe()}"
             what = {CaptureMode.USED_BLOCKS: f"{human_size(a.write_bytes)} of data",
@@ -118,6 +133,8 @@ class RestorePlan:
                     CaptureMode.SWAP: "new swap, same UUID", CaptureMode.NONE: "empty"}[a.mode]
             if a.number in pv_partitions(self.manifest):
                 what = "LVM physical volume, same UUID"
+            if a.number in opened_containers(self.manifest):
+                what = "LUKS container, same UUID"
             onto = f" -> {a.target.number}" if a.target.number != a.number else ""
             lines.append(f"  {a.number:>2}{onto}  start {a.target.start:>10}  {size:>10}  {a.fstype or a.mode:<8} {what}{grow}")
             if a.reason:
@@ -125,6 +142,10 @@ class RestorePlan:
             for group in self.volume_groups:
                 if a.target.number in group.partitions[:1]:
                     lines += group.lines()
+            for container in self.containers:
+                if a.target.number == container.target_partition:
+                    lines += container.lines()
+        lines += [c.line() for c in self.volumes]
         lines += [f"  Note: {note}" for note in self.notes]
         incomplete = unreadable_lines(self.manifest)
         if incomplete:
@@ -160,7 +181,17 @@ class RestorePlan:
             "notes": list(self.notes),
             "keep_table": self.keep_table,
             "volume_groups": [g.to_json() for g in self.volume_groups],
+            "volumes": [c.to_json() for c in self.volumes],
+            "luks_containers": [c.to_json() for c in self.containers],
         }
+
+
+def _chosen(plan: RestorePlan) -> str:
+    """"partition(s) 2, 3 and logical volume(s) vg/root" of a plan that keeps the table."""
+    parts = [f"partition(s) {', '.join(str(a.target.number) for a in plan.actions)}"] if plan.actions else []
+    if plan.volumes:
+        parts.append(f"logical volume(s) {', '.join(f'{c.vg}/{c.action.name}' for c in plan.volumes)}")
+    return " and ".join(parts)
 
 
 def _layout_lines(layout: DiskLayout) -> list[str]:
@@ -192,6 +223,11 @@ def check_chunks(repo: Repository, manifest: ImageManifest) -> None:
         if problem:
             problems.append(f"boot region {region.name}: chunk {region.digest[:16]} {problem}")
     volumes = [(f"logical volume {vg.name}/{lv.name}", lv.stream) for vg in manifest.volume_groups for lv in vg.lvs]
+    for number, container in opened_containers(manifest).items():
+        volumes.append((f"contents of the LUKS container on partition {number}", content_stream(container.inner)))
+        problem = repo.chunk_problem(container.header.digest)
+        if problem:
+            problems.append(f"partition {number}: LUKS header backup chunk {problem}")
     for vg in manifest.volume_groups:
         problem = repo.chunk_problem(vg.metadata.digest)
         if problem:
@@ -212,7 +248,7 @@ def check_chunks(repo: Repository, manifest: ImageManifest) -> None:
 
 
 def _check_restorable(manifest: ImageManifest) -> None:
-    pvs = pv_partitions(manifest)
+    pvs = pv_partitions(manifest) | frozenset(opened_containers(manifest))
     for part in manifest.partitions:
         if part.content.kind not in RESTORABLE and part.number not in pvs:
             raise LifeboatError(f"image {manifest.name!r}: {part.title} holds {part.content.kind} content, "
@@ -225,20 +261,29 @@ def _check_restorable(manifest: ImageManifest) -> None:
                                     "nothing was written")
 
 
-def _check_sector_bound(repo: Repository, manifest: ImageManifest, target_ss: int) -> None:
-    """Refuse, before anything is written, a filesystem that records smaller units than the target's
-    sectors (read from its first 4 KiB in the image)."""
+def _sector_steps(repo: Repository, manifest: ImageManifest, target_ss: int) -> dict[int, ShrinkStep]:
+    """A filesystem that records smaller units than the target's sectors (read from its first 4 KiB in the
+    image) cannot be mounted there: one that can be made anew and its files copied (FAT: an ESP) gets that
+    step; any other is refused before anything is written."""
     if target_ss <= manifest.layout.sector_size:
-        return
+        return {}
+    steps: dict[int, ShrinkStep] = {}
     for part in manifest.partitions:
         if part.stream is None:
             continue
         limit = sector_limit(part.fstype, image_head(repo, part.stream, HEAD_BYTES))
-        if limit and limit.largest < target_ss:
+        if not limit or limit.largest >= target_ss:
+            continue
+        cap = capability(part.fstype)
+        if cap.method is not ShrinkMethod.COPY:
             raise LifeboatError(
                 f"image {manifest.name!r}: {part.title}: its {limit.what} is smaller than the target's "
-                f"{target_ss}-byte sectors, so it could not be mounted there (reformat-and-copy is not supported "
-                "yet); restore onto a disk with 512-byte sectors; nothing was written")
+                f"{target_ss}-byte sectors, so it could not be mounted there (only FAT, xfs and exFAT are made anew "
+                "and copied); restore onto a disk with 512-byte sectors; nothing was written")
+        steps[part.number] = ShrinkStep(cap.method, part.fstype, part.size, part.size, part.used_bytes, 0,
+                                        estimate_seconds(cap.method, part.used_bytes, 0), cap.tools,
+                                        remade_for=f"{target_ss}-byte sectors (its {limit.what})")
+    return steps
 
 
 def image_head(repo: Repository, stream: DataStream, length: int) -> bytes:
@@ -267,6 +312,11 @@ def _action(fitted, part: PartitionImage | None, shrink: ShrinkStep | None = Non
     note = ""
     if part and part.number in pvs and fitted.grows:
         note = "LVM physical volume: pvresize, then its data volumes grow"
+    elif part and part.number in pvs and fitted.entry.size < fitted.source.size:
+        note = "LVM physical volume, smaller: its volumes shrink as listed below"
+    elif part and isinstance(part.content, LuksContent) and part.content.inner is not None and fitted.grows:
+        note = "LUKS container: its contents grow inside it" if growable(part.content) else \
+            "LUKS container: its contents keep their size"
     elif fitted.grows and not grows:
         note = "content copied as is, its size unchanged" if kind.mode is CaptureMode.RAW else "filesystem cannot be grown; it keeps its size"
     action = PartitionAction(
@@ -277,7 +327,8 @@ def _action(fitted, part: PartitionImage | None, shrink: ShrinkStep | None = Non
     return action, kind.restore_tools(grows) + list(shrink.tools if shrink else ())
 
 
-def plan_restore(repo: Repository, name: str, target: str, vg_renames: dict[str, str] | None = None) -> RestorePlan:
+def plan_restore(repo: Repository, name: str, target: str, vg_renames: dict[str, str] | None = None,
+                 luks_key: LuksKey | None = None) -> RestorePlan:
     manifest = load_manifest(repo, name)
     _check_restorable(manifest)
     disk = disk_info(target)
@@ -286,11 +337,13 @@ def plan_restore(repo: Repository, name: str, target: str, vg_renames: dict[str,
     source_layout = manifest.layout
     target_ss = logical_sector_size(target)
     converted = convert_layout(source_layout, target_ss)  # raises for a partition off the target's sectors
-    _check_sector_bound(repo, manifest, target_ss)
+    sector_steps = _sector_steps(repo, manifest, target_ss)
     # a filesystem Lifeboat cannot grow keeps its partition's size: the room goes where it is usable
+    containers = opened_containers(manifest)
     keep_size = frozenset(p.number for p in manifest.partitions if p.mode is not CaptureMode.RAW
-                          and not kind_for(p.fstype).grow and p.number not in pv_partitions(manifest))
-    shrinks: dict[int, ShrinkStep] = {}
+                          and not kind_for(p.fstype).grow and p.number not in pv_partitions(manifest)
+                          and not (p.number in containers and growable(containers[p.number])))
+    shrinks: dict[int, ShrinkStep] = sector_steps
     notes: list[str] = []
     if disk.size // converted.sector_size < converted.min_disk_sectors:
         if converted.sector_size != source_layout.sector_size:
@@ -312,9 +365,13 @@ def plan_restore(repo: Repository, name: str, target: str, vg_renames: dict[str,
         actions.append(action)
         tools += needed
     targets = {f.source.number: f.entry for f in fitted if not f.entry.is_extended}
-    groups = renamed_groups(tuple(plan_group(vg, targets, target_layout.sector_size) for vg in manifest.volume_groups),
+    groups = renamed_groups(_plan_groups(repo, manifest, targets, target_layout.sector_size,
+                                         disk.size // converted.sector_size < converted.min_disk_sectors),
                             vg_renames or {})
     tools += restore_tools(groups)
+    luks_actions = tuple(plan_container(n, c, source_layout.partition(n).size * source_layout.sector_size,
+                                        targets[n], target_layout.sector_size) for n, c in containers.items())
+    tools += luks_tools(luks_actions)
     missing = missing_tools(tools)
     if missing:
         tool = missing[0]
@@ -325,12 +382,34 @@ def plan_restore(repo: Repository, name: str, target: str, vg_renames: dict[str,
             raise LifeboatError(f"image {name!r} holds LVM volume groups, and this system's kernel has no "
                                 "device-mapper to write them; restore it from the Lifeboat live system; nothing was written")
         check_names(groups, target, groups_elsewhere(target_nodes(target)))
+    if luks_actions:
+        if not luks_device_mapper():
+            raise LifeboatError(f"image {name!r} holds LUKS containers' contents, and this system's kernel has no "
+                                "device-mapper to open them; restore it from the Lifeboat live system; nothing was written")
+        check_key(repo, manifest, luks_actions, luks_key)
     return RestorePlan(
         image=name, repo_root=str(repo.root), target=target, target_disk=disk, manifest=manifest,
         source_layout=source_layout, target_layout=target_layout, current_layout=_current_layout(target),
         actions=tuple(actions), notes=tuple(notes), target_marker=_marker_text(target), volume_groups=groups,
+        containers=luks_actions, luks_key=luks_key if luks_actions else None,
         boot_chain=planned_chain(repo, manifest).describe(),
     )
+
+
+def _plan_groups(repo: Repository, manifest: ImageManifest, targets: dict, sector_size: int, smaller: bool
+                 ) -> tuple[GroupAction, ...]:
+    """The groups' actions; on a smaller target each shrinking volume says how its content gets in."""
+    groups = []
+    for vg in manifest.volume_groups:
+        pv_shrinks = any(targets[pv.partition].size < manifest.layout.partition(pv.partition).size
+                         for pv in vg.pvs if pv.partition in targets)
+        floors = lv_floors(repo, manifest, vg) if smaller and pv_shrinks else None
+        group = plan_group(vg, targets, sector_size, floors)
+        steps = {lv.name: shrink_step(repo, lv, v.new_size) for lv, v in zip(vg.lvs, group.volumes)
+                 if v.new_size < v.size}
+        check_scratch(dict(enumerate(steps.values())))
+        groups.append(with_shrink_steps(group, steps))
+    return tuple(groups)
 
 
 def _marker_text(target: str) -> str:

@@ -21,7 +21,8 @@ from lifeboat.boot import after_restore
 from lifeboat.boot.model import overall
 from lifeboat.crashpoint import crashpoint
 from lifeboat.devices import disk_info, human_size
-from lifeboat.engine import lvm_restore, shrink_restore
+from lifeboat.engine import luks_restore, lvm_restore, partial_lvm, shrink_restore
+from lifeboat.engine.luks_plan import ContainerAction, opened_containers
 from lifeboat.engine.lvm_plan import VolumeAction, pv_partitions
 from lifeboat.engine.ioerrors import io_failure
 from lifeboat.engine.pipeline import logical_sector_size_of, OrderedPool, direct_io_ok
@@ -32,10 +33,13 @@ from lifeboat.errors import Cancelled, ImageCorrupt, LifeboatError
 from lifeboat.events import LogLine, Outcome, Progress, ProgressSink, StepFinished, StepStarted, discard, summarize
 from lifeboat.fs.grow import grow_filesystem, make_swap
 from lifeboat.fs.registry import CaptureMode
+from lifeboat.fs.shrink import ShrinkMethod
+from lifeboat.imagefs import scratch
+from lifeboat.imagefs.view import lv_space_name
 from lifeboat.fs.usedmap import Runs, decode_runs, runs_in_window
 from lifeboat.layout.model import DiskLayout, PartitionEntry
 from lifeboat.layout.write import partition_node, refresh_partitions
-from lifeboat.repo.manifest import CHUNK_SIZE, ChunkRef, DataStream, ImageManifest, LogicalVolumeImage
+from lifeboat.repo.manifest import CHUNK_SIZE, ChunkRef, Content, DataStream, ImageManifest, LogicalVolumeImage, content_stream
 from lifeboat.repo.store import Repository
 from lifeboat.timing import StageTimes
 
@@ -212,6 +216,10 @@ def restore(plan: RestorePlan, *, progress: ProgressSink = discard, cancel: thre
             return _restore(plan, progress, cancel or threading.Event(), bootloader, workers)
         finally:  # a restore that stopped between writing and shrinking leaves no overflow file behind
             shrink_restore.discard_overflows(plan.image, [a.number for a in plan.actions if a.shrink])
+            chosen = [(c.vg, c.action) for c in plan.volumes]
+            for vg, v in [(g.name, v) for g in plan.volume_groups for v in g.volumes] + chosen:
+                if v.shrink is not None:
+                    scratch.discard(shrink_restore.space_overflow_path(plan.image, lv_space_name(vg, v.name)))
 
 
 def _restore(plan: RestorePlan, progress: ProgressSink, cancel: threading.Event, bootloader: bool,
@@ -266,6 +274,11 @@ def _restore(plan: RestorePlan, progress: ProgressSink, cancel: threading.Event,
         lvm_restore.restore_groups(plan.volume_groups, plan.manifest, repo, plan.target,
                                    _volume_writer(plan, repo, progress, cancel, totals, workers, step, done), step, done)
         result.bytes_written = totals[0]
+    if plan.containers:  # like the groups: inside their partitions, before the table
+        luks_restore.restore_containers(plan.containers, plan.manifest, repo, plan.target, plan.luks_key,
+                                        _container_writer(plan, repo, progress, cancel, totals, workers, step, done),
+                                        step, done)
+        result.bytes_written = totals[0]
     step("partition table", f"{plan.target_layout.label} with {len(plan.target_layout.partitions)} partitions")
     crashpoint("restore-before-table")
     _commit(plan, table, fds.boot_code, repo.root)
@@ -298,6 +311,10 @@ def _restore_partitions(plan: RestorePlan, repo: Repository, result: RestoreResu
     result.bytes_written = totals[0]
     refresh_partitions(plan.target, plan.target_layout)
     _finish_partitions(plan, step, done)
+    if plan.volumes:  # chosen logical volumes, into the target's own group
+        partial_lvm.restore_volumes(plan.volumes, plan.manifest, repo,
+                                    _volume_writer(plan, repo, progress, cancel, totals, workers, step, done), step, done)
+        result.bytes_written = totals[0]
     done("bootloader", Outcome.SKIPPED, "chosen partitions only: the disk's boot code was kept")
     result.seconds = time.monotonic() - started
     return result
@@ -340,7 +357,8 @@ def _write_data(plan: RestorePlan, repo: Repository, fds: _TargetFds, progress: 
         if action.shrink is not None:  # into a smaller partition: shrink_restore says how
             shrink_restore.write_data(repo, fds.buffered, plan.image, action, stream,
                                       _shrink_progress(progress, action, totals, plan.total_bytes), cancel)
-            done(action.title, Outcome.DONE, f"{human_size(action.write_bytes)} to fit: {action.shrink.method}")
+            why = action.shrink.remade_for or "to fit"
+            done(action.title, Outcome.DONE, f"{human_size(action.write_bytes)} {why}: {action.shrink.method}")
             continue
         _write_partition(repo, fds, action, stream, progress, cancel, totals, plan.total_bytes, workers)
         done(action.title, Outcome.DONE, f"{human_size(action.write_bytes)} written")
@@ -369,7 +387,7 @@ def _finish_partitions(plan: RestorePlan, step, done) -> None:
             make_swap(node, uuid, label)
             done(f"swap {action.number}", Outcome.DONE, f"UUID {uuid}")
         elif action.shrink is not None:
-            name = f"shrink {action.title}"
+            name = f"{'make anew' if action.shrink.remade_for else 'shrink'} {action.title}"
             step(name, str(action.shrink.method))
             part = plan.manifest.partition(action.number)
             done(name, Outcome.DONE, shrink_restore.finish(plan.repo_root, plan.image, action.number, node,
@@ -378,31 +396,76 @@ def _finish_partitions(plan: RestorePlan, step, done) -> None:
             name = f"grow {action.title}"
             step(name, action.grow)
             done(name, Outcome.DONE, grow_filesystem(action.grow, action.fstype, node))
-        elif action.note and action.number not in pv_partitions(plan.manifest):  # a PV: its LVM step says it
+        elif action.note and action.number not in pv_partitions(plan.manifest) | frozenset(
+                opened_containers(plan.manifest)):  # a PV, a LUKS container: their own steps say it
             done(f"grow {action.title}", Outcome.NOT_NEEDED, action.note)
 
 
 def _volume_writer(plan: RestorePlan, repo: Repository, progress: ProgressSink, cancel: threading.Event,
                    totals: list[int], workers: int | None, step, done) -> lvm_restore.WriteVolume:
     """Writes a logical volume's data like a partition's, through the volume's own node."""
-    def write(node: str, volume: VolumeAction, lv: LogicalVolumeImage) -> None:
+    def write(node: str, volume: VolumeAction, lv: LogicalVolumeImage, space: str) -> None:
         entry = PartitionEntry(0, 0, lv.size // 512, "")
         action = PartitionAction(0, volume.fstype, volume.mode, entry, entry, volume.write_bytes, "",
                                  name=os.path.basename(node))
         stream = lv.stream
         if stream is None:
             return
-        step(action.title, human_size(action.write_bytes))
-        fds = _TargetFds(node)
-        try:
-            _write_partition(repo, fds, action, stream, progress, cancel, totals, plan.total_bytes, workers)
-            fds.sync_and_close()
-        except OSError as exc:
-            raise io_failure(exc, repo.root, node, f"restoring {plan.image!r}") from None
-        finally:
-            fds.close()
-        done(action.title, Outcome.DONE, f"{human_size(action.write_bytes)} written")
+        if volume.shrink is None:
+            _write_node(plan, repo, node, action, stream, progress, cancel, totals, workers, step, done)
+            return
+        step(action.title, human_size(action.write_bytes))  # into a smaller volume: shrink_restore says how
+        _write_shrinking_volume(plan, repo, node, space, action, volume, stream, progress, cancel, totals)
+        done(action.title, Outcome.DONE, f"{human_size(action.write_bytes)} to fit: {volume.shrink.method}")
     return write
+
+
+def _write_shrinking_volume(plan: RestorePlan, repo: Repository, node: str, space: str, action: PartitionAction,
+                            volume: VolumeAction, stream: DataStream, progress: ProgressSink,
+                            cancel: threading.Event, totals: list[int]) -> None:
+    """A filesystem shrunk in place: the part below the volume's new end into the volume, the rest into
+    its overflow file (nothing for one re-created and copied: its files are copied later)."""
+    if volume.shrink is None or volume.shrink.method is not ShrinkMethod.RESIZE:
+        return
+    overflow = shrink_restore.space_overflow_path(plan.image, space)
+    fd = os.open(node, os.O_WRONLY)
+    try:
+        shrink_restore.write_split(repo, fd, 0, stream, volume.shrink.target_bytes, overflow, action.title,
+                                   _shrink_progress(progress, action, totals, plan.total_bytes), cancel)
+        os.fsync(fd)
+    except OSError as exc:
+        raise io_failure(exc, repo.root, node, f"restoring {plan.image!r}") from None
+    finally:
+        os.close(fd)
+
+
+def _container_writer(plan: RestorePlan, repo: Repository, progress: ProgressSink, cancel: threading.Event,
+                      totals: list[int], workers: int | None, step, done) -> luks_restore.WriteContents:
+    """Writes a LUKS container's contents like a partition's, through the opened container's node."""
+    def write(node: str, container: ContainerAction, inner: Content) -> None:
+        entry = PartitionEntry(0, 0, container.size // 512, "")
+        action = PartitionAction(0, container.fstype, container.mode, entry, entry, container.write_bytes, "",
+                                 name=f"of the {container.title}")
+        stream = content_stream(inner)
+        if stream is not None:
+            _write_node(plan, repo, node, action, stream, progress, cancel, totals, workers, step, done)
+    return write
+
+
+def _write_node(plan: RestorePlan, repo: Repository, node: str, action: PartitionAction, stream: DataStream,
+                progress: ProgressSink, cancel: threading.Event, totals: list[int], workers: int | None,
+                step, done) -> None:
+    """One stream written from the start of `node` (a logical volume, an opened LUKS container)."""
+    step(action.title, human_size(action.write_bytes))
+    fds = _TargetFds(node)
+    try:
+        _write_partition(repo, fds, action, stream, progress, cancel, totals, plan.total_bytes, workers)
+        fds.sync_and_close()
+    except OSError as exc:
+        raise io_failure(exc, repo.root, node, f"restoring {plan.image!r}") from None
+    finally:
+        fds.close()
+    done(action.title, Outcome.DONE, f"{human_size(action.write_bytes)} written")
 
 
 def _bootloader(target: str, layout: DiskLayout, progress: ProgressSink, done) -> None:

@@ -7,7 +7,7 @@ from __future__ import annotations
 import contextlib
 import os
 import struct
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from lifeboat.devices import human_size
 from lifeboat.errors import LifeboatError
@@ -17,9 +17,10 @@ from lifeboat.fs.usedmap import decode_runs
 from lifeboat.layout.fit import FittedPartition
 from lifeboat.layout.model import DiskLayout
 from lifeboat.imagefs.mount import image_view
-from lifeboat.imagefs.view import SpaceReader, WindowCache, address_spaces_of
-from lifeboat.layout.shrink import ShrinkNeed, minimum_bytes, shrink_layout
-from lifeboat.repo.manifest import ImageManifest, PartitionImage
+from lifeboat.imagefs.view import (AddressSpace, SpaceReader, WindowCache, address_spaces, address_spaces_of,
+                                   lv_space_name)
+from lifeboat.layout.shrink import MIN_SWAP, ShrinkNeed, minimum_bytes, shrink_layout
+from lifeboat.repo.manifest import ImageManifest, LogicalVolumeImage, PartitionImage, VolumeGroupImage
 from lifeboat.repo.store import Repository
 
 BTRFS_SUPER = 64 * 1024
@@ -38,8 +39,13 @@ class ShrinkStep:
     beyond_bytes: int  # stored data past the new end: held in the overflow file while resizing
     seconds: float
     tools: tuple[str, ...]
+    remade_for: str = ""  # why a partition that keeps its size is made anew: "4096-byte sectors" (a 4Kn target)
 
     def describe(self) -> str:
+        if self.remade_for:
+            eta = f", about {self.seconds:.0f} s" if self.seconds else ""
+            return (f"made anew for {self.remade_for} with its UUID, label and parameters, files copied from the "
+                    f"image{eta}")
         what = {ShrinkMethod.RESIZE: f"restored at full size, then shrunk in place ({human_size(self.beyond_bytes)} "
                                      f"beyond the new end held in {SCRATCH} meanwhile)",
                 ShrinkMethod.COPY: "filesystem made anew with its UUID, label and parameters, files copied "
@@ -49,7 +55,7 @@ class ShrinkStep:
         return f"shrinks {human_size(self.source_bytes)} -> {human_size(self.target_bytes)}: {what}{eta}"
 
 
-def _beyond(repo: Repository, part: PartitionImage, cut: int) -> int:
+def _beyond(repo: Repository, part: PartitionImage | LogicalVolumeImage, cut: int) -> int:
     stream = part.stream
     if stream is None:
         return 0
@@ -61,28 +67,74 @@ def fs_used_bytes(repo: Repository, part: PartitionImage) -> int:
     """Bytes the filesystem itself says it uses. The block map counts btrfs's allocated chunks whole,
     free space inside them included; its superblock's bytes_used (offset 0x78 of the superblock at
     64 KiB) counts only what is used. Others: the block map's count."""
-    space = next((s for s in address_spaces_of(part) if s.name == f"p{part.number}"), None)
-    if part.fstype != "btrfs" or space is None:
-        return part.used_bytes
+    return _space_used(repo, part, next((s for s in address_spaces_of(part) if s.name == f"p{part.number}"), None))
+
+
+def _space_used(repo: Repository, holder: PartitionImage | LogicalVolumeImage, space: AddressSpace | None) -> int:
+    if holder.fstype != "btrfs" or space is None:
+        return holder.used_bytes
     superblock = SpaceReader(repo, space, WindowCache(repo, 1)).read(BTRFS_SUPER, 4096)
     if superblock[0x40:0x48] != b"_BHRfS_M":
-        return part.used_bytes
-    return min(part.used_bytes, struct.unpack_from("<Q", superblock, 0x78)[0])
+        return holder.used_bytes
+    return min(holder.used_bytes, struct.unpack_from("<Q", superblock, 0x78)[0])
 
 
 def _need(repo: Repository, part: PartitionImage | None, number: int, fixed: bool, view: _View) -> ShrinkNeed:
     if part is None or fixed:
         return ShrinkNeed(number, 0, False)
-    cap = capability(part.fstype if part.mode != "raw" else "")
+    space = next((s for s in address_spaces_of(part) if s.name == f"p{part.number}"), None)
+    return _content_need(repo, part, space, number, part.title, view)
+
+
+def _content_need(repo: Repository, holder: PartitionImage | LogicalVolumeImage, space: AddressSpace | None,
+                  number: int, title: str, view: _View) -> ShrinkNeed:
+    """What a partition's or a logical volume's content allows (`space`: its address space in the image)."""
+    cap = capability(holder.fstype if holder.mode != "raw" else "")
     if cap.method is ShrinkMethod.SWAP:
-        return ShrinkNeed(number, 0, True, swap=True, title=part.title)
-    if cap.method is ShrinkMethod.NONE:
-        return ShrinkNeed(number, part.size, False, title=part.title, data_bytes=part.used_bytes)
-    used = fs_used_bytes(repo, part)
+        return ShrinkNeed(number, 0, True, swap=True, title=title)
+    if cap.method is ShrinkMethod.NONE or space is None:
+        return ShrinkNeed(number, holder.size, False, title=title, data_bytes=holder.used_bytes)
+    used = _space_used(repo, holder, space)
     least = cap.min_bytes(used)
-    if cap.method is ShrinkMethod.RESIZE and least < part.size:  # ask the filesystem's own tool
-        least = measured_minimum(part.fstype, view.file(f"p{part.number}")) or least
-    return ShrinkNeed(number, least, True, title=part.title, data_bytes=used)
+    if cap.method is ShrinkMethod.RESIZE and least < holder.size:  # ask the filesystem's own tool
+        least = measured_minimum(holder.fstype, view.file(space.name)) or least
+    return ShrinkNeed(number, least, True, title=title, data_bytes=used)
+
+
+def volume_needs(repo: Repository, manifest: ImageManifest, vg: VolumeGroupImage, view: _View
+                 ) -> dict[str, ShrinkNeed]:
+    """What each logical volume of `vg` allows (LV name -> need; min_bytes is its size when it cannot
+    shrink; swap's floor is MIN_SWAP)."""
+    spaces = {s.name: s for s in address_spaces(manifest)}
+    out = {}
+    for lv in vg.lvs:
+        title = f"logical volume {vg.name}/{lv.name} ({lv.fstype or lv.mode})"
+        need = _content_need(repo, lv, spaces.get(lv_space_name(vg.name, lv.name)), 0, title, view)
+        out[lv.name] = replace(need, min_bytes=min(lv.size, MIN_SWAP)) if need.swap else need
+    return out
+
+
+def _pv_need(repo: Repository, manifest: ImageManifest, number: int, view: _View) -> ShrinkNeed | None:
+    """What a PV partition allows: its first extent's offset plus every volume at its minimum (whole
+    extents). None when the partition is no PV of a group that can shrink (one PV, linear volumes)."""
+    vg = next((g for g in manifest.volume_groups if [pv.partition for pv in g.pvs] == [number]), None)
+    if vg is None or any(seg.stripes > 1 or seg.type not in ("linear", "striped") for lv in vg.lvs for seg in lv.segments):
+        return None
+    needs = volume_needs(repo, manifest, vg, view)
+    extents = sum(min_extents(needs[lv.name], lv.size, vg.extent_size) for lv in vg.lvs)
+    listed = ", ".join(f"{lv.name} {lv.fstype or lv.mode} at least "
+                       f"{human_size(min_extents(needs[lv.name], lv.size, vg.extent_size) * vg.extent_size)}"
+                       for lv in vg.lvs)
+    return ShrinkNeed(number, vg.pvs[0].pe_start + extents * vg.extent_size, True,
+                      title=f"partition {number} (LVM volume group {vg.name}: {listed})",
+                      data_bytes=sum(n.data_bytes for n in needs.values()))
+
+
+def min_extents(need: ShrinkNeed, size: int, extent_size: int) -> int:
+    """The fewest extents a logical volume of `size` bytes can have (its size when it cannot shrink)."""
+    if not need.shrinkable:
+        return -(-size // extent_size)
+    return min(-(-size // extent_size), -(-need.min_bytes // extent_size))
 
 
 class _View:
@@ -98,11 +150,18 @@ class _View:
 
 
 def shrink_needs(repo: Repository, manifest: ImageManifest) -> dict[int, ShrinkNeed]:
-    """What each partition of the image allows when the target is smaller."""
+    """What each partition of the image allows when the target is smaller (a PV: its volumes' minimums)."""
     with contextlib.ExitStack() as stack:
         view = _View(repo, manifest.name, stack)
-        return {p.number: _need(repo, manifest.partition(p.number), p.number, p.fixed_size and p.kind != "swap", view)
+        return {p.number: _pv_need(repo, manifest, p.number, view)
+                or _need(repo, manifest.partition(p.number), p.number, p.fixed_size and p.kind != "swap", view)
                 for p in manifest.layout.data_partitions()}
+
+
+def lv_floors(repo: Repository, manifest: ImageManifest, vg: VolumeGroupImage) -> dict[str, ShrinkNeed]:
+    """What each logical volume of `vg` allows, the image's view opened for it alone."""
+    with contextlib.ExitStack() as stack:
+        return volume_needs(repo, manifest, vg, _View(repo, manifest.name, stack))
 
 
 def minimum_disk_bytes(repo: Repository, manifest: ImageManifest) -> int:
@@ -116,16 +175,18 @@ def plan_shrink(repo: Repository, manifest: ImageManifest, disk_bytes: int
     needs = shrink_needs(repo, manifest)
     fitted_layout, fitted, notes = shrink_layout(layout, disk_bytes, needs)
     steps: dict[int, ShrinkStep] = {}
+    pvs = {pv.partition for vg in manifest.volume_groups for pv in vg.pvs}
     for f in fitted:
         part = manifest.partition(f.entry.number)
-        if part is not None and f.entry.size < f.source.size:
+        if part is not None and f.entry.size < f.source.size and part.number not in pvs:  # a PV: its LVs shrink
             steps[part.number] = shrink_step(repo, part, f.entry.size * layout.sector_size)
     check_scratch(steps)
     return fitted_layout, fitted, steps, notes
 
 
-def shrink_step(repo: Repository, part: PartitionImage, new_bytes: int) -> ShrinkStep:
-    """How partition `part` of the image gets into `new_bytes` (its minimum already checked)."""
+def shrink_step(repo: Repository, part: PartitionImage | LogicalVolumeImage, new_bytes: int) -> ShrinkStep:
+    """How partition (or logical volume) `part` of the image gets into `new_bytes` (its minimum already
+    checked)."""
     cap = capability(part.fstype)
     beyond = _beyond(repo, part, new_bytes) if cap.method is ShrinkMethod.RESIZE else 0
     return ShrinkStep(cap.method, part.fstype, part.size, new_bytes, part.used_bytes, beyond,

@@ -30,7 +30,8 @@ from pathlib import Path
 from lifeboat import mounts
 from lifeboat.engine.shrink_plan import SCRATCH, ShrinkStep
 from lifeboat.errors import Cancelled, ImageCorrupt, LifeboatError
-from lifeboat.fs.shrink import ShrinkMethod, copy_fat, copy_tree, make_like, shrink_in_place, xfs_mkfs_options
+from lifeboat.fs.shrink import (ShrinkMethod, copy_fat, copy_tree, fat_options, make_like, shrink_in_place,
+                                xfs_mkfs_options)
 from lifeboat.fs.usedmap import decode_runs, runs_in_window
 from lifeboat.imagefs import scratch
 from lifeboat.imagefs.mount import image_view, read_only_mount, stop_daemon, wait_ready
@@ -41,7 +42,12 @@ from lifeboat.run import run, start_detached
 
 
 def overflow_path(image: str, number: int) -> str:
-    return os.path.join(SCRATCH, f"{image}-p{number}.overflow")
+    return space_overflow_path(image, f"p{number}")
+
+
+def space_overflow_path(image: str, space: str) -> str:
+    """The overflow file of the image's address space `space` ("p3", "lv-vg0-root")."""
+    return os.path.join(SCRATCH, f"{image}-{space}.overflow")
 
 
 def discard_overflows(image: str, numbers: list[int]) -> None:
@@ -134,9 +140,10 @@ def copy_recreated(repo_root: str, image: str, space: str, node: str, step: Shri
         source = os.path.join(view, space)
         if step.fstype == "vfat":
             fat = run(["blkid", "-p", "-o", "value", "-s", "VERSION", source], check=False).stdout.strip()
-            make_like("vfat", node, uuid, label, ["-F", "32"] if fat == "FAT32" else [])
+            sector = int(run(["blockdev", "--getss", node]).stdout)
+            make_like("vfat", node, uuid, label, fat_options(fat, step.target_bytes, sector))
             copy_fat(source, node, tmp)
-            return "FAT made anew, files copied with mtools"
+            return f"FAT made anew ({sector}-byte sectors), files copied with mtools"
         src_mnt, dst_mnt = os.path.join(tmp, "from"), os.path.join(tmp, "to")
         how = read_only_mount(step.fstype)
         if isinstance(how, str):
@@ -165,11 +172,17 @@ def write_data(repo: Repository, disk_fd: int, image: str, action, stream: DataS
 
 def finish(repo_root: str, image: str, number: int, node: str, step: ShrinkStep, uuid: str, label: str) -> str:
     """The filesystem into its smaller partition. Returns what was done and how long it took."""
+    return finish_space(repo_root, image, f"p{number}", node, step, uuid, label)
+
+
+def finish_space(repo_root: str, image: str, space: str, node: str, step: ShrinkStep, uuid: str, label: str) -> str:
+    """The filesystem of the image's address space `space` into the smaller `node` (a partition or a
+    logical volume). Returns what was done and how long it took."""
     started = time.monotonic()
     if step.method is ShrinkMethod.RESIZE:
-        done = shrink_resized(node, step, overflow_path(image, number))
+        done = shrink_resized(node, step, space_overflow_path(image, space))
     elif step.method is ShrinkMethod.COPY:
-        done = copy_recreated(repo_root, image, f"p{number}", node, step, uuid, label)
+        done = copy_recreated(repo_root, image, space, node, step, uuid, label)
     else:
         return "nothing to do"
     return f"{done} in {time.monotonic() - started:.1f} s"

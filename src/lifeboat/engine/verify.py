@@ -10,7 +10,8 @@ from lifeboat.events import Progress, ProgressSink, discard
 from lifeboat.engine.pipeline import OrderedPool
 from lifeboat.errors import ImageCorrupt
 from lifeboat.fs.usedmap import decode_runs
-from lifeboat.repo.manifest import ImageManifest, load_manifest
+from lifeboat.engine.luks_plan import opened_containers
+from lifeboat.repo.manifest import ImageManifest, content_stream, load_manifest
 from lifeboat.repo.store import Repository
 
 
@@ -44,6 +45,10 @@ def _work_list(manifest: ImageManifest) -> list[tuple[str, str, str, int]]:
         items.append((f"volume group {vg.name}", f"volume group {vg.name} metadata", vg.metadata.digest,
                       vg.metadata.length))
         streams += [(f"logical volume {vg.name}/{lv.name} ({lv.fstype or lv.mode})", lv.stream) for lv in vg.lvs]
+    for number, container in opened_containers(manifest).items():  # a LUKS header backup, its contents
+        title = f"contents of the LUKS container on partition {number}"
+        items.append((title, f"partition {number} LUKS header backup", container.header.digest, container.header.length))
+        streams.append((title, content_stream(container.inner)))
     for title, stream in streams:
         if stream is None:
             continue

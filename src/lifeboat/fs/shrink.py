@@ -31,6 +31,7 @@ from lifeboat.run import run
 
 MiB = 1024 * 1024
 XFS_MIN = 300 * MiB  # mkfs.xfs refuses smaller filesystems (xfsprogs >= 5.19)
+BTRFS_MIN = 256 * MiB  # the kernel's resize ioctl refuses a smaller size (EINVAL)
 # rough rates for the plan's time estimates (this kind of machine, loop disks)
 WRITE_RATE = 150 * MiB  # restoring stored data
 MOVE_RATE = 40 * MiB  # data the resize tool moves from beyond the new end, through the overflow view
@@ -61,7 +62,8 @@ CAPABILITIES = {c.fstype: c for c in (
     ShrinkCapability("ext2", ShrinkMethod.RESIZE, ("e2fsck", "resize2fs"), 16 * MiB),
     ShrinkCapability("ext3", ShrinkMethod.RESIZE, ("e2fsck", "resize2fs"), 16 * MiB),
     ShrinkCapability("ext4", ShrinkMethod.RESIZE, ("e2fsck", "resize2fs"), 16 * MiB),
-    ShrinkCapability("btrfs", ShrinkMethod.RESIZE, ("btrfs", "mount", "umount"), 128 * MiB, 1.5),
+    ShrinkCapability("btrfs", ShrinkMethod.RESIZE, ("btrfs", "mount", "umount"), 128 * MiB, 1.5,
+                     floor=BTRFS_MIN),
     ShrinkCapability("ntfs", ShrinkMethod.RESIZE, ("ntfsresize",), 16 * MiB),
     ShrinkCapability("xfs", ShrinkMethod.COPY, ("mkfs.xfs", "xfs_info", "rsync", "mount", "umount"), 64 * MiB,
                      floor=XFS_MIN),
@@ -135,6 +137,19 @@ def xfs_mkfs_options(xfs_info: str) -> list[str]:
         options += ["-n", f"size={section['naming']}" + (f",ftype={values['ftype']}" if "ftype" in values else "")]
     if "sectsz" in values:
         options += ["-s", f"size={values['sectsz']}"]
+    return options
+
+
+FAT32_MIN_CLUSTERS = 65525  # fewer, and firmware reads the FAT as FAT16 whatever its boot sector says
+
+
+def fat_options(fat: str, size: int, sector: int) -> list[str]:
+    """mkfs.vfat options for a FAT made anew in `size` bytes of a disk with `sector`-byte sectors: the source's
+    FAT32 where it can hold FAT32's least cluster count (a 4Kn disk needs 256 MiB for that, with one sector per
+    cluster), else mkfs.vfat's own choice for the size; the sector size is the disk's."""
+    options = ["-S", str(sector)]
+    if fat == "FAT32" and size // sector >= FAT32_MIN_CLUSTERS + 1024:  # room for the FATs and reserved sectors
+        options += ["-F", "32", "-s", "1"] if sector >= 4096 else ["-F", "32"]
     return options
 
 

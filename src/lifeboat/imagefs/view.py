@@ -59,13 +59,17 @@ def address_spaces_of(part: PartitionImage) -> list[AddressSpace]:
     return [space] if space else []
 
 
+def lv_space_name(vg: str, lv: str) -> str:
+    """The view's file name of a logical volume's address space: "lv-vg0-root"."""
+    return re.sub(r"[^A-Za-z0-9._+-]", "_", f"lv-{vg}-{lv}")
+
+
 def address_spaces(manifest: ImageManifest) -> list[AddressSpace]:
     """Every address space of the image that holds stored data, partitions first."""
     spaces = [_space(f"p{p.number}", p.title, p.size, p.content) for p in manifest.partitions]
     for vg in manifest.volume_groups:
         for lv in vg.lvs:
-            name = re.sub(r"[^A-Za-z0-9._+-]", "_", f"lv-{vg.name}-{lv.name}")
-            spaces.append(_space(name, f"logical volume {vg.name}/{lv.name}", lv.size, lv.content))
+            spaces.append(_space(lv_space_name(vg.name, lv.name), f"logical volume {vg.name}/{lv.name}", lv.size, lv.content))
     return [s for s in spaces if s is not None]
 
 
@@ -88,12 +92,12 @@ class WindowCache:
     def __init__(self, repo: Repository, capacity: int = CACHE_WINDOWS):
         self.repo, self.capacity = repo, capacity
         self.stats = FetchStats()
-        self._windows: OrderedDict[tuple[str, int], bytes] = OrderedDict()
+        self._windows: OrderedDict[tuple[str, int], bytes | bytearray] = OrderedDict()
         self._loading: dict[tuple[str, int], Future] = {}
         self._lock = threading.Lock()
         self._pool: ThreadPoolExecutor | None = None
 
-    def window(self, space: str, ref: ChunkRef, runs: Runs) -> bytes:
+    def window(self, space: str, ref: ChunkRef, runs: Runs) -> bytes | bytearray:
         key = (space, ref.window)
         with self._lock:
             data = self._windows.get(key)
@@ -145,15 +149,18 @@ class WindowCache:
         future.set_result(data)
 
 
-def _lay_out(chunk: bytes, runs: Runs, window_start: int) -> bytes:
-    """A chunk's concatenated runs put back at their places in a zeroed window."""
+def _lay_out(chunk: bytes, runs: Runs, window_start: int) -> bytes | bytearray:
+    """A chunk's concatenated runs put back at their places in a zeroed window. A window that is used from its
+    start on (most of a big file's) is the chunk itself: no 4 MiB copy."""
+    if len(runs) == 1 and runs[0][0] == window_start:
+        return chunk  # its bytes past the chunk's end are zeros: SpaceReader.read pads them
     out = bytearray(CHUNK_SIZE)
-    pos = 0
+    view, pos = memoryview(chunk), 0
     for start, n in runs:
         at = start - window_start
-        out[at : at + n] = chunk[pos : pos + n]
+        out[at : at + n] = view[pos : pos + n]
         pos += n
-    return bytes(out)
+    return out
 
 
 class SpaceReader:
@@ -191,7 +198,8 @@ class SpaceReader:
                 parts.append(bytes(upto - pos))
             else:
                 data = self.cache.window(self.space.name, ref, self.runs[window])
-                parts.append(data[pos - w_start : upto - w_start])
+                piece = data[pos - w_start : upto - w_start]
+                parts.append(piece + bytes(upto - pos - len(piece)) if len(piece) < upto - pos else piece)
             pos = upto
         return b"".join(parts)
 

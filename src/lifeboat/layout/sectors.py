@@ -1,9 +1,11 @@
 """Logical sector sizes: what a disk uses, and a captured table converted to another size.
 
 A partition table counts in the disk's logical sectors (512 or 4096 bytes). An image of a 512-byte
-disk restored onto a 4Kn disk needs every start and size divided by 8; a partition whose start or
-size is not a whole number of target sectors cannot be placed and is refused before anything is
-written. Pure, except logical_sector_size() which reads sysfs.
+disk restored onto a 4Kn disk needs every start and size divided by 8. A partition whose start is not
+a whole number of target sectors cannot be placed and is refused before anything is written; one whose
+size is not (an installer's last partition, which ends where the 512-byte table's usable area ended)
+is rounded up to whole sectors, less than one sector more, when that does not reach the next
+partition. Pure, except logical_sector_size() which reads sysfs.
 """
 
 from __future__ import annotations
@@ -33,12 +35,16 @@ class Misaligned:
 
 
 def misaligned(layout: DiskLayout, target_sector_size: int) -> list[Misaligned]:
-    """Partitions whose start or size is not a whole number of `target_sector_size` sectors."""
+    """Partitions whose start is not a whole number of `target_sector_size` sectors, or whose size rounded up to
+    whole sectors would reach the next partition's start."""
     ss, found = layout.sector_size, []
+    starts = sorted(p.start * ss for p in layout.partitions if not p.is_extended)
     for p in layout.partitions:
-        if (p.start * ss) % target_sector_size:
-            found.append(Misaligned(p.number, "start", p.start * ss))
-        elif (p.size * ss) % target_sector_size and not p.is_extended:
+        start, end = p.start * ss, (p.start + p.size) * ss
+        rounded = -(-end // target_sector_size) * target_sector_size
+        if start % target_sector_size:
+            found.append(Misaligned(p.number, "start", start))
+        elif rounded != end and not p.is_extended and any(end <= s < rounded for s in starts):
             found.append(Misaligned(p.number, "size", p.size * ss))
     return found
 
@@ -59,11 +65,14 @@ def convert_layout(layout: DiskLayout, target_sector_size: int) -> DiskLayout:
             "nothing was written")
     parts = []
     for p in layout.partitions:
-        size = p.size * ss // target_sector_size if not p.is_extended else -(-p.size * ss // target_sector_size)
+        size = -(-p.size * ss // target_sector_size)  # whole sectors: rounded up (misaligned() checked the room)
         parts.append(replace(p, start=p.start * ss // target_sector_size, size=size))
     first = 0
     if layout.label == "gpt":
         first = max(gpt_head_sectors(target_sector_size), -(-layout.first_lba * ss // target_sector_size))
         first = min(first, min((p.start for p in parts), default=first))
-    return replace(layout, sector_size=target_sector_size, disk_sectors=layout.disk_sectors * ss // target_sector_size,
-                   partitions=tuple(parts), first_lba=first, last_lba=0)
+    converted = replace(layout, sector_size=target_sector_size, partitions=tuple(parts), first_lba=first, last_lba=0,
+                        disk_sectors=layout.disk_sectors * ss // target_sector_size)
+    # the backup GPT takes 20 KiB at 4096-byte sectors, 16.5 KiB at 512: a last partition that ended where the
+    # source's usable area ended needs a disk a few KiB larger than the source's in the target's sectors
+    return replace(converted, disk_sectors=max(converted.disk_sectors, converted.min_disk_sectors))

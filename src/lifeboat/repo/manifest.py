@@ -23,7 +23,8 @@ Nothing outside this module reads manifest JSON by key. Version 2 as JSON (image
     CONTENT: {"kind": "filesystem", "fstype", "uuid", "label", "stream": STREAM}
            | {"kind": "raw", "fstype", "uuid", "label", "reason", "stream": STREAM} | {"kind": "swap", "uuid", "label"}
            | {"kind": "empty"} | {"kind": "lvm-pv", "vg_name", "pv_uuid"}
-           | {"kind": "luks", "version", "uuid", "label", "cipher", "header": {"chunk", "length"}, "inner": CONTENT | null}
+           | {"kind": "luks", "version", "uuid", "label", "cipher", "header": {"chunk", "length"}, "inner": CONTENT | null,
+              "data_offset", "sensitive"}
     STREAM:  {"map": {"chunk", "length", "runs"}, "chunks": [[window, digest, length], ...], "used_bytes",
               "unreadable": [[offset, length], ...], "unreadable_files": [path, ...], "unreadable_note"}
 """
@@ -156,6 +157,8 @@ class LuksContent:
     cipher: str
     header: BlobRef
     inner: Content | None = None  # None: captured locked (the raw ciphertext is not kept here)
+    data_offset: int = 0  # bytes of header before the encrypted data (the inner content starts there)
+    sensitive: str = ""  # why the header must be kept like a key: it opens the data with the passphrase
 
 
 @dataclass(frozen=True)
@@ -448,7 +451,8 @@ def _content_json(c: Content) -> dict:
     elif isinstance(c, LuksContent):
         out.update(version=c.version, uuid=c.uuid, label=c.label, cipher=c.cipher,
                    header={"chunk": c.header.digest, "length": c.header.length},
-                   inner=_content_json(c.inner) if c.inner else None)
+                   inner=_content_json(c.inner) if c.inner else None, data_offset=c.data_offset,
+                   sensitive=c.sensitive)
     elif isinstance(c, LvmPvContent):
         out.update(vg_name=c.vg_name, pv_uuid=c.pv_uuid)
     return out
@@ -544,7 +548,8 @@ def _content(f: Fields, size: int) -> Content:
     if kind is ContentKind.LUKS:
         inner = f.obj("inner", None)
         return LuksContent(f.int("version", minimum=1), f.str("uuid", ""), f.str("label", ""), f.str("cipher", ""),
-                           _blob(f.obj("header")), _content(inner, size) if inner else None)
+                           _blob(f.obj("header")), _content(inner, size) if inner else None,
+                           f.int("data_offset", 0), f.str("sensitive", ""))
     if kind is ContentKind.LVM_PV:
         return LvmPvContent(f.str("vg_name"), f.str("pv_uuid", ""))
     return EmptyContent()

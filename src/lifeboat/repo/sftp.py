@@ -36,6 +36,7 @@ from lifeboat.repo.credentials import Credentials, prompt_password
 from lifeboat.repo.location import Location
 
 TIMEOUT = 30.0
+READ_PIECE = 1 << 20  # an object is read, and its bytes counted as network traffic, a MiB at a time
 _NETWORK_ERRORS = (paramiko.SSHException, EOFError, socket.error, ConnectionError, TimeoutError)
 AcceptHostKey = Callable[[str, str], bool]  # (host, "SHA256:…") -> accept and remember?
 
@@ -157,12 +158,16 @@ class SftpBackend:
             try:
                 with sftp.open(self._path(name), "rb") as f:
                     f.prefetch()
-                    return f.read()
+                    pieces = []
+                    # counted as it arrives: on a slow link a 4 MiB chunk takes seconds, and the progress
+                    # screens' network rate should move meanwhile
+                    while piece := f.read(READ_PIECE):
+                        traffic.count_received(len(piece))
+                        pieces.append(piece)
+                    return pieces[0] if len(pieces) == 1 else b"".join(pieces)
             except FileNotFoundError:
                 raise ObjectMissing(f"{self.url}/{name} does not exist") from None
-        data = self._do(f"reading {name}", attempt)
-        traffic.count_received(len(data))
-        return data
+        return self._do(f"reading {name}", attempt)
 
     def write(self, name: str, data: bytes, *, durable: bool = False) -> None:
         final = self._path(name)

@@ -219,3 +219,40 @@ def grow_extents(sizes: dict[str, int], roles: dict[str, LvRole], added: int) ->
     largest = max(data, key=lambda n: (sizes[n], n))
     out[largest] += added - given
     return out
+
+
+def shrink_extents(sizes: dict[str, int], mins: dict[str, int], roles: dict[str, LvRole], free: int,
+                   removed: int) -> tuple[dict[str, int], int]:
+    """New extent counts of the volumes `sizes` (name -> extents today) when the group loses `removed`
+    extents, and how many extents are still missing (0 when it fits). The group's `free` extents go
+    first; then the DATA volumes give up the rest in proportion to their room above their minimum
+    (`mins`, name -> extents); only then does swap shrink (down to its minimum), and last the FIXED
+    volumes whose content can be made smaller (a minimum below their size); the others keep theirs."""
+    out = dict(sizes)
+    missing = max(0, removed - free)
+    for role in (LvRole.DATA, LvRole.SWAP, LvRole.FIXED):
+        names = [n for n in sizes if roles.get(n) is role]
+        missing = _take_extents(out, mins, names, missing)
+    return out, missing
+
+
+def _take_extents(sizes: dict[str, int], mins: dict[str, int], names: list[str], deficit: int) -> int:
+    """Take `deficit` extents from `names` in proportion to each one's room above its minimum; what is
+    still missing."""
+    room = {n: max(0, sizes[n] - mins.get(n, sizes[n])) for n in names}
+    total = sum(room.values())
+    if deficit <= 0 or total <= 0:
+        return max(0, deficit)
+    keep = max(0, total - deficit)  # the room left is shared in proportion to the room each had
+    taken = 0
+    for n in names:
+        cut = room[n] - keep * room[n] // total
+        sizes[n] -= cut
+        taken += cut
+    for n in sorted(names, key=lambda k: (sizes[k] - mins.get(k, sizes[k]), k), reverse=True):
+        if taken >= deficit:
+            break
+        if sizes[n] > mins.get(n, sizes[n]):
+            sizes[n] -= 1
+            taken += 1
+    return max(0, deficit - taken)

@@ -100,6 +100,9 @@ class JobMeter(Vertical):
         self.samples.append((now, self.done))
         while len(self.samples) > 1 and now - self.samples[0][0] > RATE_WINDOW:
             self.samples.popleft()
+        # the process's counters now, not the last event's: the backends count bytes as they arrive, while
+        # events come only when a chunk is done (seconds apart on a slow link)
+        self.net = (max(self.net[0], traffic.received()), max(self.net[1], traffic.sent()))
         self.net_samples.append((now, *self.net))
         while len(self.net_samples) > 1 and now - self.net_samples[0][0] > RATE_WINDOW:
             self.net_samples.popleft()
@@ -125,12 +128,12 @@ class JobMeter(Vertical):
 
     def numbers_line(self, now: float, speed: float, network: tuple[float, float] | None = None) -> str:
         elapsed = f"elapsed {duration(now - self.started)}"
-        if not self.total:
-            return f"{elapsed}    starting…"
+        net = "" if network is None else f"network ↓ {rate(network[0])} ↑ {rate(network[1])}"
+        if not self.total:  # no chunk done yet (seconds on a slow link): the bytes arriving are shown already
+            return f"{elapsed}    starting…" + (f"    {net}" if net else "")
         left = self.total - self.done
         eta = duration(left / speed) if speed > 0 else "--:--:--"
-        speeds = rate(speed) if network is None else (f"disk {rate(speed)}    "
-                                                      f"network ↓ {rate(network[0])} ↑ {rate(network[1])}")
+        speeds = rate(speed) if network is None else f"disk {rate(speed)}    {net}"
         return (
             f"{human_size(self.done)} of {human_size(self.total)}    {speeds}    "
             f"ETA {eta}    {elapsed}"
