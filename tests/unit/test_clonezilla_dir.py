@@ -105,7 +105,7 @@ def test_image_directory(tmp_path):
     (lambda d: (d / "parts").unlink(), "parts: file is missing"),
     (lambda d: (d / "sda-pt.sf").unlink(), "sda-pt.sf: file is missing"),
     (lambda d: (d / "disk").unlink(), "disk: file is missing (a Clonezilla partition image"),
-    (lambda d: (d / "lvm_vg.list").write_text(""), "lvm_vg.list: Clonezilla images of LVM volumes"),
+    (lambda d: (d / "lvm_vg.list").write_text(""), "lvm_vg.list: LVM files without lvm_vg_dev.list"),
     (lambda d: (d / "sda5.dd-ptcl-img.gz.aa").rename(d / "sda5.dd-ptcl-img.gz.ab"), "gz.aa: split piece is missing"),
     (lambda d: (d / "sda1.ext4-ptcl-img.gz.aa").rename(d / "sda1.ext4-ptcl-img.rar.aa"), "compression 'rar'"),
     (lambda d: (d / "parts").write_text("sda1 sdb7\n"), "partition 'sdb7' does not belong to disk 'sda'"),

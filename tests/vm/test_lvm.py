@@ -12,6 +12,8 @@ of the source's size (that larger target's PV wiped in turn) the PV and the data
 btrfs shrunk in place, xfs made anew and its files copied; the PV, VG, LV and filesystem UUIDs and labels,
 the files' hashes and fsck stay as captured. Last, `--partitions lbvg/root` restores that one volume onto
 the smaller disk's own group (shrunk again), its other volumes and the group's metadata kept.
+
+The same boot restores the Clonezilla image of an LVM disk made by the real Clonezilla (czlvm_restore.py).
 """
 
 from __future__ import annotations
@@ -21,8 +23,10 @@ import time
 
 import pytest
 
-from iso_helpers import BOOT_TIMEOUT, blank_disk, ext4_whole_disk, ready_pattern, shell, wait_for_all
+from iso_helpers import BOOT_TIMEOUT, blank_disk, ready_pattern, shell, wait_for_all
 from qemu import Drive, Machine
+
+import czlvm_restore
 
 pytestmark = [pytest.mark.vm, pytest.mark.timeout(1800)]
 
@@ -80,15 +84,21 @@ def test_lvm_capture_then_restore_onto_a_larger_and_a_smaller_disk(live_iso, lif
         Drive(live_iso, "sata", media="cdrom", bootindex=0),
         Drive(blank_disk(tmp_path / "source.img", SOURCE_MIB), "virtio", serial="LBSOURCE"),
         Drive(blank_disk(tmp_path / "target.img", 2 * SOURCE_MIB), "virtio", serial="LBTARGET"),
-        Drive(ext4_whole_disk(tmp_path / "repo.img", 512, label="LBREPO"), "virtio", serial="LBREPO"),
+        Drive(czlvm_restore.repo_disk(tmp_path / "repo.img", 512, "LBREPO", live_iso, tmp_path), "virtio",
+              serial="LBREPO"),
         Drive(blank_disk(tmp_path / "small.img", SMALL_MIB), "virtio", serial="LBSMALL"),
         Drive(blank_disk(tmp_path / "tiny.img", TINY_MIB), "virtio", serial="LBTINY"),
+        czlvm_restore.target_drive(tmp_path),
     ]
+    expect = czlvm_restore.expectations(live_iso)
     with Machine(disks, firmware="bios", workdir=tmp_path, memory=1536, name="lvm") as vm:
         wait_for_all(vm, [ready_pattern(lifeboat_version, "ttyS0", "shell")], BOOT_TIMEOUT)
         time.sleep(2)
         before, sums, ids = _scenario(vm)
         _smaller(vm, before, sums, ids)
+        _ok(vm, "mount LABEL=LBREPO /mnt/repo")
+        czlvm_restore.restore_in_live(vm, _ok, expect)
+        _ok(vm, "umount /mnt/repo")
 
 
 def _scenario(vm: Machine) -> tuple[dict[str, dict], str, str]:

@@ -13,8 +13,12 @@
     <part>.<fs>-ptcl-img.<comp>[.aa …]   a partclone image; <part>.dd-ptcl-img… one of every block
     Info-packages.txt         the Clonezilla version
 
-Unsupported variants are errors naming the file: LVM (lvm_*.list), encrypted images (ecryptfs),
-partimage and ntfsclone images of old Clonezilla versions, images of several disks.
+    lvm_vg_dev.list, lvm_logv.list, lvm_<VG>.conf   volume groups on the disk's partitions (foreign.czlvm);
+                              each logical volume's image is <VG>-<LV>.<fs>-ptcl-img.<comp>
+
+Unsupported variants are errors naming the file: encrypted images (ecryptfs), partimage and ntfsclone
+images of old Clonezilla versions, images of several disks, LVM groups spanning other disks or holding
+thin pools, snapshots, RAID or caches.
 """
 
 from __future__ import annotations
@@ -26,12 +30,14 @@ from enum import StrEnum
 from pathlib import Path
 
 from lifeboat.errors import ImageCorrupt
+from lifeboat.foreign.czlvm import CzLvmFiles, CzVolumeLine, read_lvm_files
 from lifeboat.foreign.pieces import PieceSet, compression_of, find_pieces
 from lifeboat.foreign.sfdump import parse_sfdisk_dump
 from lifeboat.layout.model import DiskLayout
+from lifeboat.volumes.lvm_model import VolumeGroup
 
 MARKERS = ("clonezilla-img", "parts", "disk")
-_PTCL = re.compile(r"^(?P<part>[^.]+)\.(?P<fs>[a-z0-9+]+)-ptcl-img\.(?P<comp>[a-z0-9]+)(?:\.[a-z]{2,})?$")
+_PTCL = re.compile(r"^(?P<fs>[a-z0-9+]+)-ptcl-img\.(?P<comp>[a-z0-9]+)(?:\.[a-z]{2,})?$")  # after "<device>."
 _OLD_FORMATS = re.compile(r"^(?P<part>[^.]+)\.(ntfs-img|[a-z0-9]+-img|gz|bz2|lzo|xz|aa|ab)(\..*)?$")
 _SAVED_AT = re.compile(r"saved by Clonezilla at (\d{4}-\d\d-\d\d) (\d\d:\d\d:\d\d)")
 _KEYS = re.compile(r'(\w+)="([^"]*)"')
@@ -42,6 +48,7 @@ class PartSource(StrEnum):
     DD = "dd"  # every block (partclone.dd)
     SWAP = "swap"  # recreated with its UUID and label
     NOT_SAVED = "not-saved"  # an extended container, or a partition Clonezilla skipped
+    LVM_PV = "lvm-pv"  # an LVM physical volume: its logical volumes are saved one by one
 
 
 @dataclass(frozen=True)
@@ -53,6 +60,27 @@ class CzPartition:
     uuid: str = ""
     label: str = ""
     pieces: PieceSet | None = None
+
+
+@dataclass(frozen=True)
+class CzVolume:
+    """A logical volume as Clonezilla saved it."""
+
+    name: str  # the LV's name in its group
+    device: str  # Clonezilla's name: VG-LV
+    source: PartSource  # PARTCLONE, DD, SWAP or NOT_SAVED
+    fstype: str = ""
+    uuid: str = ""
+    label: str = ""
+    pieces: PieceSet | None = None
+
+
+@dataclass(frozen=True)
+class CzVolumeGroup:
+    group: VolumeGroup  # as lvm_<VG>.conf tells it (PVs, extents, segments, UUIDs, tags)
+    metadata: str  # the path of lvm_<VG>.conf
+    partitions: tuple[int, ...]  # the partition each of group.pvs is, in that order
+    volumes: tuple[CzVolume, ...]  # one per visible LV, in the metadata's order
 
 
 @dataclass(frozen=True)
@@ -73,10 +101,12 @@ class ClonezillaImage:
     layout: DiskLayout
     boot_regions: tuple[CzBootRegion, ...]
     partitions: tuple[CzPartition, ...]
+    volume_groups: tuple[CzVolumeGroup, ...] = ()
 
     @property
     def stored_bytes(self) -> int:
-        return sum(p.pieces.compressed_size for p in self.partitions if p.pieces)
+        volumes = [v for g in self.volume_groups for v in g.volumes]
+        return sum(p.pieces.compressed_size for p in (*self.partitions, *volumes) if p.pieces)
 
 
 def is_image_dir(path: str | os.PathLike) -> bool:
@@ -104,9 +134,6 @@ def _read(path: Path, what: str = "") -> str:
 
 def _check_supported(d: Path) -> None:
     names = os.listdir(d)
-    lvm = sorted(n for n in names if n.startswith("lvm_"))
-    if lvm:
-        raise ImageCorrupt(f"{d / lvm[0]}: Clonezilla images of LVM volumes are not supported yet")
     if "ecryptfs.info" in names or any(n.endswith(".ecryptfs") for n in names):
         raise ImageCorrupt(f"{d}: encrypted Clonezilla images (ecryptfs) are not supported")
 
@@ -155,15 +182,15 @@ def _part_number(disk: str, device: str, where: Path) -> int:
 def _image_file(d: Path, device: str) -> tuple[str, str, str] | None:
     """(fs, compression, base path without the split suffix) of the partclone image of `device`."""
     for name in sorted(os.listdir(d)):
-        m = _PTCL.match(name)
-        if m and m.group("part") == device:
+        m = _PTCL.match(name[len(device) + 1:]) if name.startswith(device + ".") else None
+        if m:
             fs, comp = m.group("fs"), m.group("comp")
             return fs, comp, str(d / f"{device}.{fs}-ptcl-img.{comp}")
     return None
 
 
-def _saved_partition(d: Path, disk: str, device: str, ids: dict[str, str]) -> CzPartition:
-    number = _part_number(disk, device, d / "parts")
+def _saved_image(d: Path, device: str, ids: dict[str, str], what: str) -> tuple[PartSource, str, PieceSet]:
+    """(source, fstype, pieces) of the partclone image of `device` (a partition or VG-LV)."""
     found = _image_file(d, device)
     if found is None:
         old = [n for n in sorted(os.listdir(d)) if n.startswith(device + ".")]
@@ -172,15 +199,59 @@ def _saved_partition(d: Path, disk: str, device: str, ids: dict[str, str]) -> Cz
                 f"{d / old[0]}: made by an old Clonezilla (partimage or ntfsclone format); "
                 "Lifeboat reads images saved with partclone (Clonezilla 1.2 and later, the default)"
             )
-        raise ImageCorrupt(f"{d}: partition {device} is listed in 'parts' but its image file is missing")
+        raise ImageCorrupt(f"{d}: {what} {device} is listed in '{'parts' if what == 'partition' else 'lvm_logv.list'}'"
+                           " but its image file is missing")
     fs, comp, base = found
     pieces = find_pieces(base, compression_of(comp, base))
     if fs == "dd":
-        return CzPartition(number, device, PartSource.DD, ids.get("TYPE", ""), ids.get("UUID", ""),
-                           ids.get("LABEL", ""), pieces)
+        return PartSource.DD, ids.get("TYPE", ""), pieces
     fstype = {"fat16": "vfat", "fat32": "vfat", "fat12": "vfat", "fat": "vfat", "ext2": "ext2"}.get(fs, fs)
-    return CzPartition(number, device, PartSource.PARTCLONE, ids.get("TYPE", fstype) or fstype,
-                       ids.get("UUID", ""), ids.get("LABEL", ""), pieces)
+    return PartSource.PARTCLONE, ids.get("TYPE", fstype) or fstype, pieces
+
+
+def _saved_partition(d: Path, disk: str, device: str, ids: dict[str, str], lvm: CzLvmFiles | None) -> CzPartition:
+    number = _part_number(disk, device, d / "parts")
+    if lvm and device in lvm.devices:
+        pv = next(pv for pv in lvm.pvs if pv.device == device)
+        return CzPartition(number, device, PartSource.LVM_PV, "LVM2_member", pv.uuid)
+    source, fstype, pieces = _saved_image(d, device, ids, "partition")
+    return CzPartition(number, device, source, fstype, ids.get("UUID", ""), ids.get("LABEL", ""), pieces)
+
+
+def _volume(d: Path, line: CzVolumeLine | None, name: str, vg: str, ids: dict[str, dict[str, str]]) -> CzVolume:
+    device = f"{vg}-{name}"
+    if line is None:  # not in lvm_logv.list: Clonezilla did not see it (inactive), nothing saved
+        return CzVolume(name, device, PartSource.NOT_SAVED)
+    if line.is_swap:
+        info = d / f"swappt-{device}.info"
+        keys = dict(_KEYS.findall(_read(info))) if info.exists() else {}
+        return CzVolume(name, device, PartSource.SWAP, "swap", keys.get("UUID", line.file_uuid),
+                        keys.get("LABEL", line.file_label))
+    # blkid.list names an active LV by its device-mapper node (dashes in the names doubled) or /dev/VG/LV
+    found = ids.get(f"{vg.replace('-', '--')}-{name.replace('-', '--')}", ids.get(name, {}))
+    source, fstype, pieces = _saved_image(d, device, found, "logical volume")
+    return CzVolume(name, device, source, fstype, found.get("UUID", line.file_uuid),
+                    found.get("LABEL", line.file_label), pieces)
+
+
+def _volume_groups(d: Path, lvm: CzLvmFiles | None, numbers: dict[str, int],
+                   ids: dict[str, dict[str, str]]) -> tuple[CzVolumeGroup, ...]:
+    if lvm is None:
+        return ()
+    out = []
+    for group, conf in lvm.groups:
+        by_uuid = {pv.uuid: pv.device for pv in lvm.pvs if pv.vg == group.name}
+        partitions = []
+        for pv in group.pvs:
+            device = by_uuid[pv.uuid]
+            if device not in numbers:
+                raise ImageCorrupt(f"{d / 'lvm_vg_dev.list'}: PV {pv.uuid} of {group.name} is {device}, not a "
+                                   f"partition of the disk's table (a PV on a whole disk is not supported)")
+            partitions.append(numbers[device])
+        lines = {v.lv: v for v in lvm.volumes if v.vg == group.name}
+        volumes = tuple(_volume(d, lines.get(lv.name), lv.name, group.name, ids) for lv in group.visible_lvs)
+        out.append(CzVolumeGroup(group, conf, tuple(partitions), volumes))
+    return tuple(out)
 
 
 def _swap_partition(d: Path, disk: str, device: str) -> CzPartition:
@@ -220,23 +291,31 @@ def read_image(path: str | os.PathLike) -> ClonezillaImage:
     end = max((p.end for p in layout.partitions), default=0) + 1 + (33 if layout.label == "gpt" else 0)
     layout = replace(layout, disk_sectors=_disk_sectors(d, disk, end))
     ids = _blkid(d)
+    lvm = read_lvm_files(d)
     parts: dict[int, CzPartition] = {}
     for device in devices:
-        part = _saved_partition(d, disk, device, ids.get(device, {}))
+        part = _saved_partition(d, disk, device, ids.get(device, {}), lvm)
         parts[part.number] = part
     for info in sorted(d.glob("swappt-*.info")):
         device = info.name[len("swappt-"):-len(".info")]
+        if lvm and device in lvm.volume_files:
+            continue  # a swap logical volume
         part = _swap_partition(d, disk, device)
         parts.setdefault(part.number, part)
     numbers = {p.number for p in layout.partitions}
     for number in sorted(set(parts) - numbers):
         raise ImageCorrupt(f"{d}: partition {parts[number].device} is saved but not in the table {table.name}")
+    numbers = {}
     for entry in layout.partitions:
         device = f"{disk}{'p' if disk[-1].isdigit() else ''}{entry.number}"
+        numbers[device] = entry.number
+        if lvm and device in lvm.devices and entry.number not in parts:
+            parts[entry.number] = _saved_partition(d, disk, device, {}, lvm)
         # a swap partition without swappt-*.info (older Clonezilla): made anew, with a new UUID
         source, fstype = (PartSource.SWAP, "swap") if entry.kind == "swap" else (PartSource.NOT_SAVED, "")
         parts.setdefault(entry.number, CzPartition(entry.number, device, source, fstype))
     return ClonezillaImage(
         path=str(d), name=d.name, disk=disk, created=_created(d), version=_version(d), layout=layout,
         boot_regions=_boot_regions(d, disk, layout), partitions=tuple(parts[n] for n in sorted(parts)),
+        volume_groups=_volume_groups(d, lvm, numbers, ids),
     )

@@ -18,12 +18,14 @@ from pathlib import Path
 
 from lifeboat import __version__
 from lifeboat.errors import ImageCorrupt, ImageNotFound, RepositoryError
-from lifeboat.foreign.clonezilla import ClonezillaImage, CzPartition, PartSource, image_dirs, read_image
+from lifeboat.foreign.clonezilla import (ClonezillaImage, CzPartition, CzVolume, CzVolumeGroup, PartSource, image_dirs,
+                                         read_image)
 from lifeboat.foreign.partclone import PartcloneImage, windows, window_sizes
 from lifeboat.foreign.pieces import DecompressedStream
 from lifeboat.fs.usedmap import Runs, encode_runs, merge_runs
 from lifeboat.repo.manifest import (
     CHUNK_SIZE,
+    BlobRef,
     BlockMapRef,
     BootRegion,
     ChunkRef,
@@ -32,11 +34,16 @@ from lifeboat.repo.manifest import (
     EmptyContent,
     FilesystemContent,
     ImageManifest,
+    LogicalVolumeImage,
+    LvmPvContent,
+    LvSegmentImage,
     Origin,
     PartitionImage,
+    PhysicalVolumeImage,
     RawContent,
     SourceDisk,
     SwapContent,
+    VolumeGroupImage,
 )
 from lifeboat.repo.store import Repository
 
@@ -51,9 +58,9 @@ class PartitionDecoder:
     """One partition's image, decoded in order and handed out by window: a partclone image (its used
     blocks), or a partclone.dd image (every byte of the partition, no header)."""
 
-    def __init__(self, part: CzPartition, image: str, size: int):
+    def __init__(self, part: CzPartition | CzVolume, image: str, size: int, what: str = ""):
         self.part, self.size = part, size
-        self.where = f"Clonezilla image {image}: partition {part.number} ({part.device})"
+        self.where = f"Clonezilla image {image}: {what or f'partition {part.number}'} ({part.device})"
         self.cond = threading.Condition()
         self.generation = 0  # which decoding thread is current; 0: none started yet
         self.ready: dict[int, bytes] = {}
@@ -228,27 +235,52 @@ class ClonezillaRepository(Repository):
             source=SourceDisk(path=f"/dev/{image.disk}", size=layout.size_bytes, sector_size=layout.sector_size),
             layout=layout, boot_regions=tuple(regions), partitions=tuple(parts),
             origin=Origin("clonezilla", image.version, image.path),
+            volume_groups=tuple(self._volume_group(image, g) for g in image.volume_groups),
         )
 
-    def _content(self, image: ClonezillaImage, p: CzPartition) -> Content:
+    def _volume_group(self, image: ClonezillaImage, cz: CzVolumeGroup) -> VolumeGroupImage:
+        """The group as a native capture records it: lvm_<VG>.conf is its metadata blob, as is."""
+        group = cz.group
+        digest = _locator(image.path, f"lvm:{group.name}")
+        length = os.path.getsize(cz.metadata)
+        self._chunks[digest] = _file_reader(cz.metadata, length)
+        lvs = []
+        for lv, volume in zip(group.visible_lvs, cz.volumes):
+            content = self._content(image, volume, (f"lv:{group.name}/{lv.name}", lv.size,
+                                                    f"logical volume {group.name}/{lv.name}"))
+            lvs.append(LogicalVolumeImage(
+                lv.name, lv.uuid, lv.size, content, lv.extents, lv.tags,
+                tuple(LvSegmentImage(s.start_extent, s.extents, s.type, s.stripes, s.devices) for s in lv.segments)))
+        pvs = tuple(PhysicalVolumeImage(number, pv.uuid, pv.pe_start, pv.extents)
+                    for number, pv in zip(cz.partitions, group.pvs))
+        return VolumeGroupImage(group.name, group.uuid, group.extent_size, BlobRef(digest, length), tuple(lvs),
+                                group.extents, group.free, group.tags, pvs)
+
+    def _content(self, image: ClonezillaImage, p: CzPartition | CzVolume,
+                 volume: tuple[str, int, str] | None = None) -> Content:
+        """`volume`: (locator key, size, title) of a logical volume; None for a partition."""
         if p.source is PartSource.SWAP:
             return SwapContent(p.uuid, p.label)
         if p.source is PartSource.NOT_SAVED:
             return EmptyContent()
-        stream = self._stream(image, p)
+        if p.source is PartSource.LVM_PV:
+            return LvmPvContent(next(g.group.name for g in image.volume_groups if p.number in g.partitions), p.uuid)
+        if volume is None:
+            entry = image.layout.partition(p.number)
+            volume = (str(p.number), entry.size * image.layout.sector_size, "")
+        stream = self._stream(image, p, *volume)
         if p.source is PartSource.DD:
             return RawContent(stream, p.fstype, p.uuid, p.label, reason="saved by Clonezilla with partclone.dd")
         return FilesystemContent(p.fstype, p.uuid, p.label, stream)
 
-    def _stream(self, image: ClonezillaImage, p: CzPartition) -> DataStream:
-        entry = image.layout.partition(p.number)
-        decoder = PartitionDecoder(p, image.name, entry.size * image.layout.sector_size)
+    def _stream(self, image: ClonezillaImage, p: CzPartition | CzVolume, key: str, size: int, what: str) -> DataStream:
+        decoder = PartitionDecoder(p, image.name, size, what)
         blob = encode_runs(decoder.runs)
-        map_digest = _locator(image.path, f"{p.number}:map")
+        map_digest = _locator(image.path, f"{key}:map")
         self._chunks[map_digest] = lambda: blob
         chunks = []
         for window, size in decoder.sizes:
-            digest = _locator(image.path, f"{p.number}:{window}")
+            digest = _locator(image.path, f"{key}:{window}")
             self._chunks[digest] = _window_reader(decoder, window)
             chunks.append(ChunkRef(window, digest, size))
         return DataStream(BlockMapRef(map_digest, len(blob), len(decoder.runs)), tuple(chunks), decoder.used_bytes)

@@ -25,7 +25,9 @@ from lifeboat.repo.manifest import (
     Compression,
     DataStream,
     ImageManifest,
+    LogicalVolumeImage,
     PartitionImage,
+    VolumeGroupImage,
     content_stream,
     write_manifest,
 )
@@ -93,8 +95,10 @@ def import_image(path: str, name: str, repo: Repository, *, level: int = 3, prog
         parts = []
         for part in manifest.partitions:
             parts.append(_import_partition(copier, part, cancel, workers))
+        groups = tuple(_import_group(copier, vg, cancel, workers) for vg in manifest.volume_groups)
         now = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
         native = replace(manifest, name=name, finished=now, boot_regions=tuple(regions), partitions=tuple(parts),
+                         volume_groups=groups,
                          compression=Compression("zstd", level),
                          stats=CaptureStats(copier.done, copier.stored, copier.new_chunks))
         progress(StepStarted("manifest", "syncing chunks, writing the manifest"))
@@ -112,3 +116,26 @@ def _import_partition(copier: _Copier, part: PartitionImage, cancel: threading.E
     native = copier.stream(part.title, stream, cancel, workers)
     copier.progress(StepFinished(part.title, Outcome.DONE, f"{len(native.chunks)} chunks"))
     return replace(part, content=replace(part.content, stream=native))
+
+
+def _import_group(copier: _Copier, vg: VolumeGroupImage, cancel: threading.Event,
+                  workers: int | None) -> VolumeGroupImage:
+    """The group's metadata (lvm_<VG>.conf) as a blob, each logical volume's data like a partition's."""
+    copier.progress(StepStarted(f"volume group {vg.name}"))
+    digest, written = copier.copy(vg.metadata.digest, vg.metadata.length)
+    copier.stored += written
+    lvs = tuple(_import_volume(copier, vg, lv, cancel, workers) for lv in vg.lvs)
+    copier.progress(StepFinished(f"volume group {vg.name}", Outcome.DONE, f"{len(lvs)} logical volumes"))
+    return replace(vg, metadata=replace(vg.metadata, digest=digest), lvs=lvs)
+
+
+def _import_volume(copier: _Copier, vg: VolumeGroupImage, lv: LogicalVolumeImage, cancel: threading.Event,
+                   workers: int | None) -> LogicalVolumeImage:
+    stream = content_stream(lv.content)
+    if stream is None:
+        return lv
+    title = f"logical volume {vg.name}/{lv.name} ({lv.fstype or lv.mode})"
+    copier.progress(StepStarted(title))
+    native = copier.stream(title, stream, cancel, workers)
+    copier.progress(StepFinished(title, Outcome.DONE, f"{len(native.chunks)} chunks"))
+    return replace(lv, content=replace(lv.content, stream=native))
