@@ -13,7 +13,8 @@ btrfs shrunk in place, xfs made anew and its files copied; the PV, VG, LV and fi
 the files' hashes and fsck stay as captured. Last, `--partitions lbvg/root` restores that one volume onto
 the smaller disk's own group (shrunk again), its other volumes and the group's metadata kept.
 
-The same boot restores the Clonezilla image of an LVM disk made by the real Clonezilla (czlvm_restore.py).
+The same boot restores the Clonezilla image of an LVM disk made by the real Clonezilla (czlvm_restore.py),
+and shows, copies whole and restores an MD RAID1 member made with mdadm (md_member.py).
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from iso_helpers import BOOT_TIMEOUT, blank_disk, ready_pattern, shell, wait_for
 from qemu import Drive, Machine
 
 import czlvm_restore
+import md_member
 
 pytestmark = [pytest.mark.vm, pytest.mark.timeout(1800)]
 
@@ -89,6 +91,7 @@ def test_lvm_capture_then_restore_onto_a_larger_and_a_smaller_disk(live_iso, lif
         Drive(blank_disk(tmp_path / "small.img", SMALL_MIB), "virtio", serial="LBSMALL"),
         Drive(blank_disk(tmp_path / "tiny.img", TINY_MIB), "virtio", serial="LBTINY"),
         czlvm_restore.target_drive(tmp_path),
+        *md_member.drives(blank_disk, tmp_path),
     ]
     expect = czlvm_restore.expectations(live_iso)
     with Machine(disks, firmware="bios", workdir=tmp_path, memory=1536, name="lvm") as vm:
@@ -98,6 +101,7 @@ def test_lvm_capture_then_restore_onto_a_larger_and_a_smaller_disk(live_iso, lif
         _smaller(vm, before, sums, ids)
         _ok(vm, "mount LABEL=LBREPO /mnt/repo")
         czlvm_restore.restore_in_live(vm, _ok, expect)
+        md_member.scenario(vm)
         _ok(vm, "umount /mnt/repo")
 
 
