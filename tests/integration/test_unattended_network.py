@@ -5,6 +5,7 @@ fingerprint, and nothing is written to the server. Nothing is asked, even with a
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
 import subprocess
@@ -20,6 +21,16 @@ from lifeboat.repo.location import forget_backends, open_backend
 from lifeboat.repo.store import Repository
 
 pytestmark = pytest.mark.integration
+
+
+@pytest.fixture(autouse=True)
+def _environment_kept():
+    """unattended.execute() sets LIFEBOAT_KNOWN_HOSTS, LIFEBOAT_PASSPHRASE_FILE... for its process (a live
+    system runs one job per process); here the next tests must not inherit them."""
+    saved = dict(os.environ)
+    yield
+    os.environ.clear()
+    os.environ.update(saved)
 
 
 @pytest.fixture

@@ -74,7 +74,8 @@ def test_encrypted_and_volume_partitions_copied_whole_with_reasons(workdir, life
         assert reasons[1].startswith("BitLocker volume (signature -FVE-FS-): copied whole while locked; "
                                      "Windows may ask for the recovery key")
         assert reasons[2] == (f"LUKS2 container (aes-xts-plain64, UUID {luks_uuid}, label 'cryptroot'), "
-                              "copied whole: encrypted data does not compress")
+                              "copied whole (24.0 MiB): encrypted data does not compress; give its passphrase "
+                              "(--luks-passphrase-file) to image its contents by used blocks")
         assert f"of volume group {vg}, copied whole" in reasons[3]
         assert reasons[4] == ("MD RAID member (metadata 1.2, raid1) of array nas:md: copied whole, "
                               "superblock included")
