@@ -25,7 +25,7 @@ from lifeboat.layout.fit import fit_layout
 from lifeboat.layout.model import DiskLayout, PartitionEntry
 from lifeboat.layout.sectors import convert_layout, logical_sector_size
 from lifeboat.fs.sectors import HEAD_BYTES, sector_limit
-from lifeboat.fs.shrink import ShrinkMethod, capability, estimate_seconds
+from lifeboat.fs.shrink import ShrinkMethod, capability
 from lifeboat.fs.usedmap import decode_runs, runs_in_window
 from lifeboat.repo.manifest import (CHUNK_SIZE, RESTORABLE, DataStream, ImageManifest, LuksContent, PartitionImage,
                                     RawContent, content_stream, load_manifest)
@@ -280,9 +280,8 @@ def _sector_steps(repo: Repository, manifest: ImageManifest, target_ss: int) -> 
                 f"image {manifest.name!r}: {part.title}: its {limit.what} is smaller than the target's "
                 f"{target_ss}-byte sectors, so it could not be mounted there (only FAT, xfs and exFAT are made anew "
                 "and copied); restore onto a disk with 512-byte sectors; nothing was written")
-        steps[part.number] = ShrinkStep(cap.method, part.fstype, part.size, part.size, part.used_bytes, 0,
-                                        estimate_seconds(cap.method, part.used_bytes, 0), cap.tools,
-                                        remade_for=f"{target_ss}-byte sectors (its {limit.what})")
+        steps[part.number] = replace(shrink_step(repo, part, part.size),  # made anew at its own size
+                                     remade_for=f"{target_ss}-byte sectors (its {limit.what})")
     return steps
 
 
