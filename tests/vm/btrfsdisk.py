@@ -7,13 +7,13 @@ file's hash and the rootfs tarball's name, like bootdisk's fixtures."""
 
 from __future__ import annotations
 
-import hashlib
 import os
 import shutil
 import tempfile
 from pathlib import Path
 
-from bootdisk import CACHE, _fat_uuid, _locked, _partitions, _prune, debian_rootfs, loop_device, sh
+import fixture_cache
+from bootdisk import CACHE, _fat_uuid, _partitions, debian_rootfs, loop_device, sh
 
 SIZE_MIB = 1024
 BTRFS_UUID = "6c1f0b3e-1a2b-4c3d-8e4f-000000000f01"
@@ -23,20 +23,8 @@ SUBVOLUMES = ("@", "@home")
 
 def debian_btrfs_disk() -> Path:
     tar = debian_rootfs()
-    key = hashlib.sha256(Path(__file__).read_bytes() + tar.name.encode()).hexdigest()[:16]
-    out = CACHE / "fixtures" / f"debian-btrfs-{SIZE_MIB}M-{key}.img"
-    if out.exists():
-        return out
-    with _locked("fixtures"):
-        if out.exists():
-            return out
-        out.parent.mkdir(parents=True, exist_ok=True)
-        with tempfile.TemporaryDirectory(dir=CACHE) as tmp:
-            img = Path(tmp) / "disk.img"
-            _build(tar, Path(tmp), img)
-            os.replace(img, out)
-        _prune(out)
-    return out
+    return fixture_cache.cached(f"debian-btrfs-{SIZE_MIB}M", fixture_cache.key(__file__, tar.name),
+                                lambda img, tmp: _build(tar, tmp, img))
 
 
 def _build(tar: Path, tmp: Path, img: Path) -> None:

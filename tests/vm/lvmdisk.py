@@ -7,13 +7,12 @@ file's hash and the rootfs tarball's name, like bootdisk's fixtures."""
 
 from __future__ import annotations
 
-import hashlib
 import os
 import shutil
-import tempfile
 from pathlib import Path
 
-from bootdisk import CACHE, _locked, _prune, _unpacked, debian_rootfs, sh
+import fixture_cache
+from bootdisk import _unpacked, debian_rootfs, sh
 
 SIZE_MIB = 1024
 ROOT_UUID = "6c1f0b3e-1a2b-4c3d-8e4f-000000000c01"
@@ -25,25 +24,18 @@ ROOT_NODE = "/dev/mapper/debian--vg-root"
 def lvm_root_fs() -> Path:
     """ext4 image of the system (UUID ROOT_UUID), to be written into VG/LV."""
     tar = debian_rootfs()
-    key = hashlib.sha256(Path(__file__).read_bytes() + tar.name.encode()).hexdigest()[:16]
-    out = CACHE / "fixtures" / f"debian-lvmroot-{SIZE_MIB}M-{key}.ext4"
-    if out.exists():
-        return out
-    with _locked("fixtures"):
-        if out.exists():
-            return out
-        out.parent.mkdir(parents=True, exist_ok=True)
-        with _unpacked(tar) as root, tempfile.TemporaryDirectory(dir=CACHE) as tmp:
-            _add_lvm2(root)
-            (root / "boot/efi").mkdir(exist_ok=True)
-            (root / "etc/fstab").write_text(
-                f"{ROOT_NODE} / ext4 errors=remount-ro 0 1\n"
-                f"UUID={ESP_SERIAL[:4]}-{ESP_SERIAL[4:]} /boot/efi vfat umask=0077 0 1\n")
-            img = Path(tmp) / "root.ext4"
-            sh("mke2fs", "-q", "-F", "-t", "ext4", "-U", ROOT_UUID, "-L", "debroot", "-d", root, img, f"{SIZE_MIB}M")
-            os.replace(img, out)
-        _prune(out)
-    return out
+    return fixture_cache.cached(f"debian-lvmroot-{SIZE_MIB}M", fixture_cache.key(__file__, tar.name),
+                                lambda img, tmp: _build(tar, img), suffix="ext4")
+
+
+def _build(tar: Path, img: Path) -> None:
+    with _unpacked(tar) as root:
+        _add_lvm2(root)
+        (root / "boot/efi").mkdir(exist_ok=True)
+        (root / "etc/fstab").write_text(
+            f"{ROOT_NODE} / ext4 errors=remount-ro 0 1\n"
+            f"UUID={ESP_SERIAL[:4]}-{ESP_SERIAL[4:]} /boot/efi vfat umask=0077 0 1\n")
+        sh("mke2fs", "-q", "-F", "-t", "ext4", "-U", ROOT_UUID, "-L", "debroot", "-d", root, img, f"{SIZE_MIB}M")
 
 
 def _add_lvm2(root: Path) -> None:
