@@ -51,7 +51,7 @@ from lifeboat.repo.manifest import (
 from lifeboat.repo.store import Repository, check_image_name, is_disk_full
 from lifeboat.run import TOOLS, missing_tools, run
 from lifeboat.timing import StageTimes
-from lifeboat.volumes.luks import LuksKey
+from lifeboat.volumes.luks import LuksKey, LuksKeys
 
 RAW_BLOCK = 64 * 1024  # granularity of zero-skipping for raw partitions
 _ZERO_BLOCK = bytes(RAW_BLOCK)
@@ -111,7 +111,7 @@ class SourceInfo:
 
 
 def inspect_source(source: str, progress: ProgressSink = discard, rescue: bool = False,
-                   luks_key: LuksKey | None = None) -> SourceInfo:
+                   luks_key: LuksKey | LuksKeys | None = None) -> SourceInfo:
     """Read the table and every partition's filesystem (a LUKS container's contents too, opened read-only
     with `luks_key`). Raises before anything is written."""
     progress(StepStarted("inspect source", f"reading the partition table and block maps of {source}"))
@@ -126,7 +126,7 @@ def inspect_source(source: str, progress: ProgressSink = discard, rescue: bool =
 
 
 def _inspect(source: str, disk, progress: ProgressSink, rescue: bool = False,
-             luks_key: LuksKey | None = None) -> SourceInfo:
+             luks_key: LuksKey | LuksKeys | None = None) -> SourceInfo:
     run(["udevadm", "settle", "--timeout=10"], check=False)  # let a re-read already under way finish first
     layout = read_layout(source)
     ensure_partitions(source, layout)

@@ -23,7 +23,7 @@ from lifeboat.repo.manifest import BlobRef, Content, LuksContent
 from lifeboat.repo.store import Repository
 from lifeboat.run import missing_tools
 from lifeboat.volumes import luks
-from lifeboat.volumes.luks import LuksKey
+from lifeboat.volumes.luks import LuksKey, LuksKeys
 
 LUKS_OPENED = FsKind("crypto_LUKS", CaptureMode.NONE)  # nothing read from the container: its contents are
 SENSITIVE = ("the LUKS header backup holds the container's key slots (wrapped keys): with one of its passphrases "
@@ -64,13 +64,15 @@ def _unavailable() -> str:
     return ""
 
 
-def inspect_containers(parts: list, key: LuksKey | None, progress: ProgressSink,
+def inspect_containers(parts: list, keys: LuksKey | LuksKeys | None, progress: ProgressSink,
                        measure: Callable[[object], None]) -> None:
-    """Open each LUKS container among `parts` (engine.capture.SourcePartition) read-only with `key`, and map
-    its contents' used blocks; the containers that cannot be opened keep their whole copy, `part.reason`
-    saying why. A wrong passphrase raises WrongLuksPassphrase naming the partition, before anything is written."""
+    """Open each LUKS container among `parts` (engine.capture.SourcePartition) read-only with its key (one for
+    all, or one per partition: LuksKeys), and map its contents' used blocks; the containers that cannot be
+    opened keep their whole copy, `part.reason` saying why. A wrong passphrase raises WrongLuksPassphrase naming
+    the partition, before anything is written."""
     containers = [p for p in parts if p.volume and p.volume.kind is VolumeKind.LUKS]
     for part in containers:
+        key = keys.for_partition(part.entry.number) if keys else None
         if key is None:
             part.reason = whole_copy_reason(part.volume, part.size, "encrypted data does not compress; give its "
                                             "passphrase (--luks-passphrase-file) to image its contents by used blocks")

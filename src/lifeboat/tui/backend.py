@@ -118,6 +118,49 @@ class Probe:
     detail: str = ""  # "SMB 3.1.1", "Clonezilla images"...
 
 
+@dataclass(frozen=True)
+class LuksContainer:
+    """A LUKS container the TUI asks the passphrase of: on the capture source, in an image, on a disk to repair."""
+
+    partition: int
+    node: str = ""  # /dev/sda3; "" for a container in an image
+    version: str = ""  # "2"
+    uuid: str = ""
+    label: str = ""
+    size: int = 0  # bytes of the whole container: what a whole copy takes
+    unavailable: str = ""  # why it cannot be opened on this system ("no device-mapper"): not asked, copied whole
+
+    def describe(self) -> str:
+        facts = ", ".join(x for x in (f"UUID {self.uuid}" if self.uuid else "",
+                                      f"label {self.label!r}" if self.label else "") if x)
+        where = f"partition {self.partition}" + (f" ({self.node})" if self.node else "")
+        return f"{where}: LUKS{self.version or '?'} container" + (f", {facts}" if facts else "")
+
+
+@dataclass(frozen=True)
+class LuksAnswer:
+    """What the user answered for one container: its passphrase, or "" to copy it whole (encrypted)."""
+
+    partition: int
+    passphrase: str = field(default="", repr=False)
+
+    @property
+    def copy_whole(self) -> bool:
+        return not self.passphrase
+
+
+@dataclass(frozen=True)
+class CapturePlanView:
+    """What a capture will do, shown before it starts when the source holds LUKS containers; `plan` is what
+    `run_capture` executes (the inspected source, keys held in memory)."""
+
+    source: Disk
+    repo_path: str
+    lines: tuple[str, ...]
+    plaintext: bool = False  # opened contents would be stored decrypted in an unencrypted repository
+    plan: object = field(default=None, repr=False)
+
+
 class NeedsPassphrase(LifeboatError):
     """The repository is encrypted and not unlocked yet in this session."""
 
@@ -152,14 +195,39 @@ class Backend(Protocol):
 
     def create_encrypted(self, url: str, passphrase: str) -> None: ...
 
-    def plan_restore(self, repo_path: str, image: str, target: Disk) -> RestorePlanView: ...
+    def plan_restore(self, repo_path: str, image: str, target: Disk, luks_passphrase: str = "") -> RestorePlanView:
+        """`luks_passphrase` re-opens the image's re-created LUKS containers (image_luks_containers)."""
+        ...
+
+    def image_luks_containers(self, repo_path: str, image: str) -> tuple[LuksContainer, ...]:
+        """The LUKS containers whose opened contents the image holds: a restore needs their passphrase."""
+        ...
+
+    def check_image_luks_passphrase(self, repo_path: str, image: str, partition: int, passphrase: str) -> None:
+        """WrongLuksPassphrase (a LifeboatError) unless it opens the header backup of the image's container on
+        `partition`."""
+        ...
+
+    def luks_containers(self, source: Disk) -> tuple[LuksContainer, ...]:
+        """The LUKS containers on the capture source, not opened."""
+        ...
+
+    def check_luks_passphrase(self, container: LuksContainer, passphrase: str) -> None:
+        """WrongLuksPassphrase (a LifeboatError) unless `passphrase` opens a key slot of the container."""
+        ...
+
+    def plan_capture(self, source: Disk, repo_path: str, answers: tuple[LuksAnswer, ...]) -> CapturePlanView:
+        """Inspect the source with the containers' passphrases: what is imaged by used blocks, what is copied whole."""
+        ...
 
     def run_restore(self, plan: RestorePlanView, progress: ProgressSink, cancel: threading.Event) -> JobOutcome: ...
 
     def run_capture(
         self, source: Disk, name: str, repo_path: str, level: int, progress: ProgressSink, cancel: threading.Event,
-        rescue: bool = False,
-    ) -> JobOutcome: ...
+        rescue: bool = False, plan: CapturePlanView | None = None,
+    ) -> JobOutcome:
+        """`plan`: from plan_capture (the LUKS containers' passphrases in it), None when none was asked."""
+        ...
 
     def run_verify(self, repo_path: str, image: str, progress: ProgressSink, cancel: threading.Event) -> JobOutcome: ...
 
@@ -167,7 +235,13 @@ class Backend(Protocol):
 
     def close_image(self, view: BrowseView) -> None: ...
 
-    def run_bootfix(self, disk: Disk, progress: ProgressSink, cancel: threading.Event) -> JobOutcome: ...
+    def bootfix_luks_containers(self, disk: Disk) -> tuple[LuksContainer, ...]:
+        """The LUKS containers on `disk` a repair could unlock to find a root inside; () when the repair cannot
+        take a passphrase."""
+        ...
+
+    def run_bootfix(self, disk: Disk, progress: ProgressSink, cancel: threading.Event,
+                    luks_passphrase: str = "") -> JobOutcome: ...
 
     def power(self, action: str) -> None:
         """'reboot' or 'poweroff'."""

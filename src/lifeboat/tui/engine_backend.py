@@ -12,8 +12,10 @@ from lifeboat.devices import Disk, human_size
 from lifeboat.events import LogLine, Outcome, ProgressSink, StepStarted
 from lifeboat.errors import Cancelled, ImageCorrupt, LifeboatError
 from lifeboat.tui import repo_locations as locations
-from lifeboat.tui.backend import (BrowseView, ImageInfo, JobOutcome, LayoutRow, Login, NamedLocation, NeedsPassphrase,
-                                  Probe, ProbeState, RepoLocation, RestorePlanView)
+from lifeboat.tui import luks_backend
+from lifeboat.tui.backend import (BrowseView, CapturePlanView, ImageInfo, JobOutcome, LayoutRow, Login, LuksAnswer,
+                                  LuksContainer, NamedLocation, NeedsPassphrase, Probe, ProbeState, RepoLocation,
+                                  RestorePlanView)
 
 log = logging.getLogger("lifeboat.tui")
 
@@ -167,12 +169,34 @@ class EngineBackend:
             )
         return images
 
+    # ---- LUKS containers (passphrases held in memory, handed to cryptsetup on a pipe: luks_backend)
+
+    def luks_containers(self, source: Disk) -> tuple[LuksContainer, ...]:
+        return luks_backend.containers_on(source)
+
+    def check_luks_passphrase(self, container: LuksContainer, passphrase: str) -> None:
+        luks_backend.check_passphrase(container, passphrase)
+
+    def plan_capture(self, source: Disk, repo_path: str, answers: tuple[LuksAnswer, ...]) -> CapturePlanView:
+        return luks_backend.plan_capture(source, self._open(repo_path, create=True), repo_path, answers)
+
+    def image_luks_containers(self, repo_path: str, image: str) -> tuple[LuksContainer, ...]:
+        return luks_backend.image_containers(self._open(repo_path), image)
+
+    def check_image_luks_passphrase(self, repo_path: str, image: str, partition: int, passphrase: str) -> None:
+        luks_backend.check_image_passphrase(self._open(repo_path), image, partition, passphrase)
+
+    def bootfix_luks_containers(self, disk: Disk) -> tuple[LuksContainer, ...]:
+        return luks_backend.bootfix_containers(disk)
+
     # ---- restore
 
-    def plan_restore(self, repo_path: str, image: str, target: Disk) -> RestorePlanView:
+    def plan_restore(self, repo_path: str, image: str, target: Disk, luks_passphrase: str = "") -> RestorePlanView:
         from lifeboat.engine.plan import plan_restore
+        from lifeboat.volumes.luks import LuksKey
 
-        plan = plan_restore(self._open(repo_path), image, target.path)
+        key = LuksKey(luks_passphrase) if luks_passphrase else None
+        plan = plan_restore(self._open(repo_path), image, target.path, luks_key=key)
         return RestorePlanView(
             image=image,
             target=plan.target_disk,
@@ -198,7 +222,7 @@ class EngineBackend:
     # ---- capture, verify, bootfix
 
     def run_capture(self, source: Disk, name: str, repo_path: str, level: int, progress, cancel,
-                    rescue: bool = False) -> JobOutcome:
+                    rescue: bool = False, plan: CapturePlanView | None = None) -> JobOutcome:
         from lifeboat.engine.capture import capture, inspect_source
         from lifeboat.engine.rescue import RescueOptions, unreadable_lines
 
@@ -206,7 +230,11 @@ class EngineBackend:
         # the engine reads the table and the used-block maps before its first event: say so meanwhile
         progress(StepStarted("reading the source", f"{source.path}: partition table and used blocks"))
         options = RescueOptions() if rescue else None
-        info = inspect_source(source.path, progress, rescue=rescue) if rescue else None
+        inspected: luks_backend.InspectedSource | None = plan.plan if plan else None
+        keys = inspected.keys if inspected else None
+        info = inspected.info if inspected and not rescue else None
+        if rescue:
+            info = inspect_source(source.path, progress, rescue=True, luks_key=keys)
         manifest = capture(source.path, name, repo, level=level, progress=progress, cancel=cancel, info=info,
                            rescue=options)
         used = manifest.data_bytes
@@ -237,12 +265,13 @@ class EngineBackend:
             raise ImageCorrupt(f"image {image} is damaged: {report.problems[0]}{more}")
         return JobOutcome((f"Verified: all {report.chunks} chunks ({human_size(report.bytes)}) of {image} are intact.",))
 
-    def run_bootfix(self, disk: Disk, progress: ProgressSink, cancel: threading.Event) -> JobOutcome:
+    def run_bootfix(self, disk: Disk, progress: ProgressSink, cancel: threading.Event,
+                    luks_passphrase: str = "") -> JobOutcome:
         from lifeboat.boot import bootfix
 
         if cancel.is_set():
             raise Cancelled()
-        outcomes = bootfix(disk.path, progress)
+        outcomes = bootfix(disk.path, progress, **luks_backend.bootfix_key(luks_passphrase))
         failed = [o for o in outcomes if o.outcome == Outcome.FAILED]
         if failed or not outcomes:
             raise LifeboatError(str(failed[0]) if failed else f"nothing could be repaired on {disk.path}")

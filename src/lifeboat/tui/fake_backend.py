@@ -20,8 +20,10 @@ from lifeboat.events import LogLine, Progress, ProgressSink, StepFinished, StepS
 from lifeboat.errors import Cancelled, LifeboatError, TargetTooSmall, UnsafeTarget
 from lifeboat.repo.crypto import WrongPassphrase
 from lifeboat.repo.location import parse_location
-from lifeboat.tui.backend import (BrowseView, ImageInfo, JobOutcome, LayoutRow, Login, NamedLocation, NeedsPassphrase,
-                                  Probe, ProbeState, RepoLocation, RestorePlanView)
+from lifeboat.tui.backend import (BrowseView, CapturePlanView, ImageInfo, JobOutcome, LayoutRow, Login, LuksAnswer,
+                                  LuksContainer, NamedLocation, NeedsPassphrase, Probe, ProbeState, RepoLocation,
+                                  RestorePlanView)
+from lifeboat.volumes.luks import WrongLuksPassphrase
 
 GiB = 1024**3
 MiB = 1024**2
@@ -79,6 +81,10 @@ class FakeBackend:
         self.passwords = {DEMO_NAS: DEMO_PASSWORD}  # network locations that refuse other passwords
         self.passphrases = {DEMO_VAULT: DEMO_PASSPHRASE}  # encrypted repositories, locked until unlock()
         self.unlocked: set[str] = set()
+        self.luks_passphrases: dict[str, str] = {}  # a crypto_LUKS partition's node -> the passphrase opening it
+        self.image_luks: dict[str, tuple[tuple[LuksContainer, ...], str]] = {}  # image -> its containers, passphrase
+        self.capture_plans: list[CapturePlanView | None] = []  # what run_capture was given
+        self.bootfix_passphrases: list[str] = []
         self.logins: list[tuple[str, Login]] = []
         self.fail_at: float | None = None  # fraction of a job at which to raise `failure`
         self.failure: LifeboatError = LifeboatError("read error on /dev/sda at offset 12884901888")
@@ -152,9 +158,52 @@ class FakeBackend:
         self.passphrases[url] = passphrase
         self.unlocked.add(url)
 
+    # ---- LUKS containers
+
+    def luks_containers(self, source: Disk) -> tuple[LuksContainer, ...]:
+        return tuple(LuksContainer(p.number, p.path, "2", p.uuid, p.label, p.size) for p in source.partitions
+                     if p.fstype == "crypto_LUKS")
+
+    def check_luks_passphrase(self, container: LuksContainer, passphrase: str) -> None:
+        self.calls.append(("check_luks", container.node))
+        if self.luks_passphrases.get(container.node) != passphrase:
+            raise WrongLuksPassphrase(f"wrong passphrase for the LUKS container on partition {container.partition} "
+                                      f"({container.node}): no key slot opens with it; nothing was written")
+
+    def plan_capture(self, source: Disk, repo_path: str, answers: tuple[LuksAnswer, ...]) -> CapturePlanView:
+        self.calls.append(("plan_capture", source.path, repo_path, tuple((a.partition, a.copy_whole) for a in answers)))
+        opened = {a.partition for a in answers if not a.copy_whole}
+        lines = [f"Capture {source.path} ({source.model}, {_gib(source.size)}) into {repo_path}"]
+        for p in source.partitions:
+            if p.fstype != "crypto_LUKS":
+                lines.append(f"  partition {p.number}: {p.fstype} {_gib(p.size)}, used blocks, {_gib(p.size // 3)} to read")
+            elif p.number in opened:
+                lines += [f"  partition {p.number}: LUKS2 container, opened read-only with the passphrase",
+                          f"    contents: ext4 {_gib(p.size - 16 * MiB)}, used blocks, {_gib(p.size // 4)} to read; "
+                          "a backup of its header is kept"]
+            else:
+                lines.append(f"  partition {p.number}: LUKS2 container, copied whole ({_gib(p.size)}): encrypted data "
+                             "does not compress")
+        plaintext = bool(opened) and repo_path not in self.passphrases
+        return CapturePlanView(source, repo_path, tuple(lines), plaintext, plan=answers)
+
+    def image_luks_containers(self, repo_path: str, image: str) -> tuple[LuksContainer, ...]:
+        return self.image_luks.get(image, ((), ""))[0]
+
+    def check_image_luks_passphrase(self, repo_path: str, image: str, partition: int, passphrase: str) -> None:
+        self.calls.append(("check_image_luks", image, partition))
+        if self.image_luks[image][1] != passphrase:
+            raise WrongLuksPassphrase(f"wrong passphrase for the LUKS container of partition {partition} in image "
+                                      f"{image!r}: no key slot opens with it; nothing was written")
+
+    def bootfix_luks_containers(self, disk: Disk) -> tuple[LuksContainer, ...]:
+        return self.luks_containers(disk)
+
     # ---- restore
 
-    def plan_restore(self, repo_path: str, image: str, target: Disk) -> RestorePlanView:
+    def plan_restore(self, repo_path: str, image: str, target: Disk, luks_passphrase: str = "") -> RestorePlanView:
+        if image in self.image_luks and self.image_luks[image][1] != luks_passphrase:
+            raise WrongLuksPassphrase(f"wrong passphrase for the LUKS containers of image {image!r}")
         info = next(i for i in self.list_images(repo_path) if i.name == image)
         if target.unsafe_reason:
             raise UnsafeTarget(f"{target.path}: {target.unsafe_reason}")
@@ -180,8 +229,9 @@ class FakeBackend:
     # ---- capture, verify, bootfix
 
     def run_capture(self, source: Disk, name: str, repo_path: str, level: int, progress, cancel,
-                    rescue: bool = False) -> JobOutcome:
+                    rescue: bool = False, plan: CapturePlanView | None = None) -> JobOutcome:
         self.calls.append(("capture", source.path, name, repo_path, level, rescue))
+        self.capture_plans.append(plan)
         items = [(f"partition {p.number} ({p.fstype})", p.size // 64) for p in source.partitions if p.fstype != "swap"]
         self._pretend("capture", items or [("whole disk", source.size // 64)], progress, cancel)
         stored = sum(size for _, size in items) // 3
@@ -212,8 +262,9 @@ class FakeBackend:
         self._pretend("verify", [("chunks", max(info.stored_bytes, MiB))], progress, cancel)
         return JobOutcome((f"Image {image}: every chunk and the manifest check out",))
 
-    def run_bootfix(self, disk: Disk, progress, cancel) -> JobOutcome:
+    def run_bootfix(self, disk: Disk, progress, cancel, luks_passphrase: str = "") -> JobOutcome:
         self.calls.append(("bootfix", disk.path))
+        self.bootfix_passphrases.append(luks_passphrase)
         progress(StepStarted("bootloader", f"{disk.path}"))
         self._pretend("bootfix", [("grub-install", MiB)], progress, cancel)
         progress(StepFinished("bootloader", "done", "GRUB (UEFI) reinstalled, NVRAM entry added"))

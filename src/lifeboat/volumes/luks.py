@@ -36,6 +36,24 @@ class LuksKey:
         if not self.passphrase:
             raise LifeboatError("the LUKS passphrase is empty")
 
+    def for_partition(self, number: int) -> LuksKey | None:
+        """One passphrase (--luks-passphrase-file) is tried on every container."""
+        return self
+
+
+@dataclass(frozen=True)
+class LuksKeys:
+    """A passphrase for each container, by partition number (the TUI asks container by container); a
+    container without one is copied whole. Never shown."""
+
+    by_partition: tuple[tuple[int, LuksKey], ...] = field(default=(), repr=False)
+
+    def for_partition(self, number: int) -> LuksKey | None:
+        return next((key for n, key in self.by_partition if n == number), None)
+
+    def __bool__(self) -> bool:
+        return bool(self.by_partition)
+
 
 def read_key_file(path: str | os.PathLike) -> LuksKey:
     """The passphrase on the first line of `path` (mode 0600 or stricter, like every secret file)."""

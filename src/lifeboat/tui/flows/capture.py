@@ -1,4 +1,6 @@
-"""Capture: source → name → repository → compression level → progress (capture, then verify) → result."""
+"""Capture: source → name → repository → compression level → progress (capture, then verify) → result.
+A source holding LUKS containers adds, after the level: each container's passphrase (or copy it whole), the
+plan, and typing `plaintext` when the decrypted contents would go into an unencrypted repository."""
 
 from __future__ import annotations
 
@@ -6,11 +8,14 @@ import re
 from datetime import date
 
 from lifeboat.devices import Disk
-from lifeboat.errors import InvalidName
+from lifeboat.errors import InvalidName, LifeboatError
 from lifeboat.repo.store import check_image_name
-from lifeboat.tui.backend import JobOutcome
+from lifeboat.tui.backend import CapturePlanView, JobOutcome
+from lifeboat.tui.dialogs.confirm import TypeNameDialog
+from lifeboat.tui.dialogs.luks import LuksPurpose, ask_each
 from lifeboat.tui.dialogs.repo_picker import RepoPickerScreen
 from lifeboat.tui.jobs import JobSpec
+from lifeboat.tui.screens.capture_plan import CapturePlanScreen
 from lifeboat.tui.screens.pick import DiskPickScreen, PickScreen, TextStepScreen
 from lifeboat.tui.screens.progress import ProgressScreen
 
@@ -81,13 +86,37 @@ class CaptureFlow:
         self.app.push_screen(PickScreen("Capture: compression", intro, options, self.level_chosen))
 
     def level_chosen(self, level: str) -> None:
-        self.app.push_screen(self.job(int(level.rstrip("r")), level.endswith("r")))
+        number, rescue = int(level.rstrip("r")), level.endswith("r")
+        try:
+            containers = self.app.backend.luks_containers(self.source)
+        except LifeboatError as error:
+            self.app.show_error("The source cannot be read", str(error))
+            return
+        if not containers:
+            self.app.push_screen(self.job(number, rescue))
+            return
+        backend, source, repo = self.app.backend, self.source, self.repo
 
-    def job(self, level: int, rescue: bool) -> ProgressScreen:
+        def answered(answers) -> None:
+            self.app.push_screen(CapturePlanScreen(lambda: backend.plan_capture(source, repo, answers),
+                                                   lambda plan: self.plan_accepted(plan, number, rescue)))
+
+        ask_each(self.app, containers, LuksPurpose.CAPTURE, backend.check_luks_passphrase, answered)
+
+    def plan_accepted(self, plan: CapturePlanView, level: int, rescue: bool) -> None:
+        """Decrypted contents into an unencrypted repository only once `plaintext` is typed, as the CLI asks."""
+        if not plan.plaintext:
+            self.app.push_screen(self.job(level, rescue, plan))
+            return
+        warning = f"Store the decrypted contents in {plan.repo_path}, which is not encrypted?"
+        self.app.push_screen(TypeNameDialog("plaintext", warning),
+                             lambda yes: yes and self.app.push_screen(self.job(level, rescue, plan)))
+
+    def job(self, level: int, rescue: bool, plan: CapturePlanView | None = None) -> ProgressScreen:
         backend, source, name, repo = self.app.backend, self.source, self.name, self.repo
 
         def capture_then_verify(progress, cancel) -> JobOutcome:
-            captured = backend.run_capture(source, name, repo, level, progress, cancel, rescue=rescue)
+            captured = backend.run_capture(source, name, repo, level, progress, cancel, rescue=rescue, plan=plan)
             verified = backend.run_verify(repo, name, progress, cancel)
             return JobOutcome(captured.lines + verified.lines, captured.warnings + verified.warnings)
 
@@ -99,7 +128,7 @@ class CaptureFlow:
             state_after_stop=lambda reached: _capture_state(source.name, name, reached),
             phases={"capture": "Copying", "verify": "Verifying"},
             on_success=lambda: self.app.use_repository(repo),
-            rescue_retry=None if rescue else lambda: self.app.switch_screen(self.job(level, rescue=True)),
+            rescue_retry=None if rescue else lambda: self.app.switch_screen(self.job(level, True, plan)),
         )
         return ProgressScreen(spec)
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from lifeboat.errors import LifeboatError
 from lifeboat.tui.dialogs.confirm import ConfirmDialog
+from lifeboat.tui.dialogs.luks import LuksPurpose, ask_each
 from lifeboat.tui.flows.restore import image_pick_screen
 from lifeboat.tui.jobs import JobSpec
 from lifeboat.tui.screens.pick import DiskPickScreen
@@ -50,13 +51,30 @@ def start_bootfix(app) -> None:
             return
         question = f"Reinstall the bootloader on {disk.name} ({disk.model})?"
         detail = "Only the bootloader and its boot entry are rewritten; files and partitions stay as they are."
-        app.push_screen(ConfirmDialog(question, detail), lambda yes: yes and run(disk))
+        app.push_screen(ConfirmDialog(question, detail), lambda yes: yes and unlock(disk))
 
-    def run(disk) -> None:
+    def unlock(disk) -> None:
+        """A root inside a LUKS container is repaired with its passphrase (asked here, held in memory)."""
+        try:
+            containers = app.backend.bootfix_luks_containers(disk)
+        except LifeboatError as error:
+            app.show_error("The disk cannot be read", str(error))
+            return
+        if not containers:
+            run(disk, "")
+            return
+
+        def answered(answers) -> None:
+            phrases = [a.passphrase for a in answers if a.passphrase]
+            run(disk, phrases[0] if phrases else "")
+
+        ask_each(app, containers, LuksPurpose.BOOTFIX, app.backend.check_luks_passphrase, answered)
+
+    def run(disk, luks_passphrase: str) -> None:
         backend = app.backend
         spec = JobSpec(
             title=f"Repairing boot on {disk.name}",
-            run=lambda progress, cancel: backend.run_bootfix(disk, progress, cancel),
+            run=lambda progress, cancel: backend.run_bootfix(disk, progress, cancel, luks_passphrase=luks_passphrase),
             stop_question="Stop repairing the bootloader?",
             stop_warning="A half-installed bootloader may not start; run Repair boot again before restarting.",
             state_after_stop=lambda reached: (

@@ -1,10 +1,13 @@
-"""Restore: image → target → plan → type the target's name → progress → result."""
+"""Restore: image → target → plan → type the target's name → progress → result. An image holding the
+opened contents of LUKS containers asks their passphrase before the plan (the restore re-opens them)."""
 
 from __future__ import annotations
 
 from lifeboat.devices import human_size
-from lifeboat.tui.backend import RestorePlanView
+from lifeboat.errors import LifeboatError
+from lifeboat.tui.backend import LuksAnswer, RestorePlanView
 from lifeboat.tui.dialogs.confirm import TypeNameDialog
+from lifeboat.tui.dialogs.luks import LuksPurpose, ask_each
 from lifeboat.tui.jobs import JobSpec
 from lifeboat.tui.screens.pick import DiskPickScreen, PickScreen
 from lifeboat.tui.screens.plan import PlanScreen
@@ -53,7 +56,27 @@ class RestoreFlow:
             self.app.show_error("That disk is gone", f"{path} is no longer connected.")
             return
         repo, backend, image = self.app.repo_path, self.app.backend, self.image
-        self.app.push_screen(PlanScreen(lambda: backend.plan_restore(repo, image, target), self.plan_accepted))
+        try:
+            containers = backend.image_luks_containers(repo, image)
+        except LifeboatError as error:
+            self.app.show_error("This image cannot be read", str(error))
+            return
+        if not containers:
+            self.app.push_screen(PlanScreen(lambda: backend.plan_restore(repo, image, target), self.plan_accepted))
+            return
+
+        def answered(answers: tuple[LuksAnswer, ...]) -> None:
+            phrases = {a.passphrase for a in answers}
+            if len(phrases) > 1:  # the engine re-opens every container with one passphrase
+                self.app.show_error("Different passphrases", "This image's LUKS containers open with different "
+                                    "passphrases; a restore takes one passphrase for all of them (not supported yet).")
+                return
+            phrase = phrases.pop()
+            self.app.push_screen(PlanScreen(lambda: backend.plan_restore(repo, image, target, luks_passphrase=phrase),
+                                            self.plan_accepted))
+
+        ask_each(self.app, containers, LuksPurpose.RESTORE,
+                 lambda c, phrase: backend.check_image_luks_passphrase(repo, image, c.partition, phrase), answered)
 
     def plan_accepted(self, plan: RestorePlanView) -> None:
         target = plan.target
