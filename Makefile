@@ -5,7 +5,7 @@ PY    := $(VENV)/bin/python
 PYTEST := $(VENV)/bin/pytest
 STAMP := $(VENV)/.installed
 
-.PHONY: run test test-unit test-integration test-vm deps venv bench iso usb-image boot clean
+.PHONY: run test test-unit test-integration test-vm deps venv bench bench-volumes iso usb-image boot clean
 
 deps:
 	scripts/ensure-deps
@@ -63,6 +63,11 @@ test-vm: deps venv
 
 bench: deps venv
 	$(PY) bench/bench.py $(BENCH_ARGS)
+
+# Issue 11's figure: an LV on a 20 GiB PV against the same filesystem on a plain partition, captured inside
+# the live ISO in QEMU (this host has no device-mapper). Manual, not part of `make test`.
+bench-volumes: iso
+	$(PY) bench/volbench.py $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) build dist src/*.egg-info
