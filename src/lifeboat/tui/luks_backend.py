@@ -103,8 +103,9 @@ def image_containers(repo: Repository, image: str) -> tuple[LuksContainer, ...]:
 
     manifest = load_manifest(repo, image)
     sizes = {p.number: p.size for p in manifest.partitions}
-    return tuple(LuksContainer(n, "", str(c.version), c.uuid, c.label, sizes.get(n, 0))
-                 for n, c in sorted(opened_containers(manifest).items()))
+    found = sorted(opened_containers(manifest).items())
+    why = unavailable() if found else ""  # then not asked: the plan refuses, saying why
+    return tuple(LuksContainer(n, "", str(c.version), c.uuid, c.label, sizes.get(n, 0), why) for n, c in found)
 
 
 def check_image_passphrase(repo: Repository, image: str, partition: int, passphrase: str) -> None:
