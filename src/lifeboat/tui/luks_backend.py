@@ -81,7 +81,7 @@ def plan_lines(info, repo_path: str, encrypted: bool) -> list[str]:
     for p in info.partitions:
         how = "opened with the passphrase" if p.luks else str(p.kind.mode)
         lines.append(f"  partition {p.entry.number}: {p.fstype or 'unknown'} {human_size(p.size)}, {how}, "
-                     f"{human_size(p.to_read)} to read" + (f" ({p.reason})" if p.reason else ""))
+                     f"{human_size(p.to_read)} to read" + (f" ({_tui_words(p.reason)})" if p.reason else ""))
         if p.luks:
             inner = p.luks.inner
             lines += [f"    {p.volume.describe}: opened read-only; its {inner.fstype or 'content'} "
@@ -95,6 +95,11 @@ def plan_lines(info, repo_path: str, encrypted: bool) -> list[str]:
     lines.append(f"{human_size(info.to_read)} to read in all; the repository is "
                  + ("encrypted." if encrypted else "not encrypted."))
     return lines
+
+
+def _tui_words(reason: str) -> str:
+    """The engine's reason names the command line's option; here the passphrase is asked instead."""
+    return reason.replace(" (--luks-passphrase-file)", "")
 
 
 def image_containers(repo: Repository, image: str) -> tuple[LuksContainer, ...]:
