@@ -57,6 +57,18 @@ class Capture:
     qemu_cpu: float  # on the host: CPU seconds QEMU used meanwhile (the guest is otherwise idle)
     repo_bytes: int
     image_used: int
+    data_wall: float  # of `wall`, the data stage (the volume's used blocks read, hashed, compressed, written)
+
+    @property
+    def fixed(self) -> float:
+        """Wall seconds outside the data stage: the table, the LVM metadata, activation, the manifest."""
+        return self.wall - self.data_wall
+
+
+def data_stage_wall(log: str) -> float:
+    """The data stage's wall seconds from the capture's "time per stage" line ("...; 220.0 s wall with")."""
+    found = re.search(r"time per stage.*; ([\d.]+) s wall with", log)
+    return float(found[1]) if found else 0.0
 
 
 def _qemu_cpu(vm: Machine) -> float:
@@ -153,10 +165,11 @@ def _capture(vm: Machine, kind: str, n: int) -> Capture:
     image = json.loads(listing[listing.index("["):])[0]
     used = _image_used(image)
     _ok(vm, f"rm -rf {repo}")
-    cap = Capture(kind, float(m[1]), float(m[2]) + float(m[3]), qemu_cpu, int(grown[1]), used)
+    cap = Capture(kind, float(m[1]), float(m[2]) + float(m[3]), qemu_cpu, int(grown[1]), used, data_stage_wall(out))
     print(f"{kind:5} #{n}: {cap.wall:7.1f} s wall, {cap.cpu:7.1f} s CPU in the guest, {cap.qemu_cpu:7.1f} s QEMU CPU,"
           f" repository +{cap.repo_bytes / MIB:8.1f} MiB,"
-          f" image used_bytes {cap.image_used / MIB:8.1f} MiB\n{out}", flush=True)
+          f" image used_bytes {cap.image_used / MIB:8.1f} MiB, outside the data stage {cap.fixed:5.1f} s\n{out}",
+          flush=True)
     return cap
 
 
@@ -170,13 +183,14 @@ def _image_used(image: dict) -> int:
 
 def _report(caps: list[Capture], fs_used: int) -> None:
     med = {k: {f: statistics.median(getattr(c, f) for c in caps if c.kind == k)
-               for f in ("wall", "cpu", "qemu_cpu", "repo_bytes", "image_used")} for k in ("lv", "plain")}
+               for f in ("wall", "cpu", "qemu_cpu", "repo_bytes", "image_used", "fixed")} for k in ("lv", "plain")}
     print(f"\nfilesystem used (df): {fs_used / MIB:.1f} MiB = {fs_used / 1e9:.2f} GB")
     for k in ("lv", "plain"):
         m = med[k]
         print(f"{k:5} median: {m['wall']:.1f} s wall, {m['cpu']:.1f} s guest CPU, {m['qemu_cpu']:.1f} s QEMU CPU,"
               f" repository +{m['repo_bytes'] / MIB:.1f} MiB"
-              f" ({m['repo_bytes'] / fs_used:.2f} x the fs's used bytes), image used_bytes {m['image_used'] / MIB:.1f} MiB")
+              f" ({m['repo_bytes'] / fs_used:.2f} x the fs's used bytes), image used_bytes {m['image_used'] / MIB:.1f} MiB,"
+              f" {m['fixed']:.1f} s outside the data stage")
     lv, plain = med["lv"], med["plain"]
     print(f"ratios LV/plain: wall {lv['wall'] / plain['wall']:.2f}, guest CPU {lv['cpu'] / plain['cpu']:.2f},"
           f" QEMU CPU {lv['qemu_cpu'] / plain['qemu_cpu']:.2f},"
