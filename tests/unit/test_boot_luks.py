@@ -129,3 +129,40 @@ def test_a_filesystem_straight_in_a_container_is_a_root_candidate(monkeypatch):
     with luks_roots.opened(DISK, KEY, Recorder(lambda e: None), {"/dev/vda3": "cryptroot"}) as sealed:
         assert sealed.pvs == [] and [v.path for v in sealed.volumes] == ["/dev/mapper/cryptroot"]
         assert sealed.volumes[0].fstype == "ext4" and not sealed.failed
+
+
+def _run_command(monkeypatch, capsys, outcomes, *extra):
+    from lifeboat.boot import command
+
+    seen = {}
+
+    def fake_bootfix(disk, progress, key):
+        seen["key"] = key
+        return outcomes
+
+    monkeypatch.setattr(command, "bootfix", fake_bootfix)
+    code = command.main(["bootfix", "/dev/vda", "--yes", *extra])
+    return code, capsys.readouterr().out, seen
+
+
+def test_the_cli_says_needs_passphrase_with_exit_0_and_a_json_field_a_script_can_test(monkeypatch, capsys):
+    locked = [fix.StepOutcome("unlock /dev/vda3", NEEDS_PASSPHRASE, "needs its passphrase"),
+              fix.StepOutcome("detect", NEEDS_PASSPHRASE, "no system outside")]
+    code, out, seen = _run_command(monkeypatch, capsys, locked, "--json")
+    import json
+
+    result = json.loads(out)
+    assert code == 0 and seen["key"] is None
+    assert result["outcome"] == "needs-passphrase" and result["needs_passphrase"] == ["/dev/vda3"]
+    code, out, _ = _run_command(monkeypatch, capsys, locked)
+    assert code == 0 and out.splitlines()[0].startswith("?? unlock /dev/vda3: needs-passphrase")
+    assert "need the passphrase: run again with --luks-passphrase-file FILE" in out.splitlines()[-1]
+
+
+def test_the_cli_reads_the_passphrase_file_and_never_prints_it(monkeypatch, capsys, tmp_path):
+    secret = tmp_path / "luks"
+    secret.write_text("correct horse\n")
+    secret.chmod(0o600)
+    code, out, seen = _run_command(monkeypatch, capsys, [fix.StepOutcome("detect", DONE, "Debian")],
+                                   "--luks-passphrase-file", str(secret))
+    assert code == 0 and seen["key"] == LuksKey("correct horse") and "correct horse" not in out
