@@ -166,3 +166,11 @@ def test_the_cli_reads_the_passphrase_file_and_never_prints_it(monkeypatch, caps
     code, out, seen = _run_command(monkeypatch, capsys, [fix.StepOutcome("detect", DONE, "Debian")],
                                    "--luks-passphrase-file", str(secret))
     assert code == 0 and seen["key"] == LuksKey("correct horse") and "correct horse" not in out
+
+
+def test_the_restores_bootloader_step_gets_the_restores_passphrase(monkeypatch):
+    seen = {}
+    monkeypatch.setattr(fix, "target_disk", lambda path, layout=None: DISK)
+    monkeypatch.setattr(fix, "_fix", lambda disk, rec, no_system, key=None: seen.update(key=key, no=no_system) or [])
+    fix.after_restore("/dev/vda", layout=None, key=KEY)
+    assert seen == {"key": KEY, "no": fix.NOT_NEEDED}
