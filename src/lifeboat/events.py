@@ -23,15 +23,18 @@ class Outcome(StrEnum):
     DONE = "done"
     NOT_NEEDED = "not-needed"  # nothing to do (a data disk needs no bootloader), with a note saying why
     SKIPPED = "skipped"  # the user asked not to (--no-bootloader)
+    NEEDS_PASSPHRASE = "needs-passphrase"  # a LUKS container stayed locked: no passphrase was given (not a failure)
     FAILED = "failed"
 
 
 def summarize(outcomes: Iterable[Outcome | str]) -> Outcome:
-    """One word for several steps: failed if any failed (or none ran), skipped or not-needed when every step
-    was, else done."""
+    """One word for several steps: failed if any failed (or none ran), needs-passphrase if a step could not be
+    done without one, skipped or not-needed when every step was, else done."""
     found = [Outcome(o) for o in outcomes]
     if not found or Outcome.FAILED in found:
         return Outcome.FAILED
+    if Outcome.NEEDS_PASSPHRASE in found:
+        return Outcome.NEEDS_PASSPHRASE
     for word in (Outcome.SKIPPED, Outcome.NOT_NEEDED):
         if all(o == word for o in found):
             return word

@@ -8,16 +8,23 @@ import os
 import sys
 
 from lifeboat.boot.fix import bootfix, exit_code
+from lifeboat.boot.model import NEEDS_PASSPHRASE, overall
 from lifeboat.errors import LifeboatError
-from lifeboat.options import json_option
+from lifeboat.options import json_option, luks_option
 from lifeboat.terminal import ConsoleProgress
+from lifeboat.volumes.luks import read_key_file
 
-MARK = {"done": "ok", "not-needed": "--", "failed": "!!"}
+MARK = {"done": "ok", "not-needed": "--", "needs-passphrase": "??", "failed": "!!"}
+EPILOG = ("Exit status: 0 when no step failed, 1 when one did, 2 when refused. A LUKS container left locked for want "
+          "of --luks-passphrase-file is not a failure (the disk's other systems are still fixed): its step and the "
+          "result say needs-passphrase (with --json: \"outcome\": \"needs-passphrase\" and the partitions in "
+          "\"needs_passphrase\"), and the exit status is 0 when nothing else failed.")
 
 
 def add_subcommand(subparsers) -> argparse.ArgumentParser:
     p = subparsers.add_parser(
-        "bootfix", parents=[json_option()], help="reinstall the bootloader(s) of the systems installed on DISK",
+        "bootfix", parents=[json_option(), luks_option()], epilog=EPILOG,
+        help="reinstall the bootloader(s) of the systems installed on DISK",
         description="Find the installed systems on DISK (GRUB-booted Linux, Windows boot manager), reinstall "
                     "GRUB for every firmware they were set up for, write the removable UEFI fallback and, "
                     "under UEFI, the firmware boot entry. Each step is reported done / not-needed / failed.")
@@ -46,18 +53,31 @@ def run_command(args: argparse.Namespace) -> int:
             print("lifeboat: bootfix: not confirmed; nothing written", file=sys.stderr)
             return 1
     try:
-        outcomes = bootfix(args.disk, ConsoleProgress(sys.stderr, prefix="[bootfix] "))
+        key = read_key_file(args.luks_passphrase_file) if args.luks_passphrase_file else None
+        outcomes = bootfix(args.disk, ConsoleProgress(sys.stderr, prefix="[bootfix] "), key)
     except LifeboatError as err:
         print(f"lifeboat: bootfix: {err}", file=sys.stderr)
         return err.exit_code
     code = exit_code(outcomes)
+    locked = [o.step.removeprefix("unlock ") for o in outcomes
+              if o.outcome == NEEDS_PASSPHRASE and o.step.startswith("unlock ")]
     if args.json:
-        print(json.dumps({"disk": args.disk, "ok": code == 0, "steps": [o.to_dict() for o in outcomes]}, indent=2))
+        print(json.dumps({"disk": args.disk, "ok": code == 0, "outcome": overall(outcomes), "needs_passphrase": locked,
+                          "steps": [o.to_dict() for o in outcomes]}, indent=2))
     else:
         for o in outcomes:
             print(f"{MARK.get(o.outcome, o.outcome)} {o}")
-        print("bootfix: " + ("every step done or not needed" if code == 0 else "some steps FAILED (see above)"))
+        print("bootfix: " + _summary(code, locked))
     return code
+
+
+def _summary(code: int, locked: list[str]) -> str:
+    if code:
+        return "some steps FAILED (see above)"
+    if locked:
+        return (f"nothing failed, but the LUKS container(s) {', '.join(locked)} need the passphrase: run again with "
+                "--luks-passphrase-file FILE")
+    return "every step done or not needed"
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -101,7 +101,8 @@ def describe_linux(root_dir: str, root: Partition | probe.Volume, disk: Disk,
         return None
     rel = os_release(root_dir)
     system = LinuxSystem(root=root, name=rel.get("PRETTY_NAME") or "Linux (no os-release)",
-                         efi_id=(rel.get("ID") or "debian").lower(), fstab=fstab)
+                         efi_id=(rel.get("ID") or "debian").lower(), fstab=fstab,
+                         crypttab=probe.parse_crypttab(_read(os.path.join(root_dir, "etc/crypttab"))))
     for entry in fstab:
         if entry.mountpoint == "/boot":
             system.boot = probe.resolve_spec(entry.spec, disk, volumes)

@@ -13,8 +13,9 @@ import os
 import shutil
 
 from lifeboat import locks, secureboot
-from lifeboat.boot import detect, efi, lvm_roots, probe, shim, signed
-from lifeboat.boot.model import DONE, FAILED, NOT_NEEDED, LinuxSystem, Recorder, StepOutcome, WindowsLoader
+from lifeboat.boot import detect, efi, luks_roots, lvm_roots, probe, shim, signed
+from lifeboat.boot.model import (DONE, FAILED, NEEDS_PASSPHRASE, NOT_NEEDED, LinuxSystem, Recorder, StepOutcome,
+                                 WindowsLoader)
 from lifeboat.devices import Disk, Partition, disk_info, with_layout
 from lifeboat.events import LogLine, Outcome, ProgressSink, discard
 from lifeboat.errors import LifeboatError, UnsafeTarget
@@ -23,6 +24,7 @@ from lifeboat.layout.read import read_layout
 from lifeboat.layout.write import ensure_partitions
 from lifeboat.mounts import MountStack
 from lifeboat.run import run
+from lifeboat.volumes.luks import LuksKey
 
 NO_SYSTEM = "no GRUB-booted Linux root and no Windows boot manager found on this disk"
 # What "nothing found" means: bootfix was asked to repair something, the restore's step only to keep it bootable.
@@ -41,9 +43,10 @@ def target_disk(disk_path: str, layout: DiskLayout | None = None) -> Disk:
     return with_layout(disk, layout)
 
 
-def bootfix(disk_path: str, progress: ProgressSink = discard) -> list[StepOutcome]:
+def bootfix(disk_path: str, progress: ProgressSink = discard, key: LuksKey | None = None) -> list[StepOutcome]:
     """Reinstall the bootloaders of the systems on `disk_path`. A disk without any is a failure here: the
-    user asked for a repair and nothing could be repaired."""
+    user asked for a repair and nothing could be repaired. `key` opens the disk's LUKS containers (the TUI asks
+    for it, the CLI reads --luks-passphrase-file); without it each is a needs-passphrase step."""
     rec = Recorder(progress)
     rec.start("detect", disk_path)
     try:
@@ -57,12 +60,14 @@ def bootfix(disk_path: str, progress: ProgressSink = discard) -> list[StepOutcom
         except LifeboatError as err:
             rec.finish("detect", FAILED, str(err))
             return rec.outcomes
-        return _fix(disk, rec, no_system=FAILED)
+        return _fix(disk, rec, no_system=FAILED, key=key)
 
 
-def after_restore(disk_path: str, layout: DiskLayout, progress: ProgressSink = discard) -> list[StepOutcome]:
+def after_restore(disk_path: str, layout: DiskLayout, progress: ProgressSink = discard,
+                  key: LuksKey | None = None) -> list[StepOutcome]:
     """The restore's bootloader step on the disk it has just written with `layout` (the caller holds the
     disk): the same as bootfix, except that a disk with no system on it needs no bootloader (not-needed).
+    `key`: the restore's LUKS passphrase, when it was given one.
 
     The restore reports each returned outcome itself (as "bootloader: <step>"), so only log lines are
     passed on here; step events would be reported twice."""
@@ -72,29 +77,61 @@ def after_restore(disk_path: str, layout: DiskLayout, progress: ProgressSink = d
     except LifeboatError as err:
         rec.finish("detect", FAILED, str(err))
         return rec.outcomes
-    return _fix(disk, rec, no_system=NOT_NEEDED)
+    return _fix(disk, rec, no_system=NOT_NEEDED, key=key)
 
 
-def _fix(disk: Disk, rec: Recorder, no_system: Outcome) -> list[StepOutcome]:
-    """Detect and fix, with the disk's LVM volume groups active throughout (deactivated afterwards, reported)."""
-    with lvm_roots.opened(disk, rec) as groups:
-        found = detect.find_systems(disk, rec.log, groups.volumes)
+def _fix(disk: Disk, rec: Recorder, no_system: Outcome, key: LuksKey | None = None) -> list[StepOutcome]:
+    """Detect and fix, with the disk's LUKS containers open and its LVM volume groups (on partitions or inside
+    the containers) active throughout; each deactivated and closed afterwards, reported."""
+    names = _crypttab_names(disk, key, rec)
+    if names is None:  # a container the passphrase does not open: nothing is written
+        return rec.outcomes
+    with luks_roots.opened(disk, key, rec, names) as sealed, lvm_roots.opened(disk, rec, sealed.pvs) as groups:
+        if sealed.failed:
+            return rec.outcomes
+        found = detect.find_systems(disk, rec.log, [*sealed.volumes, *groups.volumes])
         found.unreadable[:0] = groups.unreadable
-        _fix_found(disk, found, rec, no_system)
+        _fix_found(disk, found, rec, no_system, sealed.locked)
     return rec.outcomes
 
 
-def _fix_found(disk: Disk, found: detect.Findings, rec: Recorder, no_system: Outcome) -> None:
+def _crypttab_names(disk: Disk, key: LuksKey | None, rec: Recorder) -> dict[str, str] | None:
+    """A first, read-only look into the disk's LUKS containers (opened under Lifeboat's names, closed again):
+    the names the installed systems' /etc/crypttab give them. None when one could not be opened (its failed
+    step reported)."""
+    if key is None or not luks_roots.containers(disk):
+        return {}
+    look = Recorder(lambda event: rec.progress(event) if isinstance(event, LogLine) else None)
+    with luks_roots.opened(disk, key, look) as sealed, lvm_roots.opened(disk, look, sealed.pvs) as groups:
+        found = None if sealed.failed else detect.find_systems(disk, lambda *_: None,  # said again in pass 2
+                                                               [*sealed.volumes, *groups.volumes])
+    failed = [o for o in look.outcomes if o.outcome == FAILED]
+    for o in failed:
+        rec.start(o.step)
+        rec.finish(o.step, o.outcome, o.detail)
+    if found is None or failed:
+        return None
+    return luks_roots.crypttab_names(found.linux, disk, rec.log)
+
+
+def _fix_found(disk: Disk, found: detect.Findings, rec: Recorder, no_system: Outcome,
+               locked: list[str] | None = None) -> None:
     if found.unreadable and not (found.linux or found.windows):
         rec.finish("detect", FAILED, "could not look into " + "; ".join(found.unreadable))
         return
     names = ([f"{s.name} on {s.where}" for s in found.linux]
              + [f"Windows boot manager on {w.esp.path}" for w in found.windows])
+    if not names and locked:  # the system may well be inside: not a failure, the passphrase is missing
+        rec.finish("detect", NEEDS_PASSPHRASE, f"no system outside the locked LUKS container(s) {', '.join(locked)}; "
+                                               f"give the passphrase ({luks_roots.OPTION}) to look inside")
+        return
     if not names:
         rec.finish("detect", no_system, NOT_FOUND[no_system])
         return
     if found.unreadable:
         names.append("could not look into " + "; ".join(found.unreadable))
+    if locked:
+        names.append("not looked into (no passphrase): " + ", ".join(locked))
     rec.finish("detect", DONE, "; ".join(names))
     refused = detect.shared_boots(found.linux)
     for system in found.linux:

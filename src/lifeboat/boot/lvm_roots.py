@@ -1,7 +1,7 @@
 """The LVM volume groups of a disk being fixed, active for the length of a bootfix (or a restore's bootloader
 step) so that a root, a /boot or any other volume its fstab names can be found, mounted and chrooted into.
 
-Only the groups whose physical volumes are partitions of this disk are activated, with the live system's lvm2
+Only the groups whose physical volumes are partitions of this disk (or opened LUKS containers on it) are activated, with the live system's lvm2
 and every command limited to those PVs (lifeboat.volumes.lvm). A group whose name is already active from another
 disk is not activated (its LVs' /dev/mapper nodes would collide): it is reported as unreadable, by name and by
 the other disk's PVs. Each group this activated is deactivated afterwards, on error too, and that is a step.
@@ -98,10 +98,11 @@ def _active(group: VolumeGroup, devices: list[str], rec: Recorder) -> Iterator[N
 
 
 @contextlib.contextmanager
-def opened(disk: Disk, rec: Recorder) -> Iterator[OpenGroups]:
-    """The disk's volume groups active for the block, their volumes yielded; deactivated afterwards."""
+def opened(disk: Disk, rec: Recorder, more_pvs: Sequence[str] = ()) -> Iterator[OpenGroups]:
+    """The disk's volume groups active for the block, their volumes yielded; deactivated afterwards. `more_pvs`:
+    PVs inside the disk's opened LUKS containers (/dev/mapper/NAME, boot.luks_roots)."""
     found = OpenGroups()
-    pvs = pv_nodes(disk)
+    pvs = [*pv_nodes(disk), *more_pvs]
     if not pvs:
         yield found
         return
@@ -121,7 +122,7 @@ def opened(disk: Disk, rec: Recorder) -> Iterator[OpenGroups]:
         for group in groups:
             devices = [pv.node for pv in group.pvs]
             clash = name_clash(group, elsewhere, _mapper_entries())
-            partial = group.unsupported(frozenset(pvs))
+            partial = group.unsupported(frozenset([*pvs, *map(os.path.realpath, pvs)]))  # dm: either name
             if partial.startswith(f"volume group {group.name}: "):  # an LV kind Lifeboat does not image: activates
                 partial = ""
             if clash or partial:

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
 
-from lifeboat.boot.probe import FstabEntry, Volume
+from lifeboat.boot.probe import CrypttabEntry, FstabEntry, Volume
 from lifeboat.devices import Partition
 from lifeboat.events import LogLine, Outcome, ProgressSink, StepFinished, StepStarted, summarize
 
 DONE, NOT_NEEDED, FAILED = Outcome.DONE, Outcome.NOT_NEEDED, Outcome.FAILED
+NEEDS_PASSPHRASE = Outcome.NEEDS_PASSPHRASE  # a LUKS container left locked: no passphrase given (not a failure)
 
 
 @dataclass(frozen=True)
@@ -31,7 +32,7 @@ def overall(outcomes: list[StepOutcome]) -> Outcome:
 
 @dataclass
 class LinuxSystem:
-    root: Partition | Volume  # a partition, or an LVM logical volume (/dev/mapper/VG-LV)
+    root: Partition | Volume  # a partition, an LVM logical volume (/dev/mapper/VG-LV) or an opened LUKS container
     name: str  # PRETTY_NAME from os-release, or the root's node
     efi_id: str  # directory under \EFI (Debian's grub-install --bootloader-id)
     fstab: list[FstabEntry] = field(default_factory=list)
@@ -44,6 +45,7 @@ class LinuxSystem:
     shim: str = ""  # why it boots through shim (boot.shim.shim_evidence), "" when it does not
     root_subvol: str = ""  # btrfs: the subvolume holding / ("@"); "" when / is the filesystem's default
     boot_subvol: str = ""  # btrfs: the subvolume a separate /boot is in
+    crypttab: list[CrypttabEntry] = field(default_factory=list)  # its /etc/crypttab (names its LUKS mappings)
 
     @property
     def where(self) -> str:

@@ -25,12 +25,13 @@ def mbr_gap_sectors(disk: Disk) -> int:
 
 @dataclass(frozen=True)
 class Volume:
-    """An active LVM logical volume on the disk being fixed, seen as a block device a root or /boot can be on."""
+    """An active LVM logical volume on the disk being fixed, seen as a block device a root or /boot can be on;
+    or an opened LUKS container holding a filesystem itself (vg "", lv its mapper name)."""
 
     vg: str
     lv: str
-    path: str  # /dev/mapper/VG-LV (lvm2's node, dashes doubled)
-    pvs: tuple[str, ...]  # its group's physical volumes (partition nodes of this disk)
+    path: str  # /dev/mapper/VG-LV (lvm2's node, dashes doubled), or /dev/mapper/NAME of a LUKS container
+    pvs: tuple[str, ...]  # its group's physical volumes (partition or opened-container nodes of this disk)
     fstype: str = ""
     uuid: str = ""
     label: str = ""
@@ -57,6 +58,23 @@ def parse_fstab(text: str) -> list[FstabEntry]:
         spec = fields[0].replace("\\040", " ")
         entries.append(FstabEntry(spec, fields[1].replace("\\040", " "), fields[2],
                                   fields[3] if len(fields) > 3 else "defaults"))
+    return entries
+
+
+@dataclass(frozen=True)
+class CrypttabEntry:
+    name: str  # the device-mapper name the system opens it under (/dev/mapper/NAME)
+    source: str  # UUID=..., PARTUUID=..., /dev/disk/by-uuid/..., /dev/sda3
+    options: str = ""
+
+
+def parse_crypttab(text: str) -> list[CrypttabEntry]:
+    """crypttab(5) lines: NAME SOURCE [KEY [OPTIONS]]."""
+    entries = []
+    for line in text.splitlines():
+        fields = line.split("#", 1)[0].split()
+        if len(fields) >= 2:
+            entries.append(CrypttabEntry(fields[0], fields[1], fields[3] if len(fields) > 3 else ""))
     return entries
 
 
@@ -92,6 +110,9 @@ def resolve_spec(spec: str, disk: Disk, volumes: Sequence[Volume] = ()) -> Parti
     """The partition of `disk`, or the logical volume among `volumes` (its volume groups' active LVs), an fstab
     spec names: UUID=, PARTUUID=, LABEL=, PARTLABEL=, by-* links, /dev/mapper/VG-LV, /dev/VG/LV."""
     spec = spec.strip('"')
+    for v in volumes:
+        if v.path == spec:  # /dev/mapper/NAME of an opened LUKS container (or of an LV, spelt as lvm2 does)
+            return v
     named = lvm_names(spec)
     if named is not None or spec.startswith("/dev/mapper/"):  # another mapper name (LUKS...): not resolvable here
         return next((v for v in volumes if (v.vg, v.lv) == named), None)

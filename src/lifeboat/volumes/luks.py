@@ -97,21 +97,24 @@ def test_passphrase(device_or_header: str, key: LuksKey, what: str) -> None:
     _wrong(proc, what)
 
 
-def open_container(node: str, key: LuksKey, what: str, *, read_only: bool) -> str:
-    """Open `node` as /dev/mapper/lifeboat-luks-NAME; returns that node. WrongLuksPassphrase names `what`."""
-    name = mapper_name(node)
+def open_container(node: str, key: LuksKey, what: str, *, read_only: bool, name: str = "") -> str:
+    """Open `node` as /dev/mapper/lifeboat-luks-NAME (or as /dev/mapper/`name`); returns that node.
+    WrongLuksPassphrase names `what`."""
+    name = name or mapper_name(node)
     args = ["open", "--type", "luks", "--key-file=-", *(["--readonly"] if read_only else []), node, name]
     _wrong(_cryptsetup(args, key, check=False), what)
     run(["udevadm", "settle", "--timeout=30"], check=False)
     return f"/dev/mapper/{name}"
 
 
-def close_container(node: str) -> None:
+def close_container(node: str, name: str = "") -> None:
+    """Close the mapping open_container made of `node` (under `name` when it was given one)."""
+    name = name or mapper_name(node)
     run(["udevadm", "settle", "--timeout=30"], check=False)  # udev may still be probing the mapping
-    proc = _cryptsetup(["close", mapper_name(node)], check=False)
+    proc = _cryptsetup(["close", name], check=False)
     if proc.returncode != 0:
         run(["udevadm", "settle", "--timeout=30"], check=False)
-        _cryptsetup(["close", mapper_name(node)])
+        _cryptsetup(["close", name])
 
 
 @contextlib.contextmanager
