@@ -268,14 +268,16 @@ class EngineBackend:
     def run_bootfix(self, disk: Disk, progress: ProgressSink, cancel: threading.Event,
                     luks_passphrase: str = "") -> JobOutcome:
         from lifeboat.boot import bootfix
+        from lifeboat.volumes.luks import LuksKey
 
         if cancel.is_set():
             raise Cancelled()
-        outcomes = bootfix(disk.path, progress, **luks_backend.bootfix_key(luks_passphrase))
+        outcomes = bootfix(disk.path, progress, key=LuksKey(luks_passphrase) if luks_passphrase else None)
         failed = [o for o in outcomes if o.outcome == Outcome.FAILED]
         if failed or not outcomes:
             raise LifeboatError(str(failed[0]) if failed else f"nothing could be repaired on {disk.path}")
-        return JobOutcome(tuple(str(o) for o in outcomes))
+        locked = tuple(str(o) for o in outcomes if o.outcome == Outcome.NEEDS_PASSPHRASE)  # said, not a failure
+        return JobOutcome(tuple(str(o) for o in outcomes if o.outcome != Outcome.NEEDS_PASSPHRASE), locked)
 
     def power(self, action: str) -> None:
         from lifeboat.devices import SANDBOX_ENV

@@ -4,7 +4,6 @@ its standard input (lifeboat.volumes.luks): never in argv, the environment, a fi
 
 from __future__ import annotations
 
-import inspect
 import logging
 from dataclasses import dataclass, field
 
@@ -125,18 +124,6 @@ def check_image_passphrase(repo: Repository, image: str, partition: int, passphr
         luks.test_passphrase(path, LuksKey(passphrase), what)
 
 
-def bootfix_takes_key() -> bool:
-    """Whether lifeboat.boot.bootfix unlocks LUKS roots (a `luks_key` parameter, issue 9, added by the boot
-    module's owner): until it does, the TUI does not ask a passphrase it could not use."""
-    from lifeboat import boot
-
-    return "luks_key" in inspect.signature(boot.bootfix).parameters
-
-
 def bootfix_containers(disk: Disk) -> tuple[LuksContainer, ...]:
-    return containers_on(disk) if bootfix_takes_key() else ()
-
-
-def bootfix_key(passphrase: str) -> dict[str, LuksKey]:
-    """The keyword bootfix takes the passphrase by; none without one (or before bootfix takes it)."""
-    return {"luks_key": LuksKey(passphrase)} if passphrase and bootfix_takes_key() else {}
+    """The containers lifeboat.boot.bootfix opens with the one passphrase it takes (`key`)."""
+    return containers_on(disk)

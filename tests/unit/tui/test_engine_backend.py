@@ -48,7 +48,7 @@ def test_verify_problems_become_one_error_naming_where(monkeypatch):
 def test_bootfix_failure_is_an_error(monkeypatch):
     from lifeboat.boot.model import StepOutcome
 
-    monkeypatch.setattr("lifeboat.boot.bootfix", lambda path, progress: [StepOutcome("detect", "failed", "no Linux")])
+    monkeypatch.setattr("lifeboat.boot.bootfix", lambda path, progress, key=None: [StepOutcome("detect", "failed", "no Linux")])
     disk = Disk("/dev/sdb", "sdb", MiB)
     with pytest.raises(LifeboatError, match="detect: failed — no Linux"):
         EngineBackend(log_path="/dev/null").run_bootfix(disk, lambda e: None, threading.Event())

@@ -45,8 +45,8 @@ WHY = {
                          "used blocks, like any partition.",
     LuksPurpose.RESTORE: "The image holds this container's contents: the restore re-creates the container from its "
                          "header backup and opens it with its passphrase to write them.",
-    LuksPurpose.BOOTFIX: "A system's root may be inside: with its passphrase the repair unlocks it, repairs that "
-                         "system's boot and locks it again.",
+    LuksPurpose.BOOTFIX: "A system's root may be inside: with the passphrase the repair unlocks it, repairs that "
+                         "system's boot and locks it again. It must open every LUKS container on this disk.",
 }
 
 

@@ -54,7 +54,8 @@ def start_bootfix(app) -> None:
         app.push_screen(ConfirmDialog(question, detail), lambda yes: yes and unlock(disk))
 
     def unlock(disk) -> None:
-        """A root inside a LUKS container is repaired with its passphrase (asked here, held in memory)."""
+        """A root inside a LUKS container is repaired with its passphrase (asked here, held in memory): one
+        passphrase, which must open every container on the disk (bootfix opens them all with it)."""
         try:
             containers = app.backend.bootfix_luks_containers(disk)
         except LifeboatError as error:
@@ -65,10 +66,13 @@ def start_bootfix(app) -> None:
             return
 
         def answered(answers) -> None:
-            phrases = [a.passphrase for a in answers if a.passphrase]
-            run(disk, phrases[0] if phrases else "")
+            run(disk, answers[0].passphrase if answers else "")
 
-        ask_each(app, containers, LuksPurpose.BOOTFIX, app.backend.check_luks_passphrase, answered)
+        def opens_all(_first, phrase: str) -> None:  # bootfix opens every container with the one passphrase
+            for container in containers:
+                app.backend.check_luks_passphrase(container, phrase)
+
+        ask_each(app, containers[:1], LuksPurpose.BOOTFIX, opens_all, answered)
 
     def run(disk, luks_passphrase: str) -> None:
         backend = app.backend
