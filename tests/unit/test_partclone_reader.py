@@ -234,3 +234,81 @@ def test_strips_longer_than_a_window_and_damage_in_the_second_strip(ext4, tmp_pa
         with DecompressedStream(find_pieces(damaged, Compression.NONE), "sda1") as stream:
             handed_out.extend(len(d) for _, d in windows(PartcloneImage(stream, "sda1"), small))
     assert sum(handed_out) <= strip  # nothing of the damaged strip was handed out before its check
+
+
+def test_joined_pieces_read_back_exactly_with_direct_reads_and_without(tmp_path, monkeypatch):
+    """Pieces longer and shorter than a direct read, none aligned, read in odd sizes: the same bytes as
+    the files joined; once with O_DIRECT refused at open (a FUSE filesystem) and once refused at the read."""
+    import errno
+    import random
+
+    from lifeboat.foreign import pieces as pieces_mod
+
+    monkeypatch.setattr(pieces_mod, "BLOCK_SIZE", 64 * 1024)
+    rng = random.Random(7)
+    sizes = [200_001, 200_001, 3_333]
+    data = bytes(rng.getrandbits(8) for _ in range(sum(sizes)))
+    pos = 0
+    for suffix, size in zip(("aa", "ab", "ac"), sizes):
+        (tmp_path / f"img.{suffix}").write_bytes(data[pos: pos + size])
+        pos += size
+    real_open, real_readv = os.open, os.readv
+
+    def read_all() -> bytes:
+        joined = pieces_mod.JoinedPieces(find_pieces(str(tmp_path / "img"), Compression.NONE))
+        out, step = bytearray(), 1
+        while chunk := (joined.read(step) if step % 2 else _readinto(joined, step)):
+            out += chunk
+            step = step * 7 % 100_003 + 1
+        joined.close()
+        return bytes(out)
+
+    assert read_all() == data
+
+    def open_no_direct(path, flags, *args):
+        if flags & os.O_DIRECT:
+            raise OSError(errno.EINVAL, "Invalid argument")
+        return real_open(path, flags, *args)
+
+    monkeypatch.setattr(pieces_mod.os, "open", open_no_direct)
+    assert read_all() == data
+    monkeypatch.setattr(pieces_mod.os, "open", real_open)
+    direct_fds = set()
+
+    def open_tracking(path, flags, *args):
+        fd = real_open(path, flags, *args)
+        if flags & os.O_DIRECT:
+            direct_fds.add(fd)
+        return fd
+
+    def readv_refusing_direct(fd, buffers):
+        if fd in direct_fds:
+            direct_fds.discard(fd)
+            raise OSError(errno.EINVAL, "Invalid argument")
+        return real_readv(fd, buffers)
+
+    monkeypatch.setattr(pieces_mod.os, "open", open_tracking)
+    monkeypatch.setattr(pieces_mod.os, "readv", readv_refusing_direct)
+    assert read_all() == data
+
+
+def _readinto(joined, n: int) -> bytes:
+    buf = bytearray(n)
+    got = joined.readinto(memoryview(buf))
+    return bytes(buf[:got])
+
+
+def test_window_buffers_are_handed_out_again_only_when_given_back():
+    from lifeboat.foreign.czrepo import WindowBuffers
+    from lifeboat.repo.manifest import CHUNK_SIZE
+
+    buffers = WindowBuffers()
+    first = buffers.take(CHUNK_SIZE)
+    assert buffers.take(CHUNK_SIZE) is not first  # still in use: a new one
+    buffers.give_back(first)
+    assert buffers.take(CHUNK_SIZE) is first
+    small = buffers.take(4096)
+    buffers.give_back(small)  # not a full window: never reused
+    assert len(buffers.take(CHUNK_SIZE)) == CHUNK_SIZE and buffers.take(4096) is not small
+    buffers.give_back(bytes(CHUNK_SIZE))  # not one of its buffers
+    assert type(buffers.take(CHUNK_SIZE)) is bytearray

@@ -42,7 +42,11 @@ class _Copier:
         self.item, self.refs = "", []
 
     def copy(self, digest: str, length: int) -> tuple[str, int]:
-        return self.repo.put_chunk(self.source.get_chunk(digest, length), self.level)
+        data = self.source.get_chunk(digest, length)
+        try:
+            return self.repo.put_chunk(data, self.level)
+        finally:
+            self.source.release(data)  # put_chunk keeps nothing of it: the buffer takes a later window
 
     def on_result(self, tag: tuple[int, int], value: tuple[str, int]) -> None:
         window, length = tag

@@ -23,7 +23,7 @@ import re
 import struct
 import zlib
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from enum import IntEnum
@@ -356,27 +356,29 @@ class PartcloneImage:
             raise ImageCorrupt(f"{self.where}: data continues after the last partclone block (image damaged)")
 
 
-def windows(image: PartcloneImage, window: int) -> Iterator[tuple[int, bytearray]]:
+def windows(image: PartcloneImage, window: int,
+            alloc: Callable[[int], bytearray] = bytearray) -> Iterator[tuple[int, bytearray]]:
     """(window index, used bytes of that window concatenated) for every window of `window` bytes of
     the partition that holds used blocks, in order: the shape of a native image's chunks. Every
-    checksum is verified before a byte it covers is handed out."""
+    checksum is verified before a byte it covers is handed out. `alloc(size)` gives each window's
+    buffer (a bytearray of that size, its content overwritten)."""
     bs = image.header.block_size
     if window % bs:
         raise ValueError(f"window {window} is not a multiple of the block size {bs}")
     h = image.header
     if h.checksum_mode is ChecksumMode.NONE or (h.checksum_mode is ChecksumMode.CRC32 and h.reseed):
-        return _direct_windows(image, window_sizes(image.runs, window))
-    return _copied_windows(image, window)
+        return _direct_windows(image, window_sizes(image.runs, window), alloc)
+    return _copied_windows(image, window, alloc)
 
 
-def _copied_windows(image: PartcloneImage, window: int) -> Iterator[tuple[int, bytearray]]:
+def _copied_windows(image: PartcloneImage, window: int, alloc: Callable[[int], bytearray]) -> Iterator[tuple[int, bytearray]]:
     """windows() for chained or 0001 checksums: every byte is copied once, from the decompressed
     buffer into the window's."""
     bs = image.header.block_size
     stream = image.blocks(max(1, window // bs))
     piece = memoryview(b"")
     for index, size in window_sizes(image.runs, window):
-        out, filled = bytearray(size), 0
+        out, filled = alloc(size), 0
         while filled < size:
             if not piece:
                 piece = next(stream, None)
@@ -391,7 +393,8 @@ def _copied_windows(image: PartcloneImage, window: int) -> Iterator[tuple[int, b
     image.finish()
 
 
-def _direct_windows(image: PartcloneImage, sizes: list[tuple[int, int]]) -> Iterator[tuple[int, bytearray]]:
+def _direct_windows(image: PartcloneImage, sizes: list[tuple[int, int]],
+                    alloc: Callable[[int], bytearray]) -> Iterator[tuple[int, bytearray]]:
     """windows() for reseeded CRC32 strips (what partclone 0.3 writes) or none: the stream is
     decompressed straight into each window's buffer, the 4-byte checksums read on their own, so no byte
     is copied. Each strip's CRC is computed on a helper thread (zlib releases the GIL) while the next
@@ -401,7 +404,7 @@ def _direct_windows(image: PartcloneImage, sizes: list[tuple[int, int]]) -> Iter
     with ThreadPoolExecutor(1, thread_name_prefix="lifeboat-crc") as pool:
         decoder.pool = pool
         for index, size in sizes:
-            out = bytearray(size)
+            out = alloc(size)
             decoder.fill(memoryview(out))
             held.append((index, out, decoder.strips_touched()))
             # the windows before this one, once their strips are all read: their checks had a window's time
