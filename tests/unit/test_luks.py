@@ -258,6 +258,8 @@ def test_lvm_inside_luks_is_a_pv_partition_whose_container_is_kept(tmp_path, hea
     (group,) = summary["volume_groups"]
     assert group["partitions"] == [2] and [lv["name"] for lv in group["lvs"]] == ["root", "swap_1"]
     assert [p["fstype"] for p in summary["partitions"]] == ["vfat", "crypto_LUKS"]
+    assert summary["partitions"][1]["note"] == (f"LUKS2 container (UUID {UUID}) opened with its passphrase: holds an "
+                                                "LVM physical volume of volume group debian-vg")
     assert luks_plan.pv_offsets(again) == {2: 16 * MiB}
 
 
