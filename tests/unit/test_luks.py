@@ -123,14 +123,19 @@ def _manifest(repo: Repository, header: bytes) -> ImageManifest:
         compression=Compression("zstd", 3), stats=CaptureStats(1, 2, 3))
 
 
-def test_the_manifest_keeps_the_container_its_header_and_its_contents(tmp_path, header):
-    repo = Repository.open(tmp_path / "repo", create=True)
-    manifest = _manifest(repo, header)
-    again = ImageManifest.from_json(manifest.to_json(), "luks")
+def _round_trip(tmp_path, header: bytes, build) -> tuple[ImageManifest, ImageManifest, PartitionImage]:
+    """The manifest `build` makes, read back from its JSON (equal), and its partition 2 (the container)."""
+    manifest = build(Repository.open(tmp_path / "repo", create=True), header)
+    again = ImageManifest.from_json(manifest.to_json(), manifest.name)
     assert again == manifest
     part = again.partition(2)
-    assert part.fstype == "crypto_LUKS" and part.used_bytes == 65536 + 8192  # the contents' data
-    assert part.content.header.digest in again.referenced_chunks()
+    assert part.fstype == "crypto_LUKS" and part.content.header.digest in again.referenced_chunks()
+    return manifest, again, part
+
+
+def test_the_manifest_keeps_the_container_its_header_and_its_contents(tmp_path, header):
+    manifest, again, part = _round_trip(tmp_path, header, _manifest)
+    assert part.used_bytes == 65536 + 8192  # the contents' data
     assert "decrypts" in part.content.sensitive and SECRET not in str(manifest.to_json())
 
 
@@ -246,14 +251,9 @@ def _lvm_in_luks_manifest(repo: Repository, header: bytes) -> ImageManifest:
 
 
 def test_lvm_inside_luks_is_a_pv_partition_whose_container_is_kept(tmp_path, header):
-    repo = Repository.open(tmp_path / "repo", create=True)
-    manifest = _lvm_in_luks_manifest(repo, header)
-    again = ImageManifest.from_json(manifest.to_json(), "lvmluks")
-    assert again == manifest
-    part = again.partition(2)
+    _, again, part = _round_trip(tmp_path, header, _lvm_in_luks_manifest)
     assert part.content.inner.kind == "lvm-pv" and part.content.inner.vg_name == "debian-vg"
     assert again.volume_groups[0].pvs[0].partition == 2
-    assert part.content.header.digest in again.referenced_chunks()
     summary = again.summary().to_json()
     (group,) = summary["volume_groups"]
     assert group["partitions"] == [2] and [lv["name"] for lv in group["lvs"]] == ["root", "swap_1"]
