@@ -73,11 +73,13 @@ def scenario(vm: Machine, lifeboat: str, key: str, wrong: str) -> None:
     luks_uuid = _ok(vm, f"cryptsetup luksUUID {SRC}-part3").strip()
     container = int(_ok(vm, f"blockdev --getsize64 {SRC}-part3"))
     chunks = int(_ok(vm, f"(du -sb {REPO}/chunks 2>/dev/null || echo 0) | cut -f1"))
+    phases = [("build", time.monotonic())]
 
     out = _ok(vm, f"{lifeboat} capture {SRC} lvmluks --repo {REPO} --luks-passphrase-file {key} --allow-plaintext "
                   "2>&1 | grep -v '%' | tail -25", timeout=900)
     assert "LVM physical volume" in out and f"LVM volume group {VG}" in out and "root" in out, out
     _closed(vm, "the capture")
+    phases.append(("capture", time.monotonic()))
     grew = int(_ok(vm, f"du -sb {REPO}/chunks | cut -f1")) - chunks
     manifest = json.loads(_ok(vm, f"cat {REPO}/images/lvmluks/manifest.json"))
     content = manifest["partitions"][2]["content"]
@@ -104,8 +106,11 @@ def scenario(vm: Machine, lifeboat: str, key: str, wrong: str) -> None:
                   "--no-bootloader 2>&1 | grep -v '%' | tail -40", timeout=900)
     assert f"LVM volume group {VG}" in out and "LVM physical volume of debian-vg" in out, out
     _closed(vm, "the restore")
+    phases.append(("restore (a wrong passphrase refused first)", time.monotonic()))
     _check_restored(vm, key, luks_uuid, before, swap_uuid, sums)
-    print(f"LVM in LUKS: {time.monotonic() - started:.0f} s of guest time (build, capture, restore, checks)")
+    phases.append(("checks", time.monotonic()))
+    spent = ", ".join(f"{name} {end - start:.0f} s" for (_, start), (name, end) in zip([("", started)] + phases, phases))
+    print(f"LVM in LUKS: {time.monotonic() - started:.0f} s of guest time: {spent}")
 
 
 def _check_restored(vm: Machine, key: str, luks_uuid: str, before: dict, swap_uuid: str, sums: str) -> None:
