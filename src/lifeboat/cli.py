@@ -175,8 +175,10 @@ def _luks_key(args):
 
 def _container_lines(part, repo) -> list[str]:
     inner = part.luks.inner
-    lines = [f"    {part.volume.describe}: opened read-only with the passphrase; its {inner.fstype or 'content'} "
-             f"({human_size(inner.size)}, {inner.kind.mode}) is imaged, and a backup of its header is kept",
+    what = (f"LVM physical volume ({human_size(inner.size)}) is imaged by its volume group's logical volumes"
+            if inner.pv else f"{inner.fstype or 'content'} ({human_size(inner.size)}, {inner.kind.mode}) is imaged")
+    lines = [f"    {part.volume.describe}: opened read-only with the passphrase; its {what}, and a backup of its "
+             "header is kept",
              "    The header backup is sensitive: with one of the container's passphrases it decrypts the data."]
     if not repo.encrypted:
         lines.append(f"    WARNING: {repo.root} is not encrypted: the container's contents would be stored there decrypted.")

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import subprocess
+from dataclasses import replace
 
 import pytest
 from imagekit import MiB, gpt_layout, store_stream
@@ -122,14 +123,19 @@ def _manifest(repo: Repository, header: bytes) -> ImageManifest:
         compression=Compression("zstd", 3), stats=CaptureStats(1, 2, 3))
 
 
-def test_the_manifest_keeps_the_container_its_header_and_its_contents(tmp_path, header):
-    repo = Repository.open(tmp_path / "repo", create=True)
-    manifest = _manifest(repo, header)
-    again = ImageManifest.from_json(manifest.to_json(), "luks")
+def _round_trip(tmp_path, header: bytes, build) -> tuple[ImageManifest, ImageManifest, PartitionImage]:
+    """The manifest `build` makes, read back from its JSON (equal), and its partition 2 (the container)."""
+    manifest = build(Repository.open(tmp_path / "repo", create=True), header)
+    again = ImageManifest.from_json(manifest.to_json(), manifest.name)
     assert again == manifest
     part = again.partition(2)
-    assert part.fstype == "crypto_LUKS" and part.used_bytes == 65536 + 8192  # the contents' data
-    assert part.content.header.digest in again.referenced_chunks()
+    assert part.fstype == "crypto_LUKS" and part.content.header.digest in again.referenced_chunks()
+    return manifest, again, part
+
+
+def test_the_manifest_keeps_the_container_its_header_and_its_contents(tmp_path, header):
+    manifest, again, part = _round_trip(tmp_path, header, _manifest)
+    assert part.used_bytes == 65536 + 8192  # the contents' data
     assert "decrypts" in part.content.sensitive and SECRET not in str(manifest.to_json())
 
 
@@ -220,3 +226,113 @@ def test_opened_contents_go_into_an_unencrypted_repository_only_when_allowed():
     check_plaintext_allowed([plain, opened], unencrypted, allowed=True)
     check_plaintext_allowed([plain, opened], SimpleNamespace(encrypted=True, root="/r"), allowed=False)
     check_plaintext_allowed([plain], unencrypted, allowed=False)  # nothing opened: nothing decrypted
+
+
+# ---------------------------------------------------------------- LVM inside LUKS (the Debian installer's
+# "guided encrypted LVM": partition 2 a LUKS2 container whose contents are the PV of debian-vg/{root,swap_1})
+
+
+def _lvm_in_luks_manifest(repo: Repository, header: bytes) -> ImageManifest:
+    from lifeboat.repo.manifest import LogicalVolumeImage, LvmPvContent, PhysicalVolumeImage, SwapContent, VolumeGroupImage
+
+    base = _manifest(repo, header)
+    luks_part = base.partition(2)
+    container = LuksContent(2, UUID, "lbtest", "aes-xts-plain64", luks_part.content.header,
+                            LvmPvContent("debian-vg", "pv-uuid"), 16 * MiB, luks_capture.SENSITIVE)
+    root = FilesystemContent("ext4", "root-fs", "", store_stream(repo, 5, {0: 65536, 5 * MiB: 4096}))
+    lvs = (LogicalVolumeImage("root", "root-uuid", 28 * MiB, root, 7),
+           LogicalVolumeImage("swap_1", "swap-uuid", 8 * MiB, SwapContent("swap-fs"), 2))
+    digest, _ = repo.put_chunk(b"debian-vg {\n}\n", 3)
+    # the PV is the container's contents: 64 MiB less the 16 MiB header, 1 MiB before its first extent: 11 extents
+    vg = VolumeGroupImage("debian-vg", "vg-uuid", 4 * MiB, BlobRef(digest, 14), lvs, 11, 2, (),
+                          (PhysicalVolumeImage(2, "pv-uuid", MiB, 11),))
+    return replace(base, name="lvmluks", partitions=(base.partition(1), PartitionImage(2, 64 * MiB, container)),
+                   volume_groups=(vg,))
+
+
+def test_lvm_inside_luks_is_a_pv_partition_whose_container_is_kept(tmp_path, header):
+    _, again, part = _round_trip(tmp_path, header, _lvm_in_luks_manifest)
+    assert part.content.inner.kind == "lvm-pv" and part.content.inner.vg_name == "debian-vg"
+    assert again.volume_groups[0].pvs[0].partition == 2
+    summary = again.summary().to_json()
+    (group,) = summary["volume_groups"]
+    assert group["partitions"] == [2] and [lv["name"] for lv in group["lvs"]] == ["root", "swap_1"]
+    assert [p["fstype"] for p in summary["partitions"]] == ["vfat", "crypto_LUKS"]
+    assert summary["partitions"][1]["note"] == (f"LUKS2 container (UUID {UUID}) opened with its passphrase: holds an "
+                                                "LVM physical volume of volume group debian-vg")
+    assert luks_plan.pv_offsets(again) == {2: 16 * MiB}
+
+
+def test_a_pv_inside_luks_gets_the_container_less_its_header(tmp_path, header):
+    from lifeboat.engine import lvm_plan
+
+    repo = Repository.open(tmp_path / "repo", create=True)
+    manifest = _lvm_in_luks_manifest(repo, header)
+    vg, content = manifest.volume_groups[0], manifest.partition(2).content
+    target = PartitionEntry(2, 18432, 128 * 2048, "")  # 128 MiB: 112 MiB of PV, 27 extents
+    group = lvm_plan.plan_group(vg, {2: target}, 512, None, luks_plan.pv_offsets(manifest))
+    assert (group.extents, group.new_extents) == (11, 27)
+    sizes = {v.name: (v.size // MiB, v.new_size // MiB) for v in group.volumes}
+    assert sizes == {"root": (28, 92), "swap_1": (8, 8)}  # all 16 new extents to the data volume
+    action = luks_plan.plan_container(2, content, 64 * MiB, target, 512)
+    assert (action.volume_group, action.pv_uuid, action.size, action.new_size) == ("debian-vg", "pv-uuid", 48 * MiB,
+                                                                                   112 * MiB)
+    assert action.grow == "" and action.write_bytes == 0  # the group's volumes carry the data
+    assert "LVM physical volume of debian-vg, same UUID pv-uuid" in action.lines()[1]
+    smaller = luks_plan.plan_container(2, content, 64 * MiB, PartitionEntry(2, 18432, 48 * 2048, ""), 512)
+    assert smaller.new_size == 32 * MiB and "shrinks from 48.0 MiB" in smaller.lines()[1]  # the group decides
+
+
+def test_the_plan_nests_the_volume_group_under_its_luks_partition(tmp_path, monkeypatch, header):
+    from imagekit import fake_target
+
+    from lifeboat.engine import plan as plan_module
+
+    repo = Repository.open(tmp_path / "repo", create=True)
+    write_manifest(repo, _lvm_in_luks_manifest(repo, header))
+    fake_target(monkeypatch, 160 * MiB)
+    for name, value in (("logical_sector_size", lambda target: 512), ("read_health", lambda target: None),
+                        ("_marker_text", lambda target: ""), ("luks_device_mapper", lambda: True),
+                        ("device_mapper", lambda: True), ("groups_elsewhere", lambda exclude: {})):
+        monkeypatch.setattr(plan_module, name, value)
+    with pytest.raises(LifeboatError, match="partition 2 of image 'lvmluks' holds the contents of a LUKS2"):
+        plan_module.plan_restore(repo, "lvmluks", "/dev/sdt")
+    plan = plan_module.plan_restore(repo, "lvmluks", "/dev/sdt", luks_key=LuksKey(SECRET))
+    lines = plan.describe()
+    row = next(i for i, line in enumerate(lines) if line.lstrip().startswith("2 "))
+    assert "LUKS container, same UUID" in lines[row] and "LUKS container holding an LVM physical volume" in lines[row]
+    assert "re-created from its header backup" in lines[row + 1]
+    assert "LVM physical volume of debian-vg" in lines[row + 2] and "its volume group below" in lines[row + 2]
+    assert lines[row + 3].startswith("        LVM volume group debian-vg (44.0 MiB, grows to ")  # nested deeper
+    nested = [line.split()[:2] for line in lines[row + 4:row + 6]]
+    assert nested[0][0] == "root" and nested[1] == ["swap_1", "8.0"], lines
+    data = plan.to_json()
+    (container,) = data["luks_containers"]
+    assert container["volume_group"] == "debian-vg" and container["pv_uuid"] == "pv-uuid"
+    (group,) = data["volume_groups"]
+    assert group["partitions"] == [2]
+    sizes = {lv["name"]: (lv["size"], lv["new_size"]) for lv in group["lvs"]}
+    assert sizes["swap_1"] == (8 * MiB, 8 * MiB) and sizes["root"][1] > 2 * sizes["root"][0]
+    # the PV fills the container less its header: every extent the group gains goes to root
+    assert group["new_extents"] == (container["new_size"] - MiB) // (4 * MiB)
+    assert plan.total_bytes == 4096 + 65536 + 4096  # the ESP and root, once
+    assert SECRET not in repr(plan) and SECRET not in str(data)
+
+
+def test_a_container_whose_group_is_not_imaged_is_copied_whole_again():
+    from types import SimpleNamespace
+
+    info = VolumeInfo(VolumeKind.LUKS, "2", UUID, "", "aes-xts-plain64")
+    pv_info = VolumeInfo(VolumeKind.LVM_PV, "", "pv", "", "")
+    grouped, ungrouped = _Part(2, 64 * MiB, info), _Part(3, 64 * MiB, info)
+    for part in (grouped, ungrouped):
+        part.luks = SimpleNamespace(inner=SimpleNamespace(volume=pv_info, pv=None, reason=""))
+        part.kind = luks_capture.LUKS_OPENED
+    grouped.luks.inner.pv = object()
+    ungrouped.luks.inner.reason = "LVM2 PV, copied whole: volume group tvg: pool is a thin pool, which Lifeboat ..."
+    assert luks_capture.inner_volumes([grouped, ungrouped]) == [grouped.luks.inner, ungrouped.luks.inner]
+    luks_capture.copy_ungrouped_whole([grouped, ungrouped])
+    assert grouped.luks is not None and grouped.reason == ""
+    assert ungrouped.luks is None and ungrouped.kind.mode == "raw"
+    assert ungrouped.reason.startswith("LUKS2 container (aes-xts-plain64, UUID") and \
+        ungrouped.reason.endswith("copied whole (64.0 MiB): volume group tvg: pool is a thin pool, which Lifeboat ...")

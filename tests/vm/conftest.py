@@ -190,7 +190,7 @@ FIRST_GUESS = {
     "test_boot_lvm_root.py::test_lvm_root_without_boot_is_found_repaired_and_boots": 390,
     "test_boot_luks_lvm.py::test_luks_lvm_root_needs_its_passphrase_is_repaired_and_boots": 400,
     "test_lvm.py::test_lvm_capture_then_restore_onto_a_larger_and_a_smaller_disk": 500,
-    "test_luks.py::test_luks_capture_with_passphrase_then_restore_onto_a_larger_disk": 310,
+    "test_luks.py::test_luks_capture_with_passphrase_then_restore_onto_a_larger_disk": 420,
     "test_failing_disks.py::test_failing_source_pulled_stick_and_power_cut_in_the_live_iso": 280,
     "test_boot_btrfs.py::test_btrfs_subvolume_root_restored_broken_and_repaired_boots": 300,
 }

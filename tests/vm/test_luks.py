@@ -6,6 +6,8 @@ anything is written, then `lifeboat restore`s it onto a disk twice the size. The
 serial console: the same LUKS UUID, the passphrase opening the restored container, the same ext4 UUID, the
 filesystem grown, the files' hashes equal, fsck clean, no mapping left open; and the passphrase in no `ps`
 line sampled while capture and restore ran, nor in the manifest or the logs (-v: every command logged).
+The same boot then captures and restores the Debian installer's "guided encrypted LVM" layout (LVM inside
+LUKS: luks_lvm.py) on two disks of its own.
 """
 
 from __future__ import annotations
@@ -17,6 +19,8 @@ import pytest
 
 from iso_helpers import BOOT_TIMEOUT, blank_disk, ext4_whole_disk, ready_pattern, shell, wait_for_all
 from qemu import Machine, Drive
+
+import luks_lvm
 
 pytestmark = [pytest.mark.vm, pytest.mark.timeout(1800)]
 
@@ -68,11 +72,15 @@ def test_luks_capture_with_passphrase_then_restore_onto_a_larger_disk(live_iso, 
         Drive(blank_disk(tmp_path / "source.img", 320), "virtio", serial="LBSOURCE"),
         Drive(blank_disk(tmp_path / "target.img", 640), "virtio", serial="LBTARGET"),
         Drive(ext4_whole_disk(tmp_path / "repo.img", 256, label="LBREPO"), "virtio", serial="LBREPO"),
+        *luks_lvm.drives(blank_disk, tmp_path),
     ]
     with Machine(disks, firmware="bios", workdir=tmp_path, memory=1536, name="luks") as vm:
         wait_for_all(vm, [ready_pattern(lifeboat_version, "ttyS0", "shell")], BOOT_TIMEOUT)
         time.sleep(2)
         scenario(vm, "lifeboat")
+        _ok(vm, "mount LABEL=LBREPO /mnt/repo")  # the same boot: LVM inside LUKS (luks_lvm.py)
+        luks_lvm.scenario(vm, "lifeboat", KEY, WRONG)
+        _ok(vm, "umount /mnt/repo")
 
 
 def scenario(vm: Machine, lifeboat: str) -> None:

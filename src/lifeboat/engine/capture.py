@@ -150,7 +150,10 @@ def _inspect(source: str, disk, progress: ProgressSink, rescue: bool = False,
     for part in parts:
         _measure(part, progress, rescue)
     luks_capture.inspect_containers(parts, luks_key, progress, lambda inner: _measure(inner, progress, rescue))
-    groups = lvm_capture.inspect_groups(parts, progress, lambda vol: _measure(vol, progress, rescue))
+    with luks_capture.opened_for_capture(parts, volumes_only=True):  # an LVM PV inside LUKS is a PV too
+        groups = lvm_capture.inspect_groups(parts + luks_capture.inner_volumes(parts), progress,
+                                            lambda vol: _measure(vol, progress, rescue))
+    luks_capture.copy_ungrouped_whole(parts)
     info = SourceInfo(source, disk.size, disk.model, disk.serial, layout, parts, groups)
     progress(StepFinished("inspect source", Outcome.DONE, f"{len(parts)} partitions, {human_size(info.to_read)} to read"))
     return info
@@ -463,10 +466,10 @@ def _capture(info: SourceInfo, name: str, repo: Repository, writer: _Writer, can
         digest, written = repo.put_chunk(data, level)
         writer.stored += written
         regions.append(BootRegion(region, offset, len(data), digest))
-    with luks_capture.opened_for_capture(info.partitions):
+    with luks_capture.opened_for_capture(info.partitions):  # a group may have its PV in one
         partitions = tuple(_capture_partition(part, repo, writer, cancel, workers) for part in info.partitions)
-    volume_groups = lvm_capture.capture_groups(
-        info.groups, repo, writer, lambda vol: _capture_content(vol, repo, writer, cancel, workers))
+        volume_groups = lvm_capture.capture_groups(
+            info.groups, repo, writer, lambda vol: _capture_content(vol, repo, writer, cancel, workers))
     manifest = ImageManifest(
         name=name,
         created=started.isoformat(timespec="seconds"),

@@ -1,6 +1,7 @@
 """Capture of LUKS containers whose passphrase is given: the container is opened read-only
 (`cryptsetup open --readonly`), its contents are captured like a partition (a filesystem by its used
-blocks), and a backup of its header (luksHeaderBackup: key slots with wrapped keys, no data) is kept
+blocks; an LVM physical volume by its volume group, each logical volume by its used blocks, as
+lvm_capture does for a PV on a partition), and a backup of its header (luksHeaderBackup: key slots with wrapped keys, no data) is kept
 beside them, so a restore re-creates the same container. Without a passphrase, or without cryptsetup or
 device-mapper on this system, the container is copied whole, as before, and the reason says why.
 """
@@ -15,7 +16,7 @@ from dataclasses import dataclass, field
 from lifeboat.devices import filesystem_facts, human_size
 from lifeboat.errors import LifeboatError
 from lifeboat.events import LogLine, ProgressSink
-from lifeboat.fs.registry import CaptureMode, FsKind, kind_for
+from lifeboat.fs.registry import RAW, CaptureMode, FsKind, kind_for
 from lifeboat.fs.volumes import VolumeInfo, VolumeKind
 from lifeboat.fs.volumes import probe as probe_volume
 from lifeboat.layout.model import PartitionEntry
@@ -86,15 +87,34 @@ def inspect_containers(parts: list, keys: LuksKey | LuksKeys | None, progress: P
         header, offset = luks.header_backup(part.node), luks.data_offset(part.node)
         with luks.opened(part.node, key, what, read_only=True) as mapped:
             inner = _inner(part, mapped)
-            if inner.volume:  # an LVM PV (or another volume) inside: not imaged volume by volume yet
+            if inner.volume and inner.volume.kind is not VolumeKind.LVM_PV:
                 part.reason = whole_copy_reason(part.volume, part.size, f"it holds an {inner.volume.describe}, "
                                                 "which Lifeboat does not image inside a LUKS container yet")
                 continue
-            measure(inner)
+            if not inner.volume:
+                measure(inner)
         part.luks = SourceContainer(part.volume, key, header, offset, inner, what)
         part.kind = LUKS_OPENED
-        progress(LogLine(f"{part.title}: {part.volume.describe}, opened read-only: its {inner.fstype or 'content'} "
-                         f"({human_size(inner.size)}) is imaged, {human_size(inner.to_read)} to read"))
+        contents = ("LVM physical volume: its volume group's logical volumes are imaged one by one" if inner.volume
+                    else f"{inner.fstype or 'content'} ({human_size(inner.size)}) is imaged, "
+                         f"{human_size(inner.to_read)} to read")
+        progress(LogLine(f"{part.title}: {part.volume.describe}, opened read-only: its {contents}"))
+
+
+def inner_volumes(parts: list) -> list:
+    """The opened contents that are LVM physical volumes (lvm_capture.inspect_groups looks at them too)."""
+    return [p.luks.inner for p in parts if p.luks and p.luks.inner.volume]
+
+
+def copy_ungrouped_whole(parts: list) -> None:
+    """A container whose physical volume's group is not imaged volume by volume (a thin pool inside, a PV
+    missing) is copied whole, encrypted, as without a passphrase; its reason says why."""
+    for part in parts:
+        inner = part.luks.inner if part.luks else None
+        if inner is not None and inner.volume and inner.pv is None:
+            why = inner.reason.split("copied whole: ", 1)[-1] if inner.reason else "its volume group was not found"
+            part.reason = whole_copy_reason(part.volume, part.size, why)
+            part.luks, part.kind = None, RAW
 
 
 def _inner(part, mapped: str):
@@ -111,11 +131,12 @@ def _inner(part, mapped: str):
 
 
 @contextlib.contextmanager
-def opened_for_capture(parts: list) -> Iterator[None]:
-    """Every container to image open read-only (again: inspect closed them) for the block."""
+def opened_for_capture(parts: list, *, volumes_only: bool = False) -> Iterator[None]:
+    """Every container to image open read-only (again: inspect closed them) for the block; with
+    `volumes_only`, those holding an LVM physical volume only."""
     with contextlib.ExitStack() as stack:
         for part in parts:
-            if part.luks:
+            if part.luks and (part.luks.inner.volume or not volumes_only):
                 part.luks.inner.node = stack.enter_context(
                     luks.opened(part.node, part.luks.key, part.luks.what, read_only=True))
         yield

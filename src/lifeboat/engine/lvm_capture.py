@@ -31,18 +31,28 @@ LVM_PV = FsKind("LVM2_member", CaptureMode.NONE)  # nothing read: its volumes ar
 class SourceGroup:
     group: VolumeGroup
     devices: tuple[str, ...]  # its PVs' nodes
-    partitions: dict[str, int]  # PV node -> partition number
+    partitions: dict[str, int]  # PV UUID -> partition number (the container's, for a PV inside LUKS)
     metadata: bytes  # vgcfgbackup's text
     volumes: list = field(default_factory=list)  # engine.capture.SourcePartition, one per visible LV
 
 
-def _pv_partitions(parts: list) -> dict[str, object]:
-    return {os.path.realpath(p.node): p for p in parts if p.volume and p.volume.kind is VolumeKind.LVM_PV}
+def _device(node: str) -> int:
+    """The device number of `node` (-1 when it is gone): a partition and an opened LUKS container alike,
+    whichever name lvm2 gives it (/dev/vda2, /dev/mapper/NAME or /dev/dm-3)."""
+    try:
+        return os.stat(node).st_rdev
+    except OSError:
+        return -1
+
+
+def _pv_partitions(parts: list) -> dict[int, object]:
+    return {_device(p.node): p for p in parts if p.volume and p.volume.kind is VolumeKind.LVM_PV}
 
 
 def inspect_groups(parts: list, progress: ProgressSink, measure: Callable[[object], None]) -> list[SourceGroup]:
-    """The volume groups on `parts` (engine.capture.SourcePartition) that are imaged volume by volume; the
-    PVs of the others keep their whole copy, with the reason in `part.reason`."""
+    """The volume groups on `parts` (engine.capture.SourcePartition: partitions, and the opened contents of
+    LUKS containers) that are imaged volume by volume; the PVs of the others keep their whole copy, with the
+    reason in `part.reason`."""
     pvs = _pv_partitions(parts)
     if not pvs:
         return []
@@ -54,16 +64,16 @@ def inspect_groups(parts: list, progress: ProgressSink, measure: Callable[[objec
             part.reason = f"{part.volume.describe}, copied whole: {missing}"
         return []
     found = []
-    for group in lvm.read_groups(sorted(pvs)):
-        members = {os.path.realpath(pv.node): pv for pv in group.pvs}
-        reason = group.unsupported(frozenset(pvs))
+    for group in lvm.read_groups(sorted(p.node for p in pvs.values())):
+        members = {_device(pv.node): pv for pv in group.pvs}
+        reason = group.unsupported(frozenset(pv.node for number, pv in members.items() if number in pvs))
         if reason:
             for node in members.keys() & pvs.keys():
                 pvs[node].reason = f"{pvs[node].volume.describe}, copied whole: {reason}"
             progress(LogLine(f"LVM: {reason}; its physical volumes are copied whole", "warning"))
             continue
-        devices = tuple(sorted(members))
-        source = SourceGroup(group, devices, {n: pvs[n].entry.number for n in devices},
+        devices = tuple(sorted(pvs[n].node for n in members))
+        source = SourceGroup(group, devices, {pv.uuid: pvs[n].entry.number for n, pv in members.items()},
                              lvm.backup_metadata(group.name, devices))
         with lvm.activated(group.name, devices, read_only=True) as was_active:
             if was_active:
@@ -72,8 +82,8 @@ def inspect_groups(parts: list, progress: ProgressSink, measure: Callable[[objec
             _refuse_writable(source)
             for volume in source.volumes:
                 measure(volume)
-        for node in devices:
-            pvs[node].kind, pvs[node].pv = LVM_PV, LvmPvContent(group.name, members[node].uuid)
+        for number, pv in members.items():
+            pvs[number].kind, pvs[number].pv = LVM_PV, LvmPvContent(group.name, pv.uuid)
         progress(LogLine(f"LVM: volume group {group.name}: {len(source.volumes)} logical volumes "
                          f"({', '.join(v.title for v in source.volumes)}), imaged one by one"))
         found.append(source)
@@ -116,7 +126,7 @@ def capture_groups(groups: list[SourceGroup], repo: Repository, writer, capture:
                 lvs.append(LogicalVolumeImage(
                     lv.name, lv.uuid, lv.size, content, lv.extents, lv.tags,
                     tuple(LvSegmentImage(s.start_extent, s.extents, s.type, s.stripes, s.devices) for s in lv.segments)))
-        pvs = tuple(PhysicalVolumeImage(source.partitions[os.path.realpath(pv.node)], pv.uuid, pv.pe_start, pv.extents)
+        pvs = tuple(PhysicalVolumeImage(source.partitions[pv.uuid], pv.uuid, pv.pe_start, pv.extents)
                     for pv in group.pvs)
         out.append(VolumeGroupImage(group.name, group.uuid, group.extent_size, BlobRef(digest, len(source.metadata)),
                                     tuple(lvs), group.extents, group.free, group.tags, pvs))

@@ -112,15 +112,17 @@ def pv_partitions(manifest: ImageManifest) -> frozenset[int]:
 
 
 def plan_group(vg: VolumeGroupImage, targets: dict[int, PartitionEntry], sector_size: int,
-               floors: dict[str, ShrinkNeed] | None = None) -> GroupAction:
+               floors: dict[str, ShrinkNeed] | None = None, offsets: dict[int, int] | None = None) -> GroupAction:
     """`targets`: the source's partition number -> its partition on the target. `floors` (LV name -> what
-    it allows, shrink_plan.lv_floors): given when the target is smaller, so the volumes may shrink."""
+    it allows, shrink_plan.lv_floors): given when the target is smaller, so the volumes may shrink.
+    `offsets`: partition number -> bytes before its PV (a LUKS container's header: luks_plan.pv_offsets)."""
     new_pv = 0
     for pv in vg.pvs:
         entry = targets.get(pv.partition)
         if entry is None:
             raise LifeboatError(f"partition {pv.partition} (a PV of volume group {vg.name}) has no place on the target")
-        extents = pv_extents(entry.size * sector_size, pv.pe_start, vg.extent_size)
+        extents = pv_extents(entry.size * sector_size - (offsets or {}).get(pv.partition, 0), pv.pe_start,
+                             vg.extent_size)
         if extents < pv.extents and (floors is None or len(vg.pvs) != 1):
             raise LifeboatError(f"partition {pv.partition} (a PV of volume group {vg.name}) would hold {extents} "
                                 f"extents, fewer than its {pv.extents}: "

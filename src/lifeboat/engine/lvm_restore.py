@@ -35,10 +35,12 @@ def _group(manifest: ImageManifest, name: str) -> VolumeGroupImage:
 
 
 def restore_groups(groups: tuple[GroupAction, ...], manifest: ImageManifest, repo: Repository, target: str,
-                   write: WriteVolume, step, done) -> None:
+                   write: WriteVolume, step, done, nodes: dict[int, str] | None = None) -> None:
+    """`nodes`: target partition number -> the node its PV goes on, when not the partition itself (an
+    opened LUKS container: luks_restore.opened_volumes)."""
     for action in groups:
         vg = _group(manifest, action.name)
-        devices = [partition_node(target, n) for n in action.partitions]
+        devices = [(nodes or {}).get(n) or partition_node(target, n) for n in action.partitions]
         _recreate(vg, repo, devices, step, done, action)
         if action.rename:
             step(f"LVM {vg.name} as {action.rename}", "vgimportclone: new name, new PV and VG UUIDs")

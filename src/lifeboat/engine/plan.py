@@ -15,7 +15,8 @@ from lifeboat.engine.shrink_plan import ShrinkStep, check_scratch, lv_floors, pl
 from lifeboat.engine.lvm_plan import (GroupAction, check_names, plan_group, pv_partitions, renamed_groups, restore_tools,
                                       target_nodes, with_shrink_steps)
 from lifeboat.engine.partial_lvm import ChosenVolume
-from lifeboat.engine.luks_plan import ContainerAction, check_key, growable, opened_containers, plan_container
+from lifeboat.engine.luks_plan import (ContainerAction, check_key, growable, opened_containers, plan_container,
+                                      pv_offsets)
 from lifeboat.engine.luks_plan import restore_tools as luks_tools
 from lifeboat.engine.rescue import unreadable_lines
 from lifeboat.errors import ImageCorrupt, LifeboatError, ToolMissing, UnsafeTarget
@@ -139,12 +140,12 @@ class RestorePlan:
             lines.append(f"  {a.number:>2}{onto}  start {a.target.start:>10}  {size:>10}  {a.fstype or a.mode:<8} {what}{grow}")
             if a.reason:
                 lines.append(f"      {a.reason} ({human_size(a.source.size * src_ss)})")
-            for group in self.volume_groups:
+            inside = [c for c in self.containers if a.target.number == c.target_partition]
+            for container in inside:
+                lines += container.lines()
+            for group in self.volume_groups:  # nested under the container whose contents are its PV
                 if a.target.number in group.partitions[:1]:
-                    lines += group.lines()
-            for container in self.containers:
-                if a.target.number == container.target_partition:
-                    lines += container.lines()
+                    lines += [("  " if inside else "") + line for line in group.lines()]
         lines += [c.line() for c in self.volumes]
         lines += [f"  Note: {note}" for note in self.notes]
         incomplete = unreadable_lines(self.manifest)
@@ -309,10 +310,11 @@ def _action(fitted, part: PartitionImage | None, shrink: ShrinkStep | None = Non
     kind = kind_for(fstype)
     grows = fitted.grows and mode is CaptureMode.USED_BLOCKS and bool(kind.grow)
     note = ""
+    luks_pv = "LUKS container holding an " if part and isinstance(part.content, LuksContent) else ""
     if part and part.number in pvs and fitted.grows:
-        note = "LVM physical volume: pvresize, then its data volumes grow"
+        note = f"{luks_pv}LVM physical volume: pvresize, then its data volumes grow"
     elif part and part.number in pvs and fitted.entry.size < fitted.source.size:
-        note = "LVM physical volume, smaller: its volumes shrink as listed below"
+        note = f"{luks_pv}LVM physical volume, smaller: its volumes shrink as listed below"
     elif part and isinstance(part.content, LuksContent) and part.content.inner is not None and fitted.grows:
         note = "LUKS container: its contents grow inside it" if growable(part.content) else \
             "LUKS container: its contents keep their size"
@@ -403,7 +405,7 @@ def _plan_groups(repo: Repository, manifest: ImageManifest, targets: dict, secto
         pv_shrinks = any(targets[pv.partition].size < manifest.layout.partition(pv.partition).size
                          for pv in vg.pvs if pv.partition in targets)
         floors = lv_floors(repo, manifest, vg) if smaller and pv_shrinks else None
-        group = plan_group(vg, targets, sector_size, floors)
+        group = plan_group(vg, targets, sector_size, floors, pv_offsets(manifest))
         steps = {lv.name: shrink_step(repo, lv, v.new_size) for lv, v in zip(vg.lvs, group.volumes)
                  if v.new_size < v.size}
         check_scratch(dict(enumerate(steps.values())))

@@ -271,8 +271,11 @@ def _restore(plan: RestorePlan, progress: ProgressSink, cancel: threading.Event,
     register_partitions(plan.target, plan.target_layout)  # by explicit ranges: the disk has no table yet
     _finish_partitions(plan, step, done)
     if plan.volume_groups:  # in their PVs, before the table: until it is written the disk says "incomplete"
-        lvm_restore.restore_groups(plan.volume_groups, plan.manifest, repo, plan.target,
-                                   _volume_writer(plan, repo, progress, cancel, totals, workers, step, done), step, done)
+        with luks_restore.opened_volumes(plan.containers, plan.manifest, repo, plan.target, plan.luks_key,
+                                         step, done) as nodes:  # a PV inside LUKS: in the opened container
+            lvm_restore.restore_groups(plan.volume_groups, plan.manifest, repo, plan.target,
+                                       _volume_writer(plan, repo, progress, cancel, totals, workers, step, done),
+                                       step, done, nodes)
         result.bytes_written = totals[0]
     if plan.containers:  # like the groups: inside their partitions, before the table
         luks_restore.restore_containers(plan.containers, plan.manifest, repo, plan.target, plan.luks_key,

@@ -10,6 +10,7 @@ import struct
 from dataclasses import dataclass, replace
 
 from lifeboat.devices import human_size
+from lifeboat.engine.luks_plan import pv_offsets
 from lifeboat.errors import LifeboatError
 from lifeboat.fs.minsize import measured_minimum
 from lifeboat.fs.shrink import ShrinkMethod, capability, estimate_seconds
@@ -125,8 +126,10 @@ def _pv_need(repo: Repository, manifest: ImageManifest, number: int, view: _View
     listed = ", ".join(f"{lv.name} {lv.fstype or lv.mode} at least "
                        f"{human_size(min_extents(needs[lv.name], lv.size, vg.extent_size) * vg.extent_size)}"
                        for lv in vg.lvs)
-    return ShrinkNeed(number, vg.pvs[0].pe_start + extents * vg.extent_size, True,
-                      title=f"partition {number} (LVM volume group {vg.name}: {listed})",
+    header = pv_offsets(manifest).get(number, 0)  # a PV inside a LUKS container: its header comes first
+    return ShrinkNeed(number, header + vg.pvs[0].pe_start + extents * vg.extent_size, True,
+                      title=f"partition {number} ({'LUKS container: ' if header else ''}LVM volume group {vg.name}: "
+                            f"{listed})",
                       data_bytes=sum(n.data_bytes for n in needs.values()))
 
 

@@ -209,6 +209,19 @@ def _content_digests(content: Content | None) -> Iterator[str]:
         yield from _content_digests(content.inner)
 
 
+def _note(content: Content) -> str:
+    """What the image's listing says of a partition's content: why it was copied whole, or what an opened
+    LUKS container held (an LVM PV: its volume group's volumes are listed with the group)."""
+    if isinstance(content, RawContent):
+        return content.reason
+    if isinstance(content, LuksContent) and content.inner is not None:
+        inner = content.inner
+        what = (f"an LVM physical volume of volume group {inner.vg_name}" if isinstance(inner, LvmPvContent)
+                else content_fstype(inner) or str(inner.kind))
+        return f"LUKS{content.version} container (UUID {content.uuid}) opened with its passphrase: holds {what}"
+    return ""
+
+
 # ---------------------------------------------------------------- partitions, volumes, the image
 
 
@@ -373,8 +386,7 @@ class ImageManifest:
         return digests
 
     def summary(self) -> ImageSummary:
-        parts = tuple(PartitionSummary(p.number, p.fstype or p.mode, p.size, p.used_bytes,
-                                       p.content.reason if isinstance(p.content, RawContent) else "")
+        parts = tuple(PartitionSummary(p.number, p.fstype or p.mode, p.size, p.used_bytes, _note(p.content))
                       for p in self.partitions)
         return ImageSummary(
             name=self.name, created=self.created, source_model=self.source.model, source_serial=self.source.serial,

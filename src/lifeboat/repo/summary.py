@@ -11,7 +11,7 @@ class PartitionSummary:
     fstype: str  # the filesystem, or how it was captured when there is none
     size: int
     used_bytes: int
-    note: str = ""  # why it was copied whole ("LUKS2 container ..., copied whole: ...")
+    note: str = ""  # why it was copied whole ("LUKS2 container ..., copied whole: ..."), or what a LUKS one held
 
 
 @dataclass(frozen=True)
