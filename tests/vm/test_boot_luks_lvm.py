@@ -13,9 +13,12 @@ exit 0, nothing written), with a wrong one (a failed step naming the partition, 
 LUKS header unchanged) and with the right one (every step done, the container opened under its crypttab name,
 everything deactivated and closed afterwards). TCG only; QEMU killed by PID.
 
-The disk bootfix repairs is `REPAIRED`: to prove capture and restore too, a later step can capture the assembled
-disk with the passphrase into a repository disk and restore it onto a larger one between assemble() and
-bootfix_checks(), then pass that disk's node."""
+Issue 11's proof rides in the same live boot: before bootfix, the assembled disk is captured with the
+passphrase into a repository disk (root by its used blocks, swap recorded, the LUKS header kept) and restored
+onto a disk twice its size with the bootloader step given the same passphrase: the container re-created with
+its UUID, the group inside it with its UUIDs, root grown, and the bootloader step opening the container under
+its crypttab name. That restored disk is then broken (its ESP's loaders and the NVRAM entries removed) and is
+the one bootfix repairs and the one that boots."""
 
 from __future__ import annotations
 
@@ -30,16 +33,17 @@ import pytest
 import bootvm
 import luksdisk as L
 import qemu
-from iso_helpers import BOOT_TIMEOUT, LIVE_APPEND, ready_pattern, shell, wait_for_all
+from iso_helpers import BOOT_TIMEOUT, LIVE_APPEND, ext4_whole_disk, ready_pattern, shell, wait_for_all
 from test_boot_live import GRUB_STEPS
 
 pytestmark = [*qemu.vm_marks("needs root (the fixture's chroot)"), pytest.mark.timeout(2400)]
 
 APPEND = f"{LIVE_APPEND} console=ttyS0,115200 console=tty0"
 PASSPHRASE = "lifeboat luks test"  # typed into the guest: a test secret, not a real one
-T = "/dev/nvme0n1"
-REPAIRED = T
+T = "/dev/nvme0n1"  # the assembled source; the restored disk is the second NVMe disk (found by its serial)
 ESP_MIB = 64
+SOURCE_MIB = ESP_MIB + L.BOOT_MIB + L.ROOT_MIB + 80
+REPO = "/mnt/repo/images"
 KEYS = f"umask 077; printf %s '{PASSPHRASE}' >/tmp/luks.key; printf %s 'not the passphrase' >/tmp/wrong.key"
 ASSEMBLE = (
     f"sgdisk -n 1:2048:+{ESP_MIB}M -t 1:EF00 -n 2:0:+{L.BOOT_MIB}M -t 2:8300 -n 3:0:0 -t 3:8309 {T} >/dev/null"
@@ -116,6 +120,38 @@ def bootfix_checks(vm: qemu.Machine, disk: str) -> None:
     assert rc == 0 and int(cfg.split()[0]) > 0, cfg  # update-grub ran in the chroot and wrote /boot/grub/grub.cfg
 
 
+def capture_and_restore(vm: qemu.Machine) -> str:
+    """Capture the assembled disk with the passphrase, restore it onto the larger disk with the bootloader step
+    (given the passphrase too); return the restored disk's node."""
+    rc, restored = shell(vm, "readlink -f /dev/disk/by-id/nvme-QEMU_NVMe_Ctrl_LBTARGET")
+    restored = restored.strip().splitlines()[-1]
+    assert rc == 0 and restored.startswith("/dev/nvme") and restored != T, restored
+    started = time.monotonic()
+    rc, out = shell(vm, f"mkdir -p /mnt/repo && mount LABEL=LBREPO /mnt/repo && lifeboat capture {T} debian-luks"
+                        f" --repo {REPO} --luks-passphrase-file /tmp/luks.key --allow-plaintext 2>&1 | grep -v '%'"
+                        " | tail -25", timeout=900)
+    print(f"capture with the passphrase: {time.monotonic() - started:.0f}s\n{out}")
+    assert rc == 0 and f"LVM volume group {L.VG}" in out, out
+    started = time.monotonic()
+    rc, out = shell(vm, f"lifeboat restore debian-luks {restored} --repo {REPO} --luks-passphrase-file /tmp/luks.key"
+                        " --yes >/tmp/restore.log 2>&1; rc=$?; grep -e 'bootloader' -e 'LVM' /tmp/restore.log; (exit $rc)",
+                    timeout=1500)
+    print(f"restore onto a disk twice the size, with the bootloader step: {time.monotonic() - started:.0f}s\n{out}")
+    assert rc == 0, out + shell(vm, "tail -40 /tmp/restore.log")[1]
+    for step in (f"unlock {restored}p3", "GRUB for UEFI (x86_64-efi)", f"close LUKS container {restored}p3"):
+        assert re.search(re.escape(f"bootloader: {step}") + r": done", out), f"{step} not done:\n{out}"
+    rc, out = shell(vm, f"cryptsetup luksUUID {restored}p3; cryptsetup open --key-file=/tmp/luks.key {restored}p3 lbcheck"
+                        f" && vgchange -q -ay {L.VG} >/dev/null && lvs --noheadings --units m --nosuffix -o lv_size"
+                        f" {L.VG}/{L.LV}; vgchange -q -an {L.VG} >/dev/null; cryptsetup close lbcheck; umount /mnt/repo")
+    uuid, size = out.split()[-2:]
+    assert uuid == L.LUKS_UUID and float(size) > 1.5 * L.ROOT_MIB, out  # root grew inside the re-created container
+    rc, out = shell(vm, f"mkdir -p /mnt/esp && mount -t vfat {restored}p1 /mnt/esp && find /mnt/esp -iname '*.efi' -delete"
+                        " && umount /mnt/esp && for n in $(efibootmgr | sed -n 's/^Boot\\([0-9A-F]\\{4\\}\\).*debian.*/\\1/p');"
+                        " do efibootmgr -q -b $n -B; done; efibootmgr | grep -c debian", timeout=120)
+    assert out.split()[-1] == "0", f"breaking the restored disk's bootloader failed:\n{out}"
+    return restored
+
+
 def boot_with_passphrase(target: Path, workdir: Path) -> float:
     """Boot `target` alone under OVMF with empty NVRAM, answer its initramfs' passphrase prompt, reach login."""
     drive = qemu.Drive(target, "nvme", serial="LBBOOT", snapshot=True)
@@ -129,16 +165,20 @@ def boot_with_passphrase(target: Path, workdir: Path) -> float:
         return vm.elapsed()
 
 
-def test_luks_lvm_root_needs_its_passphrase_is_repaired_and_boots(live_iso, live_kernel, lifeboat_version, tmp_path):
+def test_luks_lvm_root_captured_restored_larger_needs_its_passphrase_is_repaired_and_boots(
+        live_iso, live_kernel, lifeboat_version, tmp_path):
     filesystems = L.luks_lvm_filesystems()
-    target = tmp_path / "target.img"
-    target.write_bytes(b"")
-    os.truncate(target, (ESP_MIB + L.BOOT_MIB + L.ROOT_MIB + 80) << 20)
+    source, restored = tmp_path / "source.img", tmp_path / "restored.img"
+    for disk, size_mib in ((source, SOURCE_MIB), (restored, 2 * SOURCE_MIB)):
+        disk.write_bytes(b"")
+        os.truncate(disk, size_mib << 20)
     kernel, initrd = live_kernel
     disks = [
         qemu.Drive(live_iso, "sata", media="cdrom"),
         qemu.Drive(filesystems, "virtio", serial="LBFS", snapshot=True),
-        qemu.Drive(target, "nvme", serial="LBTARGET"),
+        qemu.Drive(source, "nvme", serial="LBSOURCE"),
+        qemu.Drive(restored, "nvme", serial="LBTARGET"),
+        qemu.Drive(ext4_whole_disk(tmp_path / "repo.img", 1024, label="LBREPO"), "virtio", serial="LBREPO"),
     ]
     with qemu.Machine(disks, firmware="uefi", workdir=tmp_path, memory=1536, kernel=kernel, initrd=initrd,
                       append=APPEND, name="live-luks-lvm") as vm:
@@ -147,7 +187,6 @@ def test_luks_lvm_root_needs_its_passphrase_is_repaired_and_boots(live_iso, live
         started = time.monotonic()
         assemble(vm)
         print(f"assembling ESP, /boot, LUKS2, debian-vg in the guest: {time.monotonic() - started:.0f}s")
-        # (capture with the passphrase and restore onto a larger disk would go here, REPAIRED naming that disk)
-        bootfix_checks(vm, REPAIRED)
+        bootfix_checks(vm, capture_and_restore(vm))
         print(f"live guest: {vm.elapsed():.0f}s")
-    boot_with_passphrase(target, tmp_path)
+    boot_with_passphrase(restored, tmp_path)

@@ -23,6 +23,7 @@ from lifeboat.crashpoint import crashpoint
 from lifeboat.devices import disk_info, human_size
 from lifeboat.engine import luks_restore, lvm_restore, partial_lvm, shrink_restore
 from lifeboat.engine.luks_plan import ContainerAction, opened_containers
+from lifeboat.volumes.luks import LuksKey
 from lifeboat.engine.lvm_plan import VolumeAction, pv_partitions
 from lifeboat.engine.ioerrors import io_failure
 from lifeboat.engine.pipeline import logical_sector_size_of, OrderedPool, direct_io_ok
@@ -289,7 +290,7 @@ def _restore(plan: RestorePlan, progress: ProgressSink, cancel: threading.Event,
     # closing the written disk makes udev re-read it; wait for that, then make sure the partitions are there
     refresh_partitions(plan.target, plan.target_layout)
     if bootloader:
-        _bootloader(plan.target, plan.target_layout, progress, done)
+        _bootloader(plan.target, plan.target_layout, progress, done, plan.luks_key)
     else:
         done("bootloader", Outcome.SKIPPED, "--no-bootloader")
     result.seconds = time.monotonic() - started
@@ -471,12 +472,13 @@ def _write_node(plan: RestorePlan, repo: Repository, node: str, action: Partitio
     done(action.title, Outcome.DONE, f"{human_size(action.write_bytes)} written")
 
 
-def _bootloader(target: str, layout: DiskLayout, progress: ProgressSink, done) -> None:
+def _bootloader(target: str, layout: DiskLayout, progress: ProgressSink, done, key: LuksKey | None) -> None:
     """Reinstall the bootloader of the systems on the disk just written with `layout`. Each of boot's steps is
     recorded as "bootloader: <step>"; the "bootloader" step itself ends with their one-word summary
-    (done / not-needed / failed), so a data disk ends "bootloader: not-needed" with boot's note."""
+    (done / not-needed / failed), so a data disk ends "bootloader: not-needed" with boot's note. `key`: the
+    restore's LUKS passphrase, which also opens a root inside a restored container."""
     progress(StepStarted("bootloader"))
-    outcomes = after_restore(target, layout, progress)
+    outcomes = after_restore(target, layout, progress, key)
     for outcome in outcomes:
         done(f"bootloader: {outcome.step}", outcome.outcome, outcome.detail)
     summary = overall(outcomes)
