@@ -15,6 +15,8 @@
   manifest against its checksum or tag; a body altered on the way is caught there, as one altered at rest.
   Measured against `rclone serve s3` on 127.0.0.1, 8 threads, 1.3 MB objects (a compressed 4 MiB chunk):
   the client's CPU per GB put fell from 3.5 to 1.3 s (MD5 1.6 s, SHA-256 0.5 s, small sends the rest).
+- Chunks' GETs and PUTs (and any object's) are sent by s3wire.Wire, without boto3's per-call work (1.2 -> 0.5 s
+  per GB); anything but a success, and every other operation (HEAD, LIST, DELETE), goes through boto3.
 """
 
 from __future__ import annotations
