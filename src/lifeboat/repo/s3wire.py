@@ -11,7 +11,8 @@ region and endpoint (path-style URL), on keep-alive http.client connections with
 
 Only a plain success is handled here: a 200 answer to the GET (its body read whole, Content-Length checked)
 or to the PUT. Any other answer returns None, and the caller makes the same request through boto3, which
-knows S3's errors, region redirects and retries, so errors read as before. Not used (boto3 makes every
+knows S3's errors, region redirects and retries, so errors read as before; after GIVE_UP answers that mean
+the request belonged elsewhere (a bucket in another region), boto3 makes every request. Not used (boto3 makes every
 request) when a proxy applies to the endpoint or no credentials were found. A connection that the server
 closed while idle is replaced once at once; other network errors are raised (http.client's, OSError) for the
 caller's retries.
@@ -32,6 +33,7 @@ import botocore.httpsession
 import botocore.utils
 
 MAX_IDLE = 32  # kept-alive connections (a capture's or restore's workers each hold one at a time)
+GIVE_UP = 3  # misdirected answers after which boto3 makes every request
 NETWORK_ERRORS = (http.client.HTTPException, ConnectionError, TimeoutError)
 _STALE = (http.client.RemoteDisconnected, ConnectionResetError, BrokenPipeError)
 
@@ -49,6 +51,7 @@ class Wire:
         self.context = _tls_context(verify) if self.https else None
         self._idle: list[http.client.HTTPConnection] = []
         self._lock = threading.Lock()
+        self._misdirected = 0  # answers that mean boto3 would have sent the request elsewhere
 
     @classmethod
     def for_client(cls, client, credentials, bucket: str, **kw) -> Wire | None:
@@ -70,6 +73,8 @@ class Wire:
         return self._request("PUT", key, data) is not None
 
     def _request(self, method: str, key: str, body):
+        if self._misdirected >= GIVE_UP:  # boto3 follows the redirects (and caches the bucket's region)
+            return None
         quoted = quote(key, safe="/~")
         headers = self._signed(method, quoted, None if body is None else len(body))
         conn, reused = self._take()
@@ -86,6 +91,8 @@ class Wire:
             conn.close()
             raise
         self._give(conn, keep)
+        if status in (301, 307, 400):  # the bucket is in another region than the client's, or similar
+            self._misdirected += 1
         if status != 200:
             return None
         return data if method == "GET" else b""
