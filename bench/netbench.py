@@ -5,7 +5,10 @@
   s3 restore          restore from that s3:// repository                   (target: >= 0.80 of local speed)
   https restore       restore from nginx serving the local repository      (target: >= 0.80 of local speed)
 
-The S3 lines also print the CPU seconds of Lifeboat and of the S3 server, which shares these cores.
+The S3 lines also print the CPU seconds of Lifeboat and of the S3 server. That server runs on the same cores
+as Lifeboat (a real deployment's runs on another machine), so the S3 ratios include its work: every second of
+CPU it spends is taken from the capture or restore. It is the tests' server, with the hashing no Lifeboat
+repository reads turned off (netservers.RCLONE_LEAN: no MD5 ETag, no upload hashes).
 
 The servers are the ones the integration tests start (tests/integration/netservers.py), bound to 127.0.0.1,
 stopped by pid.
@@ -20,7 +23,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests" / "integration"))
 
-from netservers import nginx_https, rclone_s3  # noqa: E402
+from netservers import RCLONE_LEAN, nginx_https, rclone_s3  # noqa: E402
 
 
 def run(work: Path, src: str, dst: str, repo: Path, lifeboat: list[str], timed: Callable, sh: Callable,
@@ -77,3 +80,5 @@ def report(f: dict) -> None:
             print(f"  (CPU: lifeboat {f[f'{kind}_cpu_s']:.1f} s vs local {f.get(local.replace('_s', '_cpu_s'), 0.0):.1f} s, "
                   f"the S3 server {f[f'{kind}_server_cpu_s']:.1f} s)", end="")
         print()
+    print(f"  (the S3 lines include the S3 server's work: `rclone serve s3 {' '.join(RCLONE_LEAN)}` on 127.0.0.1, "
+          f"on the same {os.cpu_count()} cores)")

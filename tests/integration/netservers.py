@@ -116,14 +116,26 @@ def sshd(base: Path) -> Server:
     return server
 
 
+# What the S3 server computes that a Lifeboat repository never reads: rclone's default ETag is the object's MD5,
+# which over a local directory it works out by reading the whole file again for every GET and HEAD, and its
+# local backend hashes every upload as it writes it. Lifeboat checks each chunk against its id on read (and
+# never sends or reads an ETag or Content-MD5), so these only cost the shared cores: measured on 1.3 MB
+# objects, 16 threads, the server's CPU per GB fell from 4.9 to 2.8 s for PUT (what is left is mostly its
+# S3 layer's own MD5 of each body) and from 3.1 to 0.7 s for GET. Responses simply carry no ETag, as S3
+# allows; the requests, signatures and semantics are unchanged.
+RCLONE_LEAN = ("--etag-hash=", "--local-hashes=none")
+
+
 def rclone_s3(base: Path) -> Server:
-    """`rclone serve s3` over a local directory (each top directory is a bucket); `extra` holds the env."""
+    """`rclone serve s3` over a local directory (each top directory is a bucket), without ETag or upload hashing
+    (RCLONE_LEAN); `extra` holds the env."""
     base.mkdir(parents=True, exist_ok=True)
     (base / "data" / "lifeboat").mkdir(parents=True, exist_ok=True)
     port = free_port()
     rclone = str(Path(sys.executable).parent / "rclone")
     server = Server([rclone, "serve", "s3", "--addr", f"127.0.0.1:{port}", "--auth-key", "testkey,testsecret",
-                     "--config", "/dev/null", str(base / "data")], port, base / "rclone.log", "rclone serve s3")
+                     "--config", "/dev/null", *RCLONE_LEAN, str(base / "data")], port, base / "rclone.log",
+                    "rclone serve s3")
     server.extra.update(data=base / "data", env={
         "AWS_ENDPOINT_URL": f"http://127.0.0.1:{port}", "AWS_ACCESS_KEY_ID": "testkey",
         "AWS_SECRET_ACCESS_KEY": "testsecret", "AWS_REGION": "us-east-1", "AWS_CONFIG_FILE": "/dev/null",
