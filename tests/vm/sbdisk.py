@@ -14,13 +14,14 @@ root's volume group) and fstab names / as /dev/mapper/debian--vg-root and swap_1
 
 This host has no device-mapper, so the cached image is the disk one step short of finished: everything is in
 place except the LVM metadata. The root filesystem already sits where lvm2 will put the first extent of
-`root` (1 MiB into p3, lvm2's default data alignment), and ASSEMBLE, run inside the live ISO on the disk,
-makes p3 a PV, creates `debian-vg`, `root` over that filesystem (neither zeroed nor wiped) and `swap_1` after
-it: a few seconds and a few KiB written, no copy. It checks that the LV holds the filesystem (its UUID) and
-deactivates the group. The system's own update-grub runs on the host in a chroot on a loop device (the host
-mounts ext4; p3 spans just the root filesystem meanwhile), its kernel lines then given the root as the
-installed system names it; the ESP is filled with mtools (the host kernel has no vfat) from the system's own signed
-files. Once assembled it boots to `lifeboat-fixture login:` on the serial console.
+`root` (1 MiB into p3, lvm2's default data alignment) and a swap signature right after it, where `swap_1`
+will start; assemble(), run inside the live ISO on the disk, makes p3 a PV, creates `debian-vg`, `root` and
+`swap_1` over them (inactive, neither zeroed nor wiped): a few KiB of metadata, no copy. It checks lvm2's
+data alignment; that the LVs hold the filesystem and the swap, the capture after it shows. The system's own
+update-grub runs on the host in a chroot on a loop device (the host mounts ext4; p3 spans just the root
+filesystem meanwhile), its kernel lines then given the root as the installed system names it; the ESP is
+filled with mtools (the host kernel has no vfat) from the system's own signed files. Once assembled it boots
+to `lifeboat-fixture login:` on the serial console.
 """
 
 from __future__ import annotations
@@ -42,6 +43,7 @@ SCRIPT = bootdisk.HERE / "images" / "debian-sb-rootfs.sh"
 SIZE_MIB, ESP_MIB, BOOT_MIB = 1280, 64, 256
 ROOT_MIB, SWAP_MIB, PE_START_MIB = 896, 32, 1  # p3 (~959 MiB): the PV's 1 MiB header, root, swap_1, free
 ROOT_UUID = "6c1f0b3e-1a2b-4c3d-8e4f-000000005b01"
+SWAP_UUID = "6c1f0b3e-1a2b-4c3d-8e4f-000000005b03"
 BOOT_UUID = "6c1f0b3e-1a2b-4c3d-8e4f-000000005b02"
 ESP_SERIAL = "5B0E0001"
 DISK_GUID = "4c1f0b3e-0000-4000-8000-0000000005b0"
@@ -54,15 +56,15 @@ SIGNED = {"shimx64.efi": "usr/lib/shim/shimx64.efi.signed", "mmx64.efi": "usr/li
 
 def assemble(disk: str) -> str:
     """The guest's shell command that makes the cached image's p3 the PV of `debian-vg` (disk: a node whose
-    partitions are `<disk>-partN`, e.g. /dev/disk/by-id/virtio-X). Leaves the group inactive."""
+    partitions are `<disk>-partN`, e.g. /dev/disk/by-id/virtio-X). Metadata only: the LVs are created inactive
+    (nothing for udev and device-mapper to do) over what the image already holds, every command limited to p3."""
     pv = f"{disk}-part3"
+    lvm = f"--devices {pv} -q"
     return (
-        f"pvcreate -q --dataalignment {PE_START_MIB}m {pv} && vgcreate -q {VG} {pv}"
-        f" && test $(pvs --noheadings --units b --nosuffix -o pe_start {pv}) -eq {PE_START_MIB << 20}"
-        f" && lvcreate -q -y -Zn -Wn -n root -L {ROOT_MIB}M {VG}"
-        f" && lvcreate -q -y -Wn -n swap_1 -L {SWAP_MIB}M {VG} && mkswap /dev/{VG}/swap_1 >/dev/null"
-        f" && test $(blkid -p -s UUID -o value /dev/{VG}/root) = {ROOT_UUID}"
-        f" && vgchange -q -an {VG}"
+        f"pvcreate {lvm} --dataalignment {PE_START_MIB}m {pv} && vgcreate {lvm} {VG} {pv}"
+        f" && test $(pvs {lvm} --noheadings --units b --nosuffix -o pe_start {pv}) -eq {PE_START_MIB << 20}"
+        f" && lvcreate {lvm} -y -an -Zn -Wn -n root -L {ROOT_MIB}M {VG}"
+        f" && lvcreate {lvm} -y -an -Zn -Wn -n swap_1 -L {SWAP_MIB}M {VG}"
     )
 
 
@@ -129,6 +131,11 @@ def _build(tar: Path, tmp: Path, img: Path) -> None:
         esp = tmp / "esp.img"
         sh("truncate", "-s", str(parts[1][1] * 512), esp)
         _fill_esp(esp, root)
+    swap = tmp / "swap.img"  # the swap signature where lvm2 will put `swap_1`, right after `root`
+    sh("truncate", "-s", f"{SWAP_MIB}M", swap)
+    sh("mkswap", "-U", SWAP_UUID, swap)
+    sh("dd", f"if={swap}", f"of={img}", "bs=1M", f"seek={(root_start * 512) + (ROOT_MIB << 20)}", "oflag=seek_bytes",
+       "conv=notrunc,sparse")
     sh("sgdisk", "-d", "3", "-n", f"3:{pv_start}:0", "-t", "3:8E00", "-c", "3:lvm", "-u", f"3:{PART_GUIDS[2]}", img)
     sh("dd", f"if={esp}", f"of={img}", "bs=1M", f"seek={parts[1][0] * 512}", "oflag=seek_bytes", "conv=notrunc,sparse")
 

@@ -72,10 +72,13 @@ def _assemble_and_capture(vm) -> tuple[str, str, dict[str, tuple[str, int]]]:
     ids = _lvm_ids(vm, f"{S}-part3")
     assert set(ids[2]) == {"root", "swap_1"}, ids
     started = time.monotonic()
-    rc, out = shell(vm, f"lifeboat capture {S} debian-sb --repo /mnt/repo/images >/tmp/capture.log 2>&1;"
+    rc, out = shell(vm, f"lifeboat capture {S} debian-sb --repo /mnt/repo/images --level 1 >/tmp/capture.log 2>&1;"
                         " rc=$?; tail -5 /tmp/capture.log; (exit $rc)", timeout=1200)
     print(f"capture in the guest: {time.monotonic() - started:.0f}s\n{out}")
     assert rc == 0, out
+    # the LVs hold what the fixture put there: the root filesystem and the swap
+    assert f"{sbdisk.VG}/root: ext4 {sbdisk.ROOT_MIB}.0 MiB, used-blocks" in out, out
+    assert f"{sbdisk.VG}/swap_1: swap {sbdisk.SWAP_MIB}.0 MiB, swap" in out, out
     rc, out = shell(vm, f"wipefs -q -a {S}-part3")  # the source's group goes, as if the disk had been taken out
     assert rc == 0, out
     return ids
