@@ -135,9 +135,10 @@ def _boots_with_secure_boot(image, tmp_path, name: str) -> None:
 def test_secure_boot_debian_restored_and_bootfixed_boots_with_secure_boot(live_iso, lifeboat_version, tmp_path):
     source = sbdisk.secure_boot_debian_disk()
     repo, target, copy = tmp_path / "repo.img", tmp_path / "target.img", tmp_path / "restored.img"
-    for disk, size in ((repo, 1 << 30), (target, source.stat().st_size * 5 // 4), (copy, source.stat().st_size * 5 // 4)):
+    larger = source.stat().st_size * 5 // 4  # the target larger than the source: its PV and root LV grow
+    for disk, size in ((repo, 1 << 30), (target, larger), (copy, larger)):
         disk.write_bytes(b"")
-        os.truncate(disk, size)  # the target larger than the source: its PV and root LV grow
+        os.truncate(disk, size)
     sh("mkfs.ext4", "-q", "-F", "-L", "LBREPO", repo)
     disks = [
         qemu.Drive(live_iso, "sata", media="cdrom", bootindex=0),
