@@ -186,7 +186,7 @@ FIRST_GUESS = {
     "test_boot_fixture.py::test_fixture_boots[mbr-usb-bios]": 25,
     "test_boot_windows.py::test_bootfix_recreates_windows_boot_manager_entry": 25,
     "test_boot_fixture.py::test_blank_disk_does_not_boot": 20,
-    "test_boot_secure.py::test_secure_boot_debian_restored_and_bootfixed_boots_with_secure_boot": 600,
+    "test_boot_secure.py::test_secure_boot_debian_restored_and_bootfixed_boots_with_secure_boot": 760,
     "test_boot_lvm_root.py::test_lvm_root_without_boot_is_found_repaired_and_boots": 390,
     "test_boot_luks_lvm.py::test_luks_lvm_root_captured_restored_larger_needs_its_passphrase_is_repaired_and_boots": 560,
     "test_lvm.py::test_lvm_capture_then_restore_onto_a_larger_and_a_smaller_disk": 500,
