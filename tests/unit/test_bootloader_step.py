@@ -70,10 +70,11 @@ def test_restore_records_each_boot_step_and_ends_the_bootloader_step_with_one_wo
     note = "no GRUB-booted Linux root and no Windows boot manager found on this disk: a data disk needs no bootloader"
     seen = []
     monkeypatch.setattr(restore_module, "after_restore",
-                        lambda target, layout, progress: seen.append(layout) or [StepOutcome("detect", Outcome.NOT_NEEDED, note)])
-    events, steps = [], []
-    restore_module._bootloader("/dev/loop9", LAYOUT, events.append, lambda *step: steps.append(StepRecord(*step)))
-    assert seen == [LAYOUT]  # boot works from the layout the restore wrote
+                        lambda target, layout, progress, key: seen.append((layout, key))
+                        or [StepOutcome("detect", Outcome.NOT_NEEDED, note)])
+    events, steps, key = [], [], object()  # stands for the restore's LuksKey
+    restore_module._bootloader("/dev/loop9", LAYOUT, events.append, lambda *step: steps.append(StepRecord(*step)), key)
+    assert seen == [(LAYOUT, key)]  # boot works from the layout the restore wrote, with the restore's passphrase
     assert steps == [StepRecord("bootloader: detect", Outcome.NOT_NEEDED, note)]
     assert events == [StepStarted("bootloader"), StepFinished("bootloader", Outcome.NOT_NEEDED, note)]
     result = RestoreResult("img", "/dev/loop9", steps=steps)
