@@ -63,7 +63,8 @@ def shell(vm: Machine, command: str, timeout: float = 120) -> tuple[int, str]:
     got = vm.wait_for(re.compile(rf"{re.escape(begin)}\r?\n(.*?){re.escape(end)} rc=(\d+)", re.S), timeout)
     m = re.match(rf"{re.escape(begin)}\r?\n(.*?){re.escape(end)} rc=(\d+)", got, re.S)
     assert m is not None
-    return int(m.group(2)), m.group(1).replace("\r\n", "\n")
+    # another console's start-up marker (tty1's TUI) may land on the serial line in the middle of the output
+    return int(m.group(2)), re.sub(r"(?m)^LIFEBOAT-READY [^\n]*\n", "", m.group(1).replace("\r\n", "\n"))
 
 
 def guest_disks(vm: Machine) -> list[dict]:
