@@ -172,6 +172,11 @@ def test_smb_and_nfs_round_trips_and_an_unattended_ssh_capture_in_the_live_syste
             rc, out = shell(vm, "mkdir -p /mnt/jobs && mount /dev/disk/by-label/LBJOBS /mnt/jobs && "
                                 "{ (while :; do ps -eo args; sleep 0.2; done) >/run/ps.log 2>&1 & echo $! >/run/ps-sampler.pid; }")
             assert rc == 0, out
+            # the interface gets its address by DHCP after the shell is up (ifupdown's hotplug): under load that
+            # took longer than the first mount once (cifs: -101, network unreachable), so wait for the route
+            rc, out = shell(vm, "for i in $(seq 120); do ip route | grep -q '^default' && break; sleep 1; done;"
+                                " ip route | grep '^default'", timeout=180)
+            assert rc == 0, f"the live system got no default route:\n{out}"
 
             smb_url = f"smb://tech@{GUEST}:{smb.port}/share/lab"
             smb_capture, smb_restore = _round_trip(vm, "smb", smb_url, "--credentials /mnt/jobs/smb.cred", "LB-T-SMB")
