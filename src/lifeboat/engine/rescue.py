@@ -10,7 +10,10 @@ Passes, like GNU ddrescue's:
 3. scrape: what is left between is read 4 KiB at a time; a block that fails is read sector by sector.
 4. retry: each sector still unreadable is tried `retries` more times.
 The retry work stops at the deadline (--rescue-timeout): what was not tried by then counts as
-unreadable. Unreadable bytes are stored as zeros and their ranges (to the sector) returned.
+unreadable. Past the deadline pass 1 still copies what reads, but its first error skips the rest of
+the partition, so a disk that keeps failing ends soon after the deadline however large it is (each
+failed read of a dying disk can take the kernel many seconds). Unreadable bytes are stored as zeros
+and their ranges (to the sector) returned.
 """
 
 from __future__ import annotations
@@ -34,6 +37,7 @@ SECTOR = 512
 BLOCK = 4096
 PIECE = 1024 * 1024
 MAX_SKIP = 64 * 1024 * 1024
+PAST_DEADLINE = 1 << 62  # pass 1's skip after an error once the rescue's time is up: the rest of the partition
 # errors that mean "this device lost the disk", not "these sectors are bad"
 _GONE = (errno.ENODEV, errno.ENXIO, errno.ENOMEDIUM, errno.ESHUTDOWN)
 
@@ -119,6 +123,8 @@ class Reader:
                 self.stats.streak = 0
                 return
             skip = min(MAX_SKIP, PIECE << self.stats.streak)
+            if self.out_of_time():  # no time left to read around damage: the rest counts as unreadable
+                skip = PAST_DEADLINE
             self.stats.streak += 1
             self.stats.skip_until = max(self.stats.skip_until, failed + skip)
 
@@ -145,7 +151,8 @@ class Reader:
 
     def recover_pieces(self, runs: Runs, pending: Runs, view: memoryview) -> Runs:
         """Pass 2a: the pending ranges in 1 MiB pieces, inwards from both ends until the first error on
-        each side. Finds the good data that pass 1 skipped past a bad spot. Returns what is still pending."""
+        each side (the piece that failed from the front is not read again from the back). Finds the good
+        data that pass 1 skipped past a bad spot. Returns what is still pending."""
         pending, at = self._reread(runs, pending, view)
         left: Runs = []
         for start, n in pending:
@@ -153,7 +160,7 @@ class Reader:
             lo, hi = 0, len(pieces)
             while lo < hi and not self.out_of_time() and self._read_block(pieces[lo], view, at):
                 lo += 1
-            while hi > lo and not self.out_of_time() and self._read_block(pieces[hi - 1], view, at):
+            while hi > lo + 1 and not self.out_of_time() and self._read_block(pieces[hi - 1], view, at):
                 hi -= 1
             if lo < hi:
                 left.append((pieces[lo][0], pieces[hi - 1][0] + pieces[hi - 1][1] - pieces[lo][0]))
@@ -187,7 +194,7 @@ class Reader:
         lo, hi = 0, len(blocks)
         while lo < hi and not self.out_of_time() and self._read_block(blocks[lo], view, at):
             lo += 1
-        while hi > lo and not self.out_of_time() and self._read_block(blocks[hi - 1], view, at):
+        while hi > lo + 1 and not self.out_of_time() and self._read_block(blocks[hi - 1], view, at):
             hi -= 1
         if lo >= hi:
             return []
@@ -201,9 +208,8 @@ class Reader:
     def _scrape(self, start: int, n: int, view: memoryview, at) -> Runs:
         bad: Runs = []
         for block in self._blocks(start, n):
-            if self.out_of_time():
-                bad.append(block)
-                continue
+            if self.out_of_time():  # the rest of the range, untried
+                return merge_runs(bad + [(block[0], start + n - block[0])], [])
             if self._read_block(block, view, at):
                 continue
             for s in range(block[0], block[0] + block[1], SECTOR):
@@ -214,6 +220,8 @@ class Reader:
 
     def _retry(self, bad: Runs, view: memoryview, at) -> Runs:
         for _ in range(self.options.retries):
+            if self.out_of_time():
+                break
             still: Runs = []
             for start, n in bad:
                 for s in range(start, start + n, SECTOR):
