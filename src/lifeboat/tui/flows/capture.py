@@ -83,6 +83,10 @@ class CaptureFlow:
         self.repo = repo
         options = [(key, label, False) for key, label in LEVELS]
         intro = "zstd compression. Higher levels make smaller images and take longer."
+        health = self.source.health if self.source else None
+        if health is not None and health.needs_rescue:  # a dying disk: rescue first, and say why
+            options = [options[-1]] + options[:-1]
+            intro = f"{self.source.name}: {health.describe()}. Rescue is recommended: it reads the good areas first. " + intro
         self.app.push_screen(PickScreen("Capture: compression", intro, options, self.level_chosen))
 
     def level_chosen(self, level: str) -> None:

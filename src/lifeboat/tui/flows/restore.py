@@ -1,10 +1,12 @@
-"""Restore: image → target → plan → type the target's name → progress → result. An image holding the
+"""Restore: image → target → plan → (type `failing` for a failing disk) → type the target's name → progress →
+result. An image holding the
 opened contents of LUKS containers asks their passphrase before the plan (the restore re-opens them)."""
 
 from __future__ import annotations
 
 from lifeboat.devices import human_size
 from lifeboat.errors import LifeboatError
+from lifeboat.health import HealthStatus
 from lifeboat.tui.backend import LuksAnswer, RestorePlanView
 from lifeboat.tui.dialogs.confirm import TypeNameDialog
 from lifeboat.tui.dialogs.luks import LuksPurpose, ask_each
@@ -79,6 +81,16 @@ class RestoreFlow:
                  lambda c, phrase: backend.check_image_luks_passphrase(repo, image, c.partition, phrase), answered)
 
     def plan_accepted(self, plan: RestorePlanView) -> None:
+        """A target whose SMART health is failing first needs `failing` typed (as the CLI asks), then its name."""
+        target = plan.target
+        if target.health is not None and target.health.status == HealthStatus.FAILING:
+            warning = (f"{target.name} is failing ({target.health.describe()}): what is restored onto it may not "
+                       "stay readable. Restore onto it anyway?")
+            self.app.push_screen(TypeNameDialog("failing", warning), lambda yes: yes and self.confirm_erase(plan))
+            return
+        self.confirm_erase(plan)
+
+    def confirm_erase(self, plan: RestorePlanView) -> None:
         target = plan.target
         warning = (
             f"Restore {plan.image} onto {target.name} ({target.model or 'disk'}, {human_size(target.size)})? "

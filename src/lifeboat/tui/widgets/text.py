@@ -46,6 +46,8 @@ def disk_prompt(disk: Disk, show_unsafe: bool = True) -> Text:
     if disk.health and disk.health.status in ("failing", "warning"):
         style = "bold red" if disk.health.status == "failing" else "yellow"
         text.append(f"\n         {disk.health.describe()}: capture it with rescue", style=style)
+    elif disk.health and disk.health.status == "passed":
+        text.append(f"\n         {disk.health.describe()}")
     if show_unsafe and disk.unsafe_reason:
         text.append(f"\n         not usable: {disk.unsafe_reason}")
         text.stylize(UNSAFE_STYLE)

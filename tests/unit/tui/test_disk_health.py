@@ -1,0 +1,128 @@
+"""SMART health in the TUI (issue 13): the disk lists show it, a failing source is offered rescue first,
+and restoring onto a failing disk needs `failing` typed before the disk's name (as the CLI asks)."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+from textual.widgets import OptionList
+
+from lifeboat.health import parse_smartctl
+from lifeboat.tui.dialogs.confirm import TypeNameDialog
+from lifeboat.tui.dialogs.repo_picker import RepoPickerScreen
+from lifeboat.tui.screens.pick import DiskPickScreen, PickScreen, TextStepScreen
+from lifeboat.tui.screens.plan import PlanScreen
+from lifeboat.tui.screens.result import ResultScreen
+
+from test_restore_flow import to_plan
+from tui_pilot import SIZE, drive, screen_text, started, wait_for_screen, wait_until
+
+SMARTCTL = Path(__file__).parents[1] / "smartctl"  # real smartctl output (see its README)
+FAILING = parse_smartctl(json.loads((SMARTCTL / "ata-failing.json").read_text()))
+PASSED = parse_smartctl(json.loads((SMARTCTL / "ata-passed.json").read_text()))
+
+
+@pytest.fixture
+def sick(backend):
+    """sda (the laptop) passes SMART, sdb (the blank 500 GiB disk) is failing."""
+    backend.disks[0] = replace(backend.disks[0], health=PASSED)
+    backend.disks[1] = replace(backend.disks[1], health=FAILING)
+    return backend
+
+
+async def type_text(pilot, text: str) -> None:
+    await pilot.press(*text, "enter")
+
+
+@drive
+async def test_the_disk_list_shows_each_disks_health(make_app, sick):
+    app = make_app()
+    async with app.run_test(size=SIZE) as pilot:
+        await started(pilot)
+        await pilot.press("c")
+        screen = await wait_for_screen(pilot, DiskPickScreen)
+        choices = screen.query_one(OptionList)
+        assert PASSED.describe() in str(choices.get_option("/dev/sda").prompt)
+        failing = str(choices.get_option("/dev/sdb").prompt)
+        assert "SMART: FAILING (1975 reallocated sectors, 8 pending sectors): capture it with rescue" in failing
+        assert "SMART" not in str(choices.get_option("/dev/sdc").prompt)  # health unknown: nothing claimed
+
+
+@drive
+async def test_a_failing_source_is_offered_rescue_first(make_app, sick):
+    app = make_app()
+    async with app.run_test(size=SIZE) as pilot:
+        await started(pilot)
+        await pilot.press("c")
+        await wait_for_screen(pilot, DiskPickScreen)
+        await pilot.press("down", "enter")  # sdb, failing
+        await wait_for_screen(pilot, TextStepScreen)
+        await pilot.press("enter")
+        picker = await wait_for_screen(pilot, RepoPickerScreen)
+        await wait_until(pilot, lambda: picker.query_one("#choices").option_count > 2, what="repositories")
+        await pilot.press("down", "enter")
+        levels = await wait_for_screen(pilot, PickScreen)
+        assert "Rescue is recommended" in screen_text(levels) and "SMART: FAILING" in screen_text(levels)
+        await pilot.press("enter")  # the first choice
+        await wait_for_screen(pilot, ResultScreen)
+        capture = next(c for c in sick.calls if c[0] == "capture")
+        assert capture[1] == "/dev/sdb" and capture[-1] is True  # captured with rescue
+
+
+@drive
+async def test_a_healthy_source_keeps_the_usual_first_choice(make_app, sick):
+    app = make_app()
+    async with app.run_test(size=SIZE) as pilot:
+        await started(pilot)
+        await pilot.press("c")
+        await wait_for_screen(pilot, DiskPickScreen)
+        await pilot.press("enter")  # sda, passed
+        await wait_for_screen(pilot, TextStepScreen)
+        await pilot.press("enter")
+        picker = await wait_for_screen(pilot, RepoPickerScreen)
+        await wait_until(pilot, lambda: picker.query_one("#choices").option_count > 2, what="repositories")
+        await pilot.press("down", "enter")
+        levels = await wait_for_screen(pilot, PickScreen)
+        assert "Rescue is recommended" not in screen_text(levels)
+        assert levels.query_one("#choices", OptionList).get_option_at_index(0).id == "3"
+
+
+@drive
+async def test_restore_onto_a_failing_disk_needs_failing_typed_then_its_name(make_app, sick):
+    app = make_app()
+    async with app.run_test(size=SIZE) as pilot:
+        plan_screen = await to_plan(pilot, 1)  # sdb, failing
+        await wait_until(pilot, lambda: plan_screen.plan is not None, what="the plan")
+        await pilot.press("enter")
+        dialog = await wait_for_screen(pilot, TypeNameDialog)
+        assert dialog.expected == "failing"
+        assert "sdb is failing (SMART: FAILING (1975 reallocated sectors" in screen_text(dialog)
+        await type_text(pilot, "sdb")  # the disk's name is not the answer here
+        assert app.screen is dialog and "That is not failing" in screen_text(dialog)
+        await pilot.press("escape")  # going back writes nothing
+        await wait_for_screen(pilot, PlanScreen)
+        assert not [c for c in sick.calls if c[0] == "restore"]
+        await pilot.press("enter")
+        await wait_until(pilot, lambda: isinstance(app.screen, TypeNameDialog) and app.screen.expected == "failing",
+                         what="the failing question again")
+        await type_text(pilot, "failing")
+        await wait_until(pilot, lambda: isinstance(app.screen, TypeNameDialog) and app.screen.expected == "sdb",
+                         what="the target's name")
+        await type_text(pilot, "sdb")
+        result = await wait_for_screen(pilot, ResultScreen)
+        assert result.verdict == "Done" and sick.calls == [("restore", "laptop-2026-11-01", "/dev/sdb")]
+
+
+@drive
+async def test_restore_onto_a_healthy_disk_asks_only_its_name(make_app, backend):
+    backend.disks[1] = replace(backend.disks[1], health=PASSED)
+    app = make_app()
+    async with app.run_test(size=SIZE) as pilot:
+        plan_screen = await to_plan(pilot, 1)
+        await wait_until(pilot, lambda: plan_screen.plan is not None, what="the plan")
+        await pilot.press("enter")
+        dialog = await wait_for_screen(pilot, TypeNameDialog)
+        assert dialog.expected == "sdb"
