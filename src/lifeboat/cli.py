@@ -436,7 +436,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--rescue", action="store_true",
                    help="a failing disk: read around errors, retry them later, store unreadable bytes as zeros")
     p.add_argument("--rescue-timeout", type=float, default=None, metavar="SECONDS",
-                   help="with --rescue: stop retrying after this many seconds (default: no limit)")
+                   help="with --rescue: after this many seconds stop retrying and reading around errors; what is "
+                        "left untried counts as unreadable (default: no limit)")
     p.add_argument("--rescue-retries", type=int, default=1, metavar="N",
                    help="with --rescue: extra attempts per unreadable sector (default 1)")
     p.add_argument("--allow-plaintext", action="store_true",

@@ -12,6 +12,7 @@ the data needs is refused, naming both partitions and the shortfall, before anyt
 from __future__ import annotations
 
 import re
+from dataclasses import replace
 
 from lifeboat.devices import disk_info, human_size, with_layout
 from lifeboat.engine.plan import (
@@ -26,6 +27,7 @@ from lifeboat.engine.partial_lvm import plan_volumes
 from lifeboat.engine.shrink_plan import ShrinkStep, check_scratch, shrink_needs, shrink_step
 from lifeboat.errors import LifeboatError, TargetTooSmall, ToolMissing
 from lifeboat.fs.registry import CaptureMode, kind_for
+from lifeboat.health import read_health
 from lifeboat.layout.model import PartitionEntry
 from lifeboat.layout.read import read_layout
 from lifeboat.repo.manifest import RESTORABLE, ImageManifest, PartitionImage, load_manifest
@@ -99,6 +101,7 @@ def plan_partitions(repo: Repository, name: str, target: str, chosen: dict[int, 
     manifest = load_manifest(repo, name)
     disk = disk_info(target)
     check_target_safe(disk)
+    disk = replace(disk, health=read_health(target))  # a failing target asks for an explicit confirmation
     current = read_layout(target)  # no table: LifeboatError, and nothing was written
     try:
         disk = with_layout(disk, current)  # each partition's filesystem as blkid sees it now, for the plan
