@@ -57,3 +57,30 @@ def test_block_map_that_disagrees_with_the_chunks(repo):
     parts = (type(esp)(1, esp.size, FilesystemContent("vfat", "", "", stream)), *manifest.partitions[1:])
     write_manifest(repo, type(manifest)(**{**manifest.__dict__, "name": "odd", "partitions": parts}))
     assert verify(repo, "odd").problems == ["partition 1: block map covers 8192 bytes but chunks hold 12288"]
+
+
+def test_verify_of_a_rescue_image_says_it_is_incomplete_and_where(tmp_path):
+    """The TUI's verify of a real repository holding an image whose partition 2 had unreadable sectors at
+    capture: intact, with the INCOMPLETE line `lifeboat verify` prints as a warning."""
+    import dataclasses
+    import threading
+
+    from imagekit import office_manifest
+
+    from lifeboat.repo.manifest import ByteRange, write_manifest
+    from lifeboat.repo.store import Repository
+    from lifeboat.tui.engine_backend import EngineBackend
+
+    repo = Repository.open(tmp_path / "repo", create=True)
+    manifest = office_manifest(repo, "rescued")
+    part = manifest.partition(2)
+    stream = dataclasses.replace(part.content.stream, unreadable=(ByteRange(8192, 1024),),
+                                 unreadable_files=("/docs/report.odt",), unreadable_note="")
+    parts = tuple(dataclasses.replace(p, content=dataclasses.replace(p.content, stream=stream)) if p is part else p
+                  for p in manifest.partitions)
+    write_manifest(repo, dataclasses.replace(manifest, partitions=parts))
+    outcome = EngineBackend(log_path="/dev/null").run_verify(str(repo.root), "rescued", lambda e: None,
+                                                             threading.Event())
+    assert outcome.lines[0].startswith("Verified: all")
+    assert outcome.warnings == ("INCOMPLETE: partition 2 (ext4): 1024 bytes unreadable in 1 ranges (bytes 8192+1024); "
+                                "files: /docs/report.odt",)

@@ -263,7 +263,9 @@ class EngineBackend:
                 progress(LogLine(problem, "error"))
             more = f" (and {len(report.problems) - 1} more, see the log)" if len(report.problems) > 1 else ""
             raise ImageCorrupt(f"image {image} is damaged: {report.problems[0]}{more}")
-        return JobOutcome((f"Verified: all {report.chunks} chunks ({human_size(report.bytes)}) of {image} are intact.",))
+        # an image captured with --rescue is intact but incomplete: say where, as `lifeboat verify` does
+        return JobOutcome((f"Verified: all {report.chunks} chunks ({human_size(report.bytes)}) of {image} are intact.",),
+                          tuple(f"INCOMPLETE: {line}" for line in report.incomplete))
 
     def run_bootfix(self, disk: Disk, progress: ProgressSink, cancel: threading.Event,
                     luks_passphrase: str = "") -> JobOutcome:

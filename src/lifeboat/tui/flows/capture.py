@@ -122,7 +122,9 @@ class CaptureFlow:
         def capture_then_verify(progress, cancel) -> JobOutcome:
             captured = backend.run_capture(source, name, repo, level, progress, cancel, rescue=rescue, plan=plan)
             verified = backend.run_verify(repo, name, progress, cancel)
-            return JobOutcome(captured.lines + verified.lines, captured.warnings + verified.warnings)
+            again = set(captured.warnings)  # the INCOMPLETE lines of a rescue image: once, from the capture
+            return JobOutcome(captured.lines + verified.lines,
+                              captured.warnings + tuple(w for w in verified.warnings if w not in again))
 
         spec = JobSpec(
             title=f"Capturing {source.name} as {name}" + (" (rescue)" if rescue else ""),
