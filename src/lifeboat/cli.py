@@ -129,6 +129,7 @@ def cmd_capture(args) -> int:
     from lifeboat.terminal import ConsoleProgress
 
     check_image_name(args.name)
+    rescue = _rescue_options(args)  # bad --rescue-* values: an error before the repository is created
     repo = _repo(args, create=True)
     if not args.rescue:
         _suggest_rescue(args.source)
@@ -150,7 +151,7 @@ def cmd_capture(args) -> int:
     sink = ConsoleProgress()
     try:
         manifest = capture(args.source, args.name, repo, level=args.level, progress=sink, cancel=_cancel_on_signal(),
-                           info=info, rescue=_rescue_options(args))
+                           info=info, rescue=rescue)
     finally:
         sink.close()
     stats = manifest.stats
@@ -198,8 +199,17 @@ def _rescue_options(args):
     from lifeboat.engine.rescue import RescueOptions
 
     if not args.rescue:
+        given = [o for o, v in (("--rescue-timeout", args.rescue_timeout), ("--rescue-retries", args.rescue_retries))
+                 if v is not None]
+        if given:
+            raise LifeboatError(f"{' and '.join(given)} only apply with --rescue; add --rescue or leave them out")
         return None
-    return RescueOptions(timeout=args.rescue_timeout, retries=args.rescue_retries)
+    if args.rescue_timeout is not None and not args.rescue_timeout > 0:
+        raise LifeboatError(f"--rescue-timeout {args.rescue_timeout:g}: must be a positive number of seconds")
+    if args.rescue_retries is not None and args.rescue_retries < 0:
+        raise LifeboatError(f"--rescue-retries {args.rescue_retries}: must be 0 or more")
+    retries = 1 if args.rescue_retries is None else args.rescue_retries
+    return RescueOptions(timeout=args.rescue_timeout, retries=retries)
 
 
 def _print_unreadable(manifest) -> None:
@@ -438,7 +448,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--rescue-timeout", type=float, default=None, metavar="SECONDS",
                    help="with --rescue: after this many seconds stop retrying and reading around errors; what is "
                         "left untried counts as unreadable (default: no limit)")
-    p.add_argument("--rescue-retries", type=int, default=1, metavar="N",
+    p.add_argument("--rescue-retries", type=int, default=None, metavar="N",
                    help="with --rescue: extra attempts per unreadable sector (default 1)")
     p.add_argument("--allow-plaintext", action="store_true",
                    help="with --luks-passphrase-file: store a container's decrypted contents in an unencrypted repository")
