@@ -81,6 +81,7 @@ class Disk:
     backing_file: str = ""  # loop devices only
     unsafe_reason: str = ""  # why this disk must not be written ("" when it may be)
     health: DiskHealth | None = None  # SMART, when asked for (lifeboat.health.read_health); None: not asked
+    incomplete_restore: str = ""  # a restore's in-progress marker on sector 0, described, when asked for
 
     @property
     def esps(self) -> list[Partition]:

@@ -46,9 +46,15 @@ class EngineBackend:
         from dataclasses import replace
 
         from lifeboat.devices import list_disks
+        from lifeboat.engine.restore_marker import read_marker
         from lifeboat.health import read_health
 
-        return [replace(d, health=read_health(d.path)) for d in list_disks(include_loop=self.include_loop)]
+        def described(disk: Disk) -> str:
+            marker = read_marker(disk.path)  # a restore killed before its end left this on sector 0
+            return marker.describe() if marker else ""
+
+        return [replace(d, health=read_health(d.path), incomplete_restore=described(d))
+                for d in list_disks(include_loop=self.include_loop)]
 
     def watch_disks(self, on_change: Callable[[], None]) -> Callable[[], None]:
         from lifeboat.devices import DiskMonitor

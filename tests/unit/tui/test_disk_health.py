@@ -126,3 +126,35 @@ async def test_restore_onto_a_healthy_disk_asks_only_its_name(make_app, backend)
         await pilot.press("enter")
         dialog = await wait_for_screen(pilot, TypeNameDialog)
         assert dialog.expected == "sdb"
+
+
+@drive
+async def test_a_disk_left_by_a_killed_restore_is_listed_as_an_incomplete_restore(make_app, backend):
+    note = "incomplete restore of image 'laptop-2026-11-01' from /srv/lifeboat-demo (started 2026-11-27T19:00): restore it again"
+    backend.disks[1] = replace(backend.disks[1], incomplete_restore=note)
+    app = make_app()
+    async with app.run_test(size=SIZE) as pilot:
+        await started(pilot)
+        await pilot.press("r", "enter")  # restore: the image, then the target list
+        screen = await wait_for_screen(pilot, DiskPickScreen)
+        assert f"INCOMPLETE: {note}" in str(screen.query_one(OptionList).get_option("/dev/sdb").prompt)
+        assert "INCOMPLETE" not in str(screen.query_one(OptionList).get_option("/dev/sdc").prompt)
+
+
+def test_the_engine_backend_reads_the_marker_a_killed_restore_left(tmp_path, monkeypatch):
+    """The disk is a file whose sector 0 is the real in-progress record restore writes (restore_marker)."""
+    from lifeboat import devices, health
+    from lifeboat.devices import Disk
+    from lifeboat.engine.restore_marker import RestoreMarker, marker_sector
+    from lifeboat.tui.engine_backend import EngineBackend
+
+    killed, fine = tmp_path / "killed.img", tmp_path / "fine.img"
+    killed.write_bytes(marker_sector(RestoreMarker("pc", "/srv/repo", "2026-11-27T19:00:00")) + bytes(512))
+    fine.write_bytes(bytes(1024))
+    disks = [Disk(str(killed), "loop7", 1024, transport="loop"), Disk(str(fine), "loop8", 1024, transport="loop")]
+    monkeypatch.setattr(devices, "list_disks", lambda include_loop: disks)
+    monkeypatch.setattr(health, "read_health", lambda path: PASSED)
+    listed = EngineBackend(log_path="/dev/null").list_disks()
+    assert listed[0].incomplete_restore == ("incomplete restore of image 'pc' from /srv/repo "
+                                            "(started 2026-11-27T19:00:00): restore it again")
+    assert listed[1].incomplete_restore == "" and listed[1].health == PASSED

@@ -48,6 +48,8 @@ def disk_prompt(disk: Disk, show_unsafe: bool = True) -> Text:
         text.append(f"\n         {disk.health.describe()}: capture it with rescue", style=style)
     elif disk.health and disk.health.status == "passed":
         text.append(f"\n         {disk.health.describe()}")
+    if disk.incomplete_restore:
+        text.append(f"\n         INCOMPLETE: {disk.incomplete_restore}", style="bold red")
     if show_unsafe and disk.unsafe_reason:
         text.append(f"\n         not usable: {disk.unsafe_reason}")
         text.stylize(UNSAFE_STYLE)
