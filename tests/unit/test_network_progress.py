@@ -175,3 +175,25 @@ def test_cli_progress_closes_with_what_went_over_the_network(monkeypatch):
     local(Progress("capture", "p1", 1, 1, 1, 1))
     local.close()
     assert "network" not in quiet.getvalue()
+
+
+@drive
+async def test_tui_job_meter_shows_a_rescue_captures_read_errors_and_bytes_still_to_retry(monkeypatch):
+    """Issue 13: the TUI's progress shows the error count and the bytes still to retry, as the CLI's line does."""
+    clock = _Clock()
+    monkeypatch.setattr("lifeboat.tui.widgets.job_meter.clock", clock)
+    app = _MeterApp()
+    async with app.run_test() as pilot:
+        meter = app.query_one(JobMeter)
+        clock.now += 1
+        meter.feed(Progress("capture", "partition 1 (ext4)", 60 * MIB, 100 * MIB, 60 * MIB, 300 * MIB, read_errors=12,
+                            to_retry=3 * MIB // 2))
+        meter.tick()
+        await pilot.pause()
+        line = str(app.query_one("#numbers", Static).render())
+        assert line.endswith(" | 12 read errors, 1.5 MiB to retry"), line
+        clock.now += 1
+        meter.feed(Progress("capture", "partition 2 (ext4)", MIB, 100 * MIB, 101 * MIB, 300 * MIB))
+        meter.tick()
+        await pilot.pause()
+        assert "read error" not in str(app.query_one("#numbers", Static).render())  # a clean partition: no note
