@@ -59,17 +59,16 @@ def test_block_map_that_disagrees_with_the_chunks(repo):
     assert verify(repo, "odd").problems == ["partition 1: block map covers 8192 bytes but chunks hold 12288"]
 
 
-def test_verify_of_a_rescue_image_says_it_is_incomplete_and_where(tmp_path):
-    """The TUI's verify of a real repository holding an image whose partition 2 had unreadable sectors at
-    capture: intact, with the INCOMPLETE line `lifeboat verify` prints as a warning."""
+
+def rescued_image(tmp_path):
+    """A real repository holding the office image as a rescue capture leaves it: 1024 bytes of partition 2
+    unreadable, owned by /docs/report.odt."""
     import dataclasses
-    import threading
 
     from imagekit import office_manifest
 
     from lifeboat.repo.manifest import ByteRange, write_manifest
     from lifeboat.repo.store import Repository
-    from lifeboat.tui.engine_backend import EngineBackend
 
     repo = Repository.open(tmp_path / "repo", create=True)
     manifest = office_manifest(repo, "rescued")
@@ -79,8 +78,34 @@ def test_verify_of_a_rescue_image_says_it_is_incomplete_and_where(tmp_path):
     parts = tuple(dataclasses.replace(p, content=dataclasses.replace(p.content, stream=stream)) if p is part else p
                   for p in manifest.partitions)
     write_manifest(repo, dataclasses.replace(manifest, partitions=parts))
+    return repo
+
+
+def test_verify_of_a_rescue_image_says_it_is_incomplete_and_where(tmp_path):
+    """The TUI's verify: intact, with the INCOMPLETE line `lifeboat verify` prints as a warning."""
+    import threading
+
+    from lifeboat.tui.engine_backend import EngineBackend
+
+    repo = rescued_image(tmp_path)
     outcome = EngineBackend(log_path="/dev/null").run_verify(str(repo.root), "rescued", lambda e: None,
                                                              threading.Event())
     assert outcome.lines[0].startswith("Verified: all")
     assert outcome.warnings == ("INCOMPLETE: partition 2 (ext4): 1024 bytes unreadable in 1 ranges (bytes 8192+1024); "
                                 "files: /docs/report.odt",)
+
+
+def test_image_lists_count_the_unreadable_bytes(tmp_path, capsys, monkeypatch):
+    """`lifeboat images --json` and the TUI's image list say a rescue image is incomplete."""
+    import json
+
+    from lifeboat.cli import main
+    from lifeboat.tui.engine_backend import EngineBackend
+
+    monkeypatch.setenv("LIFEBOAT_CONFIG", str(tmp_path / "no-config.toml"))
+    repo = rescued_image(tmp_path)
+    assert main(["images", "--repo", str(repo.root), "--json"]) == 0
+    (listed,) = json.loads(capsys.readouterr().out)
+    assert [p["unreadable_bytes"] for p in listed["partitions"]] == [0, 1024, 0, 0]
+    (info,) = EngineBackend(log_path="/dev/null").list_images(str(repo.root))
+    assert info.unreadable_bytes == 1024

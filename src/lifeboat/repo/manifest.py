@@ -386,7 +386,8 @@ class ImageManifest:
         return digests
 
     def summary(self) -> ImageSummary:
-        parts = tuple(PartitionSummary(p.number, p.fstype or p.mode, p.size, p.used_bytes, _note(p.content))
+        parts = tuple(PartitionSummary(p.number, p.fstype or p.mode, p.size, p.used_bytes, _note(p.content),
+                                       sum(r.length for r in p.stream.unreadable) if p.stream else 0)
                       for p in self.partitions)
         return ImageSummary(
             name=self.name, created=self.created, source_model=self.source.model, source_serial=self.source.serial,

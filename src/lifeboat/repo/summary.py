@@ -12,6 +12,7 @@ class PartitionSummary:
     size: int
     used_bytes: int
     note: str = ""  # why it was copied whole ("LUKS2 container ..., copied whole: ..."), or what a LUKS one held
+    unreadable_bytes: int = 0  # a rescue capture's bytes that could not be read (stored as zeros)
 
 
 @dataclass(frozen=True)
@@ -64,7 +65,8 @@ class ImageSummary:
             "source_size": self.source_size,
             "table": self.table,
             "partitions": [
-                {"number": p.number, "fstype": p.fstype, "size": p.size, "used_bytes": p.used_bytes, "note": p.note}
+                {"number": p.number, "fstype": p.fstype, "size": p.size, "used_bytes": p.used_bytes, "note": p.note,
+                 "unreadable_bytes": p.unreadable_bytes}
                 for p in self.partitions
             ],
             "data_bytes": self.data_bytes,

@@ -30,6 +30,7 @@ class ImageInfo:
     source_size: int = 0
     partitions: tuple[str, ...] = ()  # short descriptions: "p1 vfat 512.0 MiB"
     stored_bytes: int = 0
+    unreadable_bytes: int = 0  # a rescue image: bytes that could not be read at capture (restored as zeros)
 
 
 @dataclass(frozen=True)

@@ -171,6 +171,7 @@ class EngineBackend:
                     source_size=summary.source_size,
                     partitions=tuple(f"p{p.number} {p.fstype} {human_size(p.size)}" for p in summary.partitions),
                     stored_bytes=summary.data_bytes,
+                    unreadable_bytes=sum(p.unreadable_bytes for p in summary.partitions),
                 )
             )
         return images

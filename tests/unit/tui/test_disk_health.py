@@ -1,5 +1,6 @@
-"""SMART health in the TUI (issue 13): the disk lists show it, a failing source is offered rescue first,
-and restoring onto a failing disk needs `failing` typed before the disk's name (as the CLI asks)."""
+"""Issue 13 in the TUI: the disk lists show SMART health and a disk left by a killed restore, a failing source
+is offered rescue first, restoring onto a failing disk needs `failing` typed before the disk's name (as the
+CLI asks), and a rescue image is listed as incomplete."""
 
 from __future__ import annotations
 
@@ -158,3 +159,19 @@ def test_the_engine_backend_reads_the_marker_a_killed_restore_left(tmp_path, mon
     assert listed[0].incomplete_restore == ("incomplete restore of image 'pc' from /srv/repo "
                                             "(started 2026-11-27T19:00:00): restore it again")
     assert listed[1].incomplete_restore == "" and listed[1].health == PASSED
+
+
+@drive
+async def test_a_rescue_image_is_listed_as_incomplete(make_app, backend):
+    from lifeboat.tui.fake_backend import DEMO_REPO
+
+    images = backend.repos[DEMO_REPO]
+    images[1] = replace(images[1], unreadable_bytes=2560)
+    app = make_app()
+    async with app.run_test(size=SIZE) as pilot:
+        await started(pilot)
+        await pilot.press("r")
+        screen = await wait_for_screen(pilot, PickScreen)
+        choices = screen.query_one(OptionList)
+        assert "INCOMPLETE: 2.5 KiB could not be read at capture" in str(choices.get_option("office-pc").prompt)
+        assert "INCOMPLETE" not in str(choices.get_option("laptop-2026-11-01").prompt)

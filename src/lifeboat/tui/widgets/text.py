@@ -64,6 +64,9 @@ def image_prompt(image: ImageInfo) -> Text:
         f"\n   from {source} · {len(image.partitions)} partitions · stored {human_size(image.stored_bytes)}",
         style="not bold",
     )
+    if image.unreadable_bytes:
+        text.append(f"\n   INCOMPLETE: {human_size(image.unreadable_bytes)} could not be read at capture "
+                    "(restored as zeros)", style="not bold yellow")
     return text
 
 
