@@ -100,7 +100,8 @@ def test_summary_keeps_the_images_json_keys(office):
     summary = office.summary().to_json()
     assert {"name", "created", "source_model", "source_serial", "source_size", "table", "partitions",
             "data_bytes"} <= set(summary)
-    assert summary["partitions"][2] == {"number": 3, "fstype": "swap", "size": 4 * MiB, "used_bytes": 0, "note": ""}
+    assert summary["partitions"][2] == {"number": 3, "fstype": "swap", "size": 4 * MiB, "used_bytes": 0, "note": "",
+                                     "unreadable_bytes": 0}
     assert summary["partitions"][3]["fstype"] == "raw"
     assert (summary["table"], summary["source_model"], summary["data_bytes"]) == ("gpt", "Office PC disk",
                                                                                  office.data_bytes)
