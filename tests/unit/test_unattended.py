@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 
 import pytest
 
@@ -204,6 +205,35 @@ def test_restore_with_a_failed_bootloader_step_is_not_ok(tmp_path, monkeypatch):
     unattended.run_job(job, str(repo), unattended.threading.Event())  # all done: no error
 
 
+def test_unattended_restore_onto_a_failing_disk_needs_allow_failing_target(tmp_path, monkeypatch):
+    """Issue 13: with nobody to ask, a target whose SMART health is failing is refused unless the command
+    line says lifeboat.allow_failing_target=yes. The verdict is the parser's reading of real smartctl output."""
+    import json
+    from pathlib import Path
+
+    from lifeboat import health
+    from lifeboat.engine import plan as plan_module
+    from lifeboat.engine import restore as restore_module
+    from lifeboat.engine.restore import RestoreResult
+    from lifeboat.repo.store import Repository
+
+    failing = health.parse_smartctl(json.loads((Path(__file__).parent / "smartctl" / "ata-failing.json").read_text()))
+    repo = tmp_path / "repo"
+    Repository.open(repo, create=True)
+    written = []
+    monkeypatch.setattr(unattended, "find_device", lambda spec, what: "/dev/fake-target")
+    monkeypatch.setattr(plan_module, "plan_restore", lambda repo, image, target, **kw: "a plan")
+    monkeypatch.setattr(health, "read_health", lambda path: failing)
+    monkeypatch.setattr(restore_module, "restore",
+                        lambda plan, **kw: written.append(plan) or RestoreResult("img", "/dev/fake-target", steps=[]))
+    job = Job("restore", image="img", target="SERIAL=x")
+    with pytest.raises(UnattendedError, match=r"/dev/fake-target: SMART: FAILING .*lifeboat.allow_failing_target=yes"):
+        unattended.run_job(job, str(repo), unattended.threading.Event())
+    assert not written
+    unattended.run_job(dataclasses.replace(job, allow_failing_target=True), str(repo), unattended.threading.Event())
+    assert written == ["a plan"]
+
+
 def test_rescue_and_failing_target_parameters():
     job = unattended.job_from_params(unattended.lifeboat_params(
         "lifeboat.job=capture lifeboat.image=a lifeboat.source=/dev/sdb lifeboat.rescue=yes lifeboat.rescue_timeout=600"))
@@ -282,3 +312,27 @@ def test_allow_plaintext_is_a_flag():
     assert parse_cmdline("lifeboat.job=capture lifeboat.image=a lifeboat.source=/dev/sda").allow_plaintext is False
     job = parse_cmdline("lifeboat.job=capture lifeboat.image=a lifeboat.source=/dev/sda lifeboat.allow_plaintext=yes")
     assert job.allow_plaintext is True
+
+
+def test_unattended_rescue_capture_passes_the_rescue_and_its_time_bound_to_the_engine(tmp_path, monkeypatch):
+    """lifeboat.rescue=yes lifeboat.rescue_timeout=600 reach capture() as RescueOptions(timeout=600)."""
+    from lifeboat.engine import capture as capture_module
+    from lifeboat.engine import luks_capture
+    from lifeboat.engine.rescue import RescueOptions
+    from lifeboat.repo.store import Repository
+
+    repo = tmp_path / "repo"
+    Repository.open(repo, create=True)
+    seen = []
+    monkeypatch.setattr(unattended, "find_device", lambda spec, what: "/dev/fake-source")
+    monkeypatch.setattr(unattended, "_check_not_boot_medium", lambda node: None)
+    monkeypatch.setattr(capture_module, "inspect_source",
+                        lambda source, sink, rescue=False, luks_key=None: seen.append(("inspect", rescue)) or
+                        argparse.Namespace(partitions=()))
+    monkeypatch.setattr(luks_capture, "check_plaintext_allowed", lambda parts, repo, allowed: None)
+    monkeypatch.setattr(capture_module, "capture", lambda source, image, repo, **kw: seen.append(("capture", kw["rescue"])))
+    job = unattended.job_from_params(unattended.lifeboat_params(
+        "lifeboat.job=capture lifeboat.image=a lifeboat.source=/dev/sdb lifeboat.rescue=yes lifeboat.rescue_timeout=600 "
+        "lifeboat.verify=no"))
+    unattended.run_job(job, str(repo), unattended.threading.Event())
+    assert seen == [("inspect", True), ("capture", RescueOptions(timeout=600))]
