@@ -225,9 +225,10 @@ class Backend(Protocol):
 
     def run_capture(
         self, source: Disk, name: str, repo_path: str, level: int, progress: ProgressSink, cancel: threading.Event,
-        rescue: bool = False, plan: CapturePlanView | None = None,
+        rescue: bool = False, plan: CapturePlanView | None = None, rescue_timeout: float | None = None,
     ) -> JobOutcome:
-        """`plan`: from plan_capture (the LUKS containers' passphrases in it), None when none was asked."""
+        """`plan`: from plan_capture (the LUKS containers' passphrases in it), None when none was asked.
+        `rescue_timeout`: seconds the rescue may spend reading around damage (None: no limit)."""
         ...
 
     def run_verify(self, repo_path: str, image: str, progress: ProgressSink, cancel: threading.Event) -> JobOutcome: ...

@@ -229,14 +229,15 @@ class EngineBackend:
     # ---- capture, verify, bootfix
 
     def run_capture(self, source: Disk, name: str, repo_path: str, level: int, progress, cancel,
-                    rescue: bool = False, plan: CapturePlanView | None = None) -> JobOutcome:
+                    rescue: bool = False, plan: CapturePlanView | None = None,
+                    rescue_timeout: float | None = None) -> JobOutcome:
         from lifeboat.engine.capture import capture, inspect_source
         from lifeboat.engine.rescue import RescueOptions, unreadable_lines
 
         repo = self._open(repo_path, create=True)
         # the engine reads the table and the used-block maps before its first event: say so meanwhile
         progress(StepStarted("reading the source", f"{source.path}: partition table and used blocks"))
-        options = RescueOptions() if rescue else None
+        options = RescueOptions(timeout=rescue_timeout) if rescue else None
         inspected: luks_backend.InspectedSource | None = plan.plan if plan else None
         keys = inspected.keys if inspected else None
         info = inspected.info if inspected and not rescue else None

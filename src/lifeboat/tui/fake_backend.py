@@ -84,6 +84,7 @@ class FakeBackend:
         self.luks_passphrases: dict[str, str] = {}  # a crypto_LUKS partition's node -> the passphrase opening it
         self.image_luks: dict[str, tuple[tuple[LuksContainer, ...], str]] = {}  # image -> its containers, passphrase
         self.capture_plans: list[CapturePlanView | None] = []  # what run_capture was given
+        self.rescue_timeouts: list[float | None] = []  # and its rescue time limit
         self.bootfix_passphrases: list[str] = []
         self.logins: list[tuple[str, Login]] = []
         self.fail_at: float | None = None  # fraction of a job at which to raise `failure`
@@ -229,8 +230,10 @@ class FakeBackend:
     # ---- capture, verify, bootfix
 
     def run_capture(self, source: Disk, name: str, repo_path: str, level: int, progress, cancel,
-                    rescue: bool = False, plan: CapturePlanView | None = None) -> JobOutcome:
+                    rescue: bool = False, plan: CapturePlanView | None = None,
+                    rescue_timeout: float | None = None) -> JobOutcome:
         self.calls.append(("capture", source.path, name, repo_path, level, rescue))
+        self.rescue_timeouts.append(rescue_timeout)
         self.capture_plans.append(plan)
         items = [(f"partition {p.number} ({p.fstype})", p.size // 64) for p in source.partitions if p.fstype != "swap"]
         self._pretend("capture", items or [("whole disk", source.size // 64)], progress, cancel)

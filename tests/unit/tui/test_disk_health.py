@@ -38,6 +38,12 @@ async def type_text(pilot, text: str) -> None:
     await pilot.press(*text, "enter")
 
 
+async def wait_until_step(pilot, app, title: str):
+    await wait_until(pilot, lambda: isinstance(app.screen, TextStepScreen) and app.screen.step_title == title,
+                     what=title)
+    return app.screen
+
+
 @drive
 async def test_the_disk_list_shows_each_disks_health(make_app, sick):
     app = make_app()
@@ -68,9 +74,36 @@ async def test_a_failing_source_is_offered_rescue_first(make_app, sick):
         levels = await wait_for_screen(pilot, PickScreen)
         assert "Rescue is recommended" in screen_text(levels) and "SMART: FAILING" in screen_text(levels)
         await pilot.press("enter")  # the first choice
+        limit = await wait_until_step(pilot, app, "Capture: rescue time limit")
+        await type_text(pilot, "soon")
+        assert "'soon' is not a number of minutes" in screen_text(limit) and app.screen is limit
+        await pilot.press(*["backspace"] * 4)
+        await type_text(pilot, "30")
         await wait_for_screen(pilot, ResultScreen)
         capture = next(c for c in sick.calls if c[0] == "capture")
         assert capture[1] == "/dev/sdb" and capture[-1] is True  # captured with rescue
+        assert sick.rescue_timeouts == [1800]  # 30 minutes, in seconds
+
+
+@drive
+async def test_rescue_without_a_time_limit(make_app, sick):
+    app = make_app()
+    async with app.run_test(size=SIZE) as pilot:
+        await started(pilot)
+        await pilot.press("c")
+        await wait_for_screen(pilot, DiskPickScreen)
+        await pilot.press("down", "enter")
+        await wait_for_screen(pilot, TextStepScreen)
+        await pilot.press("enter")
+        picker = await wait_for_screen(pilot, RepoPickerScreen)
+        await wait_until(pilot, lambda: picker.query_one("#choices").option_count > 2, what="repositories")
+        await pilot.press("down", "enter")
+        await wait_for_screen(pilot, PickScreen)
+        await pilot.press("enter")
+        await wait_until_step(pilot, app, "Capture: rescue time limit")
+        await pilot.press("enter")  # the empty line: no limit
+        await wait_for_screen(pilot, ResultScreen)
+        assert sick.rescue_timeouts == [None]
 
 
 @drive

@@ -33,6 +33,13 @@ def suggest_name(disk: Disk, today: date) -> str:
     return f"{model}-{today.isoformat()}"
 
 
+def minutes_problem(text: str) -> str:
+    """'' for an empty line (no limit) or a whole number of minutes above 0."""
+    if text and not (text.isdigit() and int(text) > 0):
+        return f"{text!r} is not a number of minutes: type one (e.g. 60), or leave the line empty for no limit."
+    return ""
+
+
 def name_problem(name: str, existing: set[str]) -> str:
     """What is wrong with `name` for a new image here: the repository's own rule (check_image_name), then
     whether the name is taken."""
@@ -52,6 +59,7 @@ class CaptureFlow:
         self.source: Disk | None = None
         self.name = ""
         self.repo = ""
+        self.rescue_timeout: float | None = None  # seconds; None: no limit
 
     def start(self) -> None:
         intro = "Which disk should be copied into an image? It is only read, never written."
@@ -91,6 +99,20 @@ class CaptureFlow:
 
     def level_chosen(self, level: str) -> None:
         number, rescue = int(level.rstrip("r")), level.endswith("r")
+        if not rescue:
+            self.start_capture(number, False)
+            return
+        intro = ("How many minutes may the rescue spend going back over damaged areas? After that, what was not "
+                 "read counts as unreadable, so a disk that keeps failing cannot hold the capture forever. "
+                 "Leave the line empty for no limit.")
+        self.app.push_screen(TextStepScreen("Capture: rescue time limit", intro, "", lambda text: self.limit_chosen(
+            number, text), validate=minutes_problem))
+
+    def limit_chosen(self, level: int, minutes: str) -> None:
+        self.rescue_timeout = int(minutes) * 60 if minutes else None
+        self.start_capture(level, True)
+
+    def start_capture(self, number: int, rescue: bool) -> None:
         try:
             containers = self.app.backend.luks_containers(self.source)
         except LifeboatError as error:
@@ -120,7 +142,8 @@ class CaptureFlow:
         backend, source, name, repo = self.app.backend, self.source, self.name, self.repo
 
         def capture_then_verify(progress, cancel) -> JobOutcome:
-            captured = backend.run_capture(source, name, repo, level, progress, cancel, rescue=rescue, plan=plan)
+            captured = backend.run_capture(source, name, repo, level, progress, cancel, rescue=rescue, plan=plan,
+                                           rescue_timeout=self.rescue_timeout if rescue else None)
             verified = backend.run_verify(repo, name, progress, cancel)
             again = set(captured.warnings)  # the INCOMPLETE lines of a rescue image: once, from the capture
             return JobOutcome(captured.lines + verified.lines,
