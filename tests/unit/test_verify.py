@@ -109,3 +109,41 @@ def test_image_lists_count_the_unreadable_bytes(tmp_path, capsys, monkeypatch):
     assert [p["unreadable_bytes"] for p in listed["partitions"]] == [0, 1024, 0, 0]
     (info,) = EngineBackend(log_path="/dev/null").list_images(str(repo.root))
     assert info.unreadable_bytes == 1024
+
+
+def test_unreadable_bytes_inside_a_luks_container_or_a_logical_volume_are_shown(tmp_path):
+    """A rescue capture records a LUKS container's opened contents' and a logical volume's unreadable ranges in
+    their own streams: images, verify and the restore plan (unreadable_lines) and the summaries must see them."""
+    import dataclasses
+
+    from test_lvm import _lvm_manifest
+
+    from lifeboat.engine.rescue import unreadable_lines
+    from lifeboat.repo.manifest import BlobRef, ByteRange, LuksContent, load_manifest, write_manifest
+    from lifeboat.repo.store import Repository
+
+    repo = Repository.open(tmp_path / "repo", create=True)
+    manifest = _lvm_manifest(repo)
+    vg = manifest.volume_groups[0]
+    root = vg.lvs[0]
+    lost_root = dataclasses.replace(root.content.stream, unreadable=(ByteRange(4096, 512),),
+                                    unreadable_files=("/etc/fstab",))
+    lvs = (dataclasses.replace(root, content=dataclasses.replace(root.content, stream=lost_root)), *vg.lvs[1:])
+    esp = manifest.partitions[0]
+    lost_esp = dataclasses.replace(esp.content.stream, unreadable=(ByteRange(0, 1024),), unreadable_note="filesystem metadata")
+    digest, _ = repo.put_chunk(b"a LUKS header backup", 3)
+    luks = LuksContent(2, "luks-uuid", "", "aes-xts-plain64", BlobRef(digest, 20),
+                       dataclasses.replace(esp.content, stream=lost_esp), 16 * 1024 * 1024)
+    manifest = dataclasses.replace(manifest, name="lost", partitions=(dataclasses.replace(esp, content=luks),
+                                                                      *manifest.partitions[1:]),
+                                   volume_groups=(dataclasses.replace(vg, lvs=lvs),))
+    write_manifest(repo, manifest)
+    loaded = load_manifest(repo, "lost")
+    assert unreadable_lines(loaded) == [
+        "partition 1 (crypto_LUKS), inside its LUKS container: 1024 bytes unreadable in 1 ranges (bytes 0+1024); "
+        "files: none; filesystem metadata",
+        "logical volume lbvg/root: 512 bytes unreadable in 1 ranges (bytes 4096+512); files: /etc/fstab"]
+    summary = loaded.summary()
+    assert summary.partitions[0].unreadable_bytes == 1024
+    assert [v.unreadable_bytes for v in summary.volume_groups[0].lvs] == [512, 0, 0]
+    assert summary.to_json()["volume_groups"][0]["lvs"][0]["unreadable_bytes"] == 512

@@ -31,7 +31,7 @@ from lifeboat.engine.pipeline import BufferRing
 from lifeboat.errors import Cancelled, LifeboatError
 from lifeboat.fs.registry import CaptureMode
 from lifeboat.fs.usedmap import Runs, data_windows, merge_runs
-from lifeboat.repo.manifest import CHUNK_SIZE, ByteRange, ImageManifest
+from lifeboat.repo.manifest import CHUNK_SIZE, ByteRange, DataStream, ImageManifest, content_stream
 
 SECTOR = 512
 BLOCK = 4096
@@ -353,11 +353,25 @@ def _describe(ranges: Runs, files: tuple[str, ...], note: str) -> str:
 
 
 def unreadable_lines(manifest: ImageManifest) -> list[str]:
-    """One line per partition with bytes that could not be read at capture: how many, where, which files."""
+    """One line per partition or logical volume with bytes that could not be read at capture: how many, where
+    (bytes from its start), which files. A LUKS container's opened contents count as the partition's."""
     lines = []
-    for part in manifest.partitions:
-        stream = part.stream
-        if stream and stream.unreadable:
+    for title, stream in _streams(manifest):
+        if stream.unreadable:
             ranges = [(r.offset, r.length) for r in stream.unreadable]
-            lines.append(f"{part.title}: {_describe(ranges, stream.unreadable_files, stream.unreadable_note)}")
+            lines.append(f"{title}: {_describe(ranges, stream.unreadable_files, stream.unreadable_note)}")
     return lines
+
+
+def _streams(manifest: ImageManifest) -> list[tuple[str, DataStream]]:
+    found = []
+    holders = [(p.title, p.content) for p in manifest.partitions]
+    holders += [(f"logical volume {vg.name}/{lv.name}", lv.content) for vg in manifest.volume_groups for lv in vg.lvs]
+    for title, content in holders:
+        inner = getattr(content, "inner", None)
+        stream = content_stream(content)
+        if stream is None and inner is not None:
+            title, stream = f"{title}, inside its LUKS container", content_stream(inner)
+        if stream is not None:
+            found.append((title, stream))
+    return found

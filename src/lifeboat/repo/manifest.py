@@ -190,6 +190,16 @@ def content_stream(content: Content) -> DataStream | None:
     return getattr(content, "stream", None)
 
 
+def content_unreadable_bytes(content: Content | None) -> int:
+    """Bytes a rescue capture could not read (stored as zeros), a LUKS container's inner content included."""
+    if content is None:
+        return 0
+    stream = content_stream(content)
+    if stream is not None:
+        return sum(r.length for r in stream.unreadable)
+    return content_unreadable_bytes(getattr(content, "inner", None))
+
+
 def content_used_bytes(content: Content | None) -> int:
     """Bytes of data a restore writes for the content, a LUKS container's inner content included."""
     if content is None:
@@ -387,7 +397,7 @@ class ImageManifest:
 
     def summary(self) -> ImageSummary:
         parts = tuple(PartitionSummary(p.number, p.fstype or p.mode, p.size, p.used_bytes, _note(p.content),
-                                       sum(r.length for r in p.stream.unreadable) if p.stream else 0)
+                                       content_unreadable_bytes(p.content))
                       for p in self.partitions)
         return ImageSummary(
             name=self.name, created=self.created, source_model=self.source.model, source_serial=self.source.serial,
@@ -396,7 +406,8 @@ class ImageManifest:
             volume_groups=tuple(
                 VolumeGroupSummary(vg.name, vg.uuid, tuple(pv.partition for pv in vg.pvs), vg.extents * vg.extent_size,
                                    vg.free * vg.extent_size,
-                                   tuple(VolumeSummary(lv.name, lv.fstype or lv.mode, lv.size, lv.used_bytes, lv.uuid)
+                                   tuple(VolumeSummary(lv.name, lv.fstype or lv.mode, lv.size, lv.used_bytes, lv.uuid,
+                                                       content_unreadable_bytes(lv.content))
                                          for lv in vg.lvs))
                 for vg in self.volume_groups),
         )

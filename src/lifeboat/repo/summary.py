@@ -24,6 +24,7 @@ class VolumeSummary:
     size: int
     used_bytes: int
     uuid: str = ""
+    unreadable_bytes: int = 0  # a rescue capture's bytes that could not be read (stored as zeros)
 
 
 @dataclass(frozen=True)
@@ -38,7 +39,8 @@ class VolumeGroupSummary:
     def to_json(self) -> dict:
         return {"name": self.name, "uuid": self.uuid, "partitions": list(self.partitions), "size": self.size,
                 "free": self.free,
-                "lvs": [{"name": v.name, "uuid": v.uuid, "fstype": v.fstype, "size": v.size, "used_bytes": v.used_bytes}
+                "lvs": [{"name": v.name, "uuid": v.uuid, "fstype": v.fstype, "size": v.size, "used_bytes": v.used_bytes,
+                         "unreadable_bytes": v.unreadable_bytes}
                         for v in self.lvs]}
 
 

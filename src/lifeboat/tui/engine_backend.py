@@ -171,7 +171,8 @@ class EngineBackend:
                     source_size=summary.source_size,
                     partitions=tuple(f"p{p.number} {p.fstype} {human_size(p.size)}" for p in summary.partitions),
                     stored_bytes=summary.data_bytes,
-                    unreadable_bytes=sum(p.unreadable_bytes for p in summary.partitions),
+                    unreadable_bytes=sum(p.unreadable_bytes for p in summary.partitions)
+                    + sum(v.unreadable_bytes for g in summary.volume_groups for v in g.lvs),
                 )
             )
         return images
