@@ -76,3 +76,13 @@ def test_ntfs_file_is_named(disk):
     lcn = int(re.search(r"VCN\s+LCN\s+Length\s*\n\s*0\s+(\d+)", runs).group(1))
     owners = owners_of("ntfs", node, [(lcn * cluster + 1024, 512)])
     assert owners.files == (name,), owners
+
+
+def test_btrfs_metadata_is_said_so(disk):
+    owners = owners_of("btrfs", disk.node(2), [(64 * 1024, 512)])  # the primary superblock: in no chunk
+    assert owners.files == () and owners.note == "filesystem metadata", owners
+
+
+def test_ntfs_metadata_is_said_so(disk):
+    owners = owners_of("ntfs", disk.node(3), [(0, 512)])  # the boot sector ($Boot)
+    assert owners.files == () and owners.note == "filesystem metadata", owners
