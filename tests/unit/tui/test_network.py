@@ -213,6 +213,8 @@ async def test_read_error_offers_capture_again_with_rescue(make_app, backend):
         assert result.verdict == "Failed" and RESCUE_OFFER in screen_text(result)
         backend.fail_at = None
         await pilot.press("r")
+        await wait_until(pilot, lambda: isinstance(app.screen, TextStepScreen), what="the rescue time limit")
+        await pilot.press("1", "5", "enter")  # minutes
         await wait_until(pilot, lambda: isinstance(app.screen, (ProgressScreen, ResultScreen)) and app.screen is not result,
                          what="the rescue capture")
         again = await wait_for_screen(pilot, ResultScreen)
@@ -220,3 +222,4 @@ async def test_read_error_offers_capture_again_with_rescue(make_app, backend):
         captures = [c for c in backend.calls if c[0] == "capture"]
         assert [c[-1] for c in captures] == [False, True]  # rescue on the second time
         assert captures[0][:-1] == captures[1][:-1]  # the same source, name, repository and level
+        assert backend.rescue_timeouts == [None, 15 * 60]

@@ -102,15 +102,19 @@ class CaptureFlow:
         if not rescue:
             self.start_capture(number, False)
             return
+        self.app.push_screen(self.limit_step(lambda: self.start_capture(number, True)))
+
+    def limit_step(self, then) -> TextStepScreen:
+        """Ask the rescue's time limit, keep it in rescue_timeout, then `then()`."""
         intro = ("How many minutes may the rescue spend going back over damaged areas? After that, what was not "
                  "read counts as unreadable, so a disk that keeps failing cannot hold the capture forever. "
                  "Leave the line empty for no limit.")
-        self.app.push_screen(TextStepScreen("Capture: rescue time limit", intro, "", lambda text: self.limit_chosen(
-            number, text), validate=minutes_problem))
 
-    def limit_chosen(self, level: int, minutes: str) -> None:
-        self.rescue_timeout = int(minutes) * 60 if minutes else None
-        self.start_capture(level, True)
+        def chosen(minutes: str) -> None:
+            self.rescue_timeout = int(minutes) * 60 if minutes else None
+            then()
+
+        return TextStepScreen("Capture: rescue time limit", intro, "", chosen, validate=minutes_problem)
 
     def start_capture(self, number: int, rescue: bool) -> None:
         try:
@@ -157,7 +161,8 @@ class CaptureFlow:
             state_after_stop=lambda reached: _capture_state(source.name, name, reached),
             phases={"capture": "Copying", "verify": "Verifying"},
             on_success=lambda: self.app.use_repository(repo),
-            rescue_retry=None if rescue else lambda: self.app.switch_screen(self.job(level, True, plan)),
+            rescue_retry=None if rescue else lambda: self.app.switch_screen(
+                self.limit_step(lambda: self.app.push_screen(self.job(level, True, plan)))),
         )
         return ProgressScreen(spec)
 
