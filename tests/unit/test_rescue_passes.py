@@ -118,15 +118,24 @@ def test_past_the_deadline_the_first_error_ends_the_partition(disk):
     assert len(lost) <= 22
 
 
-def test_before_the_deadline_good_data_after_a_bad_spot_is_recovered(disk):
-    size = 8 * WINDOW
-    bad = (2 * WINDOW + 4096, SECTOR)
-    fake = disk(size, [bad])
+def test_good_windows_skipped_by_pass_one_are_read_by_the_later_passes(disk):
+    """As stream_rescue runs them: pass 1 over every window, then the later passes over the deferred ones."""
+    size = 10 * WINDOW
+    bad = [(w * WINDOW + 4096, SECTOR) for w in (2, 3, 4, 5)]  # four failing windows in a row: the skip grows
+    fake = disk(size, bad)
     r = reader(deadline=time.monotonic() + 600)
+    views = {w: memoryview(bytearray(WINDOW)) for w in range(10)}
+    deferred = {}
+    for w in range(10):
+        pending = r.copy_pass([(w * WINDOW, WINDOW)], views[w], w * WINDOW)
+        if pending:
+            deferred[w] = pending
+    assert deferred[6] == [(6 * WINDOW, WINDOW)]  # good, but skipped: 8 MiB past window 5's error
+    assert not any(o >= 6 * WINDOW and o < 7 * WINDOW for o, _, _ in fake.reads)  # not even tried in pass 1
     lost = []
-    for w in range(8):
-        data, bad_here = rescue_window(r, w * WINDOW)
-        lost += bad_here
-        if w == 3:
-            assert data == fake.data[3 * WINDOW:4 * WINDOW]  # skipped in pass 1, read by the later passes
-    assert lost == [bad]
+    for w, pending in sorted(deferred.items()):
+        runs = [(w * WINDOW, WINDOW)]
+        left = r.recover_pieces(runs, pending, views[w])
+        lost += r.recover(runs, left, views[w]) if left else []
+    assert lost == bad
+    assert bytes(views[6]) == fake.data[6 * WINDOW:7 * WINDOW]
