@@ -348,6 +348,15 @@ def _check_not_boot_medium(node: str) -> None:
         raise UnattendedError(f"{node} is the disk Lifeboat runs from")
 
 
+def _suggest_rescue(source: str) -> None:
+    from lifeboat.health import read_health
+
+    health = read_health(source)
+    if health.needs_rescue:
+        say(f"warning: {source}: {health.describe()}; a capture with lifeboat.rescue=yes reads around damage "
+            "and records what could not be read")
+
+
 def _rescue(job: Job):
     from lifeboat.engine.rescue import RescueOptions
 
@@ -367,6 +376,8 @@ def run_job(job: Job, repo_path: str, cancel: threading.Event, credentials=None,
 
         source = find_device(job.source, "source disk")
         _check_not_boot_medium(source)
+        if not job.rescue:
+            _suggest_rescue(source)
         repo = Repository.open(repo_path, create=True, credentials=credentials)
         say(f"capturing {source} as {job.image} into {repo_path} (zstd level {job.level}"
             f"{', rescue' if job.rescue else ''})")

@@ -336,3 +336,28 @@ def test_unattended_rescue_capture_passes_the_rescue_and_its_time_bound_to_the_e
         "lifeboat.verify=no"))
     unattended.run_job(job, str(repo), unattended.threading.Event())
     assert seen == [("inspect", True), ("capture", RescueOptions(timeout=600))]
+
+
+def test_unattended_capture_of_a_failing_disk_suggests_rescue(tmp_path, monkeypatch, capsys):
+    import json
+    from pathlib import Path
+
+    from lifeboat import health
+    from lifeboat.engine import capture as capture_module
+    from lifeboat.engine import luks_capture
+    from lifeboat.repo.store import Repository
+
+    failing = health.parse_smartctl(json.loads((Path(__file__).parent / "smartctl" / "ata-failing.json").read_text()))
+    repo = tmp_path / "repo"
+    Repository.open(repo, create=True)
+    monkeypatch.setattr(unattended, "find_device", lambda spec, what: "/dev/fake-source")
+    monkeypatch.setattr(unattended, "_check_not_boot_medium", lambda node: None)
+    monkeypatch.setattr(health, "read_health", lambda path: failing)
+    monkeypatch.setattr(capture_module, "inspect_source", lambda *a, **kw: argparse.Namespace(partitions=()))
+    monkeypatch.setattr(luks_capture, "check_plaintext_allowed", lambda parts, repo, allowed: None)
+    monkeypatch.setattr(capture_module, "capture", lambda *a, **kw: None)
+    job = unattended.job_from_params(unattended.lifeboat_params(
+        "lifeboat.job=capture lifeboat.image=a lifeboat.source=/dev/sdb lifeboat.verify=no"))
+    unattended.run_job(job, str(repo), unattended.threading.Event())
+    assert ("lifeboat: warning: /dev/fake-source: SMART: FAILING (1975 reallocated sectors, 8 pending sectors); "
+            "a capture with lifeboat.rescue=yes reads around damage") in capsys.readouterr().out
