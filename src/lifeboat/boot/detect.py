@@ -16,16 +16,8 @@ ESP_MOUNTPOINTS = ("/boot/efi", "/efi", "/boot")
 WINDOWS_LOADER = "EFI/Microsoft/Boot/bootmgfw.efi"
 
 
-def _read(path: str) -> str:
-    try:
-        with open(path, errors="replace") as f:
-            return f.read()
-    except OSError:
-        return ""
-
-
 def os_release(root: str) -> dict[str, str]:
-    text = _read(os.path.join(root, "etc/os-release")) or _read(os.path.join(root, "usr/lib/os-release"))
+    text = probe.read_text(os.path.join(root, "etc/os-release")) or probe.read_text(os.path.join(root, "usr/lib/os-release"))
     out = {}
     for line in text.splitlines():
         key, sep, value = line.partition("=")
@@ -62,7 +54,7 @@ def _subvolume_roots(top: str) -> list[str]:
     for name in sorted(os.listdir(top)):
         fstab = os.path.join(top, name, "etc/fstab")
         if os.path.isfile(fstab) and any(e.mountpoint == "/" and fstab_subvol(e.options) == name
-                                         for e in probe.parse_fstab(_read(fstab))):
+                                         for e in probe.parse_fstab(probe.read_text(fstab))):
             found.append(name)
     return found
 
@@ -96,13 +88,13 @@ def claims_root(fstab: list[probe.FstabEntry], root: Partition | probe.Volume, d
 
 def describe_linux(root_dir: str, root: Partition | probe.Volume, disk: Disk,
                    volumes: Sequence[probe.Volume] = ()) -> LinuxSystem | None:
-    fstab = probe.parse_fstab(_read(os.path.join(root_dir, "etc/fstab")))
+    fstab = probe.parse_fstab(probe.read_text(os.path.join(root_dir, "etc/fstab")))
     if not looks_like_grub_linux(root_dir, fstab) or not claims_root(fstab, root, disk, volumes):
         return None
     rel = os_release(root_dir)
     system = LinuxSystem(root=root, name=rel.get("PRETTY_NAME") or "Linux (no os-release)",
                          efi_id=(rel.get("ID") or "debian").lower(), fstab=fstab,
-                         crypttab=probe.parse_crypttab(_read(os.path.join(root_dir, "etc/crypttab"))))
+                         crypttab=probe.parse_crypttab(probe.read_text(os.path.join(root_dir, "etc/crypttab"))))
     for entry in fstab:
         if entry.mountpoint == "/boot":
             system.boot = probe.resolve_spec(entry.spec, disk, volumes)

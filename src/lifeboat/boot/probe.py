@@ -46,6 +46,15 @@ class FstabEntry:
     options: str = "defaults"
 
 
+def read_text(path: str) -> str:
+    """A file of an installed system, "" when it is missing or unreadable (a system may lack any of them)."""
+    try:
+        with open(path, errors="replace") as f:
+            return f.read()
+    except OSError:
+        return ""
+
+
 def parse_fstab(text: str) -> list[FstabEntry]:
     entries = []
     for line in text.splitlines():

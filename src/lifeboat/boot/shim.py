@@ -52,21 +52,13 @@ def installed_packages(status: str) -> set[str]:
     return found
 
 
-def _read(path: str) -> str:
-    try:
-        with open(path, errors="replace") as f:
-            return f.read()
-    except OSError:
-        return ""
-
-
 def shim_evidence(root: str, esp_dir: str | None, efi_id: str) -> str:
     """Why this system boots through shim ("" when nothing says it does)."""
     if esp_dir:
         shim = probe.find_ci(esp_dir, f"EFI/{efi_id}/{SHIM}")
         if shim and probe.find_ci(esp_dir, f"EFI/{efi_id}/{GRUB}"):
             return f"its ESP has \\EFI\\{efi_id}\\{SHIM} next to {GRUB}"
-    packages = installed_packages(_read(os.path.join(root, "var/lib/dpkg/status")))
+    packages = installed_packages(probe.read_text(os.path.join(root, "var/lib/dpkg/status")))
     have = [p for p in SHIM_PACKAGES if p in packages]
     if have:
         return f"its packages {', '.join(have)} are installed"
