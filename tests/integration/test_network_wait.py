@@ -46,6 +46,13 @@ def test_no_route_to_the_server_says_no_network_yet(netns, url, tmp_path):
     assert 3 <= time.monotonic() - started < 60  # waited its bound, no more than the mount's own timeouts
 
 
+def test_a_name_with_no_network_to_resolve_it_says_no_network_yet(netns, tmp_path):
+    result = lifeboat_in(netns, "smb://nas.invalid/share", 2, tmp_path)
+    assert result.returncode != 0
+    assert "waiting for the network to reach nas.invalid: its name does not resolve yet" in result.stderr
+    assert "lifeboat: error: no network yet: cannot resolve the server name nas.invalid (" in result.stderr
+
+
 def test_a_route_that_appears_during_the_wait_ends_it(netns, tmp_path):
     env = dict(os.environ, LIFEBOAT_NETWORK_WAIT="60", LIFEBOAT_LOCK_DIR=str(tmp_path / "locks"))
     proc = subprocess.Popen(["ip", "netns", "exec", netns, sys.executable, "-m", "lifeboat", "images", "--repo",

@@ -68,6 +68,19 @@ def test_a_name_that_resolves_only_once_dhcp_gave_a_dns_server_is_waited_for():
         never.wait(timeout=10)
 
 
+def test_a_name_that_does_not_exist_while_the_network_is_up_fails_at_once():
+    probes = []
+
+    def typo(host, port):
+        probes.append(host)
+        return RouteProbe(RouteState.UNKNOWN_NAME, detail="Name or service not known")
+
+    with pytest.raises(netwait.RepositoryError, match=r"cannot find the server nsa.local: the name does not resolve "
+                                                       r"\(Name or service not known\); check the name") as caught:
+        wait_for_route("nsa.local", 445, timeout=45, probe=typo, sleep=lambda _: None)
+    assert probes == ["nsa.local"] and not isinstance(caught.value, NoNetwork)
+
+
 def test_no_wait_when_told_so(monkeypatch):
     monkeypatch.setenv("LIFEBOAT_NETWORK_WAIT", "0")
     net = Net(ready_at=None)
@@ -82,7 +95,8 @@ def test_no_wait_when_told_so(monkeypatch):
 
 def test_probe_route_asks_the_kernel():
     assert probe_route("127.0.0.1", 445) == RouteProbe(RouteState.READY, "127.0.0.1")
-    assert probe_route("name.invalid", 445).state is RouteState.UNRESOLVED  # RFC 6761: never resolves
+    # RFC 6761: .invalid never resolves; at once when the network is up, after the wait when it is not
+    assert probe_route("name.invalid", 445).state in (RouteState.UNKNOWN_NAME, RouteState.UNRESOLVED)
 
 
 def test_mount_errors_that_mean_no_network():

@@ -3,7 +3,8 @@
 Right after the live system boots, DHCP may not have configured the interface yet: a cifs mount then fails
 with the kernel's "-101 network unreachable" and an NFS mount with a long timeout. Before mounting, the
 server's name is resolved and the kernel is asked for a route to its address (a UDP socket's connect():
-the same route lookup as `ip route get ADDR`, no packet sent). Until both succeed Lifeboat waits, up to
+the same route lookup as `ip route get ADDR`, no packet sent). A name the resolver says does not exist while the network is up
+(a default route) is a typo, not DHCP: that fails at once. Until both succeed Lifeboat waits, up to
 WAIT_SECONDS (LIFEBOAT_NETWORK_WAIT overrides it; 0: do not wait), saying every few seconds what it waits
 for; then it gives up with a message that names the server and the likely cause, not the kernel's errno.
 
@@ -42,6 +43,7 @@ class RouteState(StrEnum):
     READY = "ready"
     NO_ROUTE = "no route"
     UNRESOLVED = "unresolved"  # the name has no address (yet: DNS may come with DHCP)
+    UNKNOWN_NAME = "unknown name"  # the name has no address though the network is up: a typo, not DHCP
 
 
 @dataclass(frozen=True)
@@ -56,7 +58,8 @@ def probe_route(host: str, port: int) -> RouteProbe:
     try:
         infos = socket.getaddrinfo(host, port, type=socket.SOCK_DGRAM)
     except socket.gaierror as exc:
-        return RouteProbe(RouteState.UNRESOLVED, detail=str(exc.strerror or exc))
+        up = exc.errno == socket.EAI_NONAME and _default_route()  # the resolver answered: no such name
+        return RouteProbe(RouteState.UNKNOWN_NAME if up else RouteState.UNRESOLVED, detail=str(exc.strerror or exc))
     detail, address = "", ""
     for family, kind, proto, _, sockaddr in infos:
         address = str(sockaddr[0])
@@ -70,6 +73,16 @@ def probe_route(host: str, port: int) -> RouteProbe:
                 continue
         return RouteProbe(RouteState.READY, address)
     return RouteProbe(RouteState.NO_ROUTE, address, detail)
+
+
+def _default_route() -> bool:
+    """Whether the kernel would route to an address outside every local network (TEST-NET-1: nothing is sent)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        try:
+            sock.connect(("192.0.2.1", 9))
+        except OSError:
+            return False
+    return True
 
 
 def no_network_message(host: str, probe: RouteProbe | None = None) -> str:
@@ -91,6 +104,9 @@ def wait_for_route(host: str, port: int, *, timeout: float | None = None,
     while True:
         found = probe(host, port)
         waited = clock() - started
+        if found.state is RouteState.UNKNOWN_NAME:  # waiting would not help
+            raise RepositoryError(f"cannot find the server {host}: the name does not resolve ({found.detail}); "
+                                  "check the name, or give the server's IP address")
         if found.state is RouteState.READY:
             if said is not None:
                 _say(f"network ready: {host} reachable after {waited:.0f} s")
