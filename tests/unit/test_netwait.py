@@ -110,3 +110,13 @@ def test_status_lines_go_to_stderr_without_a_sink(capsys):
     wait_for_route("nas", 445, probe=net.probe, sleep=net.sleep, clock=lambda: net.now)
     assert "lifeboat: waiting for the network to reach nas: no route to it yet (0 s of 45 s)" in capsys.readouterr().err
 
+
+
+def test_under_the_tui_status_lines_go_to_the_log_only(capsys, caplog, monkeypatch):
+    monkeypatch.setattr(netwait, "_stderr", [True])
+    netwait.log_only()
+    net = Net(ready_at=2)
+    with caplog.at_level("INFO", logger="lifeboat.repo.netwait"):
+        wait_for_route("nas", 445, probe=net.probe, sleep=net.sleep, clock=lambda: net.now)
+    assert capsys.readouterr().err == ""
+    assert "waiting for the network to reach nas" in caplog.text

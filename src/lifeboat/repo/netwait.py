@@ -9,7 +9,7 @@ WAIT_SECONDS (LIFEBOAT_NETWORK_WAIT overrides it; 0: do not wait), saying every 
 for; then it gives up with a message that names the server and the likely cause, not the kernel's errno.
 
 The status lines go to the sink installed for the calling thread (`reporting()`: the TUI's form shows them)
-or else to stderr and the log.
+or else to stderr (not under the TUI: log_only()) and the log.
 """
 
 from __future__ import annotations
@@ -135,6 +135,12 @@ def unreachable(stderr: str) -> bool:
 
 
 _sink = threading.local()
+_stderr = [True]  # the fallback; off under the TUI, which owns the terminal (its log view shows the lines)
+
+
+def log_only() -> None:
+    """From now on, status lines of threads with no sink go to the log only, not to stderr."""
+    _stderr[0] = False
 
 
 @contextlib.contextmanager
@@ -153,5 +159,5 @@ def _say(text: str) -> None:
     say = getattr(_sink, "say", None)
     if say is not None:
         say(text)
-    else:
+    elif _stderr[0]:
         print(f"lifeboat: {text}", file=sys.stderr, flush=True)
