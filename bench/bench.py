@@ -28,6 +28,9 @@ it is laid out as a Clonezilla image directory (disk, parts, -pt.sf, -pt.parted,
 `--cz-only` runs just these two lines and the steps they compare to (reference capture and restore, one
 lifeboat capture), with their CPU seconds and the restore's stages: `make bench BENCH_ARGS="--small --cz-only"`.
 
+`--net-only`: the local Lifeboat capture and restore and the network lines that compare to them (netbench.py),
+nothing else: `make bench BENCH_ARGS="--net-only"`.
+
 `lifeboat mount` (issue 10): the image's mount ready time and one 100 MiB file read through it, see
 mountbench.py.
 """
@@ -192,7 +195,10 @@ def main() -> int:
     parser.add_argument("--small", action="store_true", help="a 1 GiB disk (~0.7 GB used): checks every line quickly")
     parser.add_argument("--cz-only", action="store_true",
                         help="only the Clonezilla lines (and the reference capture/restore and capture they compare to)")
+    parser.add_argument("--net-only", action="store_true",
+                        help="only the encryption, S3 and HTTPS lines and the local capture and restore they compare to")
     args = parser.parse_args()
+    args.lifeboat_only = args.lifeboat_only or args.net_only
     if os.geteuid() != 0:
         print("the benchmark needs root (loop devices, drop_caches)", file=sys.stderr)
         return 2
@@ -223,7 +229,7 @@ def main() -> int:
         repo = WORK / "repo"
         runs["lb_capture"] = timed(LIFEBOAT + ["capture", src, "bench", "--repo", str(repo)])
         figures["lb_image_bytes"] = dir_size(repo / "chunks")
-        if not args.cz_only:
+        if not args.cz_only and not args.net_only:
             runs["lb_capture2"] = timed(LIFEBOAT + ["capture", src, "bench2", "--repo", str(repo)])
 
         # reference restore onto the same layout: copy the table, then partclone onto the partition
@@ -240,7 +246,8 @@ def main() -> int:
             figures["restored_fsck_ok"] = check.returncode == 0
             figures["lb_restore_s"] = runs["lb_restore"].seconds
             figures["lb_restore_cpu_s"] = runs["lb_restore"].cpu
-            mountbench.run(WORK, repo, LIFEBOAT, timed, sh, figures)
+            if not args.net_only:
+                mountbench.run(WORK, repo, LIFEBOAT, timed, sh, figures)
         if not args.lifeboat_only:
             partimag = WORK / "partimag"
             cz = clonezilla_dir(partimag, src, ref_image)
@@ -265,6 +272,10 @@ def main() -> int:
             subprocess.run(["losetup", "-d", disk])
     if args.cz_only:
         report_cz(runs, figures)
+    elif args.net_only:
+        for key in ("lb_capture", "lb_restore"):
+            print(f"local {key[3:]}: {runs[key].seconds:.1f} s wall, {runs[key].cpu:.1f} s cpu; load average "
+                  f"{figures['load_before']:.1f} before, {figures['load_after']:.1f} after ({os.cpu_count()} CPUs)")
     else:
         report(runs, figures)
         mountbench.report(figures)

@@ -145,6 +145,7 @@ def test_smb_mount_logs_no_secret(tmp_path, monkeypatch, caplog):
     monkeypatch.setenv("PATH", f"{bin_dir}:{os.environ['PATH']}")
     monkeypatch.setattr(mounts, "MOUNT_BASE", tmp_path / "mnt")
     monkeypatch.setattr(mounts.atexit, "register", lambda *a: None)
+    monkeypatch.setattr(mounts, "wait_for_route", lambda host, port: "192.0.2.7")  # "nas" resolves nowhere here
     caplog.set_level(logging.DEBUG)
     loc = parse_location("smb://tech@nas/share/images")
     backend = mounts.mount_share(loc, Credentials(user="tech", password="hunter2-secret"))
@@ -152,3 +153,24 @@ def test_smb_mount_logs_no_secret(tmp_path, monkeypatch, caplog):
     assert "password=hunter2-secret" in seen.read_text()  # mount.cifs got it, from the file
     assert "+ " in caplog.text and "mount -t cifs //nas/share" in caplog.text
     assert "hunter2" not in caplog.text and "hunter2" not in seen.read_text().splitlines()[0]
+
+
+def test_a_mount_the_kernel_finds_unreachable_says_no_network_not_minus_101(tmp_path, monkeypatch):
+    """The route went away between the wait and the mount: cifs' -101 becomes the same clear message. A
+    stand-in mount.cifs answers as the real one does (this host has no cifs client)."""
+    from lifeboat.repo import mounts
+    from lifeboat.repo.credentials import Credentials
+    from lifeboat.repo.netwait import NoNetwork
+
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    for tool in ("mount", "mount.cifs"):
+        (bin_dir / tool).write_text("#!/bin/sh\necho 'mount error(101): Network is unreachable' >&2\n"
+                                    "echo 'Refer to the mount.cifs(8) manual page (e.g. man mount.cifs)' >&2\nexit 32\n")
+        (bin_dir / tool).chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bin_dir}:{os.environ['PATH']}")
+    monkeypatch.setattr(mounts, "MOUNT_BASE", tmp_path / "mnt")
+    monkeypatch.setattr(mounts, "wait_for_route", lambda host, port: host)
+    with pytest.raises(NoNetwork) as caught:
+        mounts.mount_share(parse_location("smb://10.0.2.2/share"), Credentials())
+    assert str(caught.value) == "no network yet: no route to 10.0.2.2 (is the cable plugged in / DHCP done?)"

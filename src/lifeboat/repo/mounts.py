@@ -8,6 +8,8 @@ mount.cifs through `credentials=FILE`, a 0600 file in /run that exists only whil
 where `ps` and our `+ cmd` log would show it.
 NFS tries 4.2, 4.1, 4.0 and 3 (or only `?vers=N`). Mount points live under /run/lifeboat/mnt and are
 unmounted when the process ends.
+Before mounting, Lifeboat waits (bounded) for a route to the server (netwait.py): right after the live
+system boots, DHCP may not be done yet.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from pathlib import Path
 from lifeboat.errors import CommandFailed, RepositoryError
 from lifeboat.repo.credentials import Credentials, prompt_password
 from lifeboat.repo.location import Location, Scheme
+from lifeboat.repo.netwait import NoNetwork, no_network_message, unreachable, wait_for_route
 
 log = logging.getLogger("lifeboat.repo.mounts")
 MOUNT_BASE = Path("/run/lifeboat/mnt")
@@ -93,6 +96,8 @@ def mount_share(location: Location, creds: Credentials):
     from lifeboat.repo.local import LocalBackend
     from lifeboat.run import require, run
 
+    # right after boot DHCP may not be done: wait (bounded) for a route rather than fail with cifs' -101
+    wait_for_route(location.host, location.port or (445 if location.scheme is Scheme.SMB else 2049))
     require("mount.cifs" if location.scheme is Scheme.SMB else "mount.nfs")
     mount_point = mount_point_for(location)
     mount_point.mkdir(parents=True, exist_ok=True)
@@ -104,6 +109,8 @@ def mount_share(location: Location, creds: Credentials):
             try:
                 run(argv, timeout=60)
             except CommandFailed as exc:
+                if unreachable(exc.stderr_tail):  # the route went away again: no other version will do better
+                    raise NoNetwork(no_network_message(location.host)) from None
                 errors.append(f"{version}: {exc.stderr_tail.strip().splitlines()[-1:] or exc.code}")
                 continue
             version = negotiated_version(mount_point) or version

@@ -16,6 +16,13 @@ the request belonged elsewhere (a bucket in another region), boto3 makes every r
 request) when a proxy applies to the endpoint or no credentials were found. A connection that the server
 closed while idle is replaced once at once; other network errors are raised (http.client's, OSError) for the
 caller's retries.
+
+Tried and measured, not kept (all 1258 chunks of the benchmark disk, 1.65 GB, 16 threads, rclone serve s3 on
+127.0.0.1, client CPU per run, three alternating runs each): reading each body into a reused per-thread
+bytearray with readinto (0.93-1.00 s vs 0.94-0.96 s), and sending the request and parsing the response by hand
+on the raw socket instead of http.client (0.97-1.03 s vs 0.97-1.01 s). The client's share is the kernel's
+copy of the bytes and the threads' wake-ups; the S3 server's own CPU (1.4-1.7 s for the same GETs) is the
+larger cost on shared cores.
 """
 
 from __future__ import annotations

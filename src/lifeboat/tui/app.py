@@ -257,11 +257,13 @@ def main(argv: list[str] | None = None) -> int:
         seconds = float(os.environ.get("LIFEBOAT_DEMO_JOB_SECONDS", "12"))
         backend, repo = FakeBackend(job_seconds=seconds), args.repo or DEMO_REPO
     else:
+        from lifeboat.repo import netwait
         from lifeboat.repo.credentials import forbid_prompts
         from lifeboat.tui.engine_backend import EngineBackend
 
         # the TUI owns the terminal: a getpass() under it would hang the screen
         forbid_prompts("give it in the repository picker's Network location form (o, then n)")
+        netwait.log_only()  # waits for a share's network: in the log view, not written over the screen
 
         backend, repo = EngineBackend(), default_repo(args.repo)
     app = create_app(backend, repo_path=repo)

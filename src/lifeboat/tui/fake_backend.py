@@ -18,6 +18,7 @@ from datetime import datetime
 from lifeboat.devices import Disk, Partition
 from lifeboat.events import LogLine, Progress, ProgressSink, StepFinished, StepStarted
 from lifeboat.errors import Cancelled, LifeboatError, TargetTooSmall, UnsafeTarget
+from lifeboat.repo import netwait
 from lifeboat.repo.crypto import WrongPassphrase
 from lifeboat.repo.location import parse_location
 from lifeboat.tui.backend import (BrowseView, CapturePlanView, ImageInfo, JobOutcome, LayoutRow, Login, LuksAnswer,
@@ -87,6 +88,7 @@ class FakeBackend:
         self.rescue_timeouts: list[float | None] = []  # and its rescue time limit
         self.bootfix_passphrases: list[str] = []
         self.logins: list[tuple[str, Login]] = []
+        self.offline: set[str] = set()  # servers with no route to them (DHCP not done): the real wait's messages
         self.fail_at: float | None = None  # fraction of a job at which to raise `failure`
         self.failure: LifeboatError = LifeboatError("read error on /dev/sda at offset 12884901888")
         self.gate: threading.Event | None = None  # when set, jobs wait for it after their first step
@@ -135,7 +137,12 @@ class FakeBackend:
         return [NamedLocation("office-nas", DEMO_NAS, "the office NAS"), NamedLocation("vault", DEMO_VAULT)]
 
     def probe_location(self, url: str, login: Login, trust_host_key: str = "") -> Probe:
-        parse_location(url)
+        location = parse_location(url)
+        if location.host in self.offline:  # the real wait, on a clock that runs 10 s per probe
+            ticks = iter(range(0, 3600, 10))
+            netwait.wait_for_route(location.host, location.port or 445, timeout=30,
+                                   probe=lambda host, _: netwait.RouteProbe(netwait.RouteState.NO_ROUTE, host),
+                                   sleep=lambda _: None, clock=lambda: next(ticks))
         self.logins.append((url, login))
         self.calls.append(("probe", url))
         if url in self.passwords and login.password != self.passwords[url]:

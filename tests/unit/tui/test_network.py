@@ -223,3 +223,18 @@ async def test_read_error_offers_capture_again_with_rescue(make_app, backend):
         assert [c[-1] for c in captures] == [False, True]  # rescue on the second time
         assert captures[0][:-1] == captures[1][:-1]  # the same source, name, repository and level
         assert backend.rescue_timeouts == [None, 15 * 60]
+
+
+@drive
+async def test_a_share_with_no_route_yet_says_no_network_not_the_kernels_errno(make_app, backend):
+    backend.offline.add("10.0.2.99")
+    app = make_app()
+    async with app.run_test(size=SIZE) as pilot:
+        form = await open_form(pilot)
+        fill(form, NetKind.SMB, server="10.0.2.99", path="backups")
+        await pilot.press("ctrl+t")
+        result = form.query_one("#net-result", Static)
+        await wait_until(pilot, lambda: "Could not connect" in str(result.render()), what="no network")
+        assert str(result.render()) == ("Could not connect: no network yet: no route to 10.0.2.99 "
+                                        "(is the cable plugged in / DHCP done?)")
+        assert app.screen is form

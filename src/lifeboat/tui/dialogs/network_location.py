@@ -16,6 +16,7 @@ from textual.message import Message
 from textual.widgets import Button, Checkbox, Footer, Input, Label, Select, Static
 
 from lifeboat.errors import LifeboatError
+from lifeboat.repo import netwait
 from lifeboat.tui.backend import Login, Probe, ProbeState
 from lifeboat.tui.dialogs.passphrase import PassphraseDialog
 from lifeboat.tui.net_location import FormFields, NetKind, RecentLocations, build_url, fields_of
@@ -138,8 +139,9 @@ class NetworkLocationScreen(WizardStep):
 
     @work(thread=True, exclusive=True, exit_on_error=False, group="probe")
     def probe(self, url: str, login: Login, use: bool, trusted: str) -> None:
-        try:
-            result = self.app.backend.probe_location(url, login, trusted)
+        try:  # a share's server not reachable yet (DHCP): the wait's status lines show in the form
+            with netwait.reporting(lambda text: self.app.call_from_thread(self._say, f"{text}…")):
+                result = self.app.backend.probe_location(url, login, trusted)
         except LifeboatError as error:
             self.post_message(ProbeDone(url, use, error=str(error)))
         else:
