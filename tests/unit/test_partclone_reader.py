@@ -312,3 +312,23 @@ def test_window_buffers_are_handed_out_again_only_when_given_back():
     assert len(buffers.take(CHUNK_SIZE)) == CHUNK_SIZE and buffers.take(4096) is not small
     buffers.give_back(bytes(CHUNK_SIZE))  # not one of its buffers
     assert type(buffers.take(CHUNK_SIZE)) is bytearray
+
+
+def test_window_buffers_serve_partial_windows_of_at_least_half_a_chunk():
+    from lifeboat.foreign.czrepo import WindowBuffers
+    from lifeboat.repo.manifest import CHUNK_SIZE
+
+    buffers = WindowBuffers()
+    full = buffers.take(CHUNK_SIZE)
+    buffers.give_back(full)
+    partial = buffers.take(CHUNK_SIZE - 3 * 4096)  # a window with three free blocks
+    assert partial is full and len(partial) == CHUNK_SIZE - 3 * 4096
+    buffers.give_back(partial)  # still a full window's allocation
+    again = buffers.take(CHUNK_SIZE)
+    assert again is full and len(again) == CHUNK_SIZE
+    buffers.give_back(again)
+    assert buffers.take(CHUNK_SIZE // 2 - 4096) is not full  # less than half: a buffer of its own
+    tiny = buffers.take(CHUNK_SIZE // 2)
+    assert tiny is full and len(tiny) == CHUNK_SIZE // 2
+    buffers.give_back(tiny)
+    assert buffers.take(CHUNK_SIZE) is full

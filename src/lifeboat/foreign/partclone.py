@@ -14,7 +14,7 @@ Layout (partclone's IMAGE_FORMATS.md and src/partclone.c, read, not copied):
            CRC routine that read only the block's first byte.
 
 partclone's CRC32 is the IEEE polynomial with seed 0xFFFFFFFF and no final inversion, which is
-zlib's crc32 of the same bytes with its bits inverted.
+zlib's crc32 of the same bytes with its bits inverted; it is computed by ISA-L (lifeboat.foreign.crc32).
 """
 
 from __future__ import annotations
@@ -30,6 +30,7 @@ from enum import IntEnum
 from typing import Protocol
 
 from lifeboat.errors import ImageCorrupt
+from lifeboat.foreign.crc32 import crc32
 
 MAGIC = b"partclone-image"
 V1_HEADER_SIZE = 4160
@@ -66,7 +67,7 @@ class ByteSource(Protocol):
 
 def pc_crc(data: bytes | memoryview, state: int = 0) -> int:
     """partclone's CRC32 of `data`, continuing from `state` (a zlib crc32 value, 0 to start)."""
-    return zlib.crc32(data, state) ^ 0xFFFFFFFF
+    return crc32(data, state) ^ 0xFFFFFFFF
 
 
 @dataclass(frozen=True)
@@ -285,7 +286,7 @@ class PartcloneImage:
 
     def _blocks_overlapped(self, max_blocks: int) -> Iterator[memoryview]:
         """Reseeded CRC32 strips are independent: a group's checksums are computed on another thread
-        while the next group is decompressed (zlib and zstd release the GIL: two cores)."""
+        while the next group is decompressed (ISA-L through ctypes and zstd release the GIL: two cores)."""
         pending = None
         with ThreadPoolExecutor(1, thread_name_prefix="lifeboat-crc") as pool:
             for raw, counts in self._groups(max_blocks):
@@ -322,7 +323,7 @@ class PartcloneImage:
         if h.checksum_mode is ChecksumMode.CRC32_0001:
             state = _crc_0001(strip, state, h.block_size)
         else:
-            state = zlib.crc32(strip, state)
+            state = crc32(strip, state)
         (stored,) = struct.unpack_from("<I", raw, pos + size)
         if state ^ 0xFFFFFFFF != stored:
             self._mismatch(count)
@@ -397,7 +398,7 @@ def _direct_windows(image: PartcloneImage, sizes: list[tuple[int, int]],
                     alloc: Callable[[int], bytearray]) -> Iterator[tuple[int, bytearray]]:
     """windows() for reseeded CRC32 strips (what partclone 0.3 writes) or none: the stream is
     decompressed straight into each window's buffer, the 4-byte checksums read on their own, so no byte
-    is copied. Each strip's CRC is computed on a helper thread (zlib releases the GIL) while the next
+    is copied. Each strip's CRC is computed on a helper thread (ctypes releases the GIL) while the next
     window is decompressed; a window is handed out once every strip touching it has been checked."""
     decoder = _StripDecoder(image)
     held: deque[tuple[int, bytearray, int]] = deque()  # filled windows, and how many strips must be checked first
@@ -459,7 +460,7 @@ class _StripDecoder:
     def _check(self, index: int, parts: list[memoryview], stored: int) -> None:
         crc = 0
         for part in parts:
-            crc = zlib.crc32(part, crc)
+            crc = crc32(part, crc)
         if crc ^ 0xFFFFFFFF != stored:
             h = self.image.header
             first = index * h.blocks_per_checksum

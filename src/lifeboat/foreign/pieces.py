@@ -159,6 +159,18 @@ class JoinedPieces:
         self.position += take
         return data
 
+    def read_view(self, n: int = -1) -> memoryview:
+        """read(), without the copy: a view into the read buffer, valid until the next read. For a
+        reader that is done with the bytes before it asks for more (zstandard's stream_reader)."""
+        n = READ_SIZE if n is None or n < 0 else n
+        if not self._fill():
+            return memoryview(b"")
+        take = min(n, self._end - self._start)
+        data = self._view[self._start: self._start + take]
+        self._start += take
+        self.position += take
+        return data
+
     def readinto(self, buffer) -> int:
         if not self._fill():
             return 0
@@ -268,6 +280,20 @@ class _ToolReader:
         self.feeder.join(timeout=5)
 
 
+class _Views:
+    """The pieces for zstandard's stream_reader: its read() hands out views of the pieces' read buffer
+    instead of copies. The reader keeps each read's result until it has decompressed all of it, and only
+    then reads again (python-zstandard's decompressionreader.c), so the buffer is never refilled under it.
+    Decompressing the benchmark's 1.67 GB image (5.3 GB out), 3 alternating runs: 3.59-3.87 s of CPU with
+    copies (1 MiB reads), 3.48-3.70 s with views (4 MiB reads)."""
+
+    def __init__(self, joined: JoinedPieces):
+        self.joined = joined
+
+    def read(self, n: int = -1) -> memoryview:
+        return self.joined.read_view(n)
+
+
 def _open(joined: JoinedPieces, compression: Compression):
     if compression is Compression.GZIP:
         return gzip.GzipFile(fileobj=joined, mode="rb")
@@ -276,7 +302,8 @@ def _open(joined: JoinedPieces, compression: Compression):
     if compression is Compression.BZIP2:
         return bz2.BZ2File(joined)
     if compression is Compression.ZSTD:
-        return zstandard.ZstdDecompressor().stream_reader(joined, read_size=READ_SIZE, read_across_frames=True, closefd=False)
+        return zstandard.ZstdDecompressor().stream_reader(_Views(joined), read_size=BLOCK_SIZE, read_across_frames=True,
+                                                          closefd=False)
     if compression is Compression.NONE:
         return joined
     return _ToolReader(joined, _TOOL[compression])
