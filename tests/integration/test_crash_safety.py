@@ -180,6 +180,14 @@ def _pull(repo_disk) -> None:
     sh("losetup", "-c", repo_disk.path)
 
 
+def _mount_options(mnt: Path) -> list[str]:
+    for line in Path("/proc/self/mounts").read_text().splitlines():
+        fields = line.split()
+        if fields[1] == str(mnt):
+            return fields[3].split(",")
+    raise AssertionError(f"{mnt} is not mounted")
+
+
 @pytest.fixture
 def repo_disk(tmp_path):
     with loop_disk(tmp_path, "repodisk", 160 * MiB) as disk:
@@ -232,18 +240,22 @@ def test_repository_goes_read_only_mid_capture(source, repo_disk, lifeboat_env):
     child = lifeboat("capture", source[0].path, "img", "--repo", str(mnt / "repo"), wait=False,
                      env={"LIFEBOAT_TEST_STOP_AT": "capture-chunk:2"})
     _wait_stopped(child.pid, child)
-    for _ in range(100):  # a worker stopped with a chunk file open makes the remount busy: let it close it
-        if sh("mount", "-o", "remount,ro", str(mnt), check=False).returncode == 0:
-            break
-        os.kill(child.pid, signal.SIGCONT)
-        time.sleep(0.01)
-        os.kill(child.pid, signal.SIGSTOP)
-    else:
-        raise AssertionError("could not remount the repository read-only")
+    # What makes a repository read-only in the field: ext4 meets an error and, mounted errors=remount-ro, turns
+    # read-only under the open files. (A plain `remount,ro` is refused while a worker holds a chunk file open,
+    # and letting the job run until it is not raced a capture that finished first.)
+    sh("mount", "-o", "remount,errors=remount-ro", str(mnt))
+    Path(f"/sys/fs/ext4/{Path(disk.path).name}/trigger_fs_error").write_text("lifeboat test: repository fails\n")
+    options = _mount_options(mnt)
+    if not {"ro", "emergency_ro"} & set(options):  # 6.x kernels say emergency_ro, older ones ro
+        child.kill()
+        child.communicate(timeout=30)
+        raise AssertionError(f"ext4 did not turn read-only on its error: {options}")
     code, err, seconds = _finish(child, time.monotonic())
     assert code == 1 and "Traceback" not in err, err
     assert "read-only" in err and disk.path in err, err
-    sh("mount", "-o", "remount,rw", str(mnt))
+    sh("umount", str(mnt))  # the error left a mark: check the filesystem, as a technician would, then mount it
+    sh("e2fsck", "-fy", disk.path, check=False)
+    sh("mount", disk.path, str(mnt))
     assert Repository.open(mnt / "repo").image_names() == []
     assert check_repository(Repository.open(mnt / "repo")).healthy
 
