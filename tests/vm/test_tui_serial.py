@@ -28,6 +28,7 @@ import pytest
 import bootdisk
 import bootvm
 import qemu
+import tui_luks
 from iso_helpers import BOOT_TIMEOUT, LIVE_APPEND, blank_disk, gpt_disk_holding, partition_file
 from serial_tui import SerialTerminal
 
@@ -37,6 +38,7 @@ IMAGE = "fixture-gpt"
 REPO_LABEL = "LBTUIREPO"
 TARGET_SERIAL = "LBTUITARGET"
 APPEND = f"{LIVE_APPEND} console=tty0 console=ttyS0,115200"
+HOME = "Disks (3)"
 TUI_TIMEOUT = 180  # Textual's first screen and each step under TCG on a loaded machine
 JOB_TIMEOUT = 600  # restore (100 MiB disk) + the bootloader step
 
@@ -61,16 +63,18 @@ def _step(label: str, started: float) -> None:
     print(f"  {time.monotonic() - started:6.0f}s  {label}", flush=True)
 
 
-@pytest.mark.timeout(1500)  # a cold ISO build comes first; the test itself takes about 5 minutes
+@pytest.mark.timeout(1800)  # a cold ISO build comes first; the test itself takes about 8 minutes
 def test_restore_through_the_tui_on_the_serial_console_then_boots(live_iso, live_kernel, lifeboat_version,
                                                                    tmp_path):
     source = bootdisk.fixture_disk("gpt")
     repo = repository_disk(tmp_path / "repo.img", source)
+    luks_source, luks_used = tui_luks.source_disk(tmp_path / "luks.img")
     target = blank_disk(tmp_path / "target.img", 128)  # the fixture is 100 MiB: its last partition grows
     kernel, initrd = live_kernel
     drives = [
         qemu.Drive(live_iso, "sata", media="cdrom"),
         qemu.Drive(repo, "virtio", serial=REPO_LABEL),
+        qemu.Drive(luks_source, "virtio", serial=tui_luks.SERIAL),
         qemu.Drive(target, "nvme", serial=TARGET_SERIAL),
     ]
     machine = qemu.Machine(drives, firmware="bios", workdir=tmp_path, memory=1536, kernel=kernel,
@@ -83,15 +87,19 @@ def test_restore_through_the_tui_on_the_serial_console_then_boots(live_iso, live
         ready = rf"LIFEBOAT-READY version={re.escape(lifeboat_version)} tty=ttyS0 mode=tui"
         term.expect_raw(re.compile(ready.encode()), BOOT_TIMEOUT)
         _step("LIFEBOAT-READY on ttyS0", started)
-        term.wait_for("Disks (2)", TUI_TIMEOUT)  # the target and the repository disk; the CD is not listed
+        term.wait_for(HOME, TUI_TIMEOUT)  # the target, the repository and the LUKS disk; the CD is not listed
         _step("home screen", started)
 
         term.keys("o")
         term.wait_for("Choose the image repository", TUI_TIMEOUT)
         term.choose(f"'{REPO_LABEL}'", TUI_TIMEOUT)  # "/dev/vda1 ext4 'LBTUIREPO' on … (mounted when chosen)"
-        term.wait_for(re.compile(r"Images in /\S+/lifeboat"), TUI_TIMEOUT)
+        repo_path = term.wait_for(re.compile(r"Images in (/\S+/lifeboat)"), TUI_TIMEOUT).group(1)
         term.wait_for(IMAGE, TUI_TIMEOUT)
         _step("repository chosen", started)
+
+        luks_image = tui_luks.capture(term, repo_path, TUI_TIMEOUT, JOB_TIMEOUT, lambda s: _step(s, started))
+        tui_luks.check_guest(term, HOME, luks_image, TUI_TIMEOUT)
+        _step("guest log checked", started)
 
         term.keys("r")
         term.wait_for("Restore: choose an image", TUI_TIMEOUT)
@@ -130,6 +138,10 @@ def test_restore_through_the_tui_on_the_serial_console_then_boots(live_iso, live
         _step("guest powered off", started)
     finally:
         term.kill()
+
+    tui_luks.check_serial_output(tmp_path / "tui-serial-serial.log")
+    tui_luks.check_repository(repo, "lifeboat", luks_image, luks_used)
+    _step("LUKS image checked on the host", started)
 
     for firmware in ("bios", "uefi"):
         booted = bootvm.boot(target, "nvme", firmware, bootvm.FIXTURE_RE, tmp_path, f"tui-restored-{firmware}",
