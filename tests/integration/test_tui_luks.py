@@ -2,8 +2,8 @@
 is listed with its version, UUID and label, a passphrase is checked by cryptsetup (right and wrong), the capture
 plan and the capture run with the answer, and the passphrase is in neither the log file, the logbook nor the
 repository. This host has no device-mapper, so the container cannot be opened here: the plan says so and copies
-it whole (tests/vm/test_luks.py opens one inside the live ISO; a TUI capture of opened contents is not run in a
-guest: the serial TUI test drives no LUKS)."""
+it whole (tests/vm/test_luks.py opens one inside the live ISO with the CLI; tests/vm/test_tui_serial.py captures
+one through the TUI on the live ISO's serial console, its contents by used blocks: tui_luks.py)."""
 
 from __future__ import annotations
 

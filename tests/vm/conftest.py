@@ -169,7 +169,7 @@ def _known_durations() -> dict[str, float]:
 # for a machine that has no durations of its own yet. Only the order they give matters.
 FIRST_GUESS = {
     "test_boot_live.py::test_live_restore_with_bootloader_step_then_bootfix_boots_debian": 620,
-    "test_tui_serial.py::test_restore_through_the_tui_on_the_serial_console_then_boots": 420,
+    "test_tui_serial.py::test_restore_through_the_tui_on_the_serial_console_then_boots": 640,
     "test_unattended_restore.py::test_unattended_restore_of_a_broken_image_boots_under_both_firmwares": 400,
     "test_iso.py::test_unattended_capture_then_host_verifies": 330,
     "test_iso_network.py::test_smb_and_nfs_round_trips_and_an_unattended_ssh_capture_in_the_live_system": 260,

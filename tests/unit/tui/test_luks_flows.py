@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import subprocess
 
-from textual.widgets import Input
+from textual.widgets import Footer, Input
 
 from lifeboat.devices import Disk, Partition
 from lifeboat.tui.backend import LuksAnswer, LuksContainer
@@ -274,3 +274,34 @@ def test_bootfix_gets_the_passphrase_as_a_key_and_a_locked_container_is_a_warnin
     backend.run_bootfix(luks_laptop(), lambda e: None, threading.Event())
     assert given == [LuksKey(SECRET), None]
     assert len(outcome.lines) == 1 and "needs-passphrase" in outcome.warnings[0]
+
+
+def cut_off(dialog) -> list[str]:
+    """The lines of a dialog that an 80x24 terminal does not show: each text widget of the dialog must lie wholly
+    inside the dialog's content area (a dialog taller than its max-height clips its last lines)."""
+    from textual.widgets import Label, Static
+
+    box = dialog.query_one(".dialog")
+    area = box.content_region
+    return [str(w.render()) or f"#{w.id}" for w in box.query("*") if isinstance(w, (Static, Label, Input))
+            and not (w.region.height and area.contains_region(w.region))]
+
+
+@drive
+async def test_the_passphrase_dialog_fits_a_serial_console_with_a_wrong_passphrase_said(make_app, backend):
+    """80x24, the serial console's size: every line of the dialog shows, the keys line included, also once a
+    wrong passphrase is said (the vm test drives this dialog over a real serial console)."""
+    backend.disks.insert(0, luks_laptop())
+    backend.luks_passphrases = {"/dev/nvme0n1p2": SECRET, "/dev/nvme0n1p3": HOME_SECRET}
+    app = make_app()
+    async with app.run_test(size=SIZE) as pilot:
+        first = await capture_luks_laptop(pilot, 0)
+        assert cut_off(first) == []
+        footer = first.query_one(Footer).region
+        assert not first.query_one(".dialog").region.overlaps(footer)
+        await type_into(pilot, first, "not-the-passphrase")
+        problem = first.query_one("#luks-problem")
+        await wait_until(pilot, lambda: "attempt 2" in str(problem.render()), what="the wrong passphrase said")
+        await pilot.pause()
+        assert problem.region.height >= 1 and cut_off(first) == []
+        assert not first.query_one(".dialog").region.overlaps(footer)

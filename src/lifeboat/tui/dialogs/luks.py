@@ -77,7 +77,7 @@ class LuksPassphraseDialog(ModalScreen[LuksAnswer | None]):
         self.tries = 0
 
     def compose(self) -> ComposeResult:
-        with Vertical(classes="dialog"):
+        with Vertical(classes="dialog tall"):
             yield Label("Encrypted partition" + (f" ({self.of})" if self.of else ""), classes="dialog-title")
             yield Static(self.container.describe(), id="luks-container", classes="dialog-body", markup=False)
             yield Static(WHY[self.purpose], classes="dialog-body", markup=False)
