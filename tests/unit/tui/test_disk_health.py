@@ -58,20 +58,26 @@ async def test_the_disk_list_shows_each_disks_health(make_app, sick):
         assert "SMART" not in str(choices.get_option("/dev/sdc").prompt)  # health unknown: nothing claimed
 
 
+async def to_compression_step(pilot, *downs: str) -> PickScreen:
+    """Capture: the source disk (`downs` below the first), the name step, the demo repository; returns the
+    compression step."""
+    await started(pilot)
+    await pilot.press("c")
+    await wait_for_screen(pilot, DiskPickScreen)
+    await pilot.press(*downs, "enter")
+    await wait_for_screen(pilot, TextStepScreen)
+    await pilot.press("enter")
+    picker = await wait_for_screen(pilot, RepoPickerScreen)
+    await wait_until(pilot, lambda: picker.query_one("#choices").option_count > 2, what="repositories")
+    await pilot.press("down", "enter")
+    return await wait_for_screen(pilot, PickScreen)
+
+
 @drive
 async def test_a_failing_source_is_offered_rescue_first(make_app, sick):
     app = make_app()
     async with app.run_test(size=SIZE) as pilot:
-        await started(pilot)
-        await pilot.press("c")
-        await wait_for_screen(pilot, DiskPickScreen)
-        await pilot.press("down", "enter")  # sdb, failing
-        await wait_for_screen(pilot, TextStepScreen)
-        await pilot.press("enter")
-        picker = await wait_for_screen(pilot, RepoPickerScreen)
-        await wait_until(pilot, lambda: picker.query_one("#choices").option_count > 2, what="repositories")
-        await pilot.press("down", "enter")
-        levels = await wait_for_screen(pilot, PickScreen)
+        levels = await to_compression_step(pilot, "down")  # sdb, failing
         assert "Rescue is recommended" in screen_text(levels) and "SMART: FAILING" in screen_text(levels)
         await pilot.press("enter")  # the first choice
         limit = await wait_until_step(pilot, app, "Capture: rescue time limit")
@@ -89,16 +95,7 @@ async def test_a_failing_source_is_offered_rescue_first(make_app, sick):
 async def test_rescue_without_a_time_limit(make_app, sick):
     app = make_app()
     async with app.run_test(size=SIZE) as pilot:
-        await started(pilot)
-        await pilot.press("c")
-        await wait_for_screen(pilot, DiskPickScreen)
-        await pilot.press("down", "enter")
-        await wait_for_screen(pilot, TextStepScreen)
-        await pilot.press("enter")
-        picker = await wait_for_screen(pilot, RepoPickerScreen)
-        await wait_until(pilot, lambda: picker.query_one("#choices").option_count > 2, what="repositories")
-        await pilot.press("down", "enter")
-        await wait_for_screen(pilot, PickScreen)
+        await to_compression_step(pilot, "down")  # sdb, failing
         await pilot.press("enter")
         await wait_until_step(pilot, app, "Capture: rescue time limit")
         await pilot.press("enter")  # the empty line: no limit
@@ -110,16 +107,7 @@ async def test_rescue_without_a_time_limit(make_app, sick):
 async def test_a_healthy_source_keeps_the_usual_first_choice(make_app, sick):
     app = make_app()
     async with app.run_test(size=SIZE) as pilot:
-        await started(pilot)
-        await pilot.press("c")
-        await wait_for_screen(pilot, DiskPickScreen)
-        await pilot.press("enter")  # sda, passed
-        await wait_for_screen(pilot, TextStepScreen)
-        await pilot.press("enter")
-        picker = await wait_for_screen(pilot, RepoPickerScreen)
-        await wait_until(pilot, lambda: picker.query_one("#choices").option_count > 2, what="repositories")
-        await pilot.press("down", "enter")
-        levels = await wait_for_screen(pilot, PickScreen)
+        levels = await to_compression_step(pilot)  # sda, passed
         assert "Rescue is recommended" not in screen_text(levels)
         assert levels.query_one("#choices", OptionList).get_option_at_index(0).id == "3"
 
