@@ -13,13 +13,12 @@ from textual.widgets import OptionList
 
 from lifeboat.health import parse_smartctl
 from lifeboat.tui.dialogs.confirm import TypeNameDialog
-from lifeboat.tui.dialogs.repo_picker import RepoPickerScreen
 from lifeboat.tui.screens.pick import DiskPickScreen, PickScreen, TextStepScreen
 from lifeboat.tui.screens.plan import PlanScreen
 from lifeboat.tui.screens.result import ResultScreen
 
 from test_restore_flow import to_plan
-from tui_pilot import SIZE, drive, screen_text, started, wait_for_screen, wait_until
+from tui_pilot import SIZE, drive, screen_text, started, to_compression_step, wait_for_screen, wait_until
 
 SMARTCTL = Path(__file__).parents[1] / "smartctl"  # real smartctl output (see its README)
 FAILING = parse_smartctl(json.loads((SMARTCTL / "ata-failing.json").read_text()))
@@ -56,21 +55,6 @@ async def test_the_disk_list_shows_each_disks_health(make_app, sick):
         failing = str(choices.get_option("/dev/sdb").prompt)
         assert "SMART: FAILING (1975 reallocated sectors, 8 pending sectors): capture it with rescue" in failing
         assert "SMART" not in str(choices.get_option("/dev/sdc").prompt)  # health unknown: nothing claimed
-
-
-async def to_compression_step(pilot, *downs: str) -> PickScreen:
-    """Capture: the source disk (`downs` below the first), the name step, the demo repository; returns the
-    compression step."""
-    await started(pilot)
-    await pilot.press("c")
-    await wait_for_screen(pilot, DiskPickScreen)
-    await pilot.press(*downs, "enter")
-    await wait_for_screen(pilot, TextStepScreen)
-    await pilot.press("enter")
-    picker = await wait_for_screen(pilot, RepoPickerScreen)
-    await wait_until(pilot, lambda: picker.query_one("#choices").option_count > 2, what="repositories")
-    await pilot.press("down", "enter")
-    return await wait_for_screen(pilot, PickScreen)
 
 
 @drive

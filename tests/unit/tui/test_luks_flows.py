@@ -20,12 +20,11 @@ from lifeboat.tui.dialogs.confirm import ConfirmDialog, TypeNameDialog
 from lifeboat.tui.dialogs.luks import LuksPassphraseDialog
 from lifeboat.tui.fake_backend import DEMO_REPO, GiB, MiB
 from lifeboat.tui.screens.capture_plan import CapturePlanScreen
-from lifeboat.tui.screens.pick import DiskPickScreen, PickScreen, TextStepScreen
+from lifeboat.tui.screens.pick import DiskPickScreen, PickScreen
 from lifeboat.tui.screens.plan import PlanScreen
 from lifeboat.tui.screens.result import ResultScreen
 from lifeboat.volumes.luks import LuksKey, LuksKeys
-from tui_pilot import SIZE, drive, screen_text, started, wait_for_screen, wait_until
-from test_other_flows import choose_repository
+from tui_pilot import SIZE, drive, screen_text, started, to_compression_step, wait_for_screen, wait_until
 
 SECRET = "Lb-Tui-Secret-4711"
 HOME_SECRET = "Lb-Home-Secret-0815"
@@ -57,14 +56,7 @@ async def type_into(pilot, dialog, text: str) -> None:
 
 async def capture_luks_laptop(pilot, repo_index: int) -> LuksPassphraseDialog:
     """From home: capture the LUKS laptop (the first disk) into the repository `repo_index`, level 3."""
-    await started(pilot)
-    await pilot.press("c")
-    await wait_for_screen(pilot, DiskPickScreen)
-    await pilot.press("enter")
-    await wait_for_screen(pilot, TextStepScreen)
-    await pilot.press("enter")
-    await choose_repository(pilot, repo_index)
-    await wait_for_screen(pilot, PickScreen)
+    await to_compression_step(pilot, repo_index=repo_index)
     await pilot.press("enter")
     return await wait_for_screen(pilot, LuksPassphraseDialog)
 
@@ -176,19 +168,24 @@ async def test_restore_of_opened_contents_asks_the_passphrase(make_app, backend)
         assert SECRET not in everything_shown(app, backend)
 
 
+async def repair_boot_of_the_laptop(pilot) -> LuksPassphraseDialog:
+    """From home: Repair boot of the LUKS laptop (the first disk), confirmed; returns the passphrase dialog."""
+    await started(pilot)
+    await pilot.press("b")
+    await wait_for_screen(pilot, DiskPickScreen)
+    await pilot.press("enter")
+    await wait_for_screen(pilot, ConfirmDialog)
+    await pilot.press("y")
+    return await wait_for_screen(pilot, LuksPassphraseDialog)
+
+
 @drive
 async def test_repair_boot_asks_one_passphrase_that_opens_every_container(make_app, backend):
     backend.disks.insert(0, luks_laptop())
     backend.luks_passphrases = {"/dev/nvme0n1p2": SECRET, "/dev/nvme0n1p3": HOME_SECRET}
     app = make_app()
     async with app.run_test(size=SIZE) as pilot:
-        await started(pilot)
-        await pilot.press("b")
-        await wait_for_screen(pilot, DiskPickScreen)
-        await pilot.press("enter")
-        await wait_for_screen(pilot, ConfirmDialog)
-        await pilot.press("y")
-        dialog = await wait_for_screen(pilot, LuksPassphraseDialog)
+        dialog = await repair_boot_of_the_laptop(pilot)
         text = screen_text(dialog)
         assert "repairs that system's boot" in text and "every LUKS container on this disk" in text
         assert "F2 = repair without it" in text and "1 of" not in text  # one passphrase for the disk
@@ -208,13 +205,7 @@ async def test_repair_boot_without_the_passphrase(make_app, backend):
     backend.disks.insert(0, luks_laptop())
     app = make_app()
     async with app.run_test(size=SIZE) as pilot:
-        await started(pilot)
-        await pilot.press("b")
-        await wait_for_screen(pilot, DiskPickScreen)
-        await pilot.press("enter")
-        await wait_for_screen(pilot, ConfirmDialog)
-        await pilot.press("y")
-        await wait_for_screen(pilot, LuksPassphraseDialog)
+        await repair_boot_of_the_laptop(pilot)
         await pilot.press("f2")
         await wait_for_screen(pilot, ResultScreen)
         assert backend.bootfix_passphrases == [""] and ("check_luks", "/dev/nvme0n1p2") not in backend.calls

@@ -17,10 +17,10 @@ from lifeboat.tui.fake_backend import DEMO_NAS, DEMO_PASSPHRASE, DEMO_PASSWORD, 
 from lifeboat.tui.net_location import (FormFields, NetKind, RecentLocations, build_url, fields_of,
                                        read_named_locations)
 from lifeboat.tui.screens.home import HomeScreen
-from lifeboat.tui.screens.pick import DiskPickScreen, PickScreen, TextStepScreen
+from lifeboat.tui.screens.pick import TextStepScreen
 from lifeboat.tui.screens.progress import ProgressScreen
 from lifeboat.tui.screens.result import RESCUE_OFFER, ResultScreen
-from tui_pilot import SIZE, drive, screen_text, started, wait_for_screen, wait_until
+from tui_pilot import SIZE, drive, screen_text, started, to_compression_step, wait_for_screen, wait_until
 
 
 # ---- the URL the form builds
@@ -196,16 +196,7 @@ async def test_read_error_offers_capture_again_with_rescue(make_app, backend):
     backend.fail_at = 0.3  # FakeBackend's failure is a read error naming the offset
     app = make_app()
     async with app.run_test(size=SIZE) as pilot:
-        await started(pilot)
-        await pilot.press("c")
-        await wait_for_screen(pilot, DiskPickScreen)
-        await pilot.press("enter")
-        await wait_for_screen(pilot, TextStepScreen)
-        await pilot.press("enter")
-        picker = await wait_for_screen(pilot, RepoPickerScreen)
-        await wait_until(pilot, lambda: picker.query_one("#choices").option_count > 2, what="repositories")
-        await pilot.press("down", "enter")  # /media/usb-backup
-        await wait_for_screen(pilot, PickScreen)
+        await to_compression_step(pilot)  # sda into /media/usb-backup
         await pilot.press("enter")  # level 3
         await wait_until(pilot, lambda: type(app.screen).__name__ == "ErrorDialog", what="error dialog")
         await pilot.press("enter")

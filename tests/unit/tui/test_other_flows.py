@@ -6,20 +6,12 @@ from textual.widgets import DataTable, Input, OptionList
 
 from lifeboat.devices import Disk
 from lifeboat.tui.dialogs.confirm import ConfirmDialog
-from lifeboat.tui.dialogs.repo_picker import RepoPickerScreen
 from lifeboat.tui.fake_backend import DEMO_REPO, GiB
 from lifeboat.tui.screens.home import HomeScreen
 from lifeboat.tui.screens.log import LogScreen
 from lifeboat.tui.screens.pick import DiskPickScreen, PickScreen, TextStepScreen
 from lifeboat.tui.screens.result import ResultScreen
-from tui_pilot import SIZE, drive, screen_text, started, wait_for_screen, wait_until
-
-
-async def choose_repository(pilot, index: int) -> None:
-    screen = await wait_for_screen(pilot, RepoPickerScreen)
-    choices = screen.query_one(OptionList)
-    await wait_until(pilot, lambda: choices.option_count > 1, what="repositories found")
-    await pilot.press(*["down"] * index, "enter")
+from tui_pilot import SIZE, choose_repository, drive, screen_text, started, wait_for_screen, wait_until
 
 
 @drive

@@ -7,6 +7,11 @@ import functools
 import time
 from datetime import date
 
+from textual.widgets import OptionList
+
+from lifeboat.tui.dialogs.repo_picker import RepoPickerScreen
+from lifeboat.tui.screens.pick import DiskPickScreen, PickScreen, TextStepScreen
+
 SIZE = (80, 24)
 TODAY = date(2026, 11, 24)  # the date the app is told it is (suggested image names, snapshots)
 
@@ -47,3 +52,24 @@ def screen_text(screen) -> str:
     from textual.widgets import Label, Static
 
     return "\n".join(str(w.render()) for w in screen.query(Static) if isinstance(w, (Static, Label)))
+
+
+async def choose_repository(pilot, index: int) -> None:
+    """On the repository picker: the `index`-th choice, once the scan has found more than one."""
+    screen = await wait_for_screen(pilot, RepoPickerScreen)
+    choices = screen.query_one(OptionList)
+    await wait_until(pilot, lambda: choices.option_count > 1, what="repositories found")
+    await pilot.press(*["down"] * index, "enter")
+
+
+async def to_compression_step(pilot, *downs: str, repo_index: int = 1):
+    """From home: capture the disk `downs` below the first, keep the suggested name, choose the repository
+    `repo_index` (1: /media/usb-backup); returns the compression step."""
+    await started(pilot)
+    await pilot.press("c")
+    await wait_for_screen(pilot, DiskPickScreen)
+    await pilot.press(*downs, "enter")
+    await wait_for_screen(pilot, TextStepScreen)
+    await pilot.press("enter")
+    await choose_repository(pilot, repo_index)
+    return await wait_for_screen(pilot, PickScreen)
