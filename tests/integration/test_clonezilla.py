@@ -12,6 +12,7 @@ import os
 import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 from clonezilla_fixtures import BuiltFixture, fixture
@@ -23,6 +24,7 @@ from lifeboat.engine.verify import verify
 from lifeboat.errors import ImageCorrupt
 from lifeboat.foreign.czrepo import ClonezillaRepository
 from lifeboat.foreign.importer import import_image
+from lifeboat.imagefs.mount import mount_image, umount_image
 from lifeboat.layout.read import read_layout
 from lifeboat.repo.store import Repository
 
@@ -117,6 +119,23 @@ def test_import_dedups_and_restores_the_same_disk(gpt, workdir, lifeboat_env):
     with loop_disk(workdir, "imported", gpt.disk_bytes) as disk:
         restore(plan_restore(repo, "first", disk.path), bootloader=False)
         assert_disk(disk, gpt, same_size=True)
+
+
+def test_mount_browses_a_split_zstd_clonezilla_image(gpt, workdir, lifeboat_env):
+    """`lifeboat mount` of the Clonezilla image itself (zstd, split into pieces: what Rescuezilla cannot
+    browse): every file of its ext4 and xfs partitions reads back with its hash, nothing is restored."""
+    m = mount_image(str(gpt.root), gpt.image.name, str(workdir / "view"))
+    try:
+        mounted_fs = {int(f.space[1:]): f for f in m.filesystems}
+        browsable = {n for n, fstype in gpt.fstypes.items() if fstype in ("ext4", "xfs")}
+        assert browsable and browsable <= set(mounted_fs), (m.filesystems, m.skipped)
+        for number in browsable:
+            assert mounted_fs[number].fstype == gpt.fstypes[number]
+            assert tree_hashes(Path(mounted_fs[number].path)) == gpt.hashes[number], f"partition {number}"
+    finally:
+        umount_image(str(workdir / "view"))
+    assert sh("find", str(gpt.image), "-newer", str(gpt.root / f"{gpt.image.name}.expect.json"),
+              "-type", "f").stdout == ""  # the Clonezilla image was only read
 
 
 # ---------------------------------------------------------------- bad input
