@@ -155,15 +155,12 @@ class Run:
     seconds: float
     cpu: float
     peak_rss: int
-    flush: float = 0.0  # the sync after the step, when it was not counted in `seconds`
     stages: list[str] = field(default_factory=list)
     steps: list[tuple[str, float]] = field(default_factory=list)
 
 
-def timed(argv: list[str] | str, count_sync: bool = True) -> Run:
-    """Run `argv` (a list, or a shell pipeline as one string) from a cold page cache, then sync. The sync is
-    part of the time unless `count_sync` is false (then it is Run.flush): for a capture into the local S3
-    server, whose files are that server's business (see netbench)."""
+def timed(argv: list[str] | str) -> Run:
+    """Run `argv` (a list, or a shell pipeline as one string) from a cold page cache, then sync."""
     drop_caches()
     if isinstance(argv, str):
         argv = ["/bin/bash", "-o", "pipefail", "-c", argv]
@@ -173,15 +170,12 @@ def timed(argv: list[str] | str, count_sync: bool = True) -> Run:
     lines = [(time.monotonic() - start, line.rstrip("\n")) for line in proc.stderr]
     if proc.wait() != 0:
         raise SystemExit(f"benchmark step failed: {argv}\n" + "\n".join(text for _, text in lines[-30:]))
-    ended = time.monotonic() - start
     os.sync()
     seconds = time.monotonic() - start
-    flush = 0.0 if count_sync else seconds - ended
-    seconds -= flush
     usage = [text.split() for _, text in lines if text.startswith("BENCH_RUSAGE ")][-1]
     CPU_SECONDS.append(float(usage[2]) + float(usage[3]))  # user + system: steadier than wall time on a shared machine
     steps = [(text.strip(" »"), at) for at, text in lines if text.startswith("» ")]
-    return Run(seconds, float(usage[2]) + float(usage[3]), int(usage[1]) * 1024, flush,
+    return Run(seconds, float(usage[2]) + float(usage[3]), int(usage[1]) * 1024,
                stages=[text.strip() for _, text in lines if "time per stage" in text],
                steps=[(name, (steps[i + 1][1] if i + 1 < len(steps) else seconds) - at) for i, (name, at) in enumerate(steps)])
 
@@ -303,7 +297,7 @@ def main() -> int:
         if not args.no_network and not args.cz_only:
             import netbench
 
-            netbench.run(WORK, src, dst, repo, LIFEBOAT, lambda argv, **kw: (lambda r: (r.seconds, r.flush))(timed(argv, **kw)),
+            netbench.run(WORK, src, dst, repo, LIFEBOAT, lambda argv: (lambda r: (r.seconds, r.peak_rss))(timed(argv)),
                          sh, figures, CPU_SECONDS, rounds=args.net_rounds)
     finally:
         for disk in (src, dst):
