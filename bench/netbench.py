@@ -3,7 +3,7 @@
   encrypted capture   lifeboat init --encrypt, then capture into it       (target: <= 1.10 x the local capture)
   s3 capture          capture into s3:// on `rclone serve s3` (127.0.0.1)  (target: >= 0.80 of local speed)
   s3 restore          restore from that s3:// repository                   (target: >= 0.80 of local speed)
-  https restore       restore from nginx serving the local repository      (target: >= 0.80 of local speed)
+  https restore       restore from nginx serving a copy of the local repository (target: >= 0.80 of local speed)
 
 The three network lines run in ROUNDS interleaved rounds, each network run right after the local run it is
 compared to (captures into fresh repositories and prefixes, restores of one image), and report the median
@@ -39,7 +39,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests" / "integration"))
 
-from netservers import RCLONE_LEAN, RCLONE_RUNTIME, nginx_https, rclone_s3  # noqa: E402
+from netservers import RCLONE_LEAN, RCLONE_RUNTIME, Server, nginx_https, rclone_s3  # noqa: E402
 
 
 ROUNDS = 3  # interleaved rounds of (local, network) runs: the ratios are their medians (see run)
@@ -72,8 +72,8 @@ def run(work: Path, src: str, dst: str, repo: Path, lifeboat: list[str], timed: 
             os.environ.update(s3.extra["env"], SSL_CERT_FILE=str(web.extra["cert"]))
             for r in range(rounds):
                 _capture_round(work, src, lifeboat, timed, figures, cpu_seconds, s3, r)
-            for r in range(rounds):
-                _restore_round(dst, repo, lifeboat, timed, sh, figures, cpu_seconds, s3.proc.pid, web.port, r)
+            for _ in range(rounds):
+                _restore_round(dst, repo, lifeboat, timed, sh, figures, cpu_seconds, s3.proc.pid, web.port)
         finally:
             os.environ.clear()
             os.environ.update(saved)
@@ -93,7 +93,7 @@ def server_storage(path: Path) -> Iterator[Path]:
 
 
 def _capture_round(work: Path, src: str, lifeboat: list[str], timed: Callable, figures: dict,
-                   cpu_seconds: list[float], s3, r: int) -> None:
+                   cpu_seconds: list[float], s3: Server, r: int) -> None:
     """A local capture into a fresh repository, then an S3 capture into a fresh prefix: neither finds a chunk.
     The prefix is removed afterwards, except the first round's, which the restores read."""
     local = work / "repo-round"
@@ -109,7 +109,7 @@ def _capture_round(work: Path, src: str, lifeboat: list[str], timed: Callable, f
 
 
 def _restore_round(dst: str, repo: Path, lifeboat: list[str], timed: Callable, sh: Callable, figures: dict,
-                   cpu_seconds: list[float], server_pid: int, web_port: int, r: int) -> None:
+                   cpu_seconds: list[float], server_pid: int, web_port: int) -> None:
     """The same image restored from the local repository, from S3 and over HTTPS, one after the other."""
     for kind, url in (("local", str(repo)), ("s3", "s3://lifeboat/bench0"), ("https", f"https://127.0.0.1:{web_port}/")):
         sh("wipefs", "-a", dst)
