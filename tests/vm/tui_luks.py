@@ -109,6 +109,9 @@ def capture(term: SerialTerminal, repo_path: str, timeout: float, job_timeout: f
     step(f"passphrase asked for {container.group(1)}")
     _type_masked(term, WRONG, timeout)
     term.wait_for("Try again (attempt 2)", timeout)
+    # The dialog grew by the message's lines and is drawn again over a 115200-baud line: read the whole
+    # frame, not its top half (a read right after the message once found the rows below it not yet drawn).
+    term.settle(1.0)
     assert "wrong passphrase for the LUKS container on partition 1" in flat(term), term.text()
     assert "Esc = cancel" in term.text(), f"the dialog no longer fits the screen:\n{term.text()}"
     step("wrong passphrase said, asked again")
